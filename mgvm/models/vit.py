@@ -1,0 +1,273 @@
+"""Video ViT encoder: tubelet embedding, 1-D sinusoid positions, pre-LN blocks.
+
+Follows the VideoMAE reference (ALGORITHMS §1.1): a Conv3d tubelet embedding
+(kernel = stride = tubelet), a fixed 1-D interleaved sin/cos table over the
+flattened (t, h, w) token index, pre-LN blocks (LayerNorm eps 1e-6, exact GELU,
+MLP ratio 4) whose attention has learned q/v biases and a zero k bias.
+Attention runs through `jax.nn.dot_product_attention`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+LN_EPS = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class SizeSpec:
+  """Encoder and decoder widths of a named model size."""
+  dim: int
+  depth: int
+  num_heads: int
+  decoder_dim: int
+  decoder_heads: int
+  decoder_depth: int
+
+
+# Official VideoMAE sizes (ALGORITHMS §1.1); decoder depth as in the scripts.
+SIZES = {
+    "S": SizeSpec(384, 12, 6, 192, 3, 4),
+    "B": SizeSpec(768, 12, 12, 384, 6, 4),
+    "L": SizeSpec(1024, 24, 16, 512, 8, 12),
+    "H": SizeSpec(1280, 32, 16, 640, 8, 12),
+}
+
+
+def resolve_size(size: str | None, *, dim=None, depth=None, num_heads=None,
+                 decoder_dim=None, decoder_depth=None, decoder_heads=None) -> SizeSpec:
+  """Named size (S/B/L/H) with optional overrides, or a fully custom size.
+
+  For a custom encoder the decoder defaults to half the width, half the heads
+  (the ratio of every official size) and depth 4.
+  """
+  if size is not None:
+    if size not in SIZES:
+      raise ValueError(f"Unknown model size {size!r}; known sizes: {sorted(SIZES)}, "
+                       "or pass size=None with dim=, depth=, num_heads=.")
+    base = SIZES[size]
+  else:
+    missing = [n for n, v in (("dim", dim), ("depth", depth), ("num_heads", num_heads)) if v is None]
+    if missing:
+      raise ValueError(f"A custom model size (size=None) needs {', '.join(missing)}.")
+    base = SizeSpec(dim, depth, num_heads, dim // 2, max(1, num_heads // 2), 4)
+  spec = dataclasses.replace(
+      base,
+      **{k: v for k, v in dict(dim=dim, depth=depth, num_heads=num_heads, decoder_dim=decoder_dim,
+                               decoder_depth=decoder_depth, decoder_heads=decoder_heads).items()
+         if v is not None})
+  for width, heads, what in ((spec.dim, spec.num_heads, "dim"),
+                             (spec.decoder_dim, spec.decoder_heads, "decoder_dim")):
+    if width % heads:
+      raise ValueError(f"{what}={width} is not divisible by its number of heads {heads}.")
+  return spec
+
+
+def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
+  """The reference 1-D table: angle p / 10000^(2*floor(j/2)/dim); sin on even j, cos on odd j."""
+  pos = np.arange(num_positions, dtype=np.float64)[:, None]
+  j = np.arange(dim)
+  angles = pos / np.power(10000.0, 2 * (j // 2) / dim)
+  table = np.where(j % 2 == 0, np.sin(angles), np.cos(angles))
+  return table.astype(np.float32)
+
+
+def token_grid(num_frames: int, image_size: int | Sequence[int],
+               tubelet: Sequence[int]) -> tuple[int, int, int]:
+  """(T', h, w) for a clip; raises if a size is not divisible by the tubelet."""
+  height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+  for name, size, step in (("num_frames", num_frames, tubelet[0]), ("height", height, tubelet[1]),
+                           ("width", width, tubelet[2])):
+    if size <= 0 or size % step:
+      raise ValueError(f"{name}={size} is not a positive multiple of the tubelet {tuple(tubelet)}.")
+  return num_frames // tubelet[0], height // tubelet[1], width // tubelet[2]
+
+
+def gather_tokens(x: jax.Array, ids: jax.Array) -> jax.Array:
+  """x [B, N, D], ids [B, K] -> [B, K, D]."""
+  return jnp.take_along_axis(x, ids[..., None].astype(jnp.int32), axis=1)
+
+
+def torch_linear(din: int, dout: int, *, use_bias: bool = True, init: str = "xavier",
+                 dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Linear:
+  """Linear with the reference initialisation (xavier-uniform or trunc-normal 0.02), bias 0."""
+  kernel_init = (nnx.initializers.xavier_uniform() if init == "xavier"
+                 else nnx.initializers.truncated_normal(stddev=0.02))
+  return nnx.Linear(din, dout, use_bias=use_bias, kernel_init=kernel_init, dtype=dtype,
+                    param_dtype=jnp.float32, rngs=rngs)
+
+
+def layer_norm(dim: int, dtype=jnp.float32, *, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  return nnx.LayerNorm(dim, epsilon=LN_EPS, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+class DropPath(nnx.Module):
+  """Stochastic depth: drops the whole residual branch per sample (rate 0 = identity)."""
+
+  def __init__(self, rate: float):
+    self.rate = float(rate)
+
+  def __call__(self, x, *, deterministic: bool, rngs: nnx.Rngs | None):
+    if deterministic or self.rate == 0.0:
+      return x
+    if rngs is None:
+      raise ValueError("deterministic=False with drop path needs rngs=nnx.Rngs(dropout=key).")
+    keep = 1.0 - self.rate
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    keep_mask = jax.random.bernoulli(rngs.dropout(), keep, shape)
+    return jnp.where(keep_mask, x / keep, jnp.zeros_like(x))
+
+
+class Attention(nnx.Module):
+  """Multi-head self-attention; qkv without bias plus learned q/v biases (k bias is zero)."""
+
+  def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, init: str = "xavier",
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    self.num_heads = num_heads
+    self.dtype = dtype
+    self.qkv = torch_linear(dim, 3 * dim, use_bias=False, init=init, dtype=dtype, rngs=rngs)
+    if qkv_bias:
+      self.q_bias = nnx.Param(jnp.zeros((dim,), jnp.float32))
+      self.v_bias = nnx.Param(jnp.zeros((dim,), jnp.float32))
+    else:
+      self.q_bias = self.v_bias = None
+    self.proj = torch_linear(dim, dim, init=init, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    b, n, d = x.shape
+    qkv = self.qkv(x)
+    if self.q_bias is not None:
+      bias = jnp.concatenate([self.q_bias[...], jnp.zeros_like(self.q_bias[...]), self.v_bias[...]])
+      qkv = qkv + bias.astype(qkv.dtype)
+    q, k, v = jnp.split(qkv.reshape(b, n, 3, self.num_heads, d // self.num_heads), 3, axis=2)
+    out = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])
+    return self.proj(out.reshape(b, n, d))
+
+
+class Mlp(nnx.Module):
+  """fc1 -> exact GELU -> fc2."""
+
+  def __init__(self, dim: int, hidden: int, *, init: str = "xavier", dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    self.fc1 = torch_linear(dim, hidden, init=init, dtype=dtype, rngs=rngs)
+    self.fc2 = torch_linear(hidden, dim, init=init, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+
+
+class Block(nnx.Module):
+  """Pre-LN transformer block with optional layer-scale and drop path."""
+
+  def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+               drop_path: float = 0.0, layer_scale_init: float = 0.0, init: str = "xavier",
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    self.norm1 = layer_norm(dim, dtype, rngs=rngs)
+    self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, init=init, dtype=dtype, rngs=rngs)
+    self.norm2 = layer_norm(dim, dtype, rngs=rngs)
+    self.mlp = Mlp(dim, int(dim * mlp_ratio), init=init, dtype=dtype, rngs=rngs)
+    self.drop_path = DropPath(drop_path)
+    if layer_scale_init > 0:
+      self.gamma_1 = nnx.Param(jnp.full((dim,), layer_scale_init, jnp.float32))
+      self.gamma_2 = nnx.Param(jnp.full((dim,), layer_scale_init, jnp.float32))
+    else:
+      self.gamma_1 = self.gamma_2 = None
+
+  def __call__(self, x, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
+    y = self.attn(self.norm1(x))
+    if self.gamma_1 is not None:
+      y = y * self.gamma_1[...].astype(y.dtype)
+    x = x + self.drop_path(y, deterministic=deterministic, rngs=rngs)
+    y = self.mlp(self.norm2(x))
+    if self.gamma_2 is not None:
+      y = y * self.gamma_2[...].astype(y.dtype)
+    return x + self.drop_path(y, deterministic=deterministic, rngs=rngs)
+
+
+class TubeletEmbed(nnx.Module):
+  """Conv3d with kernel = stride = tubelet, flattened to [B, N, D] in (t, h, w) order."""
+
+  def __init__(self, dim: int, tubelet: Sequence[int], in_channels: int = 3, *,
+               dtype=jnp.float32, rngs: nnx.Rngs):
+    self.tubelet = tuple(int(s) for s in tubelet)
+    fan_in = in_channels * math.prod(self.tubelet)
+    bound = 1.0 / math.sqrt(fan_in)  # PyTorch's default Conv3d initialisation.
+    self.proj = nnx.Conv(
+        in_channels, dim, kernel_size=self.tubelet, strides=self.tubelet, padding="VALID",
+        kernel_init=nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+        bias_init=lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound),
+        dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+  def __call__(self, video):
+    if video.ndim != 5:
+      raise ValueError(f"video must be [B, T, H, W, C]; got shape {video.shape}.")
+    token_grid(video.shape[1], video.shape[2:4], self.tubelet)
+    x = self.proj(video)
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+def drop_path_rates(rate: float, depth: int) -> list[float]:
+  """Linearly increasing stochastic-depth rates, 0 at the first block (reference schedule)."""
+  return [float(r) for r in np.linspace(0.0, rate, depth)] if depth else []
+
+
+class VideoViT(nnx.Module):
+  """Video ViT encoder.
+
+  Args:
+    size: "S", "B", "L", "H" or None for a custom (dim, depth, num_heads).
+    num_frames, image_size: the clip the model is built for; sets `grid`. Inputs of
+      other sizes divisible by the tubelet work too (the position table is built for
+      the actual token count).
+    final_norm: LayerNorm after the last block (MAE encoder); the mean-pooling
+      classifier uses `fc_norm` instead.
+    layer_scale_init: > 0 turns on layer-scale with that initial value.
+    dtype: compute dtype (params stay float32).
+  """
+
+  def __init__(self, size: str | None = "B", *, dim: int | None = None, depth: int | None = None,
+               num_heads: int | None = None, num_frames: int = 16,
+               image_size: int | Sequence[int] = 224, tubelet: Sequence[int] = (2, 16, 16),
+               in_channels: int = 3, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+               drop_path_rate: float = 0.0, layer_scale_init: float = 0.0, final_norm: bool = True,
+               init: str = "xavier", dtype=jnp.float32, rngs: nnx.Rngs):
+    spec = resolve_size(size, dim=dim, depth=depth, num_heads=num_heads)
+    self.dim, self.depth, self.num_heads = spec.dim, spec.depth, spec.num_heads
+    self.tubelet = tuple(int(s) for s in tubelet)
+    self.grid = token_grid(num_frames, image_size, self.tubelet)
+    self.dtype = dtype
+    self.patch_embed = TubeletEmbed(spec.dim, self.tubelet, in_channels, dtype=dtype, rngs=rngs)
+    self.blocks = nnx.List([
+        Block(spec.dim, spec.num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=r,
+              layer_scale_init=layer_scale_init, init=init, dtype=dtype, rngs=rngs)
+        for r in drop_path_rates(drop_path_rate, spec.depth)])
+    self.norm = layer_norm(spec.dim, dtype, rngs=rngs) if final_norm else None
+
+  @property
+  def num_tokens(self) -> int:
+    return math.prod(self.grid)
+
+  def embed(self, video: jax.Array) -> jax.Array:
+    """Tubelet patch embeddings (before positions): [B, T, H, W, C] -> [B, N, D]."""
+    return self.patch_embed(video.astype(self.dtype))
+
+  def encode(self, tokens: jax.Array, ids_keep: jax.Array | None = None, *,
+             deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+    """Adds positions to all N tokens, keeps `ids_keep` [B, K] (all if None), runs the blocks."""
+    pos = jnp.asarray(sinusoid_table(tokens.shape[1], tokens.shape[2]), tokens.dtype)
+    x = tokens + pos[None]
+    if ids_keep is not None:
+      x = gather_tokens(x, ids_keep)
+    for block in self.blocks:
+      x = block(x, deterministic=deterministic, rngs=rngs)
+    return self.norm(x) if self.norm is not None else x
+
+  def __call__(self, video, ids_keep=None, *, deterministic: bool = True, rngs=None):
+    return self.encode(self.embed(video), ids_keep, deterministic=deterministic, rngs=rngs)
