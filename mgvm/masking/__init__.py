@@ -1,0 +1,71 @@
+"""Token maskers: `build(config, grid) -> masker`, `masker(key, video, tokens) -> MaskOut`.
+
+`config` (an `ml_collections.ConfigDict` or a dict) names the `kind` and its options, e.g.
+`{"kind": "tube", "ratio": 0.9}`. A new kind is added by putting its builder
+`builder(grid, *, option, ...) -> Masker` into `BUILDERS`; the builder's keyword-only
+parameters are the config keys the kind accepts (those without a default are required).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mgvm.masking import random
+from mgvm.masking.core import Grid, Masker, MaskOut, check_grid, from_boolean_mask
+
+BUILDERS: dict[str, Callable[..., Masker]] = {
+    "random": random.build_random,
+    "tube": random.build_tube,
+    "running_cell": random.build_running_cell,
+}
+
+__all__ = ["BUILDERS", "Masker", "MaskOut", "accepted_keys", "build", "from_boolean_mask"]
+
+
+def accepted_keys(kind: str) -> dict[str, Any]:
+  """Config keys of `kind` (besides `kind`) with their defaults (`inspect.Parameter.empty` = required)."""
+  params = inspect.signature(BUILDERS[kind]).parameters.values()
+  return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _as_dict(config: Any) -> dict[str, Any]:
+  if hasattr(config, "to_dict"):  # ml_collections.ConfigDict / FrozenConfigDict
+    return dict(config.to_dict())
+  if isinstance(config, Mapping):
+    return dict(config)
+  raise TypeError(f"masking config must be a ConfigDict or a dict; got {type(config).__name__}")
+
+
+def _options(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+  """Check `params` against the keys `kind` accepts; returns them unchanged."""
+  keys = accepted_keys(kind)
+  listing = ", ".join(["kind", *keys])
+  for name in params:
+    if name not in keys:
+      close = difflib.get_close_matches(name, keys, n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise ValueError(f"masking kind {kind!r} does not accept key {name!r}{hint}; "
+                       f"accepted keys: {listing}")
+  missing = [k for k, d in keys.items() if d is inspect.Parameter.empty and k not in params]
+  if missing:
+    raise ValueError(f"masking kind {kind!r} needs key(s) {', '.join(map(repr, missing))}; "
+                     f"accepted keys: {listing}")
+  return params
+
+
+def build(config: Any, grid: Grid) -> Masker:
+  """Build the masker `config` describes for the static token grid `(T', h, w)`.
+
+  Raises ValueError for an unknown kind, a key the kind does not accept, a missing key, a
+  ratio outside [0, 1) or one that leaves no visible or no masked token, and a bad grid.
+  """
+  params = _as_dict(config)
+  kind = params.pop("kind", None)
+  if kind not in BUILDERS:
+    what = "has no 'kind'" if kind is None else f"has unknown kind {kind!r}"
+    raise ValueError(f"masking config {what}; known kinds: {', '.join(sorted(BUILDERS))}")
+  grid = check_grid(grid)
+  return BUILDERS[kind](grid, **_options(kind, params))
