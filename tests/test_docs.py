@@ -1,0 +1,37 @@
+"""The README's promises: its usage example runs as written, CI runs its test command."""
+
+import pathlib
+import re
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(lang):
+  return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_usage_example_runs_and_its_comments_hold():
+  example = next(b for b in _blocks("python") if "masking.build" in b)
+  assert len([line for line in example.splitlines() if line.strip()]) <= 12
+  scope = {}
+  exec(compile(example, "README.md", "exec"), scope)
+  m, pred, logits = scope["m"], scope["pred"], scope["logits"]
+  assert scope["mae"].grid == (4, 4, 4)
+  assert m.ids_keep.shape == (2, 8) and m.ids_target.shape == (2, 56)
+  assert pred.shape == (2, 56, 3 * 2 * 16 * 16)
+  assert logits.shape == (2, 10)
+  assert 0.1 < float(scope["loss"]) < 10
+
+
+def test_quick_start_has_two_commands_and_ci_runs_the_second():
+  section = README.split("## Quick start", 1)[1]
+  block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1).strip().splitlines()
+  assert len(block) == 2
+  assert "pytest" in block[1] and "requirements-test.txt" in block[1]
+  script = ROOT / ".ci" / "run"
+  extracted = subprocess.run(
+      ["bash", "-c", re.search(r"^cmd=\$\((.*)\)$", script.read_text(), flags=re.M).group(1)],
+      cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+  assert extracted == block[1]
