@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import pickle
 import re
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -129,9 +129,9 @@ def _torch_load(path: str) -> Any:
     with torch.serialization.safe_globals([argparse.Namespace]):
       return torch.load(path, map_location="cpu", weights_only=True)
   except pickle.UnpicklingError as e:
-    first_line = str(e).strip().splitlines()
-    detail = next((ln for ln in first_line if "GLOBAL" in ln or "Unsupported" in ln),
-                  first_line[0] if first_line else "")
+    lines = str(e).strip().splitlines()
+    detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln),
+                  lines[0] if lines else "")
     raise UnsafeCheckpointError(
         f"{path} holds non-tensor pickled objects, so loading it was refused: unpickling them "
         f"could run arbitrary code ({detail.strip()}). Re-save only the state dict (e.g. "
@@ -333,16 +333,16 @@ def _assign(model: nnx.Module, entries: Mapping[str, _Entry], *, allow_missing: 
   mismatched = []
   for name, entry in entries.items():
     var = params.get(name)
-    if var is not None and tuple(var.value.shape) != tuple(entry.value.shape):
+    if var is not None and tuple(var.get_value().shape) != tuple(entry.value.shape):
       stored = ("" if entry.source_shape == tuple(entry.value.shape)
                 else f" (stored as {entry.source_shape})")
-      mismatched.append(f"{name}: model shape {tuple(var.value.shape)}, {what} key "
+      mismatched.append(f"{name}: model shape {tuple(var.get_value().shape)}, {what} key "
                         f"'{entry.source}' shape {tuple(entry.value.shape)}{stored}")
   if missing or unexpected or mismatched:
     lines = [f"the {what} does not match {type(model).__name__}:"]
     if missing:
       lines.append(f"  missing parameters ({len(missing)}; in the model, not in the {what}):")
-      lines += [f"    {p} {tuple(params[p].value.shape)}" for p in missing]
+      lines += [f"    {p} {tuple(params[p].get_value().shape)}" for p in missing]
     if unexpected:
       lines.append(f"  unexpected {what} keys ({len(unexpected)}; no model parameter):")
       lines += [f"    '{entries[n].source}' {entries[n].source_shape}"
@@ -353,7 +353,7 @@ def _assign(model: nnx.Module, entries: Mapping[str, _Entry], *, allow_missing: 
     raise CheckpointMismatchError("\n".join(lines))
   for name, entry in entries.items():
     var = params[name]
-    var.value = jnp.asarray(entry.value, dtype=var.value.dtype)
+    var.set_value(jnp.asarray(entry.value, dtype=var.get_value().dtype))
 
 
 # ----------------------------------------------------------------------------- size detection
@@ -430,6 +430,8 @@ def load_torch_checkpoint(source: Any, *, kind: str = "pretrain", num_classes: i
       512/640→8); else width // 64.
     dtype: compute dtype (params stay float32).
     rngs: initialises parameters the checkpoint does not provide (default `nnx.Rngs(0)`).
+      When the checkpoint provides every parameter and `rngs` is None, the model is
+      built with `nnx.eval_shape` and nothing is initialised.
     **model_kwargs: passed to the model (e.g. `drop_path_rate`, `fc_drop_rate`).
 
   Dims, depth, tubelet, channels, MLP ratio, q/v biases and layer scale come from the
@@ -456,8 +458,8 @@ def load_torch_checkpoint(source: Any, *, kind: str = "pretrain", num_classes: i
   allow_missing: tuple[str, ...] = ()
   if kind == "pretrain":
     if not has_decoder:
-      raise ValueError(f"kind='pretrain' needs a pre-training checkpoint with a decoder, but this "
-                       f"{layout} checkpoint has none (a fine-tuned or encoder-only model?); "
+      raise ValueError(f"kind='pretrain' needs a pre-training checkpoint, but this {layout} "
+                       "checkpoint has no decoder (a fine-tuned or encoder-only model?); "
                        "use kind='classifier'.")
     if "encoder.norm.weight" not in entries:
       if layout == "hf":
@@ -533,17 +535,29 @@ def load_torch_checkpoint(source: Any, *, kind: str = "pretrain", num_classes: i
   elif decoder_heads is not None:
     raise ValueError("decoder_heads= applies to kind='pretrain' only.")
 
-  if rngs is None:
-    rngs = nnx.Rngs(0)
-  elif isinstance(rngs, int):
-    rngs = nnx.Rngs(rngs)
   kwargs = {**detected, **model_kwargs}
   if kind == "pretrain":
-    model = VideoMAE(None, dtype=dtype, rngs=rngs, **kwargs)
+    build = lambda r: VideoMAE(None, dtype=dtype, rngs=r, **kwargs)
   else:
-    model = VideoClassifier(None, num_classes=num_classes, dtype=dtype, rngs=rngs, **kwargs)
+    build = lambda r: VideoClassifier(None, num_classes=num_classes, dtype=dtype, rngs=r, **kwargs)
+  if allow_missing or rngs is not None:
+    # Some parameters start fresh: initialise for real.
+    if rngs is None:
+      rngs = nnx.Rngs(0)
+    elif isinstance(rngs, int):
+      rngs = nnx.Rngs(rngs)
+    model = build(rngs)
+  else:
+    # Every parameter comes from the checkpoint: build shapes only (no initialisation, which
+    # is slow and memory-hungry for large models), then fill in the arrays.
+    model = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
   _assign(model, dict(_to_model_name(n, e) for n, e in entries.items()),
           allow_missing=allow_missing)
+  leftover = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_flatten_with_path(
+      nnx.state(model))[0] if isinstance(x, jax.ShapeDtypeStruct)]
+  if leftover:  # a non-parameter variable the checkpoint cannot provide
+    model = build(nnx.Rngs(0))
+    _assign(model, dict(_to_model_name(n, e) for n, e in entries.items()))
   return model
 
 
@@ -551,11 +565,13 @@ def export_params(model: nnx.Module) -> dict[str, Any]:
   """The model's parameters as a nested dict of numpy arrays, keyed by path (`"blocks" -> "0" -> ...`)."""
   out: dict[str, Any] = {}
   for path, var in _model_params(model).items():
+    if isinstance(var.get_value(), jax.ShapeDtypeStruct):
+      raise ValueError(f"{path} is abstract (a model from nnx.eval_shape); import_params first.")
     *parents, leaf = path.split(".")
     node = out
     for p in parents:
       node = node.setdefault(p, {})
-    node[leaf] = np.array(var.value)
+    node[leaf] = np.array(var.get_value())
   return out
 
 
@@ -566,7 +582,7 @@ def _flatten(tree: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
     if isinstance(v, Mapping):
       flat.update(_flatten(v, name + "."))
     else:
-      flat[name] = v.value if isinstance(v, nnx.Variable) else v
+      flat[name] = v.get_value() if isinstance(v, nnx.Variable) else v
   return flat
 
 
@@ -614,7 +630,7 @@ def to_torch_state_dict(model: VideoMAE | VideoClassifier, layout: str = "offici
   is_classifier = isinstance(model, VideoClassifier)
   official: dict[str, np.ndarray] = {}
   for path, var in _model_params(model).items():
-    value = np.array(var.value, dtype=np.float32)
+    value = np.array(var.get_value(), dtype=np.float32)
     head, _, last = path.rpartition(".")
     if last == "scale":
       path = f"{head}.weight"
