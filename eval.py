@@ -16,7 +16,6 @@ from ml_collections import config_flags
 
 from mgvm import demo, masking
 from mgvm.models.load import load_torch_checkpoint
-from mgvm.train.losses import mae_loss
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (and :args).",
                                           lock_config=True)
@@ -37,11 +36,7 @@ def main(argv):
     model = demo.build_mae(config)
   masker = masking.build(config.masking, model.grid)
 
-  @nnx.jit
-  def batch_loss(model, video, key):
-    m = masker(key, video, None)
-    pred, _ = model(video, m)
-    return mae_loss(video, pred, m, model.tubelet)
+  batch_loss = nnx.jit(lambda model, video, key: demo.reconstruction_loss(model, masker, video, key))
 
   key = jax.random.key(config.seed + 1)
   losses = []

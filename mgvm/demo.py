@@ -1,8 +1,9 @@
 """A self-contained VideoMAE pre-training run on generated moving-square clips.
 
-`python -m mgvm.demo` trains a tiny VideoMAE for a few dozen jit-compiled AdamW steps
-on CPU and prints the loss. It exercises the public pieces (model, masker, loss) exactly
-as a training step uses them; the full data pipeline and loop arrive with issue #3.
+`train.py` runs `pretrain` (`python train.py --config configs/pretrain.py:runlocal --workdir DIR`
+trains a tiny VideoMAE on CPU for 120 jit-compiled AdamW steps). It exercises the public
+pieces (model, masker, loss) exactly as a training step uses them; the full data pipeline
+and loop arrive with issue #3.
 """
 
 from __future__ import annotations
@@ -70,6 +71,14 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule
   return tx, schedule
 
 
+def reconstruction_loss(mae: models.VideoMAE, masker, video: jax.Array, mask_key: jax.Array, *,
+                        deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+  """Masks `video` with `masker`, reconstructs the targets, returns the normalized-pixel loss."""
+  m = masker(mask_key, video, None)
+  pred, _ = mae(video, m, deterministic=deterministic, rngs=rngs)
+  return mae_loss(video, pred, m, mae.tubelet)
+
+
 def pretrain(config, workdir: str | None = None,
              log: Callable[[str], None] = print) -> list[dict]:
   """Runs `config.total_steps` pre-training steps; returns (and logs) the metrics."""
@@ -88,10 +97,8 @@ def pretrain(config, workdir: str | None = None,
     mask_key, drop_key = jax.random.split(jax.random.fold_in(step_rng, step))
 
     def loss_fn(params):
-      mae = nnx.merge(graphdef, params)
-      m = masker(mask_key, video, None)
-      pred, _ = mae(video, m, deterministic=False, rngs=nnx.Rngs(dropout=drop_key))
-      return mae_loss(video, pred, m, mae.tubelet)
+      return reconstruction_loss(nnx.merge(graphdef, params), masker, video, mask_key,
+                                 deterministic=False, rngs=nnx.Rngs(dropout=drop_key))
 
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -116,19 +123,3 @@ def pretrain(config, workdir: str | None = None,
       f.writelines(json.dumps(r) + "\n" for r in metrics)
   return metrics
 
-
-def main():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      "pretrain_config", os.path.join(os.path.dirname(__file__), "..", "configs", "pretrain.py"))
-  if spec is None or not os.path.exists(spec.origin):
-    raise FileNotFoundError("configs/pretrain.py not found: run the demo from a source checkout")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  metrics = pretrain(module.get_config("runlocal"))
-  first, last = metrics[0]["loss"], metrics[-1]["loss"]
-  print(f"demo done: loss {first:.4f} -> {last:.4f} over {metrics[-1]['step']} steps")
-
-
-if __name__ == "__main__":
-  main()
