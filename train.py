@@ -1,25 +1,27 @@
-"""Pre-trains a model from a config: `python train.py --config configs/pretrain.py:runlocal --workdir DIR`.
+"""Trains from a config: `python train.py --config configs/pretrain.py:runlocal --workdir DIR`.
 
-Until the tf.data pipeline and the checkpointed loop land (issue #3), this runs the
-jit-compiled VideoMAE pre-training step on generated moving-square clips
-(`mgvm.demo.pretrain`) and writes `DIR/metrics.jsonl`.
+`configs/pretrain.py` pre-trains a VideoMAE, `configs/finetune.py` fine-tunes a classifier
+(`--config.init_from=PRETRAIN_DIR`). Rerunning with the same `--workdir` resumes from its
+latest checkpoint. Writes DIR/checkpoints, DIR/metrics.jsonl, DIR/tensorboard, DIR/loss.png.
 """
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from mgvm import demo
+from mgvm.train import loop
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (and :args).",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics (and, later, checkpoints).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  demo.pretrain(_CONFIG.value, _WORKDIR.value)
+  result = loop.train(_CONFIG.value, _WORKDIR.value)
+  print(f"done: step {result['step']}; checkpoints {result['checkpoints']}; "
+        f"loss curve {result['plot']}")
 
 
 if __name__ == "__main__":

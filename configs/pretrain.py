@@ -1,45 +1,45 @@
-"""python train.py --config configs/pretrain.py:runlocal --workdir /tmp/mgvm_pretrain
+"""python train.py --config configs/pretrain.py:runlocal --workdir /tmp/mgvm/pretrain
 
-VideoMAE pre-training (tube masking 0.9, normalized-pixel targets, AdamW 0.9/0.95,
-base LR 1.5e-4 x batch/256, linear warmup from 0 then cosine). Arguments after the
-colon: `runlocal` shrinks everything to a CPU-size run; `masker=random|tube|running_cell`.
+VideoMAE pre-training: tube masking 0.9, normalized-pixel targets, AdamW (0.9, 0.95), base LR
+1.5e-4 x global batch / 256, linear warmup from 0 then cosine (ALGORITHMS §1.4), multi-scale
+crop, clips of 16 frames at `data.target_fps`.
 
-Until the tf.data pipeline lands (issue #3) the clips are generated moving squares
-(`mgvm.demo.moving_squares`), so the loop runs anywhere with nothing to download.
+Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in
+synthetic motion data set; `masker=random|tube|running_cell` picks the masker.
+Evaluate with `python eval.py --config configs/pretrain.py:runlocal --workdir DIR`
+(masked reconstruction loss and PSNR on held-out clips).
 """
 
 import ml_collections
 
+from configs import common
 from mgvm.config import parse_arg
 
 
 def get_config(arg=None):
   args = parse_arg(arg, runlocal=False, masker="tube")
   c = ml_collections.ConfigDict()
+  c.task = "pretrain"
   c.seed = 0
-  c.model = ml_collections.ConfigDict(dict(size="B", dim=0, depth=0, num_heads=0,
-                                           decoder_dim=0, decoder_depth=0, decoder_heads=0,
-                                           drop_path_rate=0.0, dtype="bfloat16"))
+  c.model = common.model("B")
   c.num_frames = 16
   c.image_size = 224
+  c.data = common.data()
   c.masking = ml_collections.ConfigDict(dict(kind=args.masker, ratio=0.9))
   if args.masker == "running_cell":
     c.masking.decoder_ratio = 0.5
-  c.batch_size = 256
-  c.total_steps = 100_000
-  c.warmup_steps = 5_000
-  c.base_lr = 1.5e-4            # scaled by batch_size / 256
-  c.min_lr = 1e-5
-  c.weight_decay = 0.05
-  c.b1, c.b2 = 0.9, 0.95
-  c.log_every_steps = 100
+  c.batch_size = 256                # global; the LR scales with it
+  c.optim = common.optim()
+  c.mesh = common.mesh()
+  c.eval = common.evaluation()
+  common.run(c, total_steps=100_000)
   if args.runlocal:
-    c.model.update(size="", dim=64, depth=2, num_heads=4, decoder_dim=32, decoder_depth=1,
+    c.model.update(size="", dim=96, depth=4, num_heads=3, decoder_dim=64, decoder_depth=1,
                    decoder_heads=2, dtype="float32")
-    c.num_frames, c.image_size = 8, 64
+    c.image_size = 64
     c.masking.ratio = 0.75
-    c.batch_size = 8
-    c.total_steps, c.warmup_steps = 120, 15
-    c.base_lr = 0.1               # x 8/256 = 3.1e-3 peak: a tiny model on tiny batches
-    c.log_every_steps = 20
+    c.batch_size = 16
+    c.optim.update(base_lr=0.05, min_lr=1e-3, warmup_steps=30)  # x 16/256: peak 3.1e-3
+    common.run(c, total_steps=300, log_every_steps=25, checkpoint_every_steps=100)
+    c.eval.update(batch_size=16, max_batches=4)
   return c

@@ -1,0 +1,79 @@
+"""Config blocks shared by `configs/pretrain.py` and `configs/finetune.py`.
+
+Not a config itself: every runnable config file has `get_config(arg)` and a docstring that
+starts with the command that runs it.
+"""
+
+import ml_collections
+
+
+def model(size="B", **overrides):
+  """The ViT encoder (and, for pre-training, the MAE decoder); 0 / "" means "from the size"."""
+  c = ml_collections.ConfigDict(dict(
+      size=size, dim=0, depth=0, num_heads=0, decoder_dim=0, decoder_depth=0, decoder_heads=0,
+      drop_path_rate=0.0, fc_drop_rate=0.0, dtype="bfloat16"))
+  c.update(overrides)
+  return c
+
+
+def synthetic(**overrides):
+  """The built-in synthetic motion data set (`mgvm.data.synthetic`), generated on first use."""
+  c = ml_collections.ConfigDict(dict(
+      image_size=64, min_seconds=2.0, max_seconds=4.0, min_fps=10.0, max_fps=60.0,
+      min_distractors=0, max_distractors=2, camera_pan=False,
+      num_train=4000, num_val=400, num_test=400, seed=0))
+  c.update(overrides)
+  return c
+
+
+def data(**overrides):
+  """Where clips come from and how they are sampled.
+
+  `source="synthetic"` generates (once) and reads the built-in data set under `dir`
+  (default `$MGVM_DATA_DIR`, else `~/.cache/mgvm`); `source="tfrecord"` reads the shards
+  `dir/{split}-*.tfrecord` of a prepared data set. Frames are picked at `target_fps`
+  (stride = source fps / target fps); `target_fps=0` uses the fixed `frame_stride`.
+  """
+  c = ml_collections.ConfigDict(dict(
+      source="synthetic", dir="", train_split="train", eval_split="val",
+      target_fps=8.0, frame_stride=4, shuffle_buffer=1024, flip=True,
+      synthetic=synthetic()))
+  c.update(overrides)
+  return c
+
+
+def optim(**overrides):
+  """AdamW (no decay on 1-D params, biases, mask token, position tables) with warmup + cosine."""
+  c = ml_collections.ConfigDict(dict(
+      base_lr=1.5e-4,          # scaled by the global batch size / 256
+      min_lr=1e-5,             # likewise scaled
+      warmup_steps=5_000, weight_decay=0.05, b1=0.9, b2=0.95, eps=1e-8,
+      layer_decay=1.0,         # 1.0 = off; fine-tuning uses 0.75
+      clip_grad_norm=0.0))     # 0 = off
+  c.update(overrides)
+  return c
+
+
+def mesh(**overrides):
+  """Devices on the `data` axis (-1: all)."""
+  c = ml_collections.ConfigDict(dict(data=-1))
+  c.update(overrides)
+  return c
+
+
+def evaluation(**overrides):
+  """What `eval.py` measures (multi-view for classifiers; fixed masking key for pre-training)."""
+  c = ml_collections.ConfigDict(dict(split="val", batch_size=32, num_clips=1, num_crops=1,
+                                     max_batches=0))   # 0 = the whole split
+  c.update(overrides)
+  return c
+
+
+def run(c, *, total_steps, log_every_steps=100, checkpoint_every_steps=1000, keep_checkpoints=3):
+  """Durations, logging and checkpointing fields every training config has."""
+  c.total_steps = total_steps
+  c.log_every_steps = log_every_steps
+  c.checkpoint_every_steps = checkpoint_every_steps
+  c.keep_checkpoints = keep_checkpoints
+  c.tensorboard = True
+  return c

@@ -1,0 +1,69 @@
+"""Which files a config reads: the built-in synthetic set (generated on first use) or prepared shards."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+from typing import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """The shards of each split plus what is known about the labels."""
+  root: str
+  files: dict[str, list[str]]
+  class_names: tuple[str, ...] = ()
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def split(self, name: str) -> list[str]:
+    if name not in self.files or not self.files[name]:
+      raise FileNotFoundError(f"no shards for split {name!r} under {self.root} "
+                              f"(splits found: {sorted(k for k, v in self.files.items() if v)})")
+    return self.files[name]
+
+
+def default_root() -> str:
+  return os.environ.get("MGVM_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "mgvm")
+
+
+def _synthetic(data_config, log: Callable[[str], None]) -> Source:
+  from mgvm.data import synthetic
+  sc = data_config.synthetic.to_dict()
+  counts = {"train": sc.pop("num_train"), "val": sc.pop("num_val"), "test": sc.pop("num_test")}
+  seed = sc.pop("seed")
+  config = synthetic.SyntheticConfig(**sc)
+  digest = hashlib.sha1(json.dumps([sc, counts, seed], sort_keys=True).encode()).hexdigest()[:10]
+  root = os.path.join(data_config.dir or default_root(), f"synthetic-{digest}")
+  synthetic.ensure_dataset(root, config, splits=counts, seed=seed, log=log)
+  files = {split: synthetic.split_files(root, split) for split in counts}
+  return Source(root, files, tuple(synthetic.CLASSES))
+
+
+def _tfrecord(data_config) -> Source:
+  root = data_config.dir
+  if not root or not os.path.isdir(root):
+    raise FileNotFoundError(f"config.data.dir={root!r} is not a directory of prepared shards")
+  files: dict[str, list[str]] = {}
+  for path in sorted(glob.glob(os.path.join(root, "*.tfrecord*"))):
+    files.setdefault(os.path.basename(path).split("-", 1)[0], []).append(path)
+  names: tuple[str, ...] = ()
+  info = os.path.join(root, "dataset_info.json")
+  if os.path.exists(info):
+    with open(info) as f:
+      names = tuple(json.load(f).get("classes", ()))
+  return Source(root, files, names)
+
+
+def resolve(data_config, log: Callable[[str], None] = print) -> Source:
+  """`config.data` → `Source`; `source` is "synthetic" or "tfrecord"."""
+  if data_config.source == "synthetic":
+    return _synthetic(data_config, log)
+  if data_config.source == "tfrecord":
+    return _tfrecord(data_config)
+  raise ValueError(f"config.data.source must be 'synthetic' or 'tfrecord', got {data_config.source!r}")

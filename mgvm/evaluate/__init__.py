@@ -1,0 +1,1 @@
+"""Evaluation: multi-view classification accuracy and masked-reconstruction quality."""

@@ -1,0 +1,73 @@
+"""Multi-view classification: softmax per view, averaged over views (ALGORITHMS §1.7), top-k."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+
+
+class ViewAggregator:
+  """Accumulates per-view class probabilities by video; padded rows (mask False) are ignored."""
+
+  def __init__(self, num_classes: int):
+    self.num_classes = num_classes
+    self.sums: dict[int, np.ndarray] = {}
+    self.views: dict[int, int] = {}
+    self.labels: dict[int, int] = {}
+
+  def add(self, probs: np.ndarray, video_index: np.ndarray, labels: np.ndarray,
+          mask: np.ndarray | None = None) -> None:
+    probs, video_index, labels = np.asarray(probs), np.asarray(video_index), np.asarray(labels)
+    mask = np.ones(len(probs), bool) if mask is None else np.asarray(mask, bool)
+    for p, v, y in zip(probs[mask], video_index[mask], labels[mask]):
+      v, y = int(v), int(y)
+      if v in self.labels and self.labels[v] != y:
+        raise ValueError(f"video {v}: views disagree on the label ({self.labels[v]} vs {y})")
+      self.sums[v] = self.sums.get(v, 0.0) + p
+      self.views[v] = self.views.get(v, 0) + 1
+      self.labels[v] = y
+
+  def result(self, ks: Sequence[int] = (1, 5)) -> dict[str, float | int]:
+    if not self.sums:
+      raise ValueError("no evaluation examples were seen (is the split empty?)")
+    order = sorted(self.sums)
+    probs = np.stack([self.sums[v] / self.views[v] for v in order])
+    labels = np.asarray([self.labels[v] for v in order])
+    out = {f"top{k}": topk_accuracy(probs, labels, k) for k in ks if k <= self.num_classes}
+    counts = set(self.views.values())
+    out.update(num_videos=len(order), num_views=int(sum(self.views.values())),
+               views_per_video=counts.pop() if len(counts) == 1 else -1,
+               chance=1.0 / self.num_classes)
+    return out
+
+
+def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
+  """Fraction of rows whose label is among the k highest scores (ties broken by class id)."""
+  top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+  return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def predict_fn(graphdef: nnx.GraphDef):
+  """jit-compiled `(params, video) -> softmax probabilities` (deterministic)."""
+
+  @jax.jit
+  def predict(params, video):
+    logits, _ = nnx.merge(graphdef, params)(video, deterministic=True)
+    return jax.nn.softmax(logits, axis=-1)
+
+  return predict
+
+
+def evaluate(graphdef: nnx.GraphDef, params, batches: Iterable[dict], mesh, num_classes: int,
+             ks: Sequence[int] = (1, 5)) -> dict[str, float | int]:
+  """Top-k accuracy of `params` over every view of every video in `batches` (eval-mode batches)."""
+  from mgvm.train.sharding import to_global
+  predict = predict_fn(graphdef)
+  agg = ViewAggregator(num_classes)
+  for batch in batches:
+    probs = jax.device_get(predict(params, to_global({"video": batch["video"]}, mesh)["video"]))
+    agg.add(probs, batch["video_index"], batch["label"], batch.get("mask"))
+  return agg.result(ks)

@@ -1,0 +1,102 @@
+"""`eval.py`'s body: restore a workdir's latest params, evaluate a split, write `DIR/eval/<split>.json`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from typing import Any, Callable
+
+import jax
+from flax import nnx
+
+from mgvm import masking
+from mgvm.train import sharding as sharding_lib
+from mgvm.train import state as state_lib
+
+
+def restore_params(config, workdir: str, abstract_params, checkpoint: str | None = None,
+                   num_classes: int | None = None):
+  """Params from a torch/HF `checkpoint` if given, else the latest `params` item of `workdir`."""
+  if checkpoint:
+    from mgvm.models.load import load_torch_checkpoint
+    kind = "pretrain" if config.task == "pretrain" else "classifier"
+    extra = {} if kind == "pretrain" else {"num_classes": num_classes}
+    model = load_torch_checkpoint(checkpoint, kind=kind, num_frames=config.num_frames,
+                                  image_size=config.image_size, **extra)
+    return nnx.state(model, nnx.Param), f"torch checkpoint {checkpoint}"
+  from mgvm.train import checkpoint as checkpoint_lib
+  from mgvm.train.loop import checkpoint_dir
+  directory = checkpoint_dir(workdir)
+  step = checkpoint_lib.Checkpointer.latest_in(directory) if hasattr(
+      checkpoint_lib.Checkpointer, "latest_in") else None
+  params = checkpoint_lib.load_params(directory, abstract_params)
+  return params, f"{directory} (step {step})" if step is not None else directory
+
+
+def evaluate(config, workdir: str, *, split: str | None = None, checkpoint: str | None = None,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Evaluates `config.task`'s model on `split` (default `config.eval.split`); returns the result."""
+  from mgvm.data import pipeline, sources
+  from mgvm.train.loop import checkpoint_dir, num_classes_for
+  split = split or config.eval.split
+  mesh = sharding_lib.make_mesh(config.mesh.data)
+  local_batch = sharding_lib.check_batch_size(config.eval.batch_size, mesh)
+  source = sources.resolve(config.data, log=log)
+  num_classes = num_classes_for(config, source) if config.task == "finetune" else None
+  model_fn = lambda: state_lib.build_model(config, num_classes=num_classes)  # noqa: E731
+  abstract_model = nnx.eval_shape(model_fn)
+  graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
+  replicated = sharding_lib.replicated(mesh)
+  abstract_params = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_params)
+  params, origin = restore_params(config, workdir, abstract_params, checkpoint, num_classes)
+  params = jax.device_put(params, replicated)
+
+  views = (config.eval.num_clips, config.eval.num_crops) if config.task == "finetune" else (1, 1)
+  ds = pipeline.make_dataset(
+      source.split(split), mode="eval", num_frames=config.num_frames, image_size=config.image_size,
+      batch_size=local_batch, target_fps=config.data.target_fps or None,
+      frame_stride=config.data.frame_stride, num_clips=views[0], num_crops=views[1],
+      process_index=jax.process_index(), process_count=jax.process_count())
+  batches = ds.as_numpy_iterator()
+  if config.eval.max_batches:
+    batches = itertools.islice(batches, config.eval.max_batches)
+
+  if config.task == "finetune":
+    from mgvm.evaluate import classification
+    result = classification.evaluate(graphdef, params, batches, mesh, num_classes)
+    result["views"] = f"{views[0]} clips x {views[1]} crops"
+  else:
+    from mgvm.evaluate import reconstruction
+    masker = masking.build(config.masking, abstract_model.grid)
+    result = reconstruction.evaluate(graphdef, params, masker, batches, mesh, seed=config.seed + 1)
+    result["masking"] = config.masking.to_dict()
+  result.update(split=split, params=origin, data=source.root)
+  out_dir = os.path.join(workdir, "eval")
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, f"{split}.json")
+  with open(path, "w") as f:
+    json.dump(result, f, indent=1)
+  result["path"] = path
+  log(summary(config, workdir, result))
+  return result
+
+
+def summary(config, workdir: str, result: dict[str, Any]) -> str:
+  """A few lines a newcomer can read: the score against chance and where everything is."""
+  lines = []
+  if config.task == "finetune":
+    ratio = result["top1"] / result["chance"]
+    lines.append(f"top-1 {result['top1']:.3f} (top-5 {result.get('top5', float('nan')):.3f}) on "
+                 f"{result['num_videos']} {result['split']} videos, {result['views']}: "
+                 f"{ratio:.1f}x chance ({result['chance']:.3f})")
+  else:
+    lines.append(f"masked reconstruction on {result['num_clips']} {result['split']} clips: "
+                 f"loss {result['loss']:.4f}, PSNR {result['psnr']:.2f} dB")
+  from mgvm.train.loop import checkpoint_dir
+  lines.append(f"result: {result['path']}; checkpoints: {checkpoint_dir(workdir)}")
+  plot = os.path.join(workdir, "loss.png")
+  if os.path.exists(plot):
+    lines.append(f"loss curve: {plot}; metrics: {os.path.join(workdir, 'metrics.jsonl')}")
+  return "\n".join(lines)

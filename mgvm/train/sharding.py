@@ -1,0 +1,91 @@
+"""Device mesh, shardings and host-local → global batches (DESIGN.md §1: one program for every scale)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def maybe_initialize_distributed() -> None:
+  """Calls `jax.distributed.initialize()` when the launcher describes a multi-process run.
+
+  Cloud TPU pods and SLURM/Open MPI launches are detected by jax itself; a plain
+  single-process run (no coordinator in the environment) is left alone.
+  """
+  import os
+  markers = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE",
+             "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
+  multi = any(os.environ.get(m) for m in markers)
+  if os.environ.get("SLURM_NTASKS") == "1" or os.environ.get("OMPI_COMM_WORLD_SIZE") == "1":
+    multi = False
+  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+  if hosts and "," not in hosts:
+    multi = False
+  if multi and not jax.distributed.is_initialized():
+    jax.distributed.initialize()
+
+
+def make_mesh(num_data_devices: int = -1, devices=None) -> Mesh:
+  """A 1-D `("data",)` mesh over `num_data_devices` devices (-1: all of them).
+
+  Built directly from `Mesh` so sharding propagation under `jax.jit` is the classic
+  (auto) kind on every jax version.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  n = len(devices) if num_data_devices in (-1, 0, None) else int(num_data_devices)
+  if not 1 <= n <= len(devices):
+    raise ValueError(f"mesh.data={num_data_devices} but only {len(devices)} devices are visible")
+  return Mesh(np.asarray(devices[:n]), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) axis split over `data`, the rest replicated."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_batch_size(global_batch_size: int, mesh: Mesh) -> int:
+  """Returns the per-host batch size; fails clearly when the batch does not divide evenly."""
+  devices = mesh.devices.size
+  if global_batch_size % devices:
+    raise ValueError(f"batch_size={global_batch_size} is not divisible by the {devices} devices "
+                     f"of the mesh; use a multiple of {devices} (or set config.mesh.data)")
+  hosts = jax.process_count()
+  if global_batch_size % hosts:
+    raise ValueError(f"batch_size={global_batch_size} is not divisible by {hosts} processes")
+  return global_batch_size // hosts
+
+
+def to_global(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
+  """This host's numpy batch → global `jax.Array`s sharded on `data` (strings are dropped)."""
+  sharding = batch_sharding(mesh)
+  out = {}
+  for key, value in batch.items():
+    value = np.asarray(value)
+    if value.dtype.kind in "SUO":
+      continue
+    out[key] = jax.make_array_from_process_local_data(sharding, value)
+  return out
+
+
+def global_batch_shape(local_shape: tuple[int, ...]) -> tuple[int, ...]:
+  return (local_shape[0] * jax.process_count(),) + tuple(local_shape[1:])
+
+
+def replicate_tree(tree: Any, mesh: Mesh) -> Any:
+  """Shardings for a (parameter / optimizer) pytree: replicated on every device (pure data parallel)."""
+  sharding = replicated(mesh)
+  return jax.tree.map(lambda _: sharding, tree)
+
+
+def num_devices(mesh: Mesh) -> int:
+  return math.prod(mesh.devices.shape)

@@ -1,0 +1,143 @@
+"""Models from configs and the train state, created already sharded (eval_shape → shardings → jit init).
+
+The train state is a plain pytree, `{"step", "params", "opt_state", "rng"}`: `params` is the
+`nnx.State` of the model's `nnx.Param`s, `rng` the raw key data (uint32, so Orbax can save it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from mgvm import models
+from mgvm.train import sharding as sharding_lib
+
+State = dict[str, Any]
+
+
+def _custom_sizes(mc, keys) -> dict[str, int | None]:
+  return {k: mc[k] or None for k in keys}
+
+
+def build_model(config, *, num_classes: int | None = None, seed: int | None = None) -> nnx.Module:
+  """`VideoMAE` for `config.task == "pretrain"`, `VideoClassifier` for "finetune"."""
+  mc = config.model
+  seed = config.seed if seed is None else seed
+  common = dict(num_frames=config.num_frames, image_size=config.image_size,
+                drop_path_rate=mc.drop_path_rate, dtype=jnp.dtype(mc.dtype), rngs=nnx.Rngs(seed))
+  if config.task == "pretrain":
+    sizes = _custom_sizes(mc, ("dim", "depth", "num_heads", "decoder_dim", "decoder_depth",
+                               "decoder_heads"))
+    return models.VideoMAE(mc.size or None, **sizes, **common)
+  if config.task == "finetune":
+    if not num_classes:
+      raise ValueError("a classifier needs num_classes (config.num_classes or the data set's)")
+    sizes = _custom_sizes(mc, ("dim", "depth", "num_heads"))
+    return models.VideoClassifier(mc.size or None, num_classes=num_classes,
+                                  fc_drop_rate=mc.fc_drop_rate, **sizes, **common)
+  raise ValueError(f"config.task must be 'pretrain' or 'finetune', got {config.task!r}")
+
+
+def num_layers(model: nnx.Module) -> int:
+  encoder = model.encoder
+  return len(encoder.blocks)
+
+
+def plan(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, mesh: Mesh,
+         seed: int, *, init_params: Any = None) -> tuple[nnx.GraphDef, Any, Any, Callable[[], State]]:
+  """eval_shape → shardings; returns (graphdef, abstract_state, shardings, init).
+
+  `init()` builds the state directly on its shardings (one jitted call); a resumed run
+  restores into `abstract_state` instead and never materialises a fresh state.
+  `init_params` (an `nnx.State` or pure dict matching the model's params) replaces the fresh
+  parameters before the optimizer state is created (fine-tuning from a pre-trained encoder).
+  """
+  graphdef, _ = nnx.split(nnx.eval_shape(model_fn), nnx.Param)
+
+  def init_state() -> State:
+    params = nnx.state(model_fn(), nnx.Param)
+    if init_params is not None:
+      params = merge_params(params, init_params)
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
+            "rng": jax.random.key_data(jax.random.key(seed))}
+
+  shapes = jax.eval_shape(init_state)
+  shardings = sharding_lib.replicate_tree(shapes, mesh)
+  abstract_state = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
+  return graphdef, abstract_state, shardings, jax.jit(init_state, out_shardings=shardings)
+
+
+def create(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, mesh: Mesh,
+           seed: int, *, init_params: Any = None) -> tuple[nnx.GraphDef, State, Any]:
+  """A fresh train state on its shardings: (graphdef, state, shardings)."""
+  graphdef, _, shardings, init = plan(model_fn, tx, mesh, seed, init_params=init_params)
+  return graphdef, init(), shardings
+
+
+def merge_params(params: nnx.State, update: Any) -> nnx.State:
+  """`params` with the leaves of `update` (same paths and shapes) swapped in."""
+  pure = params.to_pure_dict()
+  new = update.to_pure_dict() if isinstance(update, nnx.State) else update
+
+  def replace(path, old):
+    value = new
+    for key in path:
+      value = value[getattr(key, "key", getattr(key, "idx", key))]
+    return jnp.asarray(value, old.dtype)
+
+  merged = jax.tree_util.tree_map_with_path(replace, pure)
+  params = jax.tree.map(lambda x: x, params)
+  params.replace_by_pure_dict(merged)
+  return params
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      out.update(_flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def encoder_from_pretrained(params: nnx.State, pretrained: dict[str, Any],
+                            log: Callable[[str], None] = print) -> dict[str, Any]:
+  """The classifier's params with every `encoder.*` leaf taken from a pre-trained model.
+
+  `pretrained` is a pure dict of a `VideoMAE` (or classifier) parameter tree. Leaves the
+  classifier has no use for (the decoder, the encoder's final norm when mean pooling) are
+  skipped and named in the log; a shape mismatch raises `CheckpointMismatchError` naming
+  every parameter that differs.
+  """
+  from mgvm.models.load import CheckpointMismatchError
+  mine = params.to_pure_dict()
+  theirs = _flatten(pretrained)
+  flat_mine = _flatten(mine)
+  wanted = [k for k in flat_mine if k.startswith("encoder.")]
+  missing = [k for k in wanted if k not in theirs]
+  if missing:
+    raise CheckpointMismatchError(
+        f"the pre-trained params lack {len(missing)} encoder parameters: {missing[:8]}")
+  bad = [f"{k}: model {tuple(flat_mine[k].shape)} vs checkpoint {tuple(theirs[k].shape)}"
+         for k in wanted if tuple(flat_mine[k].shape) != tuple(theirs[k].shape)]
+  if bad:
+    raise CheckpointMismatchError("pre-trained encoder does not fit the model:\n  " + "\n  ".join(bad))
+  unused = sorted({k.split(".")[0] if not k.startswith("encoder.") else k
+                   for k in theirs if k not in flat_mine})
+  fresh = sorted({k.rsplit(".", 1)[0] for k in flat_mine if not k.startswith("encoder.")})
+  log(f"init_from: {len(wanted)} encoder parameters loaded; freshly initialised: {fresh}; "
+      f"unused from the checkpoint: {unused}")
+
+  def pick(tree, prefix=""):
+    return {k: pick(v, f"{prefix}{k}.") if isinstance(v, dict) else
+            (theirs[f"{prefix}{k}"] if f"{prefix}{k}" in theirs and prefix.startswith("encoder.")
+             else v) for k, v in tree.items()}
+  return pick(mine)

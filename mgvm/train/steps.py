@@ -1,0 +1,95 @@
+"""The jit-compiled train steps: pure functions `(state, batch) -> (state, metrics)`.
+
+Randomness (DESIGN.md §2): `step_key = fold_in(rng, step)`, split into separate keys for
+masking, dropout / drop path and mixup; no stream is shared between two uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from mgvm.masking.core import Masker
+from mgvm.train import losses, mixup
+
+StepFn = Callable[[dict, dict], tuple[dict, dict]]
+
+
+def _keys(state) -> tuple[jax.Array, jax.Array, jax.Array]:
+  step_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+  mask_key, drop_key, mix_key = jax.random.split(step_key, 3)
+  return mask_key, drop_key, mix_key
+
+
+def _apply(state, grads, loss, tx: optax.GradientTransformation, schedule) -> tuple[dict, dict]:
+  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+  params = optax.apply_updates(state["params"], updates)
+  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(state["step"])}
+  new = dict(state, step=state["step"] + 1, params=params, opt_state=opt_state)
+  return new, metrics
+
+
+def reconstruction_loss(model, masker: Masker, video: jax.Array, mask_key: jax.Array, *,
+                        deterministic: bool = True, rngs: nnx.Rngs | None = None):
+  """Masks `video`, reconstructs the targets; returns (loss, (mask, predictions))."""
+  tokens = model.encoder.embed(video)
+  m = masker(mask_key, video, tokens)
+  pred, _ = model(video, m, tokens=tokens, deterministic=deterministic, rngs=rngs)
+  return losses.mae_loss(video, pred, m, model.tubelet), (m, pred)
+
+
+def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule) -> StepFn:
+  """MAE pre-training: mask, reconstruct normalized pixels, AdamW update."""
+
+  def step(state, batch):
+    mask_key, drop_key, _ = _keys(state)
+
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params)
+      loss, _ = reconstruction_loss(model, masker, batch["video"], mask_key, deterministic=False,
+                                    rngs=nnx.Rngs(dropout=drop_key))
+      return loss
+
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+    return _apply(state, grads, loss, tx, schedule)
+
+  return step
+
+
+def finetune_step(graphdef: nnx.GraphDef, tx, schedule, *, num_classes: int,
+                  label_smoothing: float = 0.0, mixup_config: Any = None) -> StepFn:
+  """Classification: smoothed one-hot targets, optional mixup/cutmix, soft-target cross-entropy."""
+  use_mixup = bool(mixup_config and mixup_config.enabled)
+
+  def step(state, batch):
+    _, drop_key, mix_key = _keys(state)
+    video, labels = batch["video"], batch["label"]
+    targets = mixup.smooth_one_hot(labels, num_classes, label_smoothing)
+    if use_mixup:
+      video, targets = mixup.mixup_cutmix(
+          mix_key, video, targets, mixup_alpha=mixup_config.mixup_alpha,
+          cutmix_alpha=mixup_config.cutmix_alpha, prob=mixup_config.prob,
+          switch_prob=mixup_config.switch_prob)
+
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params)
+      logits, _ = model(video, deterministic=False, rngs=nnx.Rngs(dropout=drop_key))
+      return mixup.soft_cross_entropy(logits, targets), logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    state, metrics = _apply(state, grads, loss, tx, schedule)
+    metrics["accuracy"] = jnp.mean(jnp.argmax(logits, -1) == labels)
+    return state, metrics
+
+  return step
+
+
+def compile_step(step: StepFn, state_shardings, mesh) -> Callable:
+  """`jax.jit` with the state donated, the batch sharded on `data`, metrics replicated."""
+  from mgvm.train.sharding import batch_sharding, replicated
+  return jax.jit(step, in_shardings=(state_shardings, batch_sharding(mesh)),
+                 out_shardings=(state_shardings, replicated(mesh)), donate_argnums=(0,))

@@ -1,0 +1,89 @@
+"""Sharded state creation, encoder transfer for fine-tuning, and the step on 1 vs 8 devices."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from mgvm import masking
+from mgvm.models.load import CheckpointMismatchError
+from mgvm.train import optim, sharding, state as state_lib, steps
+
+
+def _config(task, **model):
+  c = ml_collections.ConfigDict()
+  c.task, c.seed, c.num_frames, c.image_size = task, 0, 4, 32
+  c.model = ml_collections.ConfigDict(dict(
+      size="", dim=32, depth=2, num_heads=2, decoder_dim=16, decoder_depth=1, decoder_heads=2,
+      drop_path_rate=0.0, fc_drop_rate=0.0, dtype="float32"))
+  c.model.update(model)
+  c.optim = ml_collections.ConfigDict(dict(base_lr=0.1, min_lr=0.0, warmup_steps=1,
+                                           weight_decay=0.05, b1=0.9, b2=0.95, eps=1e-8,
+                                           layer_decay=1.0, clip_grad_norm=0.0))
+  return c
+
+
+def _pretrain_state(mesh, config):
+  model_fn = lambda: state_lib.build_model(config)
+  params = nnx.state(nnx.eval_shape(model_fn), nnx.Param)
+  tx, schedule = optim.make_optimizer(config.optim, params, global_batch_size=8, total_steps=10,
+                                      num_layers=2)
+  graphdef, state, shardings = state_lib.create(model_fn, tx, mesh, seed=0)
+  masker = masking.build({"kind": "tube", "ratio": 0.5}, (2, 2, 2))
+  step = steps.compile_step(steps.pretrain_step(graphdef, masker, tx, schedule), shardings, mesh)
+  return state, step
+
+
+def test_the_step_gives_the_same_loss_and_params_on_8_devices_as_on_1():
+  assert jax.device_count() == 8, "tests/conftest.py asks XLA for 8 CPU devices"
+  config = _config("pretrain")
+  video = np.asarray(jax.random.normal(jax.random.key(3), (8, 4, 32, 32, 3)), np.float32)
+  results = []
+  for n in (1, 8):
+    mesh = sharding.make_mesh(n)
+    state, step = _pretrain_state(mesh, config)
+    batch = sharding.to_global({"video": video, "id": np.array([b"x"] * 8)}, mesh)
+    assert "id" not in batch and len(batch["video"].sharding.device_set) == n
+    losses = []
+    for _ in range(2):
+      state, metrics = step(state, batch)
+      losses.append(float(metrics["loss"]))
+    assert step._cache_size() == 1          # one compile, the state donated and reused
+    results.append((losses, jax.device_get(state["params"].to_pure_dict())))
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               results[0][1], results[1][1])
+
+
+def test_batch_size_must_divide_over_the_devices():
+  with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices"):
+    sharding.check_batch_size(12, sharding.make_mesh(-1))
+  with pytest.raises(ValueError, match="mesh.data=9"):
+    sharding.make_mesh(9)
+
+
+def test_classifier_takes_the_pretrained_encoder_and_names_what_it_skips():
+  mae = state_lib.build_model(_config("pretrain"), seed=1)
+  pretrained = nnx.state(mae, nnx.Param).to_pure_dict()
+  clf_params = nnx.state(state_lib.build_model(_config("finetune"), num_classes=5), nnx.Param)
+  messages = []
+  merged = state_lib.encoder_from_pretrained(clf_params, pretrained, log=messages.append)
+  np.testing.assert_array_equal(merged["encoder"]["blocks"][1]["mlp"]["fc1"]["kernel"],
+                                pretrained["encoder"]["blocks"][1]["mlp"]["fc1"]["kernel"])
+  np.testing.assert_array_equal(merged["head"]["kernel"],
+                                clf_params.to_pure_dict()["head"]["kernel"])
+  assert "decoder" in messages[0] and "encoder.norm.scale" in messages[0] and "head" in messages[0]
+  # the merged dict initialises a train state
+  new = state_lib.merge_params(clf_params, merged)
+  np.testing.assert_array_equal(new["encoder"]["patch_embed"]["proj"]["kernel"][...],
+                                pretrained["encoder"]["patch_embed"]["proj"]["kernel"])
+
+
+def test_a_pretrained_encoder_of_another_width_is_rejected_naming_the_parameter():
+  mae = state_lib.build_model(_config("pretrain", dim=48, num_heads=3))
+  clf_params = nnx.state(state_lib.build_model(_config("finetune"), num_classes=5), nnx.Param)
+  with pytest.raises(CheckpointMismatchError, match=r"encoder\.patch_embed\.proj\.kernel"):
+    state_lib.encoder_from_pretrained(clf_params, nnx.state(mae, nnx.Param).to_pure_dict(),
+                                      log=lambda _: None)
