@@ -62,7 +62,7 @@ def _fetch(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]
 
 def _check_finite(records, last_saved: int | None) -> None:
   for step, m in records:
-    bad = {k: v for k, v in m.items() if k in ("loss", "grad_norm") and not math.isfinite(v)}
+    bad = {k: v for k, v in m.items() if k in ("loss", "grad_norm", "update_norm") and not math.isfinite(v)}
     if bad:
       where = f"step {last_saved}" if last_saved is not None else "none was written"
       raise NonFiniteLossError(
@@ -125,37 +125,13 @@ def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dic
   step_fn = steps_lib.compile_step(step, shardings, mesh)
 
   batches = make_train_dataset(config, source, local_batch, start).as_numpy_iterator()
-  pending: list[tuple[int, dict]] = []
-  last_saved, last_record = latest, {}
-  tick, tick_step = time.perf_counter(), start
-  preempted = False
-  for i in range(start, config.total_steps):
-    batch = sharding_lib.to_global(next(batches), mesh)
-    state, step_metrics = step_fn(state, batch)
-    pending.append((i + 1, step_metrics))
-    done = i + 1 == config.total_steps
-    preempted = ckpt.preemption_requested()
-    save_now = done or preempted or (i + 1) % config.checkpoint_every_steps == 0
-    if save_now or (i + 1) % config.log_every_steps == 0:
-      records = _fetch(pending)
-      pending = []
-      _check_finite(records, last_saved)
-      if (i + 1) % config.log_every_steps == 0 or done:
-        now = time.perf_counter()
-        last_record = {k: float(np.mean([m[k] for _, m in records])) for k in records[-1][1]}
-        last_record["lr"] = records[-1][1]["lr"]
-        last_record["steps_per_sec"] = (i + 1 - tick_step) / max(now - tick, 1e-9)
-        tick, tick_step = now, i + 1
-        writer.write(i + 1, last_record)
-      if save_now and ckpt.maybe_save(i + 1, state, state["params"], force=done or preempted):
-        last_saved = i + 1
-    if preempted:
-      say(f"preemption signal: saved step {i + 1} to {checkpoint_dir(workdir)}; rerun with the same "
-          f"--workdir to resume")
-      break
-  ckpt.wait()
-  ckpt.close()
-  writer.close()
+  try:
+    state, last_record, preempted = _run_steps(config, workdir, step_fn, state, batches, mesh, ckpt,
+                                               writer, latest, start, say)
+  finally:
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
   plot = None
   if jax.process_index() == 0 and os.path.exists(os.path.join(workdir, "metrics.jsonl")):
     keys = ("loss", "accuracy") if config.task == "finetune" else ("loss",)
@@ -172,3 +148,37 @@ def _pure(tree: Any) -> Any:
   if isinstance(tree, nnx.State):
     return tree.to_pure_dict()
   return tree
+
+
+def _run_steps(config, workdir, step_fn, state, batches, mesh, ckpt, writer, last_saved, start, say):
+  """Steps `start..total_steps`; logs, checks finiteness, checkpoints; stops on preemption."""
+  pending: list[tuple[int, dict]] = []
+  last_record: dict[str, float] = {}
+  tick, tick_step = time.perf_counter(), start
+  preempted = False
+  for i in range(start, config.total_steps):
+    batch = sharding_lib.to_global(next(batches), mesh)
+    state, step_metrics = step_fn(state, batch)
+    pending.append((i + 1, step_metrics))
+    done = i + 1 == config.total_steps
+    preempted = ckpt.preemption_requested()
+    save_now = done or preempted or (i + 1) % config.checkpoint_every_steps == 0
+    log_now = done or (i + 1) % config.log_every_steps == 0
+    if save_now or log_now:
+      records = _fetch(pending)
+      pending = []
+      _check_finite(records, last_saved)
+      if log_now:
+        now = time.perf_counter()
+        last_record = {k: float(np.mean([m[k] for _, m in records])) for k in records[-1][1]}
+        last_record["lr"] = records[-1][1]["lr"]
+        last_record["steps_per_sec"] = (i + 1 - tick_step) / max(now - tick, 1e-9)
+        tick, tick_step = now, i + 1
+        writer.write(i + 1, last_record)
+      if save_now and ckpt.maybe_save(i + 1, state, state["params"], force=done or preempted):
+        last_saved = i + 1
+    if preempted:
+      say(f"preemption signal: saved step {i + 1} to {checkpoint_dir(workdir)}; rerun with the "
+          f"same --workdir to resume")
+      break
+  return state, last_record, preempted

@@ -28,7 +28,10 @@ def _keys(state) -> tuple[jax.Array, jax.Array, jax.Array]:
 def _apply(state, grads, loss, tx: optax.GradientTransformation, schedule) -> tuple[dict, dict]:
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
   params = optax.apply_updates(state["params"], updates)
-  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(state["step"])}
+  # update_norm catches an overflowing update while the loss is still finite, so a
+  # non-finite state is detected before it can be checkpointed.
+  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+             "update_norm": optax.global_norm(updates), "lr": schedule(state["step"])}
   new = dict(state, step=state["step"] + 1, params=params, opt_state=opt_state)
   return new, metrics
 

@@ -1,0 +1,198 @@
+"""TensorFlow ops on one clip `[T, H, W, 3]` (DESIGN.md §3, ALGORITHMS.md §1.5–1.7).
+
+Every random op takes an explicit stateless `seed` (a [2] int tensor) and draws one crop / flip
+for the whole clip, so all frames get the same geometry and eager, graph and tf.data runs agree
+exactly. Resizing is bilinear (half-pixel centres, no antialiasing); crops and resizes return
+float32 in [0, 255]; `normalize` maps to ImageNet-normalised float32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import tensorflow as tf
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+MULTI_SCALES = (1.0, 0.875, 0.75, 0.66)
+
+# Fixed crop positions of VideoMAE's GroupMultiScaleCrop, in units of (x step, y step) where
+# step = (image side - crop side) // 4: corners and centre, then (more_fix_crop) edge midpoints
+# and quarter points.
+FIX_OFFSETS = ((0, 0), (4, 0), (0, 4), (4, 4), (2, 2))
+MORE_FIX_OFFSETS = ((0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3))
+
+
+def _split(seed, num: int) -> tf.Tensor:
+  return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num)
+
+
+def _randint(seed, maxval) -> tf.Tensor:
+  """int32 scalar uniform in [0, maxval)."""
+  return tf.random.stateless_uniform([], seed, minval=0, maxval=maxval, dtype=tf.int32)
+
+
+def _check_size(size):
+  if int(size) != size or size < 1:
+    raise ValueError(f"size must be an integer >= 1, got {size}")
+
+
+def decode_frames(jpegs: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+  """uint8 [*indices.shape, H, W, 3]: decodes only the frames `indices` picks from `jpegs` [N].
+
+  Repeated indices (wrap-around, upsampling) are decoded once.
+  """
+  indices = tf.convert_to_tensor(indices)
+  unique, position = tf.unique(tf.reshape(indices, [-1]))
+  decoded = tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=3), tf.gather(jpegs, unique),
+                      fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+  frames = tf.gather(decoded, position)
+  return tf.reshape(frames, tf.concat([tf.shape(indices), tf.shape(decoded)[1:]], 0))
+
+
+def crop_and_resize(frames: tf.Tensor, box, size: int) -> tf.Tensor:
+  """float32 [T, size, size, 3]: crops `box = (y, x, h, w)` from every frame, resizes bilinearly."""
+  y, x, h, w = box
+  crop = frames[:, y:y + h, x:x + w, :]
+  out = tf.image.resize(crop, [size, size], method="bilinear")
+  return tf.ensure_shape(tf.cast(out, tf.float32), [frames.shape[0], size, size, 3])
+
+
+def _hw(frames):
+  shape = tf.shape(frames)
+  return shape[1], shape[2]
+
+
+def multi_scale_crop_box(height, width, size: int, seed, scales: Sequence[float] = MULTI_SCALES,
+                         max_distort: int = 1, more_fix_crop: bool = True):
+  """(y, x, h, w) int32 scalars chosen as VideoMAE's `GroupMultiScaleCrop` does.
+
+  Candidate sides `int(min(H, W) * scale)`, each replaced by `size` when within 3 px of it;
+  (w, h) drawn uniformly from the pairs of candidates whose scale indices differ by at most
+  `max_distort`; offset drawn uniformly from the 5 (or 13 with `more_fix_crop`) fixed positions.
+  Unlike the reference, a side snapped up past the image is clipped to the image.
+  """
+  _check_size(size)
+  if not scales:
+    raise ValueError("scales must be non-empty")
+  height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+  base = tf.cast(tf.minimum(height, width), tf.float64)
+  sides = tf.cast(tf.floor(base * tf.constant(scales, tf.float64)), tf.int32)
+  sides = tf.where(tf.abs(sides - size) < 3, size, sides)
+  pairs = [(i, j) for i in range(len(scales)) for j in range(len(scales))
+           if abs(i - j) <= max_distort]  # (h index, w index), the reference's order
+  offsets = FIX_OFFSETS + (MORE_FIX_OFFSETS if more_fix_crop else ())
+  seed_pair, seed_offset = tf.unstack(_split(seed, 2))
+  k = _randint(seed_pair, len(pairs))
+  h = tf.minimum(tf.gather(sides, tf.gather([p[0] for p in pairs], k)), height)
+  w = tf.minimum(tf.gather(sides, tf.gather([p[1] for p in pairs], k)), width)
+  o = _randint(seed_offset, len(offsets))
+  x = tf.gather([a for a, _ in offsets], o) * ((width - w) // 4)
+  y = tf.gather([b for _, b in offsets], o) * ((height - h) // 4)
+  return y, x, h, w
+
+
+def multi_scale_crop(frames: tf.Tensor, size: int, seed, scales: Sequence[float] = MULTI_SCALES,
+                     max_distort: int = 1, more_fix_crop: bool = True) -> tf.Tensor:
+  """Pre-training crop (VideoMAE `GroupMultiScaleCrop`): float32 [T, size, size, 3]."""
+  height, width = _hw(frames)
+  box = multi_scale_crop_box(height, width, size, seed, scales, max_distort, more_fix_crop)
+  return crop_and_resize(frames, box, size)
+
+
+def random_resized_crop_box(height, width, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                            attempts: int = 10):
+  """(y, x, h, w) int32 scalars with torchvision `RandomResizedCrop` semantics.
+
+  `attempts` candidates (area fraction ~ U(scale), log aspect ~ U(log ratio),
+  w = round(sqrt(area * aspect)), h = round(sqrt(area / aspect))) are drawn at once; the first
+  that fits is used with a uniform offset. If none fits: centre crop of the whole image, its
+  aspect clamped to `ratio`.
+  """
+  if not 0 < scale[0] <= scale[1]:
+    raise ValueError(f"scale must be 0 < min <= max, got {scale}")
+  if not 0 < ratio[0] <= ratio[1]:
+    raise ValueError(f"ratio must be 0 < min <= max, got {ratio}")
+  height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+  hf, wf = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+  s_area, s_ratio, s_y, s_x = tf.unstack(_split(seed, 4))
+  area = hf * wf * tf.random.stateless_uniform([attempts], s_area, scale[0], scale[1], tf.float64)
+  aspect = tf.exp(tf.random.stateless_uniform([attempts], s_ratio, math.log(ratio[0]),
+                                              math.log(ratio[1]), tf.float64))
+  ws = tf.cast(tf.round(tf.sqrt(area * aspect)), tf.int32)
+  hs = tf.cast(tf.round(tf.sqrt(area / aspect)), tf.int32)
+  fits = (ws > 0) & (ws <= width) & (hs > 0) & (hs <= height)
+  first = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+  in_ratio = wf / hf
+  fb_w = tf.where(in_ratio > ratio[1], tf.cast(tf.round(hf * ratio[1]), tf.int32), width)
+  fb_h = tf.where(in_ratio < ratio[0], tf.cast(tf.round(wf / ratio[0]), tf.int32), height)
+  found = tf.reduce_any(fits)
+  w = tf.where(found, ws[first], fb_w)
+  h = tf.where(found, hs[first], fb_h)
+  y = tf.where(found, _randint(s_y, height - h + 1), (height - h) // 2)
+  x = tf.where(found, _randint(s_x, width - w + 1), (width - w) // 2)
+  return y, x, h, w
+
+
+def random_resized_crop(frames: tf.Tensor, size: int, seed, scale=(0.08, 1.0),
+                        ratio=(3 / 4, 4 / 3)) -> tf.Tensor:
+  """Fine-tuning crop: one `random_resized_crop_box` for all frames, float32 [T, size, size, 3]."""
+  _check_size(size)
+  height, width = _hw(frames)
+  return crop_and_resize(frames, random_resized_crop_box(height, width, seed, scale, ratio), size)
+
+
+def random_flip(frames: tf.Tensor, seed, prob: float = 0.5) -> tf.Tensor:
+  """Flips every frame of the clip horizontally with probability `prob` (one draw per clip)."""
+  if not 0 <= prob <= 1:
+    raise ValueError(f"prob must be in [0, 1], got {prob}")
+  flip = tf.random.stateless_uniform([], tf.cast(seed, tf.int64)) < prob
+  return tf.cond(flip, lambda: tf.reverse(frames, [2]), lambda: tf.identity(frames))
+
+
+def resize_short_side(frames: tf.Tensor, size: int) -> tf.Tensor:
+  """float32: bilinear resize so the short side is `size`; long = floor(size * long / short)."""
+  _check_size(size)
+  height, width = _hw(frames)
+  new_h = tf.where(height <= width, size, (size * height) // width)
+  new_w = tf.where(height <= width, (size * width) // height, size)
+  return tf.cast(tf.image.resize(frames, tf.stack([new_h, new_w]), method="bilinear"), tf.float32)
+
+
+def resize_center_crop(frames: tf.Tensor, size: int) -> tf.Tensor:
+  """Evaluation view: short side to `size`, then the centre `size`×size crop (offset floor)."""
+  resized = resize_short_side(frames, size)
+  height, width = _hw(resized)
+  y, x = (height - size) // 2, (width - size) // 2
+  out = resized[:, y:y + size, x:x + size, :]
+  return tf.ensure_shape(out, [frames.shape[0], size, size, 3])
+
+
+def spatial_crops(frames: tf.Tensor, size: int, num_crops: int = 3) -> tf.Tensor:
+  """float32 [num_crops, T, size, size, 3]: VideoMAE's multi-crop test views.
+
+  Short side to `size`, then crops along the long side (along H when H >= W) at
+  `int(k * (long - size) / (num_crops - 1))`: start / centre / end for 3. One crop is the
+  centre crop (`resize_center_crop`).
+  """
+  if int(num_crops) != num_crops or num_crops < 1:
+    raise ValueError(f"num_crops must be an integer >= 1, got {num_crops}")
+  if num_crops == 1:
+    return resize_center_crop(frames, size)[None]
+  resized = resize_short_side(frames, size)
+  height, width = _hw(resized)
+  along_h = height >= width
+  step = tf.cast(tf.maximum(height, width) - size, tf.float64) / float(num_crops - 1)
+  views = []
+  for k in range(num_crops):
+    start = tf.cast(tf.floor(float(k) * step), tf.int32)
+    y, x = tf.where(along_h, start, 0), tf.where(along_h, 0, start)
+    views.append(resized[:, y:y + size, x:x + size, :])
+  return tf.ensure_shape(tf.stack(views), [num_crops, frames.shape[0], size, size, 3])
+
+
+def normalize(frames: tf.Tensor) -> tf.Tensor:
+  """float32 `(frames / 255 - MEAN) / STD` per channel."""
+  x = tf.cast(frames, tf.float32) / 255.0
+  return (x - tf.constant(MEAN, tf.float32)) / tf.constant(STD, tf.float32)

@@ -1,0 +1,186 @@
+"""The tf.data pipeline on small records whose pixels encode the source frame index."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mgvm.data import format as fmt
+from mgvm.data import pipeline, sampling, video_ops
+
+# Video v (its label): VIDEOS[v] = (num_frames, fps). Frame i has red = 8 i, so the decoded
+# (and cropped, resized) frame tells which source frame it was; blue grows left to right, so
+# a horizontal flip shows.
+VIDEOS = [(12, 30.0), (5, 25.0), (20, 50.0), (31, 29.97), (8, 10.0), (16, 24.0), (25, 60.0),
+          (9, 15.0)]
+H, W, T, S = 24, 32, 4, 16
+
+
+def _jpeg(value):
+  image = np.zeros((H, W, 3), np.uint8)
+  image[..., 0], image[..., 2] = value, np.arange(W) * 8
+  return tf.io.encode_jpeg(image, quality=100).numpy()
+
+
+def _record(v):
+  n, fps = VIDEOS[v]
+  frames = [_jpeg(8 * i) for i in range(n)]
+  return fmt.encode_example(video_id=f"vid{v}", fps=fps, jpeg_frames=frames, height=H, width=W,
+                            label=v)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+  """4 shards, 2 videos each (videos 0..7 in order)."""
+  root = tmp_path_factory.mktemp("shards")
+  for f in range(4):
+    with tf.io.TFRecordWriter(str(root / f"train-{f:02d}.tfrecord")) as writer:
+      for v in (2 * f, 2 * f + 1):
+        writer.write(_record(v))
+  return str(root / "train-*.tfrecord")
+
+
+def _source_frames(video):
+  """[..., T] source index each (normalised) frame shows, from its red level."""
+  mean, std = np.float32(video_ops.MEAN), np.float32(video_ops.STD)
+  red = ((video * std + mean) * 255)[..., 0].mean(axis=(-1, -2))
+  return np.rint(red / 8).astype(np.int32)
+
+
+def _flipped(video):
+  """[...] True where the clip's blue gradient runs right to left."""
+  blue = video[..., 2].mean(axis=(-4, -3))  # over frames and rows -> [..., W]
+  return blue[..., -1] < blue[..., 0]
+
+
+def _take(ds, n):
+  return list(itertools.islice(pipeline.iterate_numpy(ds), n))
+
+
+def _assert_batches_equal(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    assert x.keys() == y.keys()
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+
+
+@pytest.mark.parametrize("mode, target_fps", [("pretrain", 10.0), ("finetune", None)])
+def test_train_batches_use_fps_sampling_and_decode_those_frames(shards, mode, target_fps):
+  ds = pipeline.make_dataset(shards, mode=mode, num_frames=T, image_size=S, batch_size=4,
+                             target_fps=target_fps, frame_stride=3, seed=1)
+  batches = _take(ds, 5)  # 20 clips: crosses an epoch boundary (8 videos)
+  for b in batches:
+    assert b["video"].shape == (4, T, S, S, 3) and b["video"].dtype == np.float32
+    assert b["label"].dtype == np.int32 and b["label"].shape == (4,)
+    assert b["frame_indices"].shape == (4, T) and b["frame_indices"].dtype == np.int32
+    assert b["fps"].dtype == np.float32 and b["stride"].dtype == np.float32
+    for label, idx, fps, stride, video in zip(b["label"], b["frame_indices"], b["fps"],
+                                              b["stride"], b["video"]):
+      n, src_fps = VIDEOS[label]
+      assert fps == np.float32(src_fps)
+      expected_stride = sampling.stride_for_np(src_fps, target_fps, 3)
+      assert stride == np.float32(expected_stride)
+      start = int(idx[0])
+      assert 0 <= start <= sampling.max_start_np(n, expected_stride, T)
+      np.testing.assert_array_equal(idx, sampling.clip_indices_np(n, expected_stride, T, start))
+      np.testing.assert_array_equal(_source_frames(video), idx)
+  assert len({int(l) for b in batches for l in b["label"]}) >= 5  # shuffled over all shards
+  flips = np.concatenate([_flipped(b["video"]) for b in batches])
+  assert flips.any() and not flips.all() if mode == "finetune" else not flips.any()
+
+
+def test_finetune_without_flip(shards):
+  ds = pipeline.make_dataset(shards, mode="finetune", num_frames=T, image_size=S, batch_size=8,
+                             flip=False)
+  assert not any(_flipped(b["video"]).any() for b in _take(ds, 2))
+
+
+def test_train_stream_is_deterministic_and_resumes_exactly(shards):
+  kwargs = dict(mode="finetune", num_frames=T, image_size=S, batch_size=3, target_fps=8.0,
+                seed=5, shuffle_buffer=4)
+  ds = pipeline.make_dataset(shards, **kwargs)
+  full = _take(ds, 6)
+  _assert_batches_equal(full, _take(ds, 6))  # a second fresh iterator of the same dataset
+  _assert_batches_equal(full, _take(pipeline.make_dataset(shards, **kwargs), 6))
+  resumed = _take(pipeline.make_dataset(shards, start_step=4, **kwargs), 2)
+  _assert_batches_equal(full[4:], resumed)
+  other = _take(pipeline.make_dataset(shards, **{**kwargs, "seed": 6}), 2)
+  assert not all(np.array_equal(a["video"], b["video"]) for a, b in zip(full, other))
+
+
+def test_eval_views_padding_and_mask(tmp_path):
+  path = str(tmp_path / "eval.tfrecord")
+  with tf.io.TFRecordWriter(path) as writer:
+    for v in range(5):
+      writer.write(_record(v))
+  ds = pipeline.make_dataset(path, mode="eval", num_frames=T, image_size=S, batch_size=4,
+                             target_fps=10.0, num_clips=2, num_crops=3)
+  batches = list(pipeline.iterate_numpy(ds))
+  assert len(batches) == 8  # 5 videos x 6 views = 30 -> 8 batches of 4
+  assert [int(b["mask"].sum()) for b in batches] == [4] * 7 + [2]
+  assert pipeline.eval_num_batches(path, batch_size=4, num_clips=2, num_crops=3) == 8
+  rows = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+  assert rows["video"].shape == (32, T, S, S, 3) and rows["mask"].dtype == np.bool_
+  real = rows["mask"]
+  np.testing.assert_array_equal(rows["video_index"][real], np.repeat(np.arange(5), 6))
+  np.testing.assert_array_equal(rows["view"][real], np.tile(np.arange(6), 5))
+  np.testing.assert_array_equal(rows["label"][real], rows["video_index"][real])
+  for key, value in rows.items():  # padding rows are zeros
+    assert not np.any(value[~real]), key
+  for i in np.flatnonzero(real):
+    n, fps = VIDEOS[rows["label"][i]]
+    clip, _ = divmod(int(rows["view"][i]), 3)
+    expected = sampling.eval_indices_np(n, sampling.stride_for_np(fps, 10.0), T, 2)[clip]
+    np.testing.assert_array_equal(rows["frame_indices"][i], expected)
+    np.testing.assert_array_equal(_source_frames(rows["video"][i]), expected)
+  # A second pass gives the same batches.
+  _assert_batches_equal(batches, list(pipeline.iterate_numpy(ds)))
+
+
+def test_hosts_get_disjoint_shards_and_equal_eval_steps(shards):
+  files = pipeline.list_files(shards)
+  host0, host1 = (pipeline.host_files(shards, i, 2) for i in range(2))
+  assert not set(host0) & set(host1) and sorted(host0 + host1) == files
+  steps = pipeline.eval_num_batches(shards, batch_size=3, process_count=2)
+  assert steps == 2  # 4 videos per host, 1 view each
+  labels = []
+  for i in range(2):
+    ds = pipeline.make_dataset(shards, mode="eval", num_frames=T, image_size=S, batch_size=3,
+                               process_index=i, process_count=2, eval_batches=steps + 1)
+    batches = list(pipeline.iterate_numpy(ds))
+    assert len(batches) == steps + 1 and not batches[-1]["mask"].any()
+    labels.append({int(l) for b in batches for l, m in zip(b["label"], b["mask"]) if m})
+  assert labels == [{0, 1, 4, 5}, {2, 3, 6, 7}]
+  with pytest.raises(tf.errors.InvalidArgumentError, match="eval_batches=1"):
+    list(pipeline.iterate_numpy(pipeline.make_dataset(
+        shards, mode="eval", num_frames=T, image_size=S, batch_size=3, process_count=2,
+        eval_batches=1)))
+
+
+def test_clear_errors(tmp_path, shards):
+  pattern = str(tmp_path / "missing-*.tfrecord")
+  with pytest.raises(FileNotFoundError, match="missing-"):
+    pipeline.make_dataset(pattern, mode="eval", num_frames=T, image_size=S, batch_size=2)
+  with pytest.raises(ValueError, match="process 4 of 5 gets no files"):
+    pipeline.host_files(shards, 4, 5)
+  with pytest.raises(ValueError, match="mode"):
+    pipeline.make_dataset(shards, mode="train", num_frames=T, image_size=S, batch_size=2)
+  with pytest.raises(ValueError, match="batch_size"):
+    pipeline.make_dataset(shards, mode="eval", num_frames=T, image_size=S, batch_size=0)
+  # A record with an empty frame list: the error names the record.
+  example = tf.train.SequenceExample()
+  example.context.feature[fmt.ID].bytes_list.value.append(b"empty-video-7")
+  example.context.feature[fmt.FPS].float_list.value.append(25.0)
+  example.context.feature[fmt.NUM_FRAMES].int64_list.value.append(0)
+  example.feature_lists.feature_list[fmt.FRAMES].SetInParent()
+  path = str(tmp_path / "empty.tfrecord")
+  with tf.io.TFRecordWriter(path) as writer:
+    writer.write(example.SerializeToString())
+  ds = pipeline.make_dataset(path, mode="eval", num_frames=T, image_size=S, batch_size=2)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="empty-video-7"):
+    list(pipeline.iterate_numpy(ds))

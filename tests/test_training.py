@@ -1,0 +1,139 @@
+"""End to end on CPU: pre-train → fine-tune (init_from) → evaluate; resume; non-finite loss."""
+
+import json
+import os
+import signal
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from configs import finetune, pretrain  # noqa: E402
+from mgvm import metrics as metrics_lib  # noqa: E402
+from mgvm.evaluate import run as eval_run  # noqa: E402
+from mgvm.train import checkpoint as checkpoint_lib  # noqa: E402
+from mgvm.train import loop  # noqa: E402
+
+
+def _tiny(config, data_dir, **run):
+  """A few steps of a 2-block ViT on 32-px, 8-frame clips of a tiny synthetic set."""
+  config.model.update(dim=32, depth=2, num_heads=2)
+  if config.task == "pretrain":
+    config.model.update(decoder_dim=16, decoder_depth=1, decoder_heads=2)
+  config.num_frames, config.image_size, config.batch_size = 8, 32, 8
+  config.data.dir = str(data_dir)
+  config.data.shuffle_buffer = 16
+  config.data.synthetic.update(image_size=32, min_seconds=1.0, max_seconds=2.0, min_fps=8.0,
+                               max_fps=24.0, num_train=24, num_val=6, num_test=5)
+  config.optim.warmup_steps = 2
+  config.eval.update(batch_size=8, max_batches=0)
+  config.tensorboard = True
+  config.update(run)
+  return config
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("data")
+
+
+def _records(workdir):
+  return metrics_lib.read_metrics(os.path.join(workdir, "metrics.jsonl"))
+
+
+def test_pretrain_finetune_eval_chain(tmp_path, data_dir):
+  pre_dir, ft_dir = str(tmp_path / "pretrain"), str(tmp_path / "finetune")
+  config = _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=4, log_every_steps=2,
+                 checkpoint_every_steps=2)
+  result = loop.train(config, pre_dir, log=lambda _: None)
+  assert result["step"] == 4 and result["step_cache_size"] == 1
+  records = _records(pre_dir)
+  assert [r["step"] for r in records] == [2, 4]
+  assert all(r["loss"] > 0 and r["lr"] > 0 and r["steps_per_sec"] > 0 for r in records)
+  assert os.path.getsize(os.path.join(pre_dir, "loss.png")) > 0
+  assert os.listdir(os.path.join(pre_dir, "tensorboard"))
+  assert checkpoint_lib.Checkpointer(loop.checkpoint_dir(pre_dir), save_every_steps=2).latest_step() == 4
+
+  pre_eval = eval_run.evaluate(config, pre_dir, log=lambda _: None)
+  saved = json.load(open(os.path.join(pre_dir, "eval", "val.json")))
+  assert saved["num_clips"] == 6                        # 6 val videos, padded batch of 8
+  assert 0 < saved["loss"] < 5 and saved["psnr"] > 5 and pre_eval["loss"] == saved["loss"]
+
+  messages = []
+  config = _tiny(finetune.get_config("runlocal"), data_dir, total_steps=3, log_every_steps=1,
+                 checkpoint_every_steps=3, init_from=pre_dir)
+  config.mixup.enabled = True
+  loop.train(config, ft_dir, log=messages.append)
+  assert any("init_from" in m and "decoder" in m for m in messages)
+  assert [r["step"] for r in _records(ft_dir)] == [1, 2, 3]
+  config.eval.update(split="test", num_clips=2, num_crops=3)
+  result = eval_run.evaluate(config, ft_dir, log=messages.append)
+  assert result["num_videos"] == 5 and result["num_views"] == 30 and result["views_per_video"] == 6
+  assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
+  assert "x chance" in messages[-1] and "checkpoints" in messages[-1]
+  assert os.path.exists(os.path.join(ft_dir, "eval", "test.json"))
+
+
+def _params(workdir):
+  return jax.device_get(checkpoint_lib.load_params(loop.checkpoint_dir(workdir)))
+
+
+def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, data_dir, monkeypatch):
+  def config():
+    return _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=6, log_every_steps=1,
+                 checkpoint_every_steps=100)
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  loop.train(config(), straight, log=lambda _: None)
+
+  write = metrics_lib.MetricWriter.write
+
+  def write_and_preempt(self, step, values):
+    write(self, step, values)
+    if step == 3:
+      os.kill(os.getpid(), signal.SIGTERM)      # what a scheduler sends before preempting
+  monkeypatch.setattr(metrics_lib.MetricWriter, "write", write_and_preempt)
+  first = loop.train(config(), resumed, log=lambda _: None)
+  monkeypatch.setattr(metrics_lib.MetricWriter, "write", write)
+  assert first["preempted"] and first["step"] == 4        # saved at the next step, then stopped
+  second = loop.train(config(), resumed, log=lambda _: None)
+  assert second["step"] == 6 and not second["preempted"]
+  assert [r["step"] for r in _records(resumed)] == [1, 2, 3, 4, 5, 6]
+  jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(resumed))
+  losses = [[r["loss"] for r in _records(d)] for d in (straight, resumed)]
+  np.testing.assert_array_equal(losses[0], losses[1])
+
+
+def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, data_dir, monkeypatch):
+  def config():
+    return _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=5, log_every_steps=1,
+                 checkpoint_every_steps=2)
+  straight, crashed = str(tmp_path / "straight"), str(tmp_path / "crashed")
+  loop.train(config(), straight, log=lambda _: None)
+  write = metrics_lib.MetricWriter.write
+
+  def write_and_crash(self, step, values):
+    write(self, step, values)
+    if step == 3:
+      raise KeyboardInterrupt("simulated crash")
+  monkeypatch.setattr(metrics_lib.MetricWriter, "write", write_and_crash)
+  with pytest.raises(KeyboardInterrupt):
+    loop.train(config(), crashed, log=lambda _: None)
+  monkeypatch.setattr(metrics_lib.MetricWriter, "write", write)
+  messages = []
+  assert loop.train(config(), crashed, log=messages.append)["step"] == 5
+  assert "resumed from step 2" in messages
+  jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(crashed))
+
+
+def test_a_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path, data_dir):
+  config = _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=4, log_every_steps=4,
+                 checkpoint_every_steps=1)
+  config.optim.update(base_lr=1e38, warmup_steps=0)        # the first update overflows
+  with pytest.raises(loop.NonFiniteLossError, match="step 1"):
+    loop.train(config, str(tmp_path), log=lambda _: None)
+  assert checkpoint_lib.Checkpointer(loop.checkpoint_dir(str(tmp_path)),
+                                     save_every_steps=1).latest_step() is None
