@@ -54,8 +54,13 @@ def evaluate(config, workdir: str, *, split: str | None = None, checkpoint: str 
   params = jax.device_put(params, replicated)
 
   views = (config.eval.num_clips, config.eval.num_crops) if config.task == "finetune" else (1, 1)
+  files = source.split(split)
+  # every host runs the same number of batches (fully masked ones after its own data)
+  same_count = (pipeline.eval_num_batches(files, batch_size=local_batch, num_clips=views[0],
+                                          num_crops=views[1], process_count=jax.process_count())
+                if jax.process_count() > 1 else None)
   ds = pipeline.make_dataset(
-      source.split(split), mode="eval", num_frames=config.num_frames, image_size=config.image_size,
+      files, mode="eval", eval_batches=same_count, num_frames=config.num_frames, image_size=config.image_size,
       batch_size=local_batch, target_fps=config.data.target_fps or None,
       frame_stride=config.data.frame_stride, num_clips=views[0], num_crops=views[1],
       process_index=jax.process_index(), process_count=jax.process_count())

@@ -1,0 +1,262 @@
+"""Orbax checkpoints: items "state" (everything needed to resume) and "params" (weights only).
+
+Both items are stored as nested dicts of arrays keyed by the pytree path (`encoder/blocks/0/
+attn/qkv/kernel`, `opt_state/0/mu/...`; the `.value` of NNX Variables is dropped), so the
+"params" item reads back without flax, and a restore rebuilds the caller's own pytree types
+(`nnx.State`, optax namedtuples) from the abstract tree it passes.
+
+Preemption: on construction (single-process runs) a SIGTERM handler only sets a flag;
+`maybe_save` then saves at the next step and the loop should stop. Multi-process runs use
+JAX's preemption sync point instead (every process reaches the same step), so `maybe_save`
+must be called by all processes at every step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from mgvm.train.optim import path_names
+
+ITEMS = ("state", "params")
+
+
+def _registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
+  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+  for name in ITEMS:
+    registry.add(name, ocp.args.StandardSave, ocp.StandardCheckpointHandler())
+    registry.add(name, ocp.args.StandardRestore, ocp.StandardCheckpointHandler())
+  return registry
+
+
+def _check_leaf(names: tuple[str, ...], leaf) -> None:
+  dtype = getattr(leaf, "dtype", None)
+  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    raise TypeError(f"Leaf {'/'.join(names)} is a typed PRNG key; store "
+                    "jax.random.key_data(key) in the checkpointed state instead.")
+
+
+def to_nested(tree) -> dict[str, Any]:
+  """Any pytree -> nested dict keyed by its path names (the on-disk layout)."""
+  nested: dict[str, Any] = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    names = path_names(path) or ("value",)
+    _check_leaf(names, leaf)
+    node = nested
+    for name in names[:-1]:
+      node = node.setdefault(name, {})
+      if not isinstance(node, dict):
+        raise ValueError(f"Pytree path {'/'.join(names)} collides with a leaf.")
+    if names[-1] in node:
+      raise ValueError(f"Two leaves share the path {'/'.join(names)}.")
+    node[names[-1]] = leaf
+  return nested
+
+
+def from_nested(nested: dict[str, Any], like) -> Any:
+  """Inverse of `to_nested`: leaves of `nested` arranged as the pytree `like`."""
+  paths, treedef = jax.tree_util.tree_flatten_with_path(like)
+  leaves = []
+  for path, _ in paths:
+    names = path_names(path) or ("value",)
+    node = nested
+    for name in names:
+      if not isinstance(node, dict) or name not in node:
+        raise KeyError(f"The checkpoint has no entry {'/'.join(names)}.")
+      node = node[name]
+    leaves.append(node)
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _abstract(tree):
+  """Leaves -> ShapeDtypeStruct with their sharding (the first local device when none)."""
+  default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+  def convert(x):
+    if isinstance(x, jax.ShapeDtypeStruct):
+      if x.sharding is None:
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=default)
+      return x
+    if isinstance(x, jax.Array):
+      return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+    x = np.asarray(x)
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=default)
+  return jax.tree.map(convert, tree)
+
+
+def _resolve_directory(directory: str) -> str:
+  """`directory`, or `directory/checkpoints` when only that holds checkpoints (a workdir)."""
+  directory = os.path.abspath(os.fspath(directory))
+  nested = os.path.join(directory, "checkpoints")
+  if os.path.isdir(nested) and not _has_steps(directory) and _has_steps(nested):
+    return nested
+  return directory
+
+
+def _has_steps(directory: str) -> bool:
+  return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
+
+
+def _manager(directory: str, *, max_to_keep: int | None = None, async_save: bool = True,
+             read_only: bool = False) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
+                                         read_only=read_only,
+                                         enable_async_checkpointing=async_save)
+  return ocp.CheckpointManager(directory, options=options, handler_registry=_registry())
+
+
+class Checkpointer:
+  """Saves every `save_every_steps` steps (and on force / preemption), keeps the latest N.
+
+  `maybe_save(step, state, params)` with `state` the full train-state pytree and `params`
+  the model weights; `restore(abstract_state)` returns the latest state placed on the
+  shardings of `abstract_state` (ShapeDtypeStructs or arrays).
+  """
+
+  def __init__(self, directory: str, *, max_to_keep: int = 3, save_every_steps: int,
+               async_save: bool = True):
+    if save_every_steps < 0:
+      raise ValueError(f"save_every_steps={save_every_steps} must be >= 0 (0: only forced "
+                       "and preemption saves).")
+    if max_to_keep is not None and max_to_keep < 1:
+      raise ValueError(f"max_to_keep={max_to_keep} must be >= 1 (or None to keep all).")
+    self.directory = os.path.abspath(os.fspath(directory))
+    self.save_every_steps = int(save_every_steps)
+    self._manager = _manager(self.directory, max_to_keep=max_to_keep, async_save=async_save)
+    self._signal_received = False
+    self._sync_point_reached = False
+    self._saved_for_preemption = False
+    self._multi_process = jax.process_count() > 1
+    self._previous_handler = None
+    self._handler_installed = False
+    if not self._multi_process:  # jax's preemption notifier owns SIGTERM in multi-process runs.
+      self._install_handler()
+
+  # ------------------------------------------------------------------ preemption
+
+  def _install_handler(self) -> None:
+    if threading.current_thread() is not threading.main_thread():
+      logging.warning("Checkpointer built outside the main thread: no SIGTERM handler.")
+      return
+    self._previous_handler = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, self._on_sigterm)
+    self._handler_installed = True
+
+  def _on_sigterm(self, signum, frame) -> None:
+    if not self._signal_received:
+      logging.warning("SIGTERM received: saving a checkpoint at the next step.")
+    self._signal_received = True
+    previous = self._previous_handler
+    if callable(previous) and previous not in (signal.SIG_DFL, signal.SIG_IGN):
+      previous(signum, frame)
+
+  def preemption_requested(self) -> bool:
+    """True once SIGTERM arrived (single process) or the preemption sync point was reached."""
+    return self._signal_received or self._sync_point_reached
+
+  def _check_sync_point(self, step: int) -> None:
+    if not self._multi_process or self._sync_point_reached:
+      return
+    try:
+      from jax.experimental import multihost_utils
+      self._sync_point_reached = bool(multihost_utils.reached_preemption_sync_point(step))
+    except (RuntimeError, AttributeError, ImportError):
+      pass  # Preemption service not enabled.
+
+  # ------------------------------------------------------------------ save / restore
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def maybe_save(self, step: int, state, params, *, force: bool = False) -> bool:
+    """Saves both items when due (step % save_every_steps == 0), forced, or first asked for
+    after a preemption notice; returns True when a save was started (async)."""
+    step = int(step)
+    self._check_sync_point(step)
+    due = self.save_every_steps > 0 and step % self.save_every_steps == 0
+    preempt = self.preemption_requested() and not self._saved_for_preemption
+    if not (due or force or preempt):
+      return False
+    if step in self._manager.all_steps():
+      return False
+    args = ocp.args.Composite(state=ocp.args.StandardSave(to_nested(state)),
+                              params=ocp.args.StandardSave(to_nested(params)))
+    saved = bool(self._manager.save(step, args=args, force=True))
+    if saved and self.preemption_requested():
+      self._saved_for_preemption = True
+    return saved
+
+  def restore(self, abstract_state, step: int | None = None):
+    """The "state" item of `step` (default latest), with the structure and shardings of
+    `abstract_state`."""
+    self._manager.wait_until_finished()
+    step = self.latest_step() if step is None else int(step)
+    if step is None:
+      raise FileNotFoundError(f"No checkpoint to restore in {self.directory}.")
+    if step not in self._manager.all_steps():
+      raise FileNotFoundError(f"No checkpoint for step {step} in {self.directory}; "
+                              f"steps: {self.all_steps()}.")
+    target = to_nested(_abstract(abstract_state))
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    return from_nested(restored["state"], abstract_state)
+
+  def wait(self) -> None:
+    """Blocks until pending async saves are on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Finishes saves, closes the manager and restores the previous SIGTERM handler."""
+    self._manager.wait_until_finished()
+    self._manager.close()
+    if self._handler_installed:
+      signal.signal(signal.SIGTERM, self._previous_handler)
+      self._handler_installed = False
+
+  def __enter__(self) -> Checkpointer:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def load_params(directory: str, abstract_params=None, step: int | None = None):
+  """The "params" item of the latest (or given) step.
+
+  With `abstract_params` (arrays or ShapeDtypeStructs, e.g. `nnx.split(model)[1]`) the result
+  has its structure and shardings; without, a nested dict of arrays on the first local
+  device. `directory` may also be a workdir whose `checkpoints/` holds the steps.
+  """
+  directory = _resolve_directory(directory)
+  if not _has_steps(directory):
+    raise FileNotFoundError(f"No checkpoint found in {directory} (expected numbered step "
+                            "folders written by mgvm.train.checkpoint.Checkpointer).")
+  manager = _manager(directory, read_only=True)
+  try:
+    steps = list(manager.all_steps())
+    if not steps:
+      raise FileNotFoundError(f"No finished checkpoint in {directory}.")
+    step = max(steps) if step is None else int(step)
+    if step not in steps:
+      raise FileNotFoundError(f"No checkpoint for step {step} in {directory}; steps: {steps}.")
+    if abstract_params is not None:
+      target = to_nested(_abstract(abstract_params))
+    else:
+      meta = manager.item_metadata(step)["params"]
+      meta = getattr(meta, "tree", meta)
+      target = _abstract(jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), meta))
+    restored = manager.restore(
+        step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))["params"]
+  finally:
+    manager.close()
+  return restored if abstract_params is None else from_nested(restored, abstract_params)
