@@ -42,7 +42,7 @@ def _synthetic(data_config, log: Callable[[str], None]) -> Source:
   root = os.path.join(data_config.dir or default_root(), f"synthetic-{digest}")
   synthetic.ensure_dataset(root, config, splits=counts, seed=seed, log=log)
   files = {split: synthetic.split_files(root, split) for split in counts}
-  return Source(root, files, tuple(synthetic.CLASSES))
+  return Source(root, files, tuple(config.classes))
 
 
 def _tfrecord(data_config) -> Source:

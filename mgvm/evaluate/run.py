@@ -28,10 +28,10 @@ def restore_params(config, workdir: str, abstract_params, checkpoint: str | None
   from mgvm.train import checkpoint as checkpoint_lib
   from mgvm.train.loop import checkpoint_dir
   directory = checkpoint_dir(workdir)
-  step = checkpoint_lib.Checkpointer.latest_in(directory) if hasattr(
-      checkpoint_lib.Checkpointer, "latest_in") else None
-  params = checkpoint_lib.load_params(directory, abstract_params)
-  return params, f"{directory} (step {step})" if step is not None else directory
+  with checkpoint_lib.Checkpointer(directory, save_every_steps=1) as ckpt:
+    step = ckpt.latest_step()
+  params = checkpoint_lib.load_params(directory, abstract_params, step=step)
+  return params, f"{directory} step {step}"
 
 
 def evaluate(config, workdir: str, *, split: str | None = None, checkpoint: str | None = None,

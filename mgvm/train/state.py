@@ -81,14 +81,17 @@ def create(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation,
 
 
 def merge_params(params: nnx.State, update: Any) -> nnx.State:
-  """`params` with the leaves of `update` (same paths and shapes) swapped in."""
+  """`params` with the leaves that `update` (a possibly partial pure dict) holds swapped in."""
   pure = params.to_pure_dict()
   new = update.to_pure_dict() if isinstance(update, nnx.State) else update
 
   def replace(path, old):
     value = new
     for key in path:
-      value = value[getattr(key, "key", getattr(key, "idx", key))]
+      key = getattr(key, "key", getattr(key, "idx", key))
+      if not isinstance(value, dict) or (key not in value and str(key) not in value):
+        return old
+      value = value[key] if key in value else value[str(key)]
     return jnp.asarray(value, old.dtype)
 
   merged = jax.tree_util.tree_map_with_path(replace, pure)
@@ -110,7 +113,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def encoder_from_pretrained(params: nnx.State, pretrained: dict[str, Any],
                             log: Callable[[str], None] = print) -> dict[str, Any]:
-  """The classifier's params with every `encoder.*` leaf taken from a pre-trained model.
+  """Every `encoder.*` leaf of the classifier, taken from a pre-trained model (a partial pure dict).
 
   `pretrained` is a pure dict of a `VideoMAE` (or classifier) parameter tree. Leaves the
   classifier has no use for (the decoder, the encoder's final norm when mean pooling) are
@@ -137,7 +140,14 @@ def encoder_from_pretrained(params: nnx.State, pretrained: dict[str, Any],
       f"unused from the checkpoint: {unused}")
 
   def pick(tree, prefix=""):
-    return {k: pick(v, f"{prefix}{k}.") if isinstance(v, dict) else
-            (theirs[f"{prefix}{k}"] if f"{prefix}{k}" in theirs and prefix.startswith("encoder.")
-             else v) for k, v in tree.items()}
+    out = {}
+    for k, v in tree.items():
+      name = f"{prefix}{k}"
+      if isinstance(v, dict):
+        sub = pick(v, name + ".")
+        if sub:
+          out[k] = sub
+      elif name.startswith("encoder."):
+        out[k] = theirs[name]
+    return out
   return pick(mine)
