@@ -6,7 +6,7 @@ a fixed masking key. Writes DIR/eval/<split>.json. `--checkpoint` evaluates an o
 VideoMAE `.pth` or a Hugging Face VideoMAE directory instead (no pickled code is executed).
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mgvm.evaluate import run
@@ -22,6 +22,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.ERROR)        # keep Orbax's INFO/WARNING chatter out of the way
   run.evaluate(_CONFIG.value, _WORKDIR.value, split=_SPLIT.value, checkpoint=_CHECKPOINT.value)
 
 

@@ -5,7 +5,7 @@
 latest checkpoint. Writes DIR/checkpoints, DIR/metrics.jsonl, DIR/tensorboard, DIR/loss.png.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mgvm.train import loop
@@ -19,6 +19,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.ERROR)        # keep Orbax's INFO/WARNING chatter out of the way
   result = loop.train(_CONFIG.value, _WORKDIR.value)
   print(f"done: step {result['step']}; checkpoints {result['checkpoints']}; "
         f"loss curve {result['plot']}")

@@ -40,6 +40,7 @@ def get_config(arg=None):
   if args.runlocal:
     c.model.update(size="", dim=96, depth=4, num_heads=3, drop_path_rate=0.0, dtype="float32")
     c.image_size = 64
+    common.runlocal_data(c)
     c.batch_size = 16
     c.optim.update(base_lr=0.05, min_lr=1e-4, warmup_steps=30, layer_decay=0.9)
     c.mixup.enabled = False

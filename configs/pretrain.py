@@ -37,6 +37,7 @@ def get_config(arg=None):
     c.model.update(size="", dim=96, depth=4, num_heads=3, decoder_dim=64, decoder_depth=1,
                    decoder_heads=2, dtype="float32")
     c.image_size = 64
+    common.runlocal_data(c)
     c.masking.ratio = 0.75
     c.batch_size = 16
     c.optim.update(base_lr=0.05, min_lr=1e-3, warmup_steps=30)  # x 16/256: peak 3.1e-3

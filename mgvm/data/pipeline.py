@@ -105,7 +105,8 @@ def _check_args(mode, num_frames, image_size, batch_size, target_fps, frame_stri
 def make_dataset(files: str | Sequence[str], *, mode: str, num_frames: int, image_size: int,
                  batch_size: int, target_fps: float | None = None, frame_stride: int = 4,
                  seed: int = 0, shuffle_buffer: int = 256, num_clips: int = 1,
-                 num_crops: int = 1, flip: bool = True, start_step: int = 0,
+                 num_crops: int = 1, flip: bool = True,
+                 crop_scale: tuple[float, float] = (0.08, 1.0), start_step: int = 0,
                  process_index: int = 0, process_count: int = 1,
                  eval_batches: int | None = None) -> tf.data.Dataset:
   """Batched clips for this host; see docs/data.md for the element keys.
@@ -153,7 +154,7 @@ def make_dataset(files: str | Sequence[str], *, mode: str, num_frames: int, imag
     if mode == "pretrain":
       frames = video_ops.multi_scale_crop(frames, image_size, s_crop)
     else:
-      frames = video_ops.random_resized_crop(frames, image_size, s_crop)
+      frames = video_ops.random_resized_crop(frames, image_size, s_crop, scale=tuple(crop_scale))
       if flip:
         frames = video_ops.random_flip(frames, s_flip)
     video = tf.ensure_shape(video_ops.normalize(frames), [num_frames, image_size, image_size, 3])

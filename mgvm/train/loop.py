@@ -51,7 +51,8 @@ def make_train_dataset(config, source, local_batch: int, start_step: int):
       source.split(config.data.train_split), mode=config.task, num_frames=config.num_frames,
       image_size=config.image_size, batch_size=local_batch, target_fps=config.data.target_fps or None,
       frame_stride=config.data.frame_stride, seed=config.seed,
-      shuffle_buffer=config.data.shuffle_buffer, flip=config.data.flip, start_step=start_step,
+      shuffle_buffer=config.data.shuffle_buffer, flip=config.data.flip,
+      crop_scale=tuple(config.data.crop_scale), start_step=start_step,
       process_index=jax.process_index(), process_count=jax.process_count())
 
 
