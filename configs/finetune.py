@@ -39,12 +39,11 @@ def get_config(arg=None):
   common.run(c, total_steps=50_000)
   if args.runlocal:
     c.model.update(size="", dim=96, depth=4, num_heads=3, drop_path_rate=0.0, dtype="float32")
-    c.image_size = 64
     common.runlocal_data(c)
     c.batch_size = 16
-    c.optim.update(base_lr=0.05, min_lr=1e-4, warmup_steps=30, layer_decay=0.9)
+    c.optim.update(base_lr=0.016, min_lr=0.005, warmup_steps=100, layer_decay=1.0)  # 1e-3 → 3e-4
     c.mixup.enabled = False
     c.label_smoothing = 0.0
-    common.run(c, total_steps=400, log_every_steps=25, checkpoint_every_steps=100)
+    common.run(c, total_steps=2000, log_every_steps=50, checkpoint_every_steps=500)
     c.eval.update(split="test", batch_size=16, num_clips=2, num_crops=1)
   return c

@@ -36,7 +36,6 @@ def get_config(arg=None):
   if args.runlocal:
     c.model.update(size="", dim=96, depth=4, num_heads=3, decoder_dim=64, decoder_depth=1,
                    decoder_heads=2, dtype="float32")
-    c.image_size = 64
     common.runlocal_data(c)
     c.masking.ratio = 0.75
     c.batch_size = 16

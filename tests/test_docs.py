@@ -35,3 +35,18 @@ def test_quick_start_has_two_commands_and_ci_runs_the_second():
       ["bash", "-c", re.search(r"^cmd=\$\((.*)\)$", script.read_text(), flags=re.M).group(1)],
       cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
   assert extracted == block[1]
+
+
+def test_quick_start_main_job_chains_pretrain_finetune_eval_on_runlocal_configs():
+  section = README.split("## Quick start", 1)[1]
+  first = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1).strip().splitlines()[0]
+  runs = re.findall(r"python (train|eval)\.py --config (configs/\w+\.py):runlocal --workdir (\S+)",
+                    first)
+  assert [(s, c) for s, c, _ in runs] == [("train", "configs/pretrain.py"),
+                                          ("train", "configs/finetune.py"),
+                                          ("eval", "configs/finetune.py")]
+  pretrain_dir = runs[0][2]
+  assert f"--config.init_from={pretrain_dir}" in first and runs[1][2] == runs[2][2]
+  for _, config, _ in runs:
+    text = (ROOT / config).read_text()
+    assert text.lstrip('"').startswith(f"python train.py --config {config}")

@@ -79,8 +79,26 @@ def test_config_rejects_bad_values_by_name():
     sy.sample_scene(TINY, 0, "train", 0).with_motion(0, "jump")
   with pytest.raises(ValueError, match="fps must be > 0, got 0"):
     sy.render_video(TINY, 0, "train", 0, fps=0)
+  with pytest.raises(ValueError, match="background_detail"):
+    sy.SyntheticConfig(background_detail=-1)
   assert sy.SyntheticConfig.from_dict(json.loads(json.dumps(TINY.to_dict()))) == TINY
   assert len(sy.CLASSES) >= 10
+
+
+def test_background_detail_scales_the_fine_texture_only():
+  """Same scene, same colours; detail 0 leaves a smooth blend (small pixel-to-pixel steps)."""
+  def background(detail):
+    config = dataclasses.replace(TINY, background_detail=detail)
+    return sy.sample_scene(config, 0, "train", 3).background.astype(np.float64)
+
+  def roughness(b):
+    return np.abs(np.diff(b, axis=0)).mean() + np.abs(np.diff(b, axis=1)).mean()
+
+  smooth, default, strong = background(0.0), background(1.0), background(2.0)
+  assert roughness(smooth) < 0.5 * roughness(default) < 0.5 * roughness(strong)
+  # Outside clipping the texture is linear in the strength: default = mean of the other two.
+  inside = (strong > 0) & (strong < 255) & (smooth > 0) & (smooth < 255)
+  np.testing.assert_allclose(default[inside], (smooth[inside] + strong[inside]) / 2, atol=1e-3)
 
 
 def test_rendering_needs_no_tensorflow():

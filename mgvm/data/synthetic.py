@@ -78,6 +78,7 @@ class SyntheticConfig:
   distractor_speed: tuple[float, float] = (0.0, 0.02)     # slow drift, image sizes / s
   distractor_jitter: tuple[float, float] = (0.005, 0.015)  # jitter amplitude, image sizes
   pan_speed: tuple[float, float] = (0.02, 0.05)           # background pan, image sizes / s
+  background_detail: float = 1.0  # strength of the background's fine texture (0: smooth)
   jpeg_quality: int = 90
 
   def __post_init__(self):
@@ -114,6 +115,9 @@ class SyntheticConfig:
         raise ValueError(f"{name} must be (low, high) with 0 <= low <= high, got {bounds}")
     if not (self.object_size[0] > 0 and self.object_size[1] <= 0.5):
       raise ValueError(f"object_size must lie in (0, 0.5], got {self.object_size}")
+    object.__setattr__(self, "background_detail", float(self.background_detail))
+    if not 0 <= self.background_detail <= 4:
+      raise ValueError(f"background_detail must be in [0, 4], got {self.background_detail}")
     if not 1 <= self.jpeg_quality <= 100:
       raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
 
@@ -275,14 +279,14 @@ def _hsv(h, s, v) -> np.ndarray:
   return 255 * np.array(colorsys.hsv_to_rgb(h % 1.0, s, v))
 
 
-def _background(rng, size: int, margin: int) -> np.ndarray:
+def _background(rng, size: int, margin: int, detail_strength: float = 1.0) -> np.ndarray:
   n = size + 2 * margin
   c1 = _hsv(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.3, 0.75))
   c2 = _hsv(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.3, 0.75))
   mix = _noise(rng, n, n, size / 2)[..., None]
   detail = 70 * (_noise(rng, n, n, max(2.0, size / 8)) - 0.5)
   fine = 30 * (_noise(rng, n, n, max(1.5, size / 16)) - 0.5)
-  tex = c1 + mix * (c2 - c1) + (detail + fine)[..., None]
+  tex = c1 + mix * (c2 - c1) + detail_strength * (detail + fine)[..., None]
   return np.clip(tex, 0, 255).astype(np.float32)
 
 
@@ -353,7 +357,7 @@ def sample_scene(config: SyntheticConfig, seed: int, split: str, index: int) -> 
     speed, heading = _uniform(rng, config.pan_speed, s), rng.uniform(0, 2 * np.pi)
     pan = (speed * math.cos(heading), speed * math.sin(heading))
     margin = int(math.ceil(config.pan_speed[1] * s * config.max_seconds)) + 2
-  background = _background(rng, s, margin)
+  background = _background(rng, s, margin, config.background_detail)
   depth = tuple(int(i) for i in rng.permutation(num_actors + num_distractors))
   motions = [config.classes[clip_label(config, seed, split, index)]]
   motions += [config.classes[int(i)] for i in rng.integers(0, len(config.classes),

@@ -208,9 +208,16 @@ class TubeletEmbed(nnx.Module):
   def __call__(self, video):
     if video.ndim != 5:
       raise ValueError(f"video must be [B, T, H, W, C]; got shape {video.shape}.")
-    token_grid(video.shape[1], video.shape[2:4], self.tubelet)
-    x = self.proj(video)
-    return x.reshape(x.shape[0], -1, x.shape[-1])
+    t, h, w = token_grid(video.shape[1], video.shape[2:4], self.tubelet)
+    # kernel == stride, so the Conv3d is a matmul on non-overlapping tubelets; written that way
+    # it is ~4x faster on CPU (XLA's strided conv) and the same on GPU/TPU. Params stay Conv's.
+    b, c = video.shape[0], video.shape[-1]
+    pt, ph, pw = self.tubelet
+    x = video.reshape(b, t, pt, h, ph, w, pw, c).transpose(0, 1, 3, 5, 2, 4, 6, 7)
+    x = x.reshape(b, t * h * w, pt * ph * pw * c)
+    kernel = self.proj.kernel[...].astype(video.dtype)
+    x = x @ kernel.reshape(-1, kernel.shape[-1])
+    return x + self.proj.bias[...].astype(x.dtype)
 
 
 def drop_path_rates(rate: float, depth: int) -> list[float]:
