@@ -87,3 +87,9 @@ def test_a_pretrained_encoder_of_another_width_is_rejected_naming_the_parameter(
   with pytest.raises(CheckpointMismatchError, match=r"encoder\.patch_embed\.proj\.kernel"):
     state_lib.encoder_from_pretrained(clf_params, nnx.state(mae, nnx.Param).to_pure_dict(),
                                       log=lambda _: None)
+
+
+def test_config_tubelet_sets_the_token_grid():
+  assert state_lib.build_model(_config("pretrain")).grid == (2, 2, 2)   # default 2x16x16
+  clf = state_lib.build_model(_config("finetune", tubelet=(2, 8, 8)), num_classes=3)
+  assert clf.grid == (2, 4, 4)

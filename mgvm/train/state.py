@@ -29,7 +29,7 @@ def build_model(config, *, num_classes: int | None = None, seed: int | None = No
   mc = config.model
   seed = config.seed if seed is None else seed
   common = dict(num_frames=config.num_frames, image_size=config.image_size,
-                tubelet=tuple(int(v) for v in mc.tubelet),
+                tubelet=tuple(int(v) for v in mc.get("tubelet", (2, 16, 16))),
                 drop_path_rate=mc.drop_path_rate, dtype=jnp.dtype(mc.dtype), rngs=nnx.Rngs(seed))
   if config.task == "pretrain":
     sizes = _custom_sizes(mc, ("dim", "depth", "num_heads", "decoder_dim", "decoder_depth",
