@@ -70,7 +70,7 @@ def encode_example(*, video_id: str, fps: float, jpeg_frames: Sequence[bytes],
     lists[key] = tf.train.FeatureList(feature=[make(v) for v in per_frame])
   example = tf.train.SequenceExample(context=context,
                                      feature_lists=tf.train.FeatureLists(feature_list=lists))
-  return example.SerializeToString()
+  return example.SerializeToString(deterministic=True)  # map order independent of the process
 
 
 def parse_example(serialized: tf.Tensor, *, with_annotations: bool = False) -> dict[str, tf.Tensor]:

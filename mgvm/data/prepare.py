@@ -1,0 +1,153 @@
+"""Video files → sharded TFRecord `SequenceExample`s (the on-disk format of `mgvm.data.format`).
+
+  python -m mgvm.data.prepare --csv train.csv --root VIDEOS --out OUT [--split train]
+      [--short-side 320] [--max-fps 30] [--workers K] [--videos-per-shard 64]
+
+`--csv` is a VideoMAE-style list (`mgvm.data.video_list`). Each video is decoded with PyAV
+onto a constant rate by timestamps (`mgvm.data.decode`), optionally resized (short side) and
+capped in rate; `video/fps` is the rate actually stored. Unusable files are skipped, never
+fatal: `OUT/<split>.summary.json` lists each with its line and reason, plus counts. Shards are
+written atomically and a rerun skips the finished ones (resumable); results do not depend on
+`--workers`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import multiprocessing
+import os
+import sys
+import time
+from typing import Sequence
+
+from mgvm.data import decode as dec
+from mgvm.data import video_list
+
+SHARD_INFO_DIR = ".shards"
+
+
+def shard_name(split: str, shard: int, num_shards: int) -> str:
+  return f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def _video_id(entry: video_list.Entry, root: str) -> str:
+  rel = os.path.relpath(entry.path, root) if root else entry.path
+  return os.path.splitext(rel)[0].replace(os.sep, "/")
+
+
+def _write_shard(task) -> dict:
+  """Decodes and writes one shard; returns its stats (also stored next to the shard)."""
+  import tensorflow as tf
+  from mgvm.data import format as fmt
+  from mgvm.data.synthetic import encode_jpeg
+
+  out, split, shard, num_shards, entries, root, short_side, max_fps, quality = task
+  name = shard_name(split, shard, num_shards)
+  written, skipped, frames = [], [], 0
+  tmp = os.path.join(out, f".{name}.tmp")
+  with tf.io.TFRecordWriter(tmp) as writer:
+    for entry in entries:
+      try:
+        video = dec.decode(entry.path, max_fps=max_fps, short_side=short_side)
+      except dec.DecodeError as e:
+        skipped.append({"line": entry.line, "path": entry.path, "reason": e.reason,
+                        "detail": e.detail})
+        continue
+      h, w = video.frames.shape[1:3]
+      writer.write(fmt.encode_example(
+          video_id=_video_id(entry, root), fps=video.fps,
+          jpeg_frames=encode_jpeg(video.frames, quality), height=h, width=w,
+          label=-1 if entry.label is None else entry.label))
+      written.append(entry.line)
+      frames += len(video.frames)
+  os.replace(tmp, os.path.join(out, name))
+  stats = {"shard": name, "written": written, "skipped": skipped, "frames": frames}
+  info = os.path.join(out, SHARD_INFO_DIR, f"{name}.json")
+  with open(info + ".tmp", "w") as f:
+    json.dump(stats, f)
+  os.replace(info + ".tmp", info)
+  return stats
+
+
+def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
+            short_side: int | None = None, max_fps: float | None = None, workers: int = 1,
+            videos_per_shard: int = 64, jpeg_quality: int = 90, log=print) -> dict:
+  """Writes `out/<split>-*.tfrecord` and `out/<split>.summary.json`; returns the summary."""
+  if videos_per_shard < 1:
+    raise ValueError(f"videos_per_shard must be >= 1, got {videos_per_shard}")
+  if max_fps is not None and not max_fps > 0:
+    raise ValueError(f"max_fps must be > 0, got {max_fps}")
+  split = split or os.path.splitext(os.path.basename(csv))[0]
+  entries = video_list.read_list(csv, root)
+  if not entries:
+    raise ValueError(f"{csv}: no videos listed")
+  os.makedirs(os.path.join(out, SHARD_INFO_DIR), exist_ok=True)
+  num_shards = -(-len(entries) // videos_per_shard)
+  tasks, done = [], []
+  for shard in range(num_shards):
+    name = shard_name(split, shard, num_shards)
+    info = os.path.join(out, SHARD_INFO_DIR, f"{name}.json")
+    if os.path.exists(info) and os.path.exists(os.path.join(out, name)):
+      with open(info) as f:
+        done.append(json.load(f))
+      continue
+    chunk = entries[shard * videos_per_shard:(shard + 1) * videos_per_shard]
+    tasks.append((out, split, shard, num_shards, chunk, root, short_side, max_fps, jpeg_quality))
+  if done:
+    log(f"prepare: {len(done)} of {num_shards} shards already written, resuming")
+  start = time.time()
+  results = list(done)
+  if tasks:
+    if workers > 1:
+      methods = multiprocessing.get_all_start_methods()
+      context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+      with context.Pool(min(workers, len(tasks))) as pool:
+        for i, stats in enumerate(pool.imap_unordered(_write_shard, tasks), 1):
+          results.append(stats)
+          log(f"prepare: shard {i}/{len(tasks)} ({stats['shard']})")
+    else:
+      for i, task in enumerate(tasks, 1):
+        results.append(_write_shard(task))
+        log(f"prepare: shard {i}/{len(tasks)} ({results[-1]['shard']})")
+  results.sort(key=lambda s: s["shard"])
+  skipped = sorted((s for r in results for s in r["skipped"]), key=lambda s: s["line"])
+  summary = {
+      "csv": os.path.abspath(csv), "split": split, "listed": len(entries),
+      "written": sum(len(r["written"]) for r in results), "skipped": len(skipped),
+      "skipped_by_reason": dict(sorted(collections.Counter(s["reason"] for s in skipped).items())),
+      "frames": sum(r["frames"] for r in results), "shards": [r["shard"] for r in results],
+      "short_side": short_side, "max_fps": max_fps, "skipped_files": skipped}
+  path = os.path.join(out, f"{split}.summary.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump(summary, f, indent=1)
+  os.replace(path + ".tmp", path)
+  log(f"prepare: {summary['written']} of {len(entries)} videos written, {len(skipped)} skipped "
+      f"{summary['skipped_by_reason']}, {summary['frames']} frames in "
+      f"{time.time() - start:.1f} s; summary {path}")
+  return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  p = argparse.ArgumentParser(prog="python -m mgvm.data.prepare", description=__doc__.split("\n")[0])
+  p.add_argument("--csv", required=True, help="video list: 'path label' per line")
+  p.add_argument("--root", default="", help="directory the list's relative paths start from")
+  p.add_argument("--out", required=True, help="output directory")
+  p.add_argument("--split", default=None, help="shard name prefix (default: the list's stem)")
+  p.add_argument("--short-side", type=int, default=None, help="resize so the short side is N px")
+  p.add_argument("--max-fps", type=float, default=None, help="cap the stored frame rate")
+  p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)))
+  p.add_argument("--videos-per-shard", type=int, default=64)
+  p.add_argument("--jpeg-quality", type=int, default=90)
+  a = p.parse_args(argv)
+  try:
+    return prepare(a.csv, a.out, root=a.root, split=a.split, short_side=a.short_side,
+                   max_fps=a.max_fps, workers=a.workers, videos_per_shard=a.videos_per_shard,
+                   jpeg_quality=a.jpeg_quality)
+  except (video_list.VideoListError, ValueError, FileNotFoundError) as e:
+    sys.exit(f"prepare: {e}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,106 @@
+"""`python -m mgvm.data.prepare`: a folder of real (PyAV-written) videos → TFRecord shards.
+
+Broken files are skipped and listed by line and reason; the stored frames are exactly the
+source frames the timestamps call for; a rerun resumes; workers do not change the bytes.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mgvm.data import format as fmt
+from mgvm.data import prepare
+from tests.video_files import index_of as _index, write_video as _write
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+  root = tmp_path_factory.mktemp("videos")
+  _write(root / "ntsc.mp4", 30, Fraction(30000, 1001))
+  _write(root / "clip.webm", 12, 24, codec="libvpx-vp9")
+  _write(root / "short.mp4", 3, 30)
+  (root / "empty.mp4").write_bytes(b"")
+  (root / "corrupt.mp4").write_bytes(bytes(range(256)) * 20)
+  csv = root / "train.csv"
+  csv.write_text("ntsc.mp4 4\nclip.webm 1\nempty.mp4 2\nmissing.mp4 0\ncorrupt.mp4 3\n"
+                 "short.mp4 0\n")
+  return root, csv
+
+
+def _read(out, split="train"):
+  rows = []
+  for path in sorted(glob.glob(os.path.join(out, f"{split}-*.tfrecord"))):
+    for record in tf.data.TFRecordDataset(path):
+      ex = fmt.parse_example(record)
+      frames = [_index(tf.io.decode_jpeg(f).numpy()) for f in ex["frames"]]
+      rows.append((ex["id"].numpy().decode(), float(ex["fps"]), int(ex["label"]),
+                   int(ex["num_frames"]), int(ex["height"]), frames))
+  return rows
+
+
+def test_prepare_writes_the_usable_videos_and_lists_the_rest(videos, tmp_path):
+  root, csv = videos
+  summary = prepare.prepare(str(csv), str(tmp_path), root=str(root), workers=1,
+                            videos_per_shard=2, log=lambda _: None)
+  assert (summary["listed"], summary["written"], summary["skipped"]) == (6, 3, 3)
+  assert summary["skipped_by_reason"] == {"empty": 1, "missing": 1, "unreadable": 1}
+  assert [(s["line"], s["reason"]) for s in summary["skipped_files"]] == [
+      (3, "empty"), (4, "missing"), (5, "unreadable")]
+  assert summary["frames"] == 30 + 12 + 3
+  assert json.loads((tmp_path / "train.summary.json").read_text()) == summary
+  rows = _read(tmp_path)
+  assert [(r[0], r[2], r[3]) for r in rows] == [("ntsc", 4, 30), ("clip", 1, 12), ("short", 0, 3)]
+  assert rows[0][1] == pytest.approx(30000 / 1001) and rows[1][1] == 24
+  assert [r[5] for r in rows] == [list(range(30)), list(range(12)), [0, 1, 2]]
+  assert len(summary["shards"]) == 3 and not glob.glob(str(tmp_path / ".*.tmp"))
+
+
+def test_max_fps_and_short_side_are_what_is_stored(videos, tmp_path):
+  root, csv = videos
+  prepare.prepare(str(csv), str(tmp_path), root=str(root), max_fps=10, short_side=32,
+                  workers=1, log=lambda _: None)
+  ntsc = _read(tmp_path)[0]
+  assert ntsc[1] == 10 and ntsc[4] == 32
+  assert ntsc[5] == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 29]  # nearest to k / 10 s
+
+
+def test_rerun_resumes_and_workers_do_not_change_the_bytes(videos, tmp_path):
+  root, csv = videos
+  one, two = tmp_path / "one", tmp_path / "two"
+  prepare.prepare(str(csv), str(one), root=str(root), workers=1, videos_per_shard=2,
+                  log=lambda _: None)
+  prepare.prepare(str(csv), str(two), root=str(root), workers=2, videos_per_shard=2,
+                  log=lambda _: None)
+  names = sorted(os.path.basename(p) for p in glob.glob(str(one / "*.tfrecord")))
+  assert names == sorted(os.path.basename(p) for p in glob.glob(str(two / "*.tfrecord")))
+  for name in names:
+    assert (one / name).read_bytes() == (two / name).read_bytes()
+  # Interrupted run: one shard lost → the rerun writes only that one.
+  os.remove(one / names[1])
+  mtimes = {n: os.path.getmtime(one / n) for n in (names[0], names[2])}
+  messages = []
+  summary = prepare.prepare(str(csv), str(one), root=str(root), workers=1, videos_per_shard=2,
+                            log=messages.append)
+  assert "2 of 3 shards already written" in messages[0] and "shard 1/1" in messages[1]
+  assert {n: os.path.getmtime(one / n) for n in mtimes} == mtimes
+  assert (one / names[1]).read_bytes() == (two / names[1]).read_bytes()
+  assert summary["written"] == 3
+
+
+def test_cli_names_the_bad_line(videos, tmp_path):
+  root, _ = videos
+  bad = tmp_path / "bad.csv"
+  bad.write_text("ntsc.mp4 4\nclip.webm four\n")
+  proc = subprocess.run([sys.executable, "-m", "mgvm.data.prepare", "--csv", str(bad), "--root",
+                         str(root), "--out", str(tmp_path / "out")], capture_output=True,
+                        text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode != 0 and "bad.csv:2: label 'four' is not an integer" in proc.stderr
