@@ -104,3 +104,25 @@ def test_cli_names_the_bad_line(videos, tmp_path):
                          str(root), "--out", str(tmp_path / "out")], capture_output=True,
                         text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert proc.returncode != 0 and "bad.csv:2: label 'four' is not an integer" in proc.stderr
+
+
+def test_prepared_videos_train_and_evaluate(videos, tmp_path):
+  """The shards feed `train.py`'s loop and `eval.py` unchanged (`data.source=tfrecord`)."""
+  from configs import finetune
+  from mgvm.evaluate import run as eval_run
+  from mgvm.train import loop
+  root, csv = videos
+  out = tmp_path / "data"
+  prepare.prepare(str(csv), str(out), root=str(root), split="train", workers=1,
+                  log=lambda _: None)
+  prepare.prepare(str(csv), str(out), root=str(root), split="val", workers=1, log=lambda _: None)
+  config = finetune.get_config("runlocal")
+  config.model.update(dim=32, depth=1, num_heads=2)
+  config.num_frames, config.image_size, config.batch_size, config.num_classes = 4, 32, 8, 5
+  config.data.update(source="tfrecord", dir=str(out), target_fps=10.0, shuffle_buffer=4)
+  config.optim.warmup_steps = 1
+  config.eval.update(split="val", batch_size=8, num_clips=2, num_crops=1)
+  config.update(total_steps=2, log_every_steps=1, checkpoint_every_steps=2, tensorboard=False)
+  assert loop.train(config, str(tmp_path / "run"), log=lambda _: None)["step"] == 2
+  result = eval_run.evaluate(config, str(tmp_path / "run"), split="val", log=lambda _: None)
+  assert result["num_videos"] == 3
