@@ -94,14 +94,14 @@ def decode(path: str, *, max_fps: float | None = None, short_side: int | None = 
       raise DecodeError(path, "no_frames")
     rate = stream.average_rate or stream.guessed_rate
     source_fps = float(rate) if rate else 0.0
-    order = np.argsort(np.asarray(times), kind="stable")  # decode order is not always pts order
-    t = np.asarray(times)[order]
+    times = np.asarray(times, np.float64)
+    order = np.argsort(times, kind="stable")  # decode order is not always pts order
+    t = times[order]
     if source_fps <= 0:  # no rate in the header: estimate it from the timestamps
       source_fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 1.0
     fps = min(source_fps, max_fps) if max_fps else source_fps
-    chosen = order[constant_rate_indices(t, fps)]
+    picked = constant_rate_indices(t, fps)  # into the time-sorted frames
     height, width = _resize_shape(frames[0].height, frames[0].width, short_side)
     images = np.stack([frames[i].to_ndarray(format="rgb24", width=width, height=height)
-                       for i in chosen])
-  return Decoded(frames=images, fps=float(fps), source_fps=float(source_fps),
-                 timestamps=np.asarray(times, np.float64)[chosen])
+                       for i in order[picked]])
+  return Decoded(frames=images, fps=float(fps), source_fps=float(source_fps), timestamps=t[picked])

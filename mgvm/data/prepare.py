@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
-import multiprocessing
 import os
 import sys
 import time
 from typing import Sequence
 
 from mgvm.data import decode as dec
-from mgvm.data import video_list
+from mgvm.data import processes, video_list
+from mgvm.data.synthetic import encode_jpeg, shard_name
 
 SHARD_INFO_DIR = ".shards"
-
-
-def shard_name(split: str, shard: int, num_shards: int) -> str:
-  return f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord"
 
 
 def _video_id(entry: video_list.Entry, root: str) -> str:
@@ -41,7 +38,6 @@ def _write_shard(task) -> dict:
   """Decodes and writes one shard; returns its stats (also stored next to the shard)."""
   import tensorflow as tf
   from mgvm.data import format as fmt
-  from mgvm.data.synthetic import encode_jpeg
 
   out, split, shard, num_shards, entries, root, short_side, max_fps, quality = task
   name = shard_name(split, shard, num_shards)
@@ -99,18 +95,15 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
     log(f"prepare: {len(done)} of {num_shards} shards already written, resuming")
   start = time.time()
   results = list(done)
-  if tasks:
-    if workers > 1:
-      methods = multiprocessing.get_all_start_methods()
-      context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-      with context.Pool(min(workers, len(tasks))) as pool:
-        for i, stats in enumerate(pool.imap_unordered(_write_shard, tasks), 1):
-          results.append(stats)
-          log(f"prepare: shard {i}/{len(tasks)} ({stats['shard']})")
+  with contextlib.ExitStack() as stack:
+    if workers > 1 and len(tasks) > 1:
+      written = stack.enter_context(processes.pool(min(workers, len(tasks)))).imap_unordered(
+          _write_shard, tasks)
     else:
-      for i, task in enumerate(tasks, 1):
-        results.append(_write_shard(task))
-        log(f"prepare: shard {i}/{len(tasks)} ({results[-1]['shard']})")
+      written = map(_write_shard, tasks)
+    for i, stats in enumerate(written, 1):
+      results.append(stats)
+      log(f"prepare: shard {i}/{len(tasks)} ({stats['shard']})")
   results.sort(key=lambda s: s["shard"])
   skipped = sorted((s for r in results for s in r["skipped"]), key=lambda s: s["line"])
   summary = {

@@ -22,7 +22,6 @@ import glob
 import io
 import json
 import math
-import multiprocessing
 import os
 import re
 import time
@@ -30,6 +29,8 @@ import zlib
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from mgvm.data import processes
 
 CLASSES: tuple[str, ...] = (
     "still", "move_left", "move_right", "move_up", "move_down",
@@ -638,10 +639,7 @@ def write_dataset(out_dir: str, config: SyntheticConfig | None = None, *,
   workers = (os.cpu_count() or 1) if workers is None else int(workers)
   pool = None
   if workers > 1 and len(tasks) > 4:
-    # Not "fork": the caller may run JAX / TensorFlow threads. Workers need numpy and Pillow only.
-    methods = multiprocessing.get_all_start_methods()
-    pool = multiprocessing.get_context(
-        "forkserver" if "forkserver" in methods else "spawn").Pool(workers)
+    pool = processes.pool(workers)  # workers need numpy and Pillow only
     results = pool.imap(_render_compressed, tasks,
                         chunksize=max(1, min(16, len(tasks) // (8 * workers))))
   else:
