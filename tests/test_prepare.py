@@ -96,6 +96,18 @@ def test_rerun_resumes_and_workers_do_not_change_the_bytes(videos, tmp_path):
   assert summary["written"] == 3
 
 
+def test_rerun_with_another_shard_size_leaves_no_stale_shards(videos, tmp_path):
+  root, csv = videos
+  for per_shard in (2, 3):
+    summary = prepare.prepare(str(csv), str(tmp_path), root=str(root), workers=1,
+                              videos_per_shard=per_shard, log=lambda _: None)
+  assert sorted(os.listdir(tmp_path / prepare.SHARD_INFO_DIR)) == [
+      f"{name}.json" for name in summary["shards"]]
+  assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "*.tfrecord"))) == (
+      summary["shards"]) == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+  assert [r[0] for r in _read(tmp_path)] == ["ntsc", "clip", "short"]
+
+
 def test_cli_names_the_bad_line(videos, tmp_path):
   root, _ = videos
   bad = tmp_path / "bad.csv"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import glob
 import json
 import os
 import sys
@@ -105,6 +106,14 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
       results.append(stats)
       log(f"prepare: shard {i}/{len(tasks)} ({stats['shard']})")
   results.sort(key=lambda s: s["shard"])
+  current = {r["shard"] for r in results}
+  # Shards of an earlier run with another --videos-per-shard would be read as more videos.
+  for stale in glob.glob(os.path.join(out, f"{split}-[0-9]*-of-[0-9]*.tfrecord")):
+    if os.path.basename(stale) not in current:
+      os.remove(stale)
+      info = os.path.join(out, SHARD_INFO_DIR, os.path.basename(stale) + ".json")
+      if os.path.exists(info):
+        os.remove(info)
   skipped = sorted((s for r in results for s in r["skipped"]), key=lambda s: s["line"])
   summary = {
       "csv": os.path.abspath(csv), "split": split, "listed": len(entries),
