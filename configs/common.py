@@ -69,14 +69,22 @@ def data(**overrides):
   (default `$MGVM_DATA_DIR`, else `~/.cache/mgvm`); `source="tfrecord"` reads the shards
   `dir/{split}-*.tfrecord` of a prepared data set. Frames are picked at `target_fps`
   (stride = source fps / target fps); `target_fps=0` uses the fixed `frame_stride`.
+  `target_fps` may be a list: training draws one rate per clip (FPS augmentation), evaluation
+  uses the first. `temporal="segment"` takes one frame per segment of the whole video instead
+  (SSv2's sampling; the rate is then ignored).
   `flip` is off because the synthetic classes (and SSv2's) are direction-sensitive: a mirrored
   "move left" is "move right". Turn it on for Kinetics-like data. `crop_scale` is the area
-  range of fine-tuning's random-resized crop.
+  range of fine-tuning's random-resized crop; `rand_augment` ("" off, VideoMAE:
+  "rand-m7-n4-mstd0.5-inc1") and `random_erase` (probability, VideoMAE: 0.25) are fine-tuning
+  only; `num_sample` > 1 is repeated augmentation (clips per decoded video, counted in the batch).
+  `source="tfds"` reads a data set built by a `mgvm.data.video_tfds` builder: `tfds_name`
+  (e.g. "mgvm_ucf101/split1") under `dir` (the tfds data_dir).
   """
   c = ml_collections.ConfigDict(dict(
-      source="synthetic", dir="", train_split="train", eval_split="val",
-      target_fps=8.0, frame_stride=4, shuffle_buffer=1024, flip=False, crop_scale=(0.08, 1.0),
-      synthetic=synthetic()))
+      source="synthetic", dir="", tfds_name="", train_split="train", eval_split="val",
+      target_fps=ml_collections.FieldReference(8.0, field_type=object), frame_stride=4,
+      temporal="dense", shuffle_buffer=1024, flip=False, crop_scale=(0.08, 1.0),
+      rand_augment="", random_erase=0.0, num_sample=1, synthetic=synthetic()))
   c.update(overrides)
   return c
 

@@ -184,3 +184,86 @@ def test_clear_errors(tmp_path, shards):
   ds = pipeline.make_dataset(path, mode="eval", num_frames=T, image_size=S, batch_size=2)
   with pytest.raises(tf.errors.InvalidArgumentError, match="empty-video-7"):
     list(pipeline.iterate_numpy(ds))
+
+
+def test_fps_augmentation_draws_a_rate_per_clip_and_reports_it(shards):
+  choices = (5.0, 10.0, 20.0)
+  ds = pipeline.make_dataset(shards, mode="pretrain", num_frames=T, image_size=S, batch_size=8,
+                             target_fps=list(choices), seed=3)
+  used = set()
+  for b in _take(ds, 4):
+    for label, idx, stride, clip_fps, video in zip(b["label"], b["frame_indices"], b["stride"],
+                                                   b["clip_fps"], b["video"]):
+      n, src_fps = VIDEOS[label]
+      target = [f for f in choices if np.float32(sampling.stride_for_np(src_fps, f)) == stride]
+      assert len(target) == 1, (src_fps, stride)
+      used.add(target[0])
+      np.testing.assert_allclose(clip_fps, target[0], rtol=1e-6)
+      np.testing.assert_array_equal(
+          idx, sampling.clip_indices_np(n, sampling.stride_for_np(src_fps, target[0]), T, idx[0]))
+      np.testing.assert_array_equal(_source_frames(video), idx)
+  assert used == set(choices)
+  with pytest.raises(ValueError, match="eval takes one target_fps"):
+    pipeline.make_dataset(shards, mode="eval", num_frames=T, image_size=S, batch_size=2,
+                          target_fps=[5.0, 10.0])
+
+
+def test_segment_sampling_train_and_eval(shards):
+  ds = pipeline.make_dataset(shards, mode="finetune", num_frames=T, image_size=S, batch_size=8,
+                             temporal="segment", flip=False, seed=2)
+  for b in _take(ds, 2):
+    for label, idx, stride, clip_fps, video in zip(b["label"], b["frame_indices"], b["stride"],
+                                                   b["clip_fps"], b["video"]):
+      n, src_fps = VIDEOS[label]
+      assert stride == np.float32(n / T)
+      np.testing.assert_allclose(clip_fps, src_fps * T / n, rtol=1e-5)
+      width = n // T
+      if width:
+        assert np.all(idx // width == np.arange(T)), (n, idx)
+      else:
+        np.testing.assert_array_equal(idx, np.arange(T) * n // T)
+      np.testing.assert_array_equal(_source_frames(video), idx)
+  ev = pipeline.make_dataset(shards, mode="eval", num_frames=T, image_size=S, batch_size=6,
+                             temporal="segment", num_clips=2, num_crops=3)
+  for b in pipeline.iterate_numpy(ev):
+    for label, view, idx, video, real in zip(b["label"], b["view"], b["frame_indices"],
+                                             b["video"], b["mask"]):
+      if real:
+        expected = sampling.segment_eval_indices_np(VIDEOS[label][0], T, 2)[view // 3]
+        np.testing.assert_array_equal(idx, expected)
+        np.testing.assert_array_equal(_source_frames(video), expected)
+
+
+def test_repeated_augmentation_gives_consecutive_views_of_one_decoded_clip(shards):
+  kwargs = dict(mode="finetune", num_frames=T, image_size=S, batch_size=4, num_sample=2, seed=4)
+  batches = _take(pipeline.make_dataset(shards, **kwargs), 3)
+  differ = 0
+  for b in batches:
+    for k in ("label", "frame_indices", "fps", "stride", "clip_fps"):
+      np.testing.assert_array_equal(b[k][0::2], b[k][1::2], err_msg=k)
+    differ += sum(not np.array_equal(b["video"][i], b["video"][i + 1]) for i in (0, 2))
+    for idx, video in zip(b["frame_indices"], b["video"]):
+      np.testing.assert_array_equal(_source_frames(video), idx)
+  assert differ >= 5  # different crops / flips of the same frames
+  assert len({int(l) for b in batches for l in b["label"]}) >= 4  # 6 videos, mostly distinct
+  # Resume skips batch_size / num_sample videos per step.
+  _assert_batches_equal(batches[2:], _take(pipeline.make_dataset(shards, start_step=2, **kwargs), 1))
+  with pytest.raises(ValueError, match="multiple of num_sample"):
+    pipeline.make_dataset(shards, **{**kwargs, "batch_size": 3})
+
+
+def test_rand_augment_spec_and_mode_errors(shards):
+  assert pipeline.parse_rand_augment("") is None
+  assert pipeline.parse_rand_augment("rand-m7-n4-mstd0.5-inc1") == dict(
+      magnitude=7.0, num_layers=4, magnitude_std=0.5)
+  assert pipeline.parse_rand_augment("rand-m9-n2-p0.7") == dict(magnitude=9.0, num_layers=2,
+                                                                prob=0.7)
+  for bad, match in [("auto-m7", "rand-m7"), ("rand-m7-x3", "'x3'"), ("rand-m7-inc0", "inc1")]:
+    with pytest.raises(ValueError, match=match):
+      pipeline.parse_rand_augment(bad)
+  with pytest.raises(ValueError, match="fine-tuning augmentations"):
+    pipeline.make_dataset(shards, mode="pretrain", num_frames=T, image_size=S, batch_size=2,
+                          random_erase=0.25)
+  with pytest.raises(ValueError, match="temporal"):
+    pipeline.make_dataset(shards, mode="eval", num_frames=T, image_size=S, batch_size=2,
+                          temporal="sparse")

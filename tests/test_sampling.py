@@ -100,3 +100,53 @@ def test_bad_counts_raise():
     s.clip_indices_np(0, 2.0, 4)
   with pytest.raises(ValueError, match="num_clips"):
     s.eval_starts(10, 2.0, 4, 0)
+
+
+def _videomae_ssv2_test_indices(n, num_segment, chunk):
+  """The reference's SSv2 test sampling, transcribed: both index lists sorted, then [chunk::2]."""
+  tick = n / float(num_segment)
+  both = [int(tick / 2.0 + tick * x) for x in range(num_segment)] + \
+         [int(tick * x) for x in range(num_segment)]
+  return np.sort(np.array(both))[chunk::2]
+
+
+def test_segment_eval_by_hand_and_against_the_reference_rule():
+  # n = 30, T = 4: tick 7.5 -> first frames 0, 7, 15, 22; middles 3.75, 11.25, 18.75, 26.25.
+  np.testing.assert_array_equal(s.segment_eval_indices_np(30, 4, 2),
+                                [[0, 7, 15, 22], [3, 11, 18, 26]])
+  for n in range(1, 90):
+    got = s.segment_eval_indices_np(n, 16, 2)
+    for chunk in (0, 1):
+      np.testing.assert_array_equal(got[chunk], _videomae_ssv2_test_indices(n, 16, chunk))
+    np.testing.assert_array_equal(s.segment_eval_indices(n, 16, 2).numpy(), got)
+  np.testing.assert_array_equal(s.segment_eval_indices(31, 5, 3).numpy(),
+                                s.segment_eval_indices_np(31, 5, 3))
+
+
+def test_segment_train_one_frame_per_segment():
+  # n = 35, T = 4: segments of 35 // 4 = 8 frames: [0, 8), [8, 16), [16, 24), [24, 32).
+  seen = np.zeros((4, 35), bool)
+  rng = np.random.default_rng(0)
+  for i in range(200):
+    for idx in (s.segment_train_indices(35, 4, [0, i]).numpy(),
+                s.segment_train_indices_np(35, 4, rng)):
+      assert idx.dtype == np.int32 and idx.shape == (4,)
+      assert np.all(idx // 8 == np.arange(4)), idx
+      seen[np.arange(4), idx] = True
+  np.testing.assert_array_equal(seen.sum(1), [8, 8, 8, 8])  # every frame of a segment is drawn
+  # Shorter than the clip: floor(i * n / T) (the reference would repeat frame 0).
+  np.testing.assert_array_equal(s.segment_train_indices_np(3, 6, rng), [0, 0, 1, 1, 2, 2])
+  np.testing.assert_array_equal(s.segment_train_indices(3, 6, [1, 2]).numpy(), [0, 0, 1, 1, 2, 2])
+
+
+def test_target_fps_choices():
+  assert s.check_target_fps_choices(None) is None and s.check_target_fps_choices(0) is None
+  assert s.check_target_fps_choices(8) == (8.0,)
+  assert s.check_target_fps_choices([4, 8.0, 16]) == (4.0, 8.0, 16.0)
+  for bad in ([], [8.0, 0.0], -2.0):
+    with pytest.raises(ValueError, match="target_fps"):
+      s.check_target_fps_choices(bad)
+  draws = [float(s.draw_target_fps((4.0, 8.0, 16.0), [7, i])) for i in range(600)]
+  counts = {f: draws.count(f) for f in (4.0, 8.0, 16.0)}
+  assert sum(counts.values()) == 600 and min(counts.values()) > 150, counts  # ~200 each
+  assert float(s.stride_from_fps(tf.constant(30.0), 8.0)) == 3.75

@@ -79,8 +79,8 @@ def _sub_seed(seed: int, process_index: int, stream: int) -> int:
   return int(np.random.SeedSequence([seed, process_index, stream]).generate_state(1)[0])
 
 
-def _parse(serialized):
-  ex = fmt.parse_example(serialized)
+def _parse(serialized, parse_fn):
+  ex = parse_fn(serialized)
   n = tf.shape(ex["frames"])[0]
   check = tf.debugging.Assert(n > 0, ["record has no frames (image/encoded); video/id:", ex["id"]])
   with tf.control_dependencies([check]):
@@ -88,43 +88,131 @@ def _parse(serialized):
   return ex, n
 
 
+TEMPORAL = ("dense", "segment")
+
+
+def parse_rand_augment(spec: str) -> dict | None:
+  """timm-style 'rand-m7-n4-mstd0.5-inc1' → keyword arguments of `augment.rand_augment`.
+
+  "" means off. Only the increasing op set (`inc1`) is implemented; `m` magnitude (0-10), `n`
+  ops per clip, `mstd` magnitude std, `p` probability per op (default 0.5).
+  """
+  if not spec:
+    return None
+  parts = spec.split("-")
+  if parts[0] != "rand":
+    raise ValueError(f"rand_augment must look like 'rand-m7-n4-mstd0.5-inc1', got {spec!r}")
+  kwargs, names = {}, {"m": "magnitude", "n": "num_layers", "mstd": "magnitude_std", "p": "prob"}
+  for part in parts[1:]:
+    key = next((k for k in ("mstd", "inc", "m", "n", "p") if part.startswith(k)), None)
+    try:
+      value = float(part[len(key):]) if key else None
+    except ValueError:
+      value = None
+    if value is None:
+      raise ValueError(f"rand_augment {spec!r}: cannot parse {part!r} (known: m, n, mstd, p, inc)")
+    if key == "inc":
+      if value != 1:
+        raise ValueError(f"rand_augment {spec!r}: only the increasing op set (inc1) is implemented")
+      continue
+    kwargs[names[key]] = int(value) if key == "n" else value
+  return kwargs
+
+
 def _check_args(mode, num_frames, image_size, batch_size, target_fps, frame_stride,
-                shuffle_buffer, num_clips, num_crops, start_step):
+                shuffle_buffer, num_clips, num_crops, start_step, temporal, num_sample,
+                rand_augment, random_erase):
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
   for name, value in [("num_frames", num_frames), ("image_size", image_size),
                       ("batch_size", batch_size), ("shuffle_buffer", shuffle_buffer),
-                      ("num_clips", num_clips), ("num_crops", num_crops)]:
+                      ("num_clips", num_clips), ("num_crops", num_crops),
+                      ("num_sample", num_sample)]:
     if int(value) != value or value < 1:
       raise ValueError(f"{name} must be an integer >= 1, got {value}")
   if int(start_step) != start_step or start_step < 0:
     raise ValueError(f"start_step must be an integer >= 0, got {start_step}")
-  sampling.stride_for_np(1.0, target_fps, frame_stride)  # validates both
+  if temporal not in TEMPORAL:
+    raise ValueError(f"temporal must be one of {TEMPORAL}, got {temporal!r}")
+  choices = sampling.check_target_fps_choices(target_fps)
+  sampling.stride_for_np(1.0, choices[0] if choices else None, frame_stride)  # validates both
+  if mode == "eval" and choices and len(choices) > 1:
+    raise ValueError(f"eval takes one target_fps, got the list {list(choices)}")
+  if batch_size % num_sample:
+    raise ValueError(f"batch_size={batch_size} must be a multiple of num_sample={num_sample} "
+                     f"(each video gives num_sample consecutive clips)")
+  if not 0 <= random_erase <= 1:
+    raise ValueError(f"random_erase must be a probability in [0, 1], got {random_erase}")
+  if mode != "finetune" and (rand_augment or random_erase):
+    raise ValueError(f"rand_augment and random_erase are fine-tuning augmentations; "
+                     f"mode={mode!r} got rand_augment={rand_augment!r}, random_erase={random_erase}")
+  if mode == "eval" and num_sample != 1:
+    raise ValueError(f"num_sample (repeated augmentation) is for training, got {num_sample} in eval")
+  return choices, parse_rand_augment(rand_augment)
+
+
+def _train_indices(fps, n, *, num_frames, temporal, fps_choices, frame_stride, seed):
+  """(indices int32 [T], stride float64): the clip's source frames in training."""
+  s_time, s_fps = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  if temporal == "segment":
+    return (sampling.segment_train_indices(n, num_frames, s_time),
+            tf.cast(n, tf.float64) / float(num_frames))
+  if fps_choices is None:
+    stride = sampling.stride_for(fps, None, frame_stride)
+  elif len(fps_choices) == 1:
+    stride = sampling.stride_for(fps, fps_choices[0], frame_stride)
+  else:
+    stride = sampling.stride_from_fps(fps, sampling.draw_target_fps(fps_choices, s_fps))
+  start = sampling.train_start(n, stride, num_frames, s_time)
+  return sampling.clip_indices(n, stride, num_frames, start), stride
+
+
+def _eval_indices(fps, n, *, num_frames, temporal, fps_choices, frame_stride, num_clips):
+  """(indices int32 [K, T], stride float64): the evaluation clips' source frames."""
+  if temporal == "segment":
+    return (sampling.segment_eval_indices(n, num_frames, num_clips),
+            tf.cast(n, tf.float64) / float(num_frames))
+  stride = sampling.stride_for(fps, fps_choices[0] if fps_choices else None, frame_stride)
+  return sampling.eval_indices(n, stride, num_frames, num_clips), stride
+
+
+def _clip_fps(fps, stride):
+  """float32: the rate the clip shows, source fps / stride."""
+  return tf.cast(tf.cast(tf.cast(fps, tf.float32), tf.float64) / stride, tf.float32)
 
 
 def make_dataset(files: str | Sequence[str], *, mode: str, num_frames: int, image_size: int,
-                 batch_size: int, target_fps: float | None = None, frame_stride: int = 4,
-                 seed: int = 0, shuffle_buffer: int = 256, num_clips: int = 1,
-                 num_crops: int = 1, flip: bool = True,
-                 crop_scale: tuple[float, float] = (0.08, 1.0), start_step: int = 0,
-                 process_index: int = 0, process_count: int = 1,
-                 eval_batches: int | None = None) -> tf.data.Dataset:
+                 batch_size: int, target_fps: float | Sequence[float] | None = None,
+                 frame_stride: int = 4, temporal: str = "dense", seed: int = 0,
+                 shuffle_buffer: int = 256, num_clips: int = 1, num_crops: int = 1,
+                 flip: bool = True, crop_scale: tuple[float, float] = (0.08, 1.0),
+                 rand_augment: str = "", random_erase: float = 0.0, num_sample: int = 1,
+                 start_step: int = 0, process_index: int = 0, process_count: int = 1,
+                 eval_batches: int | None = None, parse_fn=None) -> tf.data.Dataset:
   """Batched clips for this host; see docs/data.md for the element keys.
 
   `files`: paths or glob patterns. `batch_size` is per host. Train modes ("pretrain":
-  multi-scale crop; "finetune": random resized crop + optional flip) repeat forever, shuffle
-  files and examples with `seed`, drop the remainder, and start at batch `start_step`.
+  multi-scale crop; "finetune": random resized crop + optional flip, then optional
+  `rand_augment` spec and `random_erase` probability) repeat forever, shuffle files and examples
+  with `seed`, drop the remainder, and start at batch `start_step`. `target_fps` may be a list in
+  training (one drawn per clip); `temporal="segment"` samples one frame per segment (SSv2).
+  `num_sample` > 1 (repeated augmentation) decodes each video once and gives `num_sample`
+  consecutive, differently augmented clips of it.
   "eval": one pass; each video gives `num_clips * num_crops` consecutive views; the last batch
   is zero-padded with `mask` False; `eval_batches` pads further with fully-masked batches to
   exactly that many (see `eval_num_batches`), and fails if there are more.
+  `parse_fn(serialized) -> dict` reads another record format (default `format.parse_example`).
   """
-  _check_args(mode, num_frames, image_size, batch_size, target_fps, frame_stride,
-              shuffle_buffer, num_clips, num_crops, start_step)
+  fps_choices, ra_kwargs = _check_args(
+      mode, num_frames, image_size, batch_size, target_fps, frame_stride, shuffle_buffer,
+      num_clips, num_crops, start_step, temporal, num_sample, rand_augment, random_erase)
   files = host_files(files, process_index, process_count)
+  parse_fn = parse_fn or fmt.parse_example
   if mode == "eval":
     return _eval_dataset(files, num_frames=num_frames, image_size=image_size,
-                         batch_size=batch_size, target_fps=target_fps, frame_stride=frame_stride,
-                         num_clips=num_clips, num_crops=num_crops, eval_batches=eval_batches)
+                         batch_size=batch_size, fps_choices=fps_choices, frame_stride=frame_stride,
+                         temporal=temporal, num_clips=num_clips, num_crops=num_crops,
+                         eval_batches=eval_batches, parse_fn=parse_fn)
   if eval_batches is not None:
     raise ValueError(f"eval_batches is for mode='eval', got mode={mode!r}")
   base = tf.constant([seed, process_index], tf.int64)
@@ -140,40 +228,58 @@ def make_dataset(files: str | Sequence[str], *, mode: str, num_frames: int, imag
                      num_parallel_calls=AUTOTUNE, deterministic=True)
   ds = ds.shuffle(shuffle_buffer, seed=_sub_seed(seed, process_index, 1),
                   reshuffle_each_iteration=False)
-  ds = ds.enumerate().skip(start_step * batch_size)  # skip before parsing / decoding
+  videos_per_batch = batch_size // num_sample
+  ds = ds.enumerate().skip(start_step * videos_per_batch)  # skip before parsing / decoding
+
+  def augment_clip(frames, seed):
+    """One augmented, normalised view of the decoded clip."""
+    s_crop, s_flip, s_rand_augment, s_erase = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4))
+    if mode == "pretrain":
+      return video_ops.normalize(video_ops.multi_scale_crop(frames, image_size, s_crop))
+    if ra_kwargs is not None:  # on the decoded frames, before the crop (as VideoMAE)
+      from mgvm.data import augment
+      frames = augment.rand_augment(frames, s_rand_augment, **ra_kwargs)
+    frames = video_ops.random_resized_crop(frames, image_size, s_crop, scale=tuple(crop_scale))
+    if flip:
+      frames = video_ops.random_flip(frames, s_flip)
+    video = video_ops.normalize(frames)
+    if random_erase:
+      from mgvm.data import augment
+      video = augment.random_erasing(video, s_erase, prob=random_erase)
+    return video
 
   def process(position, serialized):
-    ex, n = _parse(serialized)
+    ex, n = _parse(serialized, parse_fn)
     example_seed = tf.random.experimental.stateless_fold_in(
         tf.random.experimental.stateless_fold_in(base, 1), position)
-    s_time, s_crop, s_flip = tf.unstack(tf.random.experimental.stateless_split(example_seed, 3))
-    stride = sampling.stride_for(ex["fps"], target_fps, frame_stride)
-    start = sampling.train_start(n, stride, num_frames, s_time)
-    indices = sampling.clip_indices(n, stride, num_frames, start)
+    s_time, s_views = tf.unstack(tf.random.experimental.stateless_split(example_seed, 2))
+    indices, stride = _train_indices(ex["fps"], n, num_frames=num_frames, temporal=temporal,
+                                     fps_choices=fps_choices, frame_stride=frame_stride,
+                                     seed=s_time)
     frames = video_ops.decode_frames(ex["frames"], indices)
-    if mode == "pretrain":
-      frames = video_ops.multi_scale_crop(frames, image_size, s_crop)
-    else:
-      frames = video_ops.random_resized_crop(frames, image_size, s_crop, scale=tuple(crop_scale))
-      if flip:
-        frames = video_ops.random_flip(frames, s_flip)
-    video = tf.ensure_shape(video_ops.normalize(frames), [num_frames, image_size, image_size, 3])
-    return {"video": video, "label": ex["label"], "frame_indices": indices,
-            "fps": ex["fps"], "stride": tf.cast(stride, tf.float32)}
+    views = [augment_clip(frames, tf.random.experimental.stateless_fold_in(s_views, j))
+             for j in range(num_sample)]
+    video = tf.ensure_shape(tf.stack(views), [num_sample, num_frames, image_size, image_size, 3])
+    repeat = lambda x: tf.repeat(x[None], num_sample, axis=0)  # noqa: E731
+    return {"video": video, "label": repeat(ex["label"]), "frame_indices": repeat(indices),
+            "fps": repeat(ex["fps"]), "stride": repeat(tf.cast(stride, tf.float32)),
+            "clip_fps": repeat(_clip_fps(ex["fps"], stride))}
 
-  ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True)
+  ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
   ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE, deterministic=True)
   return ds.prefetch(AUTOTUNE)
 
 
-def _eval_dataset(files, *, num_frames, image_size, batch_size, target_fps, frame_stride,
-                  num_clips, num_crops, eval_batches):
+def _eval_dataset(files, *, num_frames, image_size, batch_size, fps_choices, frame_stride,
+                  temporal, num_clips, num_crops, eval_batches, parse_fn):
   views = num_clips * num_crops
 
   def process(video_index, serialized):
-    ex, n = _parse(serialized)
-    stride = sampling.stride_for(ex["fps"], target_fps, frame_stride)
-    indices = sampling.eval_indices(n, stride, num_frames, num_clips)  # [K, T]
+    ex, n = _parse(serialized, parse_fn)
+    indices, stride = _eval_indices(ex["fps"], n, num_frames=num_frames, temporal=temporal,
+                                    fps_choices=fps_choices, frame_stride=frame_stride,
+                                    num_clips=num_clips)  # [K, T]
     frames = video_ops.decode_frames(ex["frames"], tf.reshape(indices, [-1]))
     crops = video_ops.spatial_crops(frames, image_size, num_crops)  # [C, K*T, S, S, 3]
     crops = tf.reshape(crops, [num_crops, num_clips, num_frames, image_size, image_size, 3])
@@ -183,6 +289,7 @@ def _eval_dataset(files, *, num_frames, image_size, batch_size, target_fps, fram
     return {"video": video, "label": per_view(ex["label"]),
             "frame_indices": tf.repeat(indices, num_crops, axis=0),
             "fps": per_view(ex["fps"]), "stride": per_view(tf.cast(stride, tf.float32)),
+            "clip_fps": per_view(_clip_fps(ex["fps"], stride)),
             "video_index": per_view(tf.cast(video_index, tf.int32)),
             "view": tf.range(views, dtype=tf.int32), "mask": tf.ones([views], tf.bool)}
 

@@ -12,6 +12,16 @@ Starts: training draws an integer uniformly from [0, max_start] with
 `max_start = max(0, num_frames - span)`; evaluation takes the centre `max_start // 2`, or for
 K clips `round(k * max_start / (K - 1))`, k = 0 .. K - 1.
 
+Segment sampling (`temporal="segment"`, VideoMAE's SSv2 / TSN "sparse" sampling) ignores the
+frame rate: the video is cut into `num_out` segments. Training takes one random frame per segment
+(`i * (n // T) + randint(n // T)`, as the reference; for videos shorter than `num_out`, where the
+reference repeats frame 0, `floor(i * n / T)`); evaluation clip k of K takes
+`int(i * n / T + k * (n / T) / K)`, i.e. for K = 2 the first and the middle frame of every
+segment (VideoMAE's SSv2 test). Its `stride` is `n / T`.
+
+FPS augmentation: `target_fps` may be a list in training; each clip draws one entry uniformly
+(`draw_target_fps`).
+
 Every function has a numpy reference (`*_np`) and a TensorFlow version (graph-safe, used by
 the tf.data pipeline); arithmetic is float64 in both so they agree exactly.
 """
@@ -91,6 +101,39 @@ def eval_indices_np(num_frames: int, stride: float, num_out: int, num_clips: int
                    for s in eval_starts_np(num_frames, stride, num_out, num_clips)])
 
 
+def segment_train_indices_np(num_frames: int, num_out: int, rng: np.random.Generator) -> np.ndarray:
+  """int32 [num_out]: one random frame per segment (VideoMAE SSv2 training)."""
+  _check_count("num_frames", num_frames)
+  _check_count("num_out", num_out)
+  i = np.arange(num_out, dtype=np.int64)
+  width = num_frames // num_out
+  if width == 0:
+    return (i * num_frames // num_out).astype(np.int32)
+  return (i * width + rng.integers(0, width, size=num_out)).astype(np.int32)
+
+
+def segment_eval_indices_np(num_frames: int, num_out: int, num_clips: int = 2) -> np.ndarray:
+  """int32 [num_clips, num_out]: clip k takes `int(i·tick + k·tick/K)`, tick = n / T."""
+  _check_count("num_frames", num_frames)
+  _check_count("num_out", num_out)
+  _check_count("num_clips", num_clips)
+  tick = np.float64(num_frames) / np.float64(num_out)
+  i = np.arange(num_out, dtype=np.float64)
+  k = np.arange(num_clips, dtype=np.float64)[:, None]
+  return np.floor(i * tick + k * tick / num_clips).astype(np.int32)
+
+
+def check_target_fps_choices(target_fps) -> tuple[float, ...] | None:
+  """None/0 → None (fixed stride); a number or a non-empty list of numbers > 0 → a tuple."""
+  if target_fps is None or (np.isscalar(target_fps) and not target_fps):
+    return None
+  choices = tuple(float(f) for f in np.atleast_1d(np.asarray(target_fps, dtype=np.float64)))
+  if not choices or any(not f > 0 for f in choices):
+    raise ValueError(f"target_fps must be None, 0, a number > 0 or a list of numbers > 0, "
+                     f"got {target_fps}")
+  return choices
+
+
 # ------------------------------------------------------------------------------------- tf
 
 
@@ -150,3 +193,37 @@ def eval_indices(num_frames, stride, num_out: int, num_clips: int = 1) -> tf.Ten
   """int32 [num_clips, num_out]: the evaluation clips' source indices."""
   starts = tf.cast(eval_starts(num_frames, stride, num_out, num_clips), tf.int64)
   return _wrap(starts[:, None] + _offsets(stride, num_out)[None, :], num_frames)
+
+
+def draw_target_fps(choices, seed) -> tf.Tensor:
+  """float64 scalar: one of `choices` (a non-empty sequence) drawn uniformly with `seed`."""
+  choices = tf.constant(list(choices), tf.float64)
+  k = tf.random.stateless_uniform([], seed, minval=0, maxval=tf.shape(choices)[0], dtype=tf.int32)
+  return choices[k]
+
+
+def stride_from_fps(src_fps, target_fps) -> tf.Tensor:
+  """float64 scalar `src_fps / target_fps` for a tensor `target_fps` (src rounded to float32)."""
+  src = tf.cast(tf.cast(src_fps, tf.float32), tf.float64)
+  return src / tf.cast(target_fps, tf.float64)
+
+
+def segment_train_indices(num_frames, num_out: int, seed) -> tf.Tensor:
+  """int32 [num_out]: one random frame per segment (see `segment_train_indices_np`)."""
+  _check_count("num_out", num_out)
+  n = tf.cast(num_frames, tf.int64)
+  i = tf.range(num_out, dtype=tf.int64)
+  width = n // num_out
+  offsets = tf.random.stateless_uniform([num_out], seed, minval=0,
+                                        maxval=tf.maximum(width, 1), dtype=tf.int64)
+  return tf.cast(tf.where(width > 0, i * width + offsets, i * n // num_out), tf.int32)
+
+
+def segment_eval_indices(num_frames, num_out: int, num_clips: int = 2) -> tf.Tensor:
+  """int32 [num_clips, num_out]: clip k takes `int(i·tick + k·tick/K)`, tick = n / T."""
+  _check_count("num_out", num_out)
+  _check_count("num_clips", num_clips)
+  tick = tf.cast(num_frames, tf.float64) / float(num_out)
+  i = tf.range(num_out, dtype=tf.float64)[None, :]
+  k = tf.range(num_clips, dtype=tf.float64)[:, None]
+  return tf.cast(tf.floor(i * tick + k * tick / float(num_clips)), tf.int32)

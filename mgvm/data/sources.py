@@ -16,6 +16,7 @@ class Source:
   root: str
   files: dict[str, list[str]]
   class_names: tuple[str, ...] = ()
+  parse_fn: Callable | None = None   # record parser; None = mgvm.data.format.parse_example
 
   @property
   def num_classes(self) -> int:

@@ -34,6 +34,13 @@ def restore_params(config, workdir: str, abstract_params, checkpoint: str | None
   return params, f"{directory} step {step}"
 
 
+def eval_target_fps(target_fps):
+  """The evaluation rate: `target_fps`, or the first entry of a list (None for 0 / None)."""
+  if isinstance(target_fps, (list, tuple)):
+    return target_fps[0] if target_fps else None
+  return target_fps or None
+
+
 def evaluate(config, workdir: str, *, split: str | None = None, checkpoint: str | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
   """Evaluates `config.task`'s model on `split` (default `config.eval.split`); returns the result."""
@@ -61,8 +68,9 @@ def evaluate(config, workdir: str, *, split: str | None = None, checkpoint: str 
                 if jax.process_count() > 1 else None)
   ds = pipeline.make_dataset(
       files, mode="eval", eval_batches=same_count, num_frames=config.num_frames, image_size=config.image_size,
-      batch_size=local_batch, target_fps=config.data.target_fps or None,
-      frame_stride=config.data.frame_stride, num_clips=views[0], num_crops=views[1],
+      batch_size=local_batch, target_fps=eval_target_fps(config.data.target_fps),
+      frame_stride=config.data.frame_stride, temporal=config.data.temporal,
+      num_clips=views[0], num_crops=views[1], parse_fn=source.parse_fn,
       process_index=jax.process_index(), process_count=jax.process_count())
   batches = ds.as_numpy_iterator()
   if config.eval.max_batches:

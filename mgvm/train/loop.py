@@ -47,13 +47,17 @@ def num_classes_for(config, source) -> int:
 
 def make_train_dataset(config, source, local_batch: int, start_step: int):
   from mgvm.data import pipeline
+  d = config.data
+  finetune = config.task == "finetune"
   return pipeline.make_dataset(
-      source.split(config.data.train_split), mode=config.task, num_frames=config.num_frames,
-      image_size=config.image_size, batch_size=local_batch, target_fps=config.data.target_fps or None,
-      frame_stride=config.data.frame_stride, seed=config.seed,
-      shuffle_buffer=config.data.shuffle_buffer, flip=config.data.flip,
-      crop_scale=tuple(config.data.crop_scale), start_step=start_step,
-      process_index=jax.process_index(), process_count=jax.process_count())
+      source.split(d.train_split), mode=config.task, num_frames=config.num_frames,
+      image_size=config.image_size, batch_size=local_batch, target_fps=d.target_fps or None,
+      frame_stride=d.frame_stride, temporal=d.temporal, seed=config.seed,
+      shuffle_buffer=d.shuffle_buffer, flip=d.flip, crop_scale=tuple(d.crop_scale),
+      rand_augment=d.rand_augment if finetune else "",
+      random_erase=d.random_erase if finetune else 0.0, num_sample=d.num_sample,
+      start_step=start_step, process_index=jax.process_index(),
+      process_count=jax.process_count(), parse_fn=source.parse_fn)
 
 
 def _fetch(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
