@@ -89,6 +89,35 @@ def data(**overrides):
   return c
 
 
+# Per-data-set sampling, augmentation and test views of the VideoMAE recipe (ALGORITHMS §1.5-1.7):
+# fine-tuning K400 / UCF101 / HMDB51 take "dense" clips every 4th frame with flip and 5x3 test
+# views; SSv2 one frame per segment, no flip (direction-sensitive classes), 2x3 test views.
+# Pre-training takes dense clips every `pretrain_stride` frames (4; SSv2 2), never flips.
+DATASETS = {
+    "k400": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
+    "ucf101": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
+    "hmdb51": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
+    "ssv2": dict(temporal="segment", frame_stride=2, pretrain_stride=2, flip=False, clips=2, crops=3),
+}
+
+
+def apply_dataset(c, name: str):
+  """Sets `c.data` sampling / flip and `c.eval` views of a named data set (`DATASETS`).
+
+  The reference samples by frame count, not by rate, so `target_fps` is set to 0.
+  """
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+  d = DATASETS[name]
+  if c.task == "pretrain":
+    c.data.update(temporal="dense", target_fps=0, frame_stride=d["pretrain_stride"])
+  else:
+    c.data.update(temporal=d["temporal"], target_fps=0, frame_stride=d["frame_stride"],
+                  flip=d["flip"])
+    c.eval.update(num_clips=d["clips"], num_crops=d["crops"])
+  return c
+
+
 def optim(**overrides):
   """AdamW (no decay on 1-D params, biases, mask token, position tables) with warmup + cosine."""
   c = ml_collections.ConfigDict(dict(

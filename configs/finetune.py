@@ -2,11 +2,16 @@
 
 VideoMAE fine-tuning (ALGORITHMS §1.6): mean pooling + fc_norm + head, AdamW (0.9, 0.999),
 weight decay 0.05, layer-wise LR decay 0.75, warmup from 0 then cosine to min_lr, drop path
-0.1, label smoothing 0.1, mixup 0.8 / cutmix 1.0, random-resized crop + flip. `init_from`
-is a pre-training workdir whose latest `params` initialise the encoder (empty: from scratch).
+0.1, label smoothing 0.1, mixup 0.8 / cutmix 1.0, random-resized crop, RandAugment
+rand-m7-n4-mstd0.5-inc1 (the same ops for all frames), random erasing p 0.25, repeated
+augmentation (2 clips per decoded video). `init_from` is a pre-training workdir whose latest
+`params` initialise the encoder (empty: from scratch).
 
 Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in
-synthetic motion data set. Evaluate with
+synthetic motion data set; `dataset=k400|ucf101|hmdb51|ssv2` sets that data set's temporal
+sampling, flip and test views (dense clips, flip, 5 clips x 3 crops; SSv2: segments, no flip,
+2 x 3), e.g. `--config configs/finetune.py:dataset=ssv2 --config.data.source=tfrecord
+--config.data.dir=DIR --config.num_classes=174`. Evaluate with
 `python eval.py --config configs/finetune.py:runlocal --workdir DIR` (top-1/top-5 with
 softmax averaged over clips x crops).
 """
@@ -18,7 +23,7 @@ from mgvm.config import parse_arg
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, runlocal=False)
+  args = parse_arg(arg, runlocal=False, dataset="")
   c = ml_collections.ConfigDict()
   c.task = "finetune"
   c.seed = 0
@@ -27,8 +32,8 @@ def get_config(arg=None):
   c.model = common.model("B", drop_path_rate=0.1)
   c.num_frames = 16
   c.image_size = 224
-  c.data = common.data()
-  c.batch_size = 512
+  c.data = common.data(rand_augment="rand-m7-n4-mstd0.5-inc1", random_erase=0.25, num_sample=2)
+  c.batch_size = 512                # clips per step (num_sample of them per video)
   c.optim = common.optim(base_lr=1e-3, min_lr=1e-6, warmup_steps=2_500, b2=0.999,
                          layer_decay=0.75)
   c.label_smoothing = 0.1
@@ -37,12 +42,15 @@ def get_config(arg=None):
   c.mesh = common.mesh()
   c.eval = common.evaluation(num_clips=5, num_crops=3)
   common.run(c, total_steps=50_000)
+  if args.dataset:
+    common.apply_dataset(c, args.dataset)
   if args.runlocal:
     c.model.update(size="", dim=96, depth=4, num_heads=3, drop_path_rate=0.0, dtype="float32")
     common.runlocal_data(c)
     c.batch_size = 16
     c.optim.update(base_lr=0.016, min_lr=0.005, warmup_steps=100, layer_decay=1.0)  # 1e-3 → 3e-4
     c.mixup.enabled = False
+    c.data.update(rand_augment="", random_erase=0.0, num_sample=1)
     c.label_smoothing = 0.0
     common.run(c, total_steps=2000, log_every_steps=50, checkpoint_every_steps=500)
     c.eval.update(split="test", batch_size=16, num_clips=2, num_crops=1)

@@ -5,7 +5,10 @@ VideoMAE pre-training: tube masking 0.9, normalized-pixel targets, AdamW (0.9, 0
 crop, clips of 16 frames at `data.target_fps`.
 
 Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in
-synthetic motion data set; `masker=random|tube|running_cell` picks the masker.
+synthetic motion data set; `masker=random|tube|running_cell` picks the masker;
+`dataset=k400|ucf101|hmdb51|ssv2` samples as VideoMAE does there (every 4th frame; SSv2 every
+2nd), e.g. `--config configs/pretrain.py:dataset=k400 --config.data.source=tfrecord
+--config.data.dir=DIR`.
 Evaluate with `python eval.py --config configs/pretrain.py:runlocal --workdir DIR`
 (masked reconstruction loss and PSNR on held-out clips).
 """
@@ -17,7 +20,7 @@ from mgvm.config import parse_arg
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, runlocal=False, masker="tube")
+  args = parse_arg(arg, runlocal=False, masker="tube", dataset="")
   c = ml_collections.ConfigDict()
   c.task = "pretrain"
   c.seed = 0
@@ -33,6 +36,8 @@ def get_config(arg=None):
   c.mesh = common.mesh()
   c.eval = common.evaluation()
   common.run(c, total_steps=100_000)
+  if args.dataset:
+    common.apply_dataset(c, args.dataset)
   if args.runlocal:
     c.model.update(size="", dim=96, depth=4, num_heads=3, decoder_dim=64, decoder_depth=1,
                    decoder_heads=2, dtype="float32")

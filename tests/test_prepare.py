@@ -118,6 +118,20 @@ def test_cli_names_the_bad_line(videos, tmp_path):
   assert proc.returncode != 0 and "bad.csv:2: label 'four' is not an integer" in proc.stderr
 
 
+def test_cli_shows_progress_and_writes_the_summary(videos, tmp_path):
+  root, csv = videos
+  proc = subprocess.run([sys.executable, "-m", "mgvm.data.prepare", "--csv", str(csv), "--root",
+                         str(root), "--out", str(tmp_path), "--workers", "1",
+                         "--videos-per-shard", "3"], capture_output=True, text=True,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "prepare train: 100%" in proc.stderr and "6/6" in proc.stderr  # the tqdm bar
+  assert "3 of 6 videos written, 3 skipped" in proc.stdout
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["splits"]["train"]["skipped_by_reason"] == {
+      "empty": 1, "missing": 1, "unreadable": 1}
+
+
 def test_prepared_videos_train_and_evaluate(videos, tmp_path):
   """The shards feed `train.py`'s loop and `eval.py` unchanged (`data.source=tfrecord`)."""
   from configs import finetune
@@ -128,6 +142,10 @@ def test_prepared_videos_train_and_evaluate(videos, tmp_path):
   prepare.prepare(str(csv), str(out), root=str(root), split="train", workers=1,
                   log=lambda _: None)
   prepare.prepare(str(csv), str(out), root=str(root), split="val", workers=1, log=lambda _: None)
+  gathered = json.loads((out / "summary.json").read_text())  # every split, plus totals
+  assert sorted(gathered["splits"]) == ["train", "val"]
+  assert (gathered["listed"], gathered["written"], gathered["skipped"]) == (12, 6, 6)
+  assert gathered["splits"]["val"] == json.loads((out / "val.summary.json").read_text())
   config = finetune.get_config("runlocal")
   config.model.update(dim=32, depth=1, num_heads=2)
   config.num_frames, config.image_size, config.batch_size, config.num_classes = 4, 32, 8, 5

@@ -6,9 +6,10 @@
 `--csv` is a VideoMAE-style list (`mgvm.data.video_list`). Each video is decoded with PyAV
 onto a constant rate by timestamps (`mgvm.data.decode`), optionally resized (short side) and
 capped in rate; `video/fps` is the rate actually stored. Unusable files are skipped, never
-fatal: `OUT/<split>.summary.json` lists each with its line and reason, plus counts. Shards are
-written atomically and a rerun skips the finished ones (resumable); results do not depend on
-`--workers`.
+fatal: `OUT/<split>.summary.json` lists each with its line and reason, plus counts, and
+`OUT/summary.json` gathers every split's. Shards are written atomically and a rerun skips the
+finished ones (resumable); results do not depend on `--workers`. A progress bar (videos done,
+per finished shard) goes to stderr.
 """
 
 from __future__ import annotations
@@ -68,10 +69,34 @@ def _write_shard(task) -> dict:
   return stats
 
 
+def _write_json(path: str, value) -> None:
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
+def _gather_summaries(out: str) -> dict:
+  """`OUT/summary.json`: every split's summary plus totals."""
+  splits = {}
+  for path in sorted(glob.glob(os.path.join(out, "*.summary.json"))):
+    with open(path) as f:
+      summary = json.load(f)
+    splits[summary["split"]] = summary
+  totals = {key: sum(s[key] for s in splits.values())
+            for key in ("listed", "written", "skipped", "frames")}
+  gathered = {**totals, "splits": splits}
+  _write_json(os.path.join(out, "summary.json"), gathered)
+  return gathered
+
+
 def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
             short_side: int | None = None, max_fps: float | None = None, workers: int = 1,
-            videos_per_shard: int = 64, jpeg_quality: int = 90, log=print) -> dict:
-  """Writes `out/<split>-*.tfrecord` and `out/<split>.summary.json`; returns the summary."""
+            videos_per_shard: int = 64, jpeg_quality: int = 90, log=print,
+            progress: bool = False) -> dict:
+  """Writes `out/<split>-*.tfrecord`, `out/<split>.summary.json` and `out/summary.json`.
+
+  Returns the split's summary. `progress` shows a tqdm bar of videos done on stderr.
+  """
   if videos_per_shard < 1:
     raise ValueError(f"videos_per_shard must be >= 1, got {videos_per_shard}")
   if max_fps is not None and not max_fps > 0:
@@ -97,6 +122,12 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
   start = time.time()
   results = list(done)
   with contextlib.ExitStack() as stack:
+    bar = None
+    if progress:
+      import tqdm
+      bar = stack.enter_context(tqdm.tqdm(
+          total=len(entries), initial=sum(len(r["written"]) + len(r["skipped"]) for r in done),
+          unit="video", desc=f"prepare {split}", file=sys.stderr))
     if workers > 1 and len(tasks) > 1:
       written = stack.enter_context(processes.pool(min(workers, len(tasks)))).imap_unordered(
           _write_shard, tasks)
@@ -104,7 +135,11 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
       written = map(_write_shard, tasks)
     for i, stats in enumerate(written, 1):
       results.append(stats)
-      log(f"prepare: shard {i}/{len(tasks)} ({stats['shard']})")
+      if bar is not None:
+        bar.update(len(stats["written"]) + len(stats["skipped"]))
+        bar.set_postfix(skipped=sum(len(r["skipped"]) for r in results))
+      else:
+        log(f"prepare: shard {i}/{len(tasks)} ({stats['shard']})")
   results.sort(key=lambda s: s["shard"])
   current = {r["shard"] for r in results}
   # Shards of an earlier run with another --videos-per-shard would be read as more videos.
@@ -122,9 +157,8 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
       "frames": sum(r["frames"] for r in results), "shards": [r["shard"] for r in results],
       "short_side": short_side, "max_fps": max_fps, "skipped_files": skipped}
   path = os.path.join(out, f"{split}.summary.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(summary, f, indent=1)
-  os.replace(path + ".tmp", path)
+  _write_json(path, summary)
+  _gather_summaries(out)
   log(f"prepare: {summary['written']} of {len(entries)} videos written, {len(skipped)} skipped "
       f"{summary['skipped_by_reason']}, {summary['frames']} frames in "
       f"{time.time() - start:.1f} s; summary {path}")
@@ -142,11 +176,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
   p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)))
   p.add_argument("--videos-per-shard", type=int, default=64)
   p.add_argument("--jpeg-quality", type=int, default=90)
+  p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
   a = p.parse_args(argv)
   try:
     return prepare(a.csv, a.out, root=a.root, split=a.split, short_side=a.short_side,
                    max_fps=a.max_fps, workers=a.workers, videos_per_shard=a.videos_per_shard,
-                   jpeg_quality=a.jpeg_quality)
+                   jpeg_quality=a.jpeg_quality, progress=not a.no_progress)
   except (video_list.VideoListError, ValueError, FileNotFoundError) as e:
     sys.exit(f"prepare: {e}")
 
