@@ -113,3 +113,24 @@ def test_video_list_errors_name_the_line(tmp_path, text, message):
   listing.write_text(text)
   with pytest.raises(video_list.VideoListError, match=message):
     video_list.read_list(str(listing))
+
+
+def test_streaming_pass_equals_the_in_memory_pass_and_converts_only_kept_frames(
+    tmp_path, monkeypatch):
+  times = np.concatenate([np.arange(10) / 30, 10 / 30 + np.arange(1, 11) / 10])
+  videos = [(_write(tmp_path / "ntsc.mp4", 30, Fraction(30000, 1001)), 10),
+            (_write(tmp_path / "clip.webm", 12, 24, codec="libvpx-vp9"), None),
+            (_write(tmp_path / "vfr.mp4", 20, 30, times=times), None)]
+  fallbacks = []
+  in_memory = dec._decode_in_memory
+  monkeypatch.setattr(dec, "_decode_in_memory", lambda *a: fallbacks.append(a) or in_memory(*a))
+  for path, max_fps in videos:
+    converted = []
+    streamed = dec.decode(path, max_fps=max_fps, short_side=32,
+                          convert=lambda img: converted.append(1) or _index(img))
+    held = in_memory(path, max_fps, 32, _index)
+    assert streamed.frames == held.frames and streamed.fps == held.fps
+    np.testing.assert_array_equal(streamed.timestamps, held.timestamps)
+    assert len(converted) == len(set(streamed.frames)) < len(held.frames) + 1
+  assert not fallbacks  # every file took the two-pass, bounded-memory path
+  assert len(converted) < 20 and len(streamed.frames) > len(converted)  # repeats not re-converted

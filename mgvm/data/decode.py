@@ -31,10 +31,12 @@ class DecodeError(Exception):
 
 @dataclasses.dataclass(eq=False)
 class Decoded:
-  frames: np.ndarray            # uint8 [N, H, W, 3]
+  frames: np.ndarray | list     # uint8 [N, H, W, 3], or the `convert`ed frames
   fps: float                    # the rate of `frames` (constant)
   source_fps: float             # the stream's average rate
   timestamps: np.ndarray        # float64 [N] seconds of the chosen source frames
+  height: int = 0               # of the stored (resized) frames
+  width: int = 0
 
 
 def _resize_shape(height: int, width: int, short_side: int | None) -> tuple[int, int]:
@@ -61,10 +63,8 @@ def constant_rate_indices(timestamps: np.ndarray, rate: float) -> np.ndarray:
   return np.where(take_left, left, right).astype(np.int64)
 
 
-def decode(path: str, *, max_fps: float | None = None, short_side: int | None = None) -> Decoded:
-  """All frames of `path` on a constant grid (see the module docstring)."""
+def _open(path: str):
   import av  # imported here: listing / parsing code never needs it
-
   if not os.path.exists(path):
     raise DecodeError(path, "missing")
   if os.path.getsize(path) == 0:
@@ -73,9 +73,84 @@ def decode(path: str, *, max_fps: float | None = None, short_side: int | None = 
     container = av.open(path)
   except Exception as e:  # PyAV raises several error types for garbage input
     raise DecodeError(path, "unreadable", type(e).__name__) from None
-  with container:
-    if not container.streams.video:
-      raise DecodeError(path, "no_video_stream")
+  if not container.streams.video:
+    container.close()
+    raise DecodeError(path, "no_video_stream")
+  return container
+
+
+def _rates(stream, t: np.ndarray, max_fps: float | None) -> tuple[float, float]:
+  """(source rate, stored rate): the stream's average rate (else from timestamps), capped."""
+  rate = stream.average_rate or stream.guessed_rate
+  source_fps = float(rate) if rate else 0.0
+  if source_fps <= 0:  # no rate in the header: estimate it from the timestamps
+    source_fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 1.0
+  return source_fps, (min(source_fps, max_fps) if max_fps else source_fps)
+
+
+def _decode_error(path: str, error: Exception, kept: int) -> DecodeError:
+  if not kept:
+    return DecodeError(path, "unreadable", type(error).__name__)
+  return DecodeError(path, "truncated", f"{type(error).__name__} after {kept} frames")
+
+
+class _Mismatch(Exception):
+  """The decoded frames are not one per packet in timestamp order: use the in-memory path."""
+
+
+def _packet_pts(path: str) -> tuple[np.ndarray, object] | None:
+  """Pass 1, demuxing only: the sorted pts of the video packets, or None if some lack one."""
+  with _open(path) as container:
+    stream = container.streams.video[0]
+    pts = []
+    try:
+      for packet in container.demux(stream):
+        if packet.size == 0:  # the demuxer's final flush packet
+          continue
+        if packet.pts is None:
+          return None
+        pts.append(packet.pts)
+    except Exception:
+      return None  # let the decoding pass name the problem
+    return np.sort(np.asarray(pts, np.int64)), stream.time_base
+
+
+def _decode_streaming(path, max_fps, short_side, convert) -> Decoded:
+  """Two passes: packet timestamps pick the frames, then only those are converted and kept."""
+  found = _packet_pts(path)
+  if found is None or len(found[0]) == 0:
+    raise _Mismatch()
+  pts, time_base = found
+  t = np.asarray([float(p * time_base) for p in pts], np.float64)
+  with _open(path) as container:
+    stream = container.streams.video[0]
+    source_fps, fps = _rates(stream, t, max_fps)
+    picked = constant_rate_indices(t, fps)
+    copies = np.bincount(picked, minlength=len(pts))
+    kept, k, size = [], 0, None
+    try:
+      for frame in container.decode(stream):
+        if frame.pts is None or k >= len(pts) or frame.pts != pts[k]:
+          raise _Mismatch()
+        if copies[k]:
+          if size is None:
+            size = _resize_shape(frame.height, frame.width, short_side)
+          image = convert(frame.to_ndarray(format="rgb24", width=size[1], height=size[0]))
+          kept.extend([image] * int(copies[k]))
+        k += 1
+    except _Mismatch:
+      raise
+    except Exception as e:
+      raise _decode_error(path, e, k) from None
+    if k != len(pts):
+      raise _Mismatch()
+  return Decoded(frames=kept, fps=float(fps), source_fps=float(source_fps), timestamps=t[picked],
+                 height=size[0] if size else 0, width=size[1] if size else 0)
+
+
+def _decode_in_memory(path, max_fps, short_side, convert) -> Decoded:
+  """One pass holding every decoded frame (for files whose packets do not map 1:1 to frames)."""
+  with _open(path) as container:
     stream = container.streams.video[0]
     frames, times = [], []
     try:
@@ -86,22 +161,52 @@ def decode(path: str, *, max_fps: float | None = None, short_side: int | None = 
                      else float(frame.pts * stream.time_base))
         frames.append(frame)
     except Exception as e:
-      if not frames:
-        raise DecodeError(path, "unreadable", type(e).__name__) from None
-      raise DecodeError(path, "truncated", f"{type(e).__name__} after {len(frames)} frames"
-                        ) from None
+      raise _decode_error(path, e, len(frames)) from None
     if not frames:
       raise DecodeError(path, "no_frames")
-    rate = stream.average_rate or stream.guessed_rate
-    source_fps = float(rate) if rate else 0.0
     times = np.asarray(times, np.float64)
     order = np.argsort(times, kind="stable")  # decode order is not always pts order
     t = times[order]
-    if source_fps <= 0:  # no rate in the header: estimate it from the timestamps
-      source_fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 1.0
-    fps = min(source_fps, max_fps) if max_fps else source_fps
+    source_fps, fps = _rates(stream, t, max_fps)
     picked = constant_rate_indices(t, fps)  # into the time-sorted frames
     height, width = _resize_shape(frames[0].height, frames[0].width, short_side)
-    images = np.stack([frames[i].to_ndarray(format="rgb24", width=width, height=height)
-                       for i in order[picked]])
-  return Decoded(frames=images, fps=float(fps), source_fps=float(source_fps), timestamps=t[picked])
+    images = [convert(frames[i].to_ndarray(format="rgb24", width=width, height=height))
+              for i in order[picked]]
+  return Decoded(frames=images, fps=float(fps), source_fps=float(source_fps), timestamps=t[picked],
+                 height=height, width=width)
+
+
+def decode(path: str, *, max_fps: float | None = None, short_side: int | None = None,
+           convert=None) -> Decoded:
+  """The frames of `path` on a constant grid (see the module docstring).
+
+  Memory stays bounded by the *kept* frames: a first pass reads the packets' timestamps without
+  decoding, the second decodes and keeps only the frames the grid picks, each passed through
+  `convert` (e.g. JPEG encoding) as it is decoded. `frames` is then the list of `convert`
+  results; without `convert`, a uint8 [N, H, W, 3] array. Files whose packets do not map one
+  to one onto decoded frames fall back to a single pass that holds every decoded frame.
+  """
+  keep = convert or (lambda image: image)
+  try:
+    out = _decode_streaming(path, max_fps, short_side, keep)
+  except _Mismatch:
+    out = _decode_in_memory(path, max_fps, short_side, keep)
+  if not out.frames:
+    raise DecodeError(path, "no_frames")
+  if convert is None:
+    out.frames = np.stack(out.frames)
+  return out
+
+
+def jpeg_encoder(quality: int = 90):
+  """A `convert` for `decode`: one uint8 [H, W, 3] frame → JPEG bytes (Pillow, 4:4:4 chroma)."""
+  import io
+
+  from PIL import Image
+
+  def encode(frame: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+  return encode

@@ -26,7 +26,7 @@ from typing import Sequence
 
 from mgvm.data import decode as dec
 from mgvm.data import processes, video_list
-from mgvm.data.synthetic import encode_jpeg, shard_name
+from mgvm.data.synthetic import shard_name
 
 SHARD_INFO_DIR = ".shards"
 
@@ -48,15 +48,15 @@ def _write_shard(task) -> dict:
   with tf.io.TFRecordWriter(tmp) as writer:
     for entry in entries:
       try:
-        video = dec.decode(entry.path, max_fps=max_fps, short_side=short_side)
+        video = dec.decode(entry.path, max_fps=max_fps, short_side=short_side,
+                           convert=dec.jpeg_encoder(quality))  # holds JPEGs, not frames
       except dec.DecodeError as e:
         skipped.append({"line": entry.line, "path": entry.path, "reason": e.reason,
                         "detail": e.detail})
         continue
-      h, w = video.frames.shape[1:3]
       writer.write(fmt.encode_example(
-          video_id=_video_id(entry, root), fps=video.fps,
-          jpeg_frames=encode_jpeg(video.frames, quality), height=h, width=w,
+          video_id=_video_id(entry, root), fps=video.fps, jpeg_frames=video.frames,
+          height=video.height, width=video.width,
           label=-1 if entry.label is None else entry.label))
       written.append(entry.line)
       frames += len(video.frames)
