@@ -25,9 +25,12 @@ def _run(script, *args, env=None):
 def test_train_then_eval_on_the_command_line(tmp_path):
   env = dict(os.environ, MGVM_DATA_DIR=str(tmp_path / "data"))
   config = ["--config", "configs/finetune.py:runlocal", "--workdir", str(tmp_path / "run"), *TINY]
+  # The full fine-tuning recipe's augmentations and a list of rates (FPS augmentation; eval
+  # takes the first) go through the command line.
   proc = _run("train.py", *config, "--config.total_steps=2", "--config.optim.warmup_steps=1",
-              "--config.log_every_steps=1",
-              env=env)
+              "--config.log_every_steps=1", "--config.data.target_fps=(4.0,8.0)",
+              "--config.data.rand_augment=rand-m7-n4-mstd0.5-inc1",
+              "--config.data.random_erase=0.25", "--config.data.num_sample=2", env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "step 2/2" in proc.stdout and "loss" in proc.stdout
   records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -66,6 +69,22 @@ def test_config_selects_the_masker(masker):
   config = pretrain.get_config(f"runlocal,masker={masker}")
   built = masking.build(config.masking, (4, 4, 4))
   assert built.kind == masker
+
+
+def test_dataset_presets_set_sampling_flip_and_views():
+  sys.path.insert(0, str(ROOT))
+  from configs import finetune, pretrain
+  ssv2 = finetune.get_config("dataset=ssv2")
+  assert (ssv2.data.temporal, ssv2.data.flip, ssv2.eval.num_clips, ssv2.eval.num_crops) == (
+      "segment", False, 2, 3)
+  k400 = finetune.get_config("dataset=k400")
+  assert (k400.data.temporal, k400.data.target_fps, k400.data.frame_stride, k400.data.flip,
+          k400.eval.num_clips, k400.eval.num_crops) == ("dense", 0, 4, True, 5, 3)
+  assert k400.data.rand_augment == "rand-m7-n4-mstd0.5-inc1" and k400.data.random_erase == 0.25
+  assert pretrain.get_config("dataset=ssv2").data.frame_stride == 2
+  assert not pretrain.get_config("dataset=k400").data.flip
+  with pytest.raises(ValueError, match="unknown dataset 'kinetics'"):
+    finetune.get_config("dataset=kinetics")
 
 
 @pytest.mark.parametrize("name", ["pretrain", "finetune"])

@@ -267,3 +267,22 @@ def test_rand_augment_spec_and_mode_errors(shards):
   with pytest.raises(ValueError, match="temporal"):
     pipeline.make_dataset(shards, mode="eval", num_frames=T, image_size=S, batch_size=2,
                           temporal="sparse")
+
+
+def test_random_erasing_and_rand_augment_change_only_what_they_should(shards):
+  kwargs = dict(mode="finetune", num_frames=T, image_size=S, batch_size=8, seed=9)
+  plain = _take(pipeline.make_dataset(shards, **kwargs), 1)[0]
+  erased = _take(pipeline.make_dataset(shards, random_erase=1.0, **kwargs), 1)[0]
+  for k in ("label", "frame_indices"):
+    np.testing.assert_array_equal(plain[k], erased[k])
+  for a, b in zip(plain["video"], erased["video"]):  # one box per clip, the same in every frame
+    changed = np.any(a != b, axis=-1)  # [T, S, S]
+    assert changed.any(axis=(1, 2)).all()
+    np.testing.assert_array_equal(changed, np.broadcast_to(changed[0], changed.shape))
+    rows, cols = np.flatnonzero(changed[0].any(1)), np.flatnonzero(changed[0].any(0))
+    assert changed[0].sum() == len(rows) * len(cols)  # a rectangle
+    assert np.ptp(rows) + 1 == len(rows) and np.ptp(cols) + 1 == len(cols)
+  augmented = _take(pipeline.make_dataset(
+      shards, rand_augment="rand-m9-n4-mstd0.5-inc1-p1.0", **kwargs), 1)[0]
+  np.testing.assert_array_equal(plain["frame_indices"], augmented["frame_indices"])
+  assert sum(not np.allclose(a, b) for a, b in zip(plain["video"], augmented["video"])) >= 6
