@@ -61,10 +61,33 @@ def _tfrecord(data_config) -> Source:
   return Source(root, files, names)
 
 
+def _tfds(data_config) -> Source:
+  """A data set built by a `mgvm.data.video_tfds` builder (`tfds_name` under data_dir `dir`)."""
+  import tensorflow_datasets as tfds
+  from mgvm.data import video_tfds  # registers the builders
+  if not data_config.tfds_name:
+    raise ValueError('config.data.source="tfds" needs config.data.tfds_name, e.g. "mgvm_ucf101/split1"')
+  try:
+    builder = tfds.builder(data_config.tfds_name, data_dir=data_config.dir or None)
+  except Exception as e:  # unknown name / config: tfds lists the known ones
+    raise ValueError(f"config.data.tfds_name={data_config.tfds_name!r}: {e}") from None
+  if not builder.is_prepared():
+    raise FileNotFoundError(
+        f"{data_config.tfds_name} is not built under {builder.data_dir}: build it once with "
+        f"builder.download_and_prepare(download_config=tfds.download.DownloadConfig("
+        f"manual_dir=...)) (docs/data.md, 'Standard data sets')")
+  files = {split: video_tfds.tfrecord_files(builder, split) for split in builder.info.splits}
+  return Source(str(builder.data_dir), files, video_tfds.class_names(builder),
+                parse_fn=video_tfds.make_parser(builder))
+
+
 def resolve(data_config, log: Callable[[str], None] = print) -> Source:
-  """`config.data` → `Source`; `source` is "synthetic" or "tfrecord"."""
+  """`config.data` → `Source`; `source` is "synthetic", "tfrecord" or "tfds"."""
   if data_config.source == "synthetic":
     return _synthetic(data_config, log)
   if data_config.source == "tfrecord":
     return _tfrecord(data_config)
-  raise ValueError(f"config.data.source must be 'synthetic' or 'tfrecord', got {data_config.source!r}")
+  if data_config.source == "tfds":
+    return _tfds(data_config)
+  raise ValueError(f"config.data.source must be 'synthetic', 'tfrecord' or 'tfds', "
+                   f"got {data_config.source!r}")
