@@ -81,7 +81,7 @@ def data(**overrides):
   (e.g. "mgvm_ucf101/split1") under `dir` (the tfds data_dir).
   """
   c = ml_collections.ConfigDict(dict(
-      source="synthetic", dir="", tfds_name="", train_split="train", eval_split="val",
+      source="synthetic", dir="", tfds_name="", train_split="train",
       target_fps=ml_collections.FieldReference(8.0, field_type=object), frame_stride=4,
       temporal="dense", shuffle_buffer=1024, flip=False, crop_scale=(0.08, 1.0),
       rand_augment="", random_erase=0.0, num_sample=1, synthetic=synthetic()))

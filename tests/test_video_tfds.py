@@ -212,7 +212,7 @@ def _train_and_evaluate_on(tmp_path, tfds_name, *, num_classes, eval_videos):
   config.model.update(dim=32, depth=1, num_heads=2)
   config.num_frames, config.image_size, config.batch_size = 4, 32, 8
   config.data.update(source="tfds", tfds_name=tfds_name, dir=str(tmp_path / "data"),
-                     target_fps=10.0, shuffle_buffer=4, eval_split="test")
+                     target_fps=10.0, shuffle_buffer=4)
   source = sources.resolve(config.data)
   assert source.num_classes == num_classes and source.parse_fn is not None
   config.optim.warmup_steps = 1
