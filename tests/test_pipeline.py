@@ -138,6 +138,13 @@ def test_eval_views_padding_and_mask(tmp_path):
     expected = sampling.eval_indices_np(n, sampling.stride_for_np(fps, 10.0), T, 2)[clip]
     np.testing.assert_array_equal(rows["frame_indices"][i], expected)
     np.testing.assert_array_equal(_source_frames(rows["video"][i]), expected)
+  # Crop positions: 24x32 frames, short side to 16 -> 16x21, crops at x = 0, 2, 5 (start,
+  # centre, end). Blue rises 8 per source pixel = 12 per resized pixel, so the crops' mean blue
+  # differ by 12 * (2 - 0) and 12 * (5 - 2).
+  mean, std = np.float32(video_ops.MEAN), np.float32(video_ops.STD)
+  blue = ((rows["video"][real] * std + mean) * 255)[..., 2].mean(axis=(1, 2, 3)).reshape(5, 2, 3)
+  np.testing.assert_allclose(blue[..., 1] - blue[..., 0], 24, atol=1.5)
+  np.testing.assert_allclose(blue[..., 2] - blue[..., 1], 36, atol=1.5)
   # A second pass gives the same batches.
   _assert_batches_equal(batches, list(pipeline.iterate_numpy(ds)))
 
