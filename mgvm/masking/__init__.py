@@ -1,9 +1,14 @@
 """Token maskers: `build(config, grid) -> masker`, `masker(key, video, tokens) -> MaskOut`.
 
 `config` (an `ml_collections.ConfigDict` or a dict) names the `kind` and its options, e.g.
-`{"kind": "tube", "ratio": 0.9}`. A new kind is added by putting its builder
-`builder(grid, *, option, ...) -> Masker` into `BUILDERS`; the builder's keyword-only
-parameters are the config keys the kind accepts (those without a default are required).
+`{"kind": "tube", "ratio": 0.9}`. Maskers (`BUILDERS`) pick the visible tokens; compressors
+(`COMPRESSORS`: `mgtc`, `everest`) drop low-motion tokens altogether: alone they return the
+kept tokens as `ids_keep` and no targets (classifiers), and as `compress` of a masker they
+restrict it to the kept tokens (`{"kind": "tube", "ratio": 0.9, "compress": {"kind": "mgtc",
+"ratio": 0.25}}`, `mgvm.masking.compose`). A new kind is added by putting its builder
+`builder(grid, *, option, ...) -> Masker` into `BUILDERS` or `COMPRESSORS`; the builder's
+keyword-only parameters are the config keys the kind accepts (those without a default are
+required).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mgvm.masking import random
+from mgvm.masking import compose, motion, random
 from mgvm.masking.core import Grid, Masker, MaskOut, check_grid, from_boolean_mask
 
 BUILDERS: dict[str, Callable[..., Masker]] = {
@@ -21,13 +26,17 @@ BUILDERS: dict[str, Callable[..., Masker]] = {
     "tube": random.build_tube,
     "running_cell": random.build_running_cell,
 }
+COMPRESSORS: dict[str, Callable[..., Masker]] = {
+    "mgtc": motion.build_mgtc,
+    "everest": motion.build_everest,
+}
 
-__all__ = ["BUILDERS", "Masker", "MaskOut", "accepted_keys", "build", "from_boolean_mask"]
+__all__ = ["BUILDERS", "COMPRESSORS", "Masker", "MaskOut", "accepted_keys", "build", "from_boolean_mask"]
 
 
 def accepted_keys(kind: str) -> dict[str, Any]:
   """Config keys of `kind` (besides `kind`) with their defaults (`inspect.Parameter.empty` = required)."""
-  params = inspect.signature(BUILDERS[kind]).parameters.values()
+  params = inspect.signature({**BUILDERS, **COMPRESSORS}[kind]).parameters.values()
   return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
@@ -56,16 +65,36 @@ def _options(kind: str, params: dict[str, Any]) -> dict[str, Any]:
   return params
 
 
+def _compress_config(value: Any) -> dict[str, Any] | None:
+  """The `compress` entry as a dict, or None when absent / empty / kind ""."""
+  if value is None:
+    return None
+  value = _as_dict(value)
+  return value if value.get("kind") else None
+
+
 def build(config: Any, grid: Grid) -> Masker:
-  """Build the masker `config` describes for the static token grid `(T', h, w)`.
+  """Build the masker (or compressor) `config` describes for the static token grid `(T', h, w)`.
 
   Raises ValueError for an unknown kind, a key the kind does not accept, a missing key, a
   ratio outside [0, 1) or one that leaves no visible or no masked token, and a bad grid.
   """
   params = _as_dict(config)
   kind = params.pop("kind", None)
-  if kind not in BUILDERS:
+  compress_config = _compress_config(params.pop("compress", None))
+  kinds = {**BUILDERS, **COMPRESSORS}
+  if kind not in kinds:
     what = "has no 'kind'" if kind is None else f"has unknown kind {kind!r}"
-    raise ValueError(f"masking config {what}; known kinds: {', '.join(sorted(BUILDERS))}")
+    raise ValueError(f"masking config {what}; known kinds: {', '.join(sorted(kinds))}")
   grid = check_grid(grid)
-  return BUILDERS[kind](grid, **_options(kind, params))
+  if compress_config is None:
+    return kinds[kind](grid, **_options(kind, params))
+  if kind in COMPRESSORS:
+    raise ValueError(f"masking kind {kind!r} is a compressor itself; 'compress' goes with a "
+                     f"masker ({', '.join(sorted(compose.PRIORITIES))})")
+  compressor_kind = compress_config.pop("kind")
+  if compressor_kind not in COMPRESSORS:
+    raise ValueError(f"compress kind {compressor_kind!r} is not a compressor; known: "
+                     f"{', '.join(sorted(COMPRESSORS))}")
+  compressor = COMPRESSORS[compressor_kind](grid, **_options(compressor_kind, compress_config))
+  return compose.build_composed(grid, kind, params, compressor)
