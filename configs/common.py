@@ -118,6 +118,20 @@ def apply_dataset(c, name: str):
   return c
 
 
+def compressor(kind: str, ratio: float):
+  """A motion-guided compressor's config (`mgvm.masking.COMPRESSORS`) with all its keys.
+
+  `mgtc`: drop the `ratio` lowest pixel-change tokens (L1 per tubelet against the previous
+  slice; first slice kept whole). `everest`: drop the `ratio` lowest patch-embedding changes.
+  """
+  if kind == "mgtc":
+    return ml_collections.ConfigDict(dict(kind="mgtc", ratio=ratio, metric="l1", sub_blocks=1,
+                                          first="keep"))
+  if kind == "everest":
+    return ml_collections.ConfigDict(dict(kind="everest", ratio=ratio))
+  raise ValueError(f"unknown compressor {kind!r}; known: everest, mgtc")
+
+
 def optim(**overrides):
   """AdamW (no decay on 1-D params, biases, mask token, position tables) with warmup + cosine."""
   c = ml_collections.ConfigDict(dict(

@@ -10,7 +10,8 @@ augmentation (2 clips per decoded video). `init_from` is a pre-training workdir 
 Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in
 synthetic motion data set; `dataset=k400|ucf101|hmdb51|ssv2` sets that data set's temporal
 sampling, flip and test views (dense clips, flip, 5 clips x 3 crops; SSv2: segments, no flip,
-2 x 3), e.g. `--config configs/finetune.py:dataset=ssv2 --config.data.source=tfrecord
+2 x 3); `compress=mgtc|everest` runs the encoder on the tokens a motion-guided compressor keeps,
+in training and test (ratio 0.25 / 0.4 dropped; `--config.masking.ratio=...`), e.g. `--config configs/finetune.py:dataset=ssv2 --config.data.source=tfrecord
 --config.data.dir=DIR --config.num_classes=174`. Evaluate with
 `python eval.py --config configs/finetune.py:runlocal --workdir DIR` (top-1/top-5 with
 softmax averaged over clips x crops).
@@ -23,7 +24,7 @@ from mgvm.config import parse_arg
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, runlocal=False, dataset="")
+  args = parse_arg(arg, runlocal=False, dataset="", compress="")
   c = ml_collections.ConfigDict()
   c.task = "finetune"
   c.seed = 0
@@ -39,6 +40,9 @@ def get_config(arg=None):
   c.label_smoothing = 0.1
   c.mixup = ml_collections.ConfigDict(dict(enabled=True, mixup_alpha=0.8, cutmix_alpha=1.0,
                                            prob=1.0, switch_prob=0.5))
+  # "" = every token; a compressor (mgtc / everest) keeps the high-motion tokens only
+  c.masking = (common.compressor(args.compress, {"mgtc": 0.25, "everest": 0.4}.get(args.compress, 0))
+               if args.compress else ml_collections.ConfigDict(dict(kind="")))
   c.mesh = common.mesh()
   c.eval = common.evaluation(num_clips=5, num_crops=3)
   common.run(c, total_steps=50_000)

@@ -6,6 +6,8 @@ crop, clips of 16 frames at `data.target_fps`.
 
 Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in
 synthetic motion data set; `masker=random|tube|running_cell` picks the masker;
+`compress=mgtc|everest` first drops low-motion tokens (neither encoded nor reconstructed;
+mgtc drops 25 %, everest 70 % as EVEREST with `masker=random`);
 `dataset=k400|ucf101|hmdb51|ssv2` samples as VideoMAE does there (every 4th frame; SSv2 every
 2nd), e.g. `--config configs/pretrain.py:dataset=k400 --config.data.source=tfrecord
 --config.data.dir=DIR`.
@@ -20,7 +22,7 @@ from mgvm.config import parse_arg
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, runlocal=False, masker="tube", dataset="")
+  args = parse_arg(arg, runlocal=False, masker="tube", dataset="", compress="")
   c = ml_collections.ConfigDict()
   c.task = "pretrain"
   c.seed = 0
@@ -31,6 +33,9 @@ def get_config(arg=None):
   c.masking = ml_collections.ConfigDict(dict(kind=args.masker, ratio=0.9))
   if args.masker == "running_cell":
     c.masking.decoder_ratio = 0.5
+  if args.compress:
+    c.masking.compress = common.compressor(args.compress,
+                                           {"mgtc": 0.25, "everest": 0.7}.get(args.compress, 0))
   c.batch_size = 256                # global; the LR scales with it
   c.optim = common.optim()
   c.mesh = common.mesh()

@@ -164,3 +164,20 @@ def test_errors_name_the_problem():
         jax.random.key(0), jnp.zeros((1, 8, 32, 32, 3)), None)
   # An empty compress entry means none.
   assert masking.build({"kind": "tube", "ratio": 0.75, "compress": {"kind": ""}}, GRID).kind == "tube"
+
+
+def test_classifier_runs_on_the_kept_tokens_only():
+  from flax import nnx
+
+  from mgvm import models
+  from mgvm.train.steps import classify
+  clf = models.VideoClassifier(None, dim=32, depth=1, num_heads=2, num_classes=5, num_frames=8,
+                               image_size=32, tubelet=TUBELET, rngs=nnx.Rngs(0))
+  video = jnp.asarray(np.random.default_rng(6).normal(size=(2, 8, 32, 32, 3)), jnp.float32)
+  m = masking.build({"kind": "mgtc", "ratio": 0.5}, GRID)
+  kept = m(jax.random.key(0), video, None).ids_keep
+  pooled = lambda out: np.asarray(out[1]["pooled"])  # noqa: E731 (logits start ~1e-5: head init)
+  got = pooled(classify(clf, video, m))
+  np.testing.assert_allclose(got, pooled(clf(video, ids_keep=kept)), rtol=1e-5, atol=1e-5)
+  assert np.abs(got - pooled(clf(video))).max() > 1e-2
+  np.testing.assert_array_equal(pooled(classify(clf, video)), pooled(clf(video)))

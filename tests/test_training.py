@@ -137,3 +137,21 @@ def test_a_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path, data
     loop.train(config, str(tmp_path), log=lambda _: None)
   assert checkpoint_lib.Checkpointer(loop.checkpoint_dir(str(tmp_path)),
                                      save_every_steps=1).latest_step() is None
+
+
+def test_motion_guided_compression_in_pretraining_finetuning_and_eval(tmp_path, data_dir):
+  """`compress=mgtc`: pre-training masks among the kept tokens; the classifier trains and is
+  evaluated on the kept tokens only (grid (4, 2, 2): 12 of 16 tokens)."""
+  pre_dir, ft_dir = str(tmp_path / "pretrain"), str(tmp_path / "finetune")
+  config = _tiny(pretrain.get_config("runlocal,masker=tube,compress=mgtc"), data_dir,
+                 total_steps=3, log_every_steps=1, checkpoint_every_steps=3)
+  assert loop.train(config, pre_dir, log=lambda _: None)["step"] == 3
+  assert np.isfinite(_records(pre_dir)[-1]["loss"])
+  config = _tiny(finetune.get_config("runlocal,compress=mgtc"), data_dir, total_steps=3,
+                 log_every_steps=1, checkpoint_every_steps=3, init_from=pre_dir)
+  loop.train(config, ft_dir, log=lambda _: None)
+  result = eval_run.evaluate(config, ft_dir, log=lambda _: None)
+  assert result["compression"]["tokens"] == "12 of 16" and result["compression"]["kind"] == "mgtc"
+  config.masking = {"kind": "tube", "ratio": 0.5}
+  with pytest.raises(ValueError, match="fine-tuning takes a compressor"):
+    eval_run.evaluate(config, ft_dir, log=lambda _: None)

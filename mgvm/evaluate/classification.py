@@ -50,22 +50,26 @@ def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
   return float(np.mean(np.any(top == labels[:, None], axis=1)))
 
 
-def predict_fn(graphdef: nnx.GraphDef):
-  """jit-compiled `(params, video) -> softmax probabilities` (deterministic)."""
+def predict_fn(graphdef: nnx.GraphDef, compressor=None):
+  """jit-compiled `(params, video) -> softmax probabilities` (deterministic).
+
+  With a `compressor` the encoder runs on its kept tokens (test-time token compression).
+  """
+  from mgvm.train.steps import classify
 
   @jax.jit
   def predict(params, video):
-    logits, _ = nnx.merge(graphdef, params)(video, deterministic=True)
+    logits, _ = classify(nnx.merge(graphdef, params), video, compressor, deterministic=True)
     return jax.nn.softmax(logits, axis=-1)
 
   return predict
 
 
 def evaluate(graphdef: nnx.GraphDef, params, batches: Iterable[dict], mesh, num_classes: int,
-             ks: Sequence[int] = (1, 5)) -> dict[str, float | int]:
+             ks: Sequence[int] = (1, 5), compressor=None) -> dict[str, float | int]:
   """Top-k accuracy of `params` over every view of every video in `batches` (eval-mode batches)."""
   from mgvm.train.sharding import to_global
-  predict = predict_fn(graphdef)
+  predict = predict_fn(graphdef, compressor)
   agg = ViewAggregator(num_classes)
   for batch in batches:
     probs = jax.device_get(predict(params, to_global({"video": batch["video"]}, mesh)["video"]))

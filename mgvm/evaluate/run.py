@@ -45,7 +45,7 @@ def evaluate(config, workdir: str, *, split: str | None = None, checkpoint: str 
              log: Callable[[str], None] = print) -> dict[str, Any]:
   """Evaluates `config.task`'s model on `split` (default `config.eval.split`); returns the result."""
   from mgvm.data import pipeline, sources
-  from mgvm.train.loop import checkpoint_dir, num_classes_for
+  from mgvm.train.loop import checkpoint_dir, classifier_compressor, num_classes_for
   split = split or config.eval.split
   mesh = sharding_lib.make_mesh(config.mesh.data)
   local_batch = sharding_lib.check_batch_size(config.eval.batch_size, mesh)
@@ -78,8 +78,13 @@ def evaluate(config, workdir: str, *, split: str | None = None, checkpoint: str 
 
   if config.task == "finetune":
     from mgvm.evaluate import classification
-    result = classification.evaluate(graphdef, params, batches, mesh, num_classes)
+    compressor = classifier_compressor(config, abstract_model.grid)
+    result = classification.evaluate(graphdef, params, batches, mesh, num_classes,
+                                     compressor=compressor)
     result["views"] = f"{views[0]} clips x {views[1]} crops"
+    if compressor is not None:
+      result["compression"] = {"kind": compressor.kind, **compressor.params,
+                               "tokens": f"{compressor.num_keep} of {compressor.num_tokens}"}
   else:
     from mgvm.evaluate import reconstruction
     masker = masking.build(config.masking, abstract_model.grid)

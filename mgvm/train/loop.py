@@ -45,6 +45,19 @@ def num_classes_for(config, source) -> int:
   return source.num_classes
 
 
+def classifier_compressor(config, grid):
+  """The compressor of a fine-tuning config (`config.masking`, kind mgtc / everest), or None."""
+  spec = config.get("masking")
+  if spec is None or not spec.get("kind"):
+    return None
+  built = masking.build(spec, grid)
+  if built.num_target:
+    raise ValueError(f"fine-tuning takes a compressor in config.masking (kinds "
+                     f"{sorted(masking.COMPRESSORS)}), got kind {built.kind!r}, which masks tokens "
+                     f"for reconstruction")
+  return built
+
+
 def make_train_dataset(config, source, local_batch: int, start_step: int):
   from mgvm.data import pipeline
   d = config.data
@@ -126,7 +139,8 @@ def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dic
   else:
     step = steps_lib.finetune_step(graphdef, tx, schedule, num_classes=num_classes,
                                    label_smoothing=config.label_smoothing,
-                                   mixup_config=config.mixup)
+                                   mixup_config=config.mixup,
+                                   compressor=classifier_compressor(config, abstract_model.grid))
   step_fn = steps_lib.compile_step(step, shardings, mesh)
 
   batches = make_train_dataset(config, source, local_batch, start).as_numpy_iterator()

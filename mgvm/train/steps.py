@@ -45,6 +45,16 @@ def reconstruction_loss(model, masker: Masker, video: jax.Array, mask_key: jax.A
   return losses.mae_loss(video, pred, m, model.tubelet), (m, pred)
 
 
+def classify(model, video: jax.Array, compressor: Masker | None = None,
+             key: jax.Array | None = None, **kwargs):
+  """`model(video)`; with a `compressor`, the encoder runs on its kept tokens only."""
+  if compressor is None:
+    return model(video, **kwargs)
+  tokens = model.encoder.embed(video)
+  kept = compressor(key if key is not None else jax.random.key(0), video, tokens).ids_keep
+  return model(video, ids_keep=kept, tokens=tokens, **kwargs)
+
+
 def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule) -> StepFn:
   """MAE pre-training: mask, reconstruct normalized pixels, AdamW update."""
 
@@ -64,12 +74,16 @@ def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule) -> StepF
 
 
 def finetune_step(graphdef: nnx.GraphDef, tx, schedule, *, num_classes: int,
-                  label_smoothing: float = 0.0, mixup_config: Any = None) -> StepFn:
-  """Classification: smoothed one-hot targets, optional mixup/cutmix, soft-target cross-entropy."""
+                  label_smoothing: float = 0.0, mixup_config: Any = None,
+                  compressor: Masker | None = None) -> StepFn:
+  """Classification: smoothed one-hot targets, optional mixup/cutmix, soft-target cross-entropy.
+
+  With a `compressor` (`mgtc`, `everest`) the encoder sees only the tokens it keeps.
+  """
   use_mixup = bool(mixup_config and mixup_config.enabled)
 
   def step(state, batch):
-    _, drop_key, mix_key = _keys(state)
+    mask_key, drop_key, mix_key = _keys(state)
     video, labels = batch["video"], batch["label"]
     targets = mixup.smooth_one_hot(labels, num_classes, label_smoothing)
     if use_mixup:
@@ -80,7 +94,8 @@ def finetune_step(graphdef: nnx.GraphDef, tx, schedule, *, num_classes: int,
 
     def loss_fn(params):
       model = nnx.merge(graphdef, params)
-      logits, _ = model(video, deterministic=False, rngs=nnx.Rngs(dropout=drop_key))
+      logits, _ = classify(model, video, compressor, mask_key, deterministic=False,
+                           rngs=nnx.Rngs(dropout=drop_key))
       return mixup.soft_cross_entropy(logits, targets), logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
