@@ -132,6 +132,35 @@ def compressor(kind: str, ratio: float):
   raise ValueError(f"unknown compressor {kind!r}; known: everest, mgtc")
 
 
+def trade_fps_for_tokens(c, scale: int):
+  """`scale`× the frames at `scale`× the rate, MGTC dropping `1 - 1/scale` of the tokens.
+
+  The encoder sees as many tokens as the unscaled config (MGTC's claim: a higher FPS at the same
+  compute). Fine-tuning: the compressor keeps `N / scale` tokens. Pre-training: MGTC drops the
+  same share and the masking ratio rises so the visible count stays.
+  """
+  if int(scale) != scale or scale < 2:
+    raise ValueError(f"fps_scale must be an integer >= 2, got {scale}")
+  c.num_frames *= scale
+  fps = c.data.target_fps
+  if isinstance(fps, (list, tuple)):
+    c.data.target_fps = tuple(f * scale for f in fps)
+  elif fps:
+    c.data.target_fps = fps * scale
+  else:  # a fixed frame stride: a smaller stride is the higher rate
+    if c.data.frame_stride % scale:
+      raise ValueError(f"fps_scale={scale} needs target_fps, or a frame_stride divisible by it "
+                       f"(got {c.data.frame_stride})")
+    c.data.frame_stride //= scale
+  drop = 1.0 - 1.0 / scale
+  if c.task == "pretrain":
+    c.masking.ratio = 1.0 - (1.0 - c.masking.ratio) / scale
+    c.masking.compress = compressor("mgtc", drop)
+  else:
+    c.masking = compressor("mgtc", drop)
+  return c
+
+
 def optim(**overrides):
   """AdamW (no decay on 1-D params, biases, mask token, position tables) with warmup + cosine."""
   c = ml_collections.ConfigDict(dict(

@@ -11,7 +11,9 @@ Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on th
 synthetic motion data set; `dataset=k400|ucf101|hmdb51|ssv2` sets that data set's temporal
 sampling, flip and test views (dense clips, flip, 5 clips x 3 crops; SSv2: segments, no flip,
 2 x 3); `compress=mgtc|everest` runs the encoder on the tokens a motion-guided compressor keeps,
-in training and test (ratio 0.25 / 0.4 dropped; `--config.masking.ratio=...`), e.g. `--config configs/finetune.py:dataset=ssv2 --config.data.source=tfrecord
+in training and test (ratio 0.25 / 0.4 dropped; `--config.masking.ratio=...`);
+`fps_scale=2` takes twice the frames at twice the rate with MGTC keeping half the tokens (the
+same encoder token count as the unscaled config), e.g. `--config configs/finetune.py:dataset=ssv2 --config.data.source=tfrecord
 --config.data.dir=DIR --config.num_classes=174`. Evaluate with
 `python eval.py --config configs/finetune.py:runlocal --workdir DIR` (top-1/top-5 with
 softmax averaged over clips x crops).
@@ -24,7 +26,7 @@ from mgvm.config import parse_arg
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, runlocal=False, dataset="", compress="")
+  args = parse_arg(arg, runlocal=False, dataset="", compress="", fps_scale=1)
   c = ml_collections.ConfigDict()
   c.task = "finetune"
   c.seed = 0
@@ -58,4 +60,8 @@ def get_config(arg=None):
     c.label_smoothing = 0.0
     common.run(c, total_steps=2000, log_every_steps=50, checkpoint_every_steps=500)
     c.eval.update(split="test", batch_size=16, num_clips=2, num_crops=1)
+  if args.fps_scale > 1:
+    if args.compress:
+      raise ValueError("fps_scale sets its own MGTC compressor; drop compress=")
+    common.trade_fps_for_tokens(c, args.fps_scale)
   return c

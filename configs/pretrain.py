@@ -7,7 +7,9 @@ crop, clips of 16 frames at `data.target_fps`.
 Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in
 synthetic motion data set; `masker=random|tube|running_cell` picks the masker;
 `compress=mgtc|everest` first drops low-motion tokens (neither encoded nor reconstructed;
-mgtc drops 25 %, everest 70 % as EVEREST with `masker=random`);
+mgtc drops 25 %, everest 70 % as EVEREST with `masker=random`); `fps_scale=2` takes twice the
+frames at twice the rate, MGTC drops half and the masking ratio rises so the encoder sees as many
+tokens as unscaled;
 `dataset=k400|ucf101|hmdb51|ssv2` samples as VideoMAE does there (every 4th frame; SSv2 every
 2nd), e.g. `--config configs/pretrain.py:dataset=k400 --config.data.source=tfrecord
 --config.data.dir=DIR`.
@@ -22,7 +24,7 @@ from mgvm.config import parse_arg
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, runlocal=False, masker="tube", dataset="", compress="")
+  args = parse_arg(arg, runlocal=False, masker="tube", dataset="", compress="", fps_scale=1)
   c = ml_collections.ConfigDict()
   c.task = "pretrain"
   c.seed = 0
@@ -52,4 +54,8 @@ def get_config(arg=None):
     c.optim.update(base_lr=0.05, min_lr=1e-3, warmup_steps=30)  # x 16/256: peak 3.1e-3
     common.run(c, total_steps=300, log_every_steps=25, checkpoint_every_steps=100)
     c.eval.update(batch_size=16, max_batches=4)
+  if args.fps_scale > 1:
+    if args.compress:
+      raise ValueError("fps_scale sets its own MGTC compressor; drop compress=")
+    common.trade_fps_for_tokens(c, args.fps_scale)
   return c

@@ -88,6 +88,30 @@ def test_dataset_presets_set_sampling_flip_and_views():
 
 
 @pytest.mark.parametrize("name", ["pretrain", "finetune"])
+def test_fps_scale_keeps_the_encoder_token_count(name):
+  sys.path.insert(0, str(ROOT))
+  from configs import finetune, pretrain
+  from mgvm import masking
+  get = {"pretrain": pretrain, "finetune": finetune}[name].get_config
+
+  def encoder_tokens(config):
+    t, p = config.model.tubelet[0], config.model.tubelet[1]
+    grid = (config.num_frames // t, config.image_size // p, config.image_size // p)
+    if not config.masking.get("kind"):
+      return grid[0] * grid[1] * grid[2]
+    return masking.build(config.masking, grid).num_keep
+
+  for base in ("runlocal", ""):  # CPU size (8 -> 16 frames) and the reference size (16 -> 32)
+    plain, scaled = get(base), get(",".join(filter(None, [base, "fps_scale=2"])))
+    assert scaled.num_frames == 2 * plain.num_frames
+    if plain.data.target_fps:
+      assert scaled.data.target_fps == 2 * plain.data.target_fps
+    assert encoder_tokens(scaled) == encoder_tokens(plain)
+  with pytest.raises(ValueError, match="fps_scale sets its own"):
+    get("fps_scale=2,compress=mgtc")
+
+
+@pytest.mark.parametrize("name", ["pretrain", "finetune"])
 def test_every_config_docstring_starts_with_the_command_that_runs_it(name):
   text = (ROOT / "configs" / f"{name}.py").read_text()
   first = text.split('"""', 2)[1].splitlines()[0]
