@@ -181,3 +181,26 @@ def test_classifier_runs_on_the_kept_tokens_only():
   np.testing.assert_allclose(got, pooled(clf(video, ids_keep=kept)), rtol=1e-5, atol=1e-5)
   assert np.abs(got - pooled(clf(video))).max() > 1e-2
   np.testing.assert_array_equal(pooled(classify(clf, video)), pooled(clf(video)))
+
+
+def test_frame_selection_picks_the_changing_frames_in_order():
+  from mgvm.masking import frames
+  # 12-frame window: frame k is constant except at "events" where a new value appears.
+  values = np.zeros((2, 12), np.float32)
+  values[0, [3, 4, 9]] = [5.0, 5.0, 1.0]   # changes at 3 (+5), 5 (-5), 9 (+1), 10 (-1)
+  values[1, 7:] = 2.0                      # one change at 7
+  video = jnp.asarray(np.broadcast_to(values[:, :, None, None, None], (2, 12, 4, 4, 3)).copy())
+  e = np.asarray(frames.frame_energy(video))
+  np.testing.assert_array_equal(e[0], [0, 0, 0, 5, 0, 5, 0, 0, 0, 1, 1, 0])
+  np.testing.assert_array_equal(e[1], [0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0])
+  # segment: 4 segments of 3 -> per segment the highest energy, earliest on ties.
+  np.testing.assert_array_equal(frames.select_frame_indices(jnp.asarray(e), 4), [[0, 3, 6, 9],
+                                                                                 [0, 3, 7, 9]])
+  # global: frame 0, then the 3 highest others (3, 5, then 9 before 10), in time order.
+  np.testing.assert_array_equal(frames.select_frame_indices(jnp.asarray(e), 4, "global")[0],
+                                [0, 3, 5, 9])
+  picked, ids = jax.jit(lambda v: frames.select_frames(v, 4, "global"))(video)
+  assert picked.shape == (2, 4, 4, 4, 3)
+  np.testing.assert_array_equal(picked[:, :, 0, 0, 0], np.take_along_axis(values, np.asarray(ids), 1))
+  with pytest.raises(ValueError, match="multiple of num_frames"):
+    frames.select_frame_indices(jnp.asarray(e), 5)
