@@ -152,6 +152,10 @@ def test_motion_guided_compression_in_pretraining_finetuning_and_eval(tmp_path, 
   loop.train(config, ft_dir, log=lambda _: None)
   result = eval_run.evaluate(config, ft_dir, log=lambda _: None)
   assert result["compression"]["tokens"] == "12 of 16" and result["compression"]["kind"] == "mgtc"
+  from benchmarks import compression_at_inference as study  # the study script on this run
+  rows = study.measure(config, ft_dir, [0.0, 0.5], split="val")
+  assert [r["tokens"] for r in rows] == [16, 8]
+  assert rows[1]["gflops_per_clip"] < 0.9 * rows[0]["gflops_per_clip"]  # embedding is not cut
   config.masking = {"kind": "tube", "ratio": 0.5}
   with pytest.raises(ValueError, match="fine-tuning takes a compressor"):
-    eval_run.evaluate(config, ft_dir, log=lambda _: None)
+    loop.classifier_compressor(config, (4, 2, 2))
