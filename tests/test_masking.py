@@ -243,8 +243,8 @@ def test_build_accepts_config_dict_and_defaults():
 
 
 @pytest.mark.parametrize("config,grid,match", [
-    ({"kind": "tubes", "ratio": 0.9}, SMALL, r"unknown kind 'tubes'; known kinds: random, "
-     r"running_cell, tube"),
+    ({"kind": "tubes", "ratio": 0.9}, SMALL, r"unknown kind 'tubes'; known kinds: everest, "
+     r"mgmae, mgtc, random, running_cell, tube"),
     ({"ratio": 0.9}, SMALL, "no 'kind'"),
     ({"kind": "tube", "ratoi": 0.9}, SMALL, r"does not accept key 'ratoi' \(did you mean 'ratio'"),
     ({"kind": "random", "ratio": 0.9, "decoder_ratio": 0.5}, SMALL, "accepted keys: kind, ratio"),

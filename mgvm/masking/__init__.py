@@ -18,13 +18,14 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mgvm.masking import compose, motion, random
+from mgvm.masking import compose, mgmae, motion, random
 from mgvm.masking.core import Grid, Masker, MaskOut, check_grid, from_boolean_mask
 
 BUILDERS: dict[str, Callable[..., Masker]] = {
     "random": random.build_random,
     "tube": random.build_tube,
     "running_cell": random.build_running_cell,
+    "mgmae": mgmae.build_mgmae,
 }
 COMPRESSORS: dict[str, Callable[..., Masker]] = {
     "mgtc": motion.build_mgtc,
