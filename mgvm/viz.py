@@ -18,9 +18,11 @@ darkened under a blue tint.
 masking ratio (compressors: `mgtc` 0.25, `everest` 0.4). The default list is `config`, `tube`,
 `random`, `running_cell`, `mgtc`, `everest` (and `mgmae` when registered).
 
-`everest` scores the patch embeddings: they come from `mgvm.train.state.build_model(config)`
-freshly initialised with `config.seed` (no checkpoint is read), i.e. a random linear projection
-of each tubelet, so its picture shows the rule, not a trained model's choice.
+`everest` scores the patch embeddings. With `--workdir DIR` they come from the latest checkpoint
+that `train.py` wrote there (the config must describe the same model), so the picture shows what a
+trained model would keep; without it, from `mgvm.train.state.build_model(config)` freshly
+initialised with `config.seed`, i.e. a random linear projection of each tubelet, so the picture
+shows the rule, not a trained model's choice.
 """
 
 from __future__ import annotations
@@ -286,19 +288,31 @@ def read_clip(config, *, split: str = "val", index: int = 0,
   raise IndexError(f"split {split!r} has no clip {index} ({source.root})")
 
 
-def patch_tokens(config, video: np.ndarray) -> np.ndarray:
-  """[1, N, D] float32 patch embeddings of `video` [1, T, H, W, 3] (freshly initialised model).
+def patch_tokens(config, video: np.ndarray, workdir: str | None = None) -> np.ndarray:
+  """[1, N, D] float32 patch embeddings of `video` [1, T, H, W, 3].
 
-  The model is built inside one `jax.jit`, so only the patch embedding's parameters are computed.
+  Without `workdir` the model is freshly initialised inside one `jax.jit`, so only the patch
+  embedding's parameters are computed; with it, the latest checkpoint's params are restored
+  into the model `config` describes (a mismatch names the parameter).
   """
   import jax
+  from flax import nnx
   from mgvm.train.state import build_model
 
-  def embed(x):
-    model = build_model(config, num_classes=None if config.task == "pretrain" else 1)
-    return model.encoder.embed(x).astype(np.float32)
+  num_classes = None if config.task == "pretrain" else 1
+  if workdir is None:
+    def embed(x):
+      return build_model(config, num_classes=num_classes).encoder.embed(x).astype(np.float32)
+    return np.asarray(jax.jit(embed)(video))
 
-  return np.asarray(jax.jit(embed)(video))
+  from mgvm.train import checkpoint as checkpoint_lib
+  from mgvm.train import state as state_lib
+  model = build_model(config, num_classes=num_classes)
+  params = nnx.state(model, nnx.Param)
+  trained = checkpoint_lib.load_params(workdir)  # a pre-training or a classifier workdir
+  nnx.update(model, state_lib.merge_params(
+      params, state_lib.encoder_from_pretrained(params, trained, log=lambda _: None)))
+  return np.asarray(nnx.jit(lambda m, x: m.encoder.embed(x).astype(np.float32))(model, video))
 
 
 # ----------------------------------------------------------------------------- rows
@@ -340,7 +354,7 @@ def _mgmae_heat(key, video, tokens, grid, spec, frames_shape) -> np.ndarray | No
 
 
 def mask_rows(config, video: np.ndarray, specs: list[tuple[str, dict[str, Any]]], *,
-              seed: int = 0) -> list[tuple[str, np.ndarray]]:
+              seed: int = 0, workdir: str | None = None) -> list[tuple[str, np.ndarray]]:
   """(title, uint8 [T, H, W, 3]) per row: the plain frames, then one row per masker spec."""
   import jax
   grid = token_grid(config)
@@ -348,7 +362,7 @@ def mask_rows(config, video: np.ndarray, specs: list[tuple[str, dict[str, Any]]]
   batch = np.asarray(video, np.float32)[None]
   kinds = {s["kind"] for _, s in specs} | {s["compress"]["kind"] for _, s in specs
                                            if s.get("compress") and s["compress"].get("kind")}
-  tokens = patch_tokens(config, batch) if kinds - set(PLAIN_KINDS) else None
+  tokens = patch_tokens(config, batch, workdir) if kinds - set(PLAIN_KINDS) else None
   key = jax.random.key(seed)
   rows = [(f"clip: {frames.shape[0]} frames, {frames.shape[1]}x{frames.shape[2]}, "
            f"grid {grid[0]}x{grid[1]}x{grid[2]}", frames)]
@@ -441,7 +455,8 @@ def write_gif(path: str, rows: list[tuple[str, np.ndarray]]) -> None:
 
 
 def render_masks(config, out: str, *, maskers: str | None = None, index: int = 0,
-                 split: str = "val", seed: int = 0, log=print) -> dict[str, Any]:
+                 split: str = "val", seed: int = 0, workdir: str | None = None,
+                 log=print) -> dict[str, Any]:
   """Writes `out` (PNG) and `out` with `.gif`; returns {"png", "gif", "rows", "frames", "clip"}."""
   specs = masker_specs(config, maskers)  # fail on a bad spec before reading any data
   grid = token_grid(config)
@@ -451,7 +466,7 @@ def render_masks(config, out: str, *, maskers: str | None = None, index: int = 0
     except ValueError as e:
       raise ValueError(f"masker {label!r}: {e}") from None
   video, info = read_clip(config, split=split, index=index, log=log)
-  rows = mask_rows(config, video, specs, seed=seed)
+  rows = mask_rows(config, video, specs, seed=seed, workdir=workdir)
   what = f" ({info['class']})" if "class" in info else ""
   title = (f"{split} clip {index}{what}: source frames {info['frame_indices'][0]}..."
            f"{info['frame_indices'][-1]} at {info['clip_fps']:.3g} fps; masking seed {seed}")
@@ -477,11 +492,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   m.add_argument("--index", type=int, default=0, help="clip number in the split")
   m.add_argument("--split", default="val")
   m.add_argument("--seed", type=int, default=0, help="masking PRNG seed")
+  m.add_argument("--workdir", default=None,
+                 help="train.py workdir whose latest checkpoint gives EVEREST's patch embeddings "
+                      "(default: a freshly initialised model)")
   a, extra = p.parse_known_args(argv)
   try:
     config = load_config(a.config, extra)
     result = render_masks(config, a.out, maskers=a.maskers, index=a.index, split=a.split,
-                          seed=a.seed)
+                          seed=a.seed, workdir=a.workdir)
   except (ValueError, FileNotFoundError, IndexError) as e:
     p.exit(2, f"python -m mgvm.viz masks: {e}\n")
   print(f"wrote {result['png']} and {result['gif']}: {len(result['rows'])} rows x "

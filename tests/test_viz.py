@@ -115,3 +115,26 @@ def test_bad_spec_on_the_command_line(tiny_config, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err, err
   assert not os.path.exists(tmp_path / "x.png")
+
+
+def test_everest_embeddings_from_a_workdir(tiny_config, tmp_path):
+  """`--workdir`: EVEREST scores the checkpoint's patch embedding, not a fresh one."""
+  import jax
+  from flax import nnx
+  from mgvm.train import checkpoint as checkpoint_lib
+  from mgvm.train.state import build_model
+  config = viz.load_config(tiny_config)
+  model = build_model(config, seed=5)
+  state = nnx.state(model, nnx.Param)
+  state = jax.tree.map(lambda x: x * 3.0 + 0.25, state)  # unlike any fresh init
+  nnx.update(model, state)
+  with checkpoint_lib.Checkpointer(str(tmp_path / "checkpoints"), save_every_steps=1,
+                                   async_save=False) as c:
+    c.maybe_save(1, {"step": np.int32(1)}, state)
+  video = np.random.default_rng(0).uniform(0, 1, (1, 8, 32, 32, 3)).astype(np.float32)
+  want = np.asarray(model.encoder.embed(video))
+  got = viz.patch_tokens(config, video, workdir=str(tmp_path))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert np.abs(viz.patch_tokens(config, video) - want).max() > 0.1
+  with pytest.raises(FileNotFoundError, match="No checkpoint"):
+    viz.patch_tokens(config, video, workdir=str(tmp_path / "empty"))
