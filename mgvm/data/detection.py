@@ -1,0 +1,160 @@
+"""Keyframe-centred clips with the keyframe's actor boxes and multi-label actions (EVAD).
+
+A clip of `num_frames` frames is centred on a keyframe k: frame j of the clip is source frame
+`k + round((j − T/2) · stride)` clamped to the video (so the keyframe is clip frame T/2, the
+first frame of token slice T'/2, as AVA's 16×4 clips around the keyframe), with `stride =
+fps / target_fps` or `frame_stride`. Boxes come from the record's `region/bbox` at frame k
+(normalised xyxy) and `region/label/index`; boxes repeated with different labels (AVA's
+one-row-per-label layout) merge into one multi-hot row. The whole frame is resized to
+`image_size`² (no crop: boxes must stay whole); training may flip clip and boxes.
+
+Element keys: `video` [T, S, S, 3] normalised, `boxes` [G, 4] xyxy pixels, `box_valid` [G],
+`actions` [G, C] float32 multi-hot, `keyframe` (source frame index), `video_index`, `mask`
+(False on eval padding), `frame_indices` [T]. At most `max_boxes` boxes per keyframe are kept
+(the first ones); `num_truncated` counts the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+
+from mgvm.data import format as fmt
+from mgvm.data import sampling, video_ops
+from mgvm.data.pipeline import AUTOTUNE, _parse, _sub_seed, host_files
+
+
+def keyframe_clip_indices(num_frames_src, keyframe, stride, num_frames: int) -> tf.Tensor:
+  """int32 [num_frames]: `clamp(k + floor((j − T//2) · stride + 0.5), 0, n − 1)`."""
+  offsets = tf.floor((tf.range(num_frames, dtype=tf.float64) - float(num_frames // 2))
+                     * tf.cast(stride, tf.float64) + 0.5)
+  idx = tf.cast(keyframe, tf.float64) + offsets
+  return tf.cast(tf.clip_by_value(idx, 0.0, tf.cast(num_frames_src - 1, tf.float64)), tf.int32)
+
+
+def eval_keyframes(num_frames_src, count: int) -> tf.Tensor:
+  """int32 [count]: evenly spaced keyframes `floor((i + 0.5) · n / count)`."""
+  n = tf.cast(num_frames_src, tf.float64)
+  return tf.cast(tf.floor((tf.range(count, dtype=tf.float64) + 0.5) * n / count), tf.int32)
+
+
+def keyframe_targets(boxes_flat, labels, *, image_size: int, max_boxes: int, num_classes: int):
+  """(boxes [G, 4] px, valid [G], actions [G, C], num_truncated) from one frame's annotations."""
+  boxes = tf.reshape(tf.cast(boxes_flat, tf.float32), [-1, 4])
+  labels = tf.cast(labels, tf.int32)
+  check = tf.debugging.assert_equal(tf.shape(boxes)[0], tf.shape(labels)[0], message=(
+      "region/bbox and region/label/index disagree on the number of boxes"))
+  with tf.control_dependencies([check]):
+    boxes = tf.clip_by_value(boxes, 0.0, 1.0) * float(image_size)
+  same = tf.reduce_all(tf.equal(boxes[:, None], boxes[None]), axis=-1)  # [n, n]
+  n = tf.shape(boxes)[0]
+  earlier = tf.linalg.band_part(tf.ones([n, n], tf.bool), -1, 0) & ~tf.eye(n, dtype=tf.bool)
+  first = ~tf.reduce_any(same & earlier, axis=1)
+  in_range = (labels >= 0) & (labels < num_classes)
+  one_hot = tf.one_hot(tf.where(in_range, labels, 0), num_classes) * tf.cast(
+      in_range, tf.float32)[:, None]
+  actions = tf.minimum(tf.matmul(tf.cast(same, tf.float32), one_hot), 1.0)
+  boxes, actions = tf.boolean_mask(boxes, first), tf.boolean_mask(actions, first)
+  count = tf.shape(boxes)[0]
+  kept = tf.minimum(count, max_boxes)
+  pad = max_boxes - kept
+  boxes = tf.pad(boxes[:kept], [[0, pad], [0, 0]])
+  actions = tf.pad(actions[:kept], [[0, pad], [0, 0]])
+  valid = tf.range(max_boxes) < kept
+  return (tf.ensure_shape(boxes, [max_boxes, 4]), valid,
+          tf.ensure_shape(actions, [max_boxes, num_classes]), count - kept)
+
+
+def _clip_and_targets(ex, n, keyframe, stride, *, num_frames, image_size, max_boxes,
+                      num_classes):
+  indices = keyframe_clip_indices(n, keyframe, stride, num_frames)
+  frames = video_ops.decode_frames(ex["frames"], indices)
+  frames = tf.image.resize(tf.cast(frames, tf.float32), [image_size, image_size],
+                           method="bilinear")
+  boxes, valid, actions, truncated = keyframe_targets(
+      ex[fmt.REGION_BBOX][keyframe], ex[fmt.REGION_LABEL][keyframe], image_size=image_size,
+      max_boxes=max_boxes, num_classes=num_classes)
+  return indices, frames, boxes, valid, actions, truncated
+
+
+def make_detection_dataset(files: str | Sequence[str], *, mode: str, num_frames: int,
+                           image_size: int, batch_size: int, num_classes: int, max_boxes: int,
+                           target_fps: float | None = None, frame_stride: int = 4,
+                           keyframes_per_video: int = 1, flip: bool = False, seed: int = 0,
+                           shuffle_buffer: int = 256, start_step: int = 0,
+                           process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
+  """Batched detection clips for this host (see the module docstring).
+
+  "train": repeats forever, one random keyframe per video visit, optional flip, drops the
+  remainder, starts at batch `start_step`. "eval": one pass, `keyframes_per_video` evenly
+  spaced keyframes per video, zero-padded last batch with `mask` False.
+  """
+  if mode not in ("train", "eval"):
+    raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+  for name, value in (("num_frames", num_frames), ("image_size", image_size),
+                      ("batch_size", batch_size), ("num_classes", num_classes),
+                      ("max_boxes", max_boxes), ("keyframes_per_video", keyframes_per_video)):
+    if int(value) != value or value < 1:
+      raise ValueError(f"{name} must be an integer >= 1, got {value}")
+  files = host_files(files, process_index, process_count)
+  parse = lambda s: _parse(s, lambda x: fmt.parse_example(x, with_annotations=True))  # noqa: E731
+  common = dict(num_frames=num_frames, image_size=image_size, max_boxes=max_boxes,
+                num_classes=num_classes)
+  fps_target = target_fps or None
+
+  if mode == "train":
+    base = tf.constant([seed, process_index], tf.int64)
+
+    def process(position, serialized):
+      ex, n = parse(serialized)
+      s_key, s_flip = tf.unstack(tf.random.experimental.stateless_split(
+          tf.random.experimental.stateless_fold_in(base, position), 2))
+      keyframe = tf.random.stateless_uniform([], s_key, 0, n, dtype=tf.int32)
+      stride = sampling.stride_for(ex["fps"], fps_target, frame_stride)
+      indices, frames, boxes, valid, actions, truncated = _clip_and_targets(
+          ex, n, keyframe, stride, **common)
+      if flip:
+        do = tf.random.stateless_uniform([], s_flip) < 0.5
+        frames = tf.where(do, tf.reverse(frames, [2]), frames)
+        flipped = tf.stack([image_size - boxes[:, 2], boxes[:, 1], image_size - boxes[:, 0],
+                            boxes[:, 3]], -1)
+        boxes = tf.where(do & valid[:, None], flipped, boxes)
+      return {"video": video_ops.normalize(frames), "boxes": boxes, "box_valid": valid,
+              "actions": actions, "keyframe": keyframe, "frame_indices": indices,
+              "num_truncated": truncated}
+
+    ds = tf.data.Dataset.from_tensor_slices(files).repeat()
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), block_length=1,
+                       num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.shuffle(shuffle_buffer, seed=_sub_seed(seed, process_index, 1),
+                    reshuffle_each_iteration=True)
+    ds = ds.enumerate().skip(start_step * batch_size)
+    ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+  def process_eval(video_index, serialized):
+    ex, n = parse(serialized)
+    stride = sampling.stride_for(ex["fps"], fps_target, frame_stride)
+
+    def one(keyframe):
+      indices, frames, boxes, valid, actions, truncated = _clip_and_targets(
+          ex, n, keyframe, stride, **common)
+      return {"video": video_ops.normalize(frames), "boxes": boxes, "box_valid": valid,
+              "actions": actions, "keyframe": keyframe, "frame_indices": indices,
+              "num_truncated": truncated, "video_index": tf.cast(video_index, tf.int32),
+              "mask": tf.constant(True)}
+
+    keyframes = eval_keyframes(n, keyframes_per_video)
+    return tf.data.Dataset.from_tensor_slices(keyframes).map(one)
+
+  ds = tf.data.TFRecordDataset(files).enumerate().flat_map(process_eval)
+  ds = ds.batch(batch_size)
+
+  def pad(batch):
+    real = tf.shape(batch["mask"])[0]
+    return tf.nest.map_structure(lambda x: tf.ensure_shape(
+        tf.pad(x, [[0, batch_size - real]] + [[0, 0]] * (x.shape.rank - 1)),
+        [batch_size] + x.shape[1:]), batch)
+
+  return ds.map(pad).prefetch(AUTOTUNE)

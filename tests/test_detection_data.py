@@ -1,0 +1,94 @@
+"""Keyframe-centred detection clips: exact indices, boxes from the rendered scene, multi-label merge."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mgvm.data import detection
+from mgvm.data import format as fmt
+from mgvm.data import synthetic as sy
+
+TINY = sy.SyntheticConfig(image_size=32, min_seconds=1.0, max_seconds=1.5, min_fps=10.0,
+                          max_fps=20.0, min_actors=1, max_actors=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("det"))
+  sy.ensure_dataset(out, TINY, splits={"train": 3, "val": 3}, seed=0, log=None, workers=1)
+  return out
+
+
+def test_keyframe_clip_indices_by_hand():
+  # keyframe 10, stride 2, 8 frames: offsets (j - 4) * 2 = -8..6, clamped to [0, 14]
+  got = detection.keyframe_clip_indices(15, 10, 2.0, 8).numpy()
+  np.testing.assert_array_equal(got, [2, 4, 6, 8, 10, 12, 14, 14])
+  # fractional stride 1.5 rounds half up: floor((j-4)*1.5 + .5) = -6,-4,-3,-1,0,2,3,5
+  got = detection.keyframe_clip_indices(40, 20, 1.5, 8).numpy()
+  np.testing.assert_array_equal(got, [14, 16, 17, 19, 20, 22, 23, 25])
+  np.testing.assert_array_equal(detection.eval_keyframes(10, 2).numpy(), [2, 7])
+
+
+def test_repeated_boxes_merge_into_multi_hot_and_padding():
+  boxes = np.array([.1, .1, .5, .5, .2, .2, .9, .9, .1, .1, .5, .5, .0, .0, 1.2, .3], np.float32)
+  labels = np.array([3, 1, 0, 7])  # box 0 twice (labels 3, 0); 7 is out of range (ignored)
+  b, valid, actions, truncated = detection.keyframe_targets(
+      boxes, labels, image_size=10, max_boxes=4, num_classes=5)
+  np.testing.assert_allclose(b.numpy(), [[1, 1, 5, 5], [2, 2, 9, 9], [0, 0, 10, 3], [0, 0, 0, 0]],
+                             atol=1e-5)
+  np.testing.assert_array_equal(valid.numpy(), [True, True, True, False])
+  np.testing.assert_array_equal(actions.numpy(), [[1, 0, 0, 1, 0], [0, 1, 0, 0, 0],
+                                                  [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+  assert int(truncated) == 0
+  _, valid, _, truncated = detection.keyframe_targets(boxes, labels, image_size=10, max_boxes=2,
+                                                      num_classes=5)
+  assert valid.numpy().all() and int(truncated) == 1
+
+
+def test_eval_clips_carry_the_rendered_keyframe_boxes(tiny_set):
+  files = sy.split_files(tiny_set, "val")
+  ds = detection.make_detection_dataset(files, mode="eval", num_frames=8, image_size=32,
+                                        batch_size=4, num_classes=len(TINY.classes),
+                                        max_boxes=3, frame_stride=2, keyframes_per_video=2)
+  batches = list(ds.as_numpy_iterator())
+  assert len(batches) == 2  # 3 videos x 2 keyframes = 6 clips, batch 4
+  got = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+  assert got["mask"].tolist() == [True] * 6 + [False] * 2
+  for row in range(6):
+    v = int(got["video_index"][row])
+    video = sy.render_video(TINY, 0, "val", v)
+    n = len(video.frames)
+    k = int(got["keyframe"][row])
+    assert k == int(((row % 2) + 0.5) * n / 2)
+    want_idx = np.clip(k + (np.arange(8) - 4) * 2, 0, n - 1)
+    np.testing.assert_array_equal(got["frame_indices"][row], want_idx)
+    actors = video.actor_boxes[k]
+    count = len(actors)
+    np.testing.assert_allclose(got["boxes"][row, :count], np.clip(actors, 0, 1) * 32, atol=1e-4)
+    assert got["box_valid"][row].tolist() == [True] * count + [False] * (3 - count)
+    labels = video.actor_labels[k]
+    np.testing.assert_array_equal(np.argmax(got["actions"][row, :count], -1), labels)
+  assert got["video"].shape == (8, 8, 32, 32, 3)
+
+
+def test_train_flip_mirrors_boxes(tiny_set):
+  files = sy.split_files(tiny_set, "train")
+  kw = dict(mode="train", num_frames=8, image_size=32, batch_size=3, max_boxes=3,
+            num_classes=len(TINY.classes), frame_stride=2, seed=4, shuffle_buffer=1)
+  plain = next(detection.make_detection_dataset(files, **kw).as_numpy_iterator())
+  flipped = next(detection.make_detection_dataset(files, flip=True, **kw).as_numpy_iterator())
+  np.testing.assert_array_equal(plain["keyframe"], flipped["keyframe"])
+  changed = 0
+  for i in range(3):
+    if np.allclose(flipped["video"][i], plain["video"][i]):
+      np.testing.assert_allclose(flipped["boxes"][i], plain["boxes"][i])
+      continue
+    changed += 1
+    np.testing.assert_allclose(flipped["video"][i], plain["video"][i][:, :, ::-1], atol=1e-5)
+    v = plain["box_valid"][i]
+    b = plain["boxes"][i][v]
+    np.testing.assert_allclose(flipped["boxes"][i][v],
+                               np.stack([32 - b[:, 2], b[:, 1], 32 - b[:, 0], b[:, 3]], -1),
+                               atol=1e-5)
+  assert plain["boxes"].shape == (3, 3, 4)
+  assert changed >= 1  # this seed flips at least one of the three clips
