@@ -188,6 +188,28 @@ def test_adamw_steps_by_hand(layer_decay, clip):
     np.testing.assert_allclose(np.asarray(value), hand[k], rtol=1e-5, atol=1e-7, err_msg=k)
 
 
+def test_lr_multipliers_by_hand():
+  """`lr_multipliers={"head": 8}` (EVAD's detection-head LR) scales the head's whole update."""
+  cfg = dict(CFG, layer_decay=0.5, lr_multipliers={"head": 8.0})
+  params, grads = _tree()
+  tx, sched = optim.make_optimizer(cfg, params, global_batch_size=512, total_steps=10,
+                                   num_layers=1)
+  state = tx.init(params)
+  updates, state = tx.update(grads, state, params)
+  p = optax.apply_updates(params, updates)
+  scales = {"encoder/patch_embed/kernel": 0.25, "encoder/blocks/0/kernel": 0.5,
+            "encoder/blocks/0/bias": 0.5, "head/kernel": 8.0, "head/bias": 8.0}
+  hand = _hand_adamw(params, (grads,), [float(sched(0))], cfg, scales, 0.0)
+  for k, value in _names(p).items():
+    np.testing.assert_allclose(np.asarray(value), hand[k], rtol=1e-5, atol=1e-7, err_msg=k)
+  with pytest.raises(ValueError, match=r"\['localizer'\], which the model does not have"):
+    optim.make_optimizer(dict(CFG, lr_multipliers={"localizer": 8.0}), params,
+                         global_batch_size=8, total_steps=10, num_layers=1)
+  with pytest.raises(ValueError, match="must be > 0"):
+    optim.make_optimizer(dict(CFG, lr_multipliers={"head": 0.0}), params,
+                         global_batch_size=8, total_steps=10, num_layers=1)
+
+
 def _hand_adamw(params, grads_list, lrs, cfg, scales, clip):
   """numpy AdamW, torch semantics: p -= lr*scale*(mhat/(sqrt(vhat)+eps) + wd*p) (wd on >=2-D)."""
   p = {k: np.asarray(v, np.float64) for k, v in _names(params).items()}

@@ -5,6 +5,8 @@
   the peak at step `warmup_steps - 1` (`np.linspace(0, peak, warmup_steps)`), then
   `end + (peak - end) * (1 + cos(pi * i / (total - warmup))) / 2` for `i = step - warmup`.
 - No weight decay on 1-D params, biases, mask/cls tokens and position tables.
+- `lr_multipliers` {top-level module: factor} scales those params' whole update the same way
+  (EVAD's 8x learning rate for its detection head: `{"localizer": 8.0}`).
 - Layer-wise LR decay: scale `decay ** (num_layers + 1 - layer_index)` multiplies the whole
   AdamW update of a param (its weight-decay term included), like the reference's per-group lr.
 
@@ -28,7 +30,8 @@ ENCODER_PREFIXES = ("encoder", "backbone")
 EMBED_NAMES = ("patch_embed",)
 
 _REQUIRED_KEYS = ("base_lr", "min_lr", "warmup_steps", "weight_decay")
-_DEFAULTS = {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "layer_decay": 1.0, "clip_grad_norm": 0.0}
+_DEFAULTS = {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "layer_decay": 1.0, "clip_grad_norm": 0.0,
+             "lr_multipliers": None}
 
 
 def path_names(path) -> tuple[str, ...]:
@@ -116,6 +119,27 @@ def scale_by_layer_decay(num_layers: int, decay: float) -> optax.GradientTransfo
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def scale_by_module(multipliers: dict[str, float]) -> optax.GradientTransformation:
+  """Multiplies the update of every param under top-level module `name` by `multipliers[name]`."""
+  multipliers = {str(k): float(v) for k, v in multipliers.items()}
+
+  def init_fn(params):
+    del params
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None):
+    del params
+
+    def scale(path, u):
+      names = path_names(path)
+      factor = multipliers.get(names[0], 1.0) if names else 1.0
+      return u if factor == 1.0 else u * jnp.asarray(factor, u.dtype)
+
+    return jax.tree_util.tree_map_with_path(scale, updates), state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def lr_schedule(*, base_lr: float, min_lr: float, global_batch_size: int, warmup_steps: int,
                 total_steps: int) -> optax.Schedule:
   """Per-step learning rate: warmup from 0 to `base_lr * B / 256`, cosine to `min_lr * B / 256`.
@@ -198,6 +222,13 @@ def _read_config(optim_config) -> dict[str, Any]:
   if not 0 < float(cfg["layer_decay"]) <= 1:
     raise ValueError(f"optim config layer_decay={cfg['layer_decay']!r} must be in (0, 1] "
                      "(1.0 turns it off).")
+  multipliers = cfg["lr_multipliers"]
+  if multipliers:
+    multipliers = dict(multipliers.items())
+    bad = {k: v for k, v in multipliers.items() if not float(v) > 0}
+    if bad:
+      raise ValueError(f"optim config lr_multipliers {bad} must be > 0.")
+    cfg["lr_multipliers"] = multipliers
   if int(cfg["warmup_steps"]) != cfg["warmup_steps"] or cfg["warmup_steps"] < 0:
     raise ValueError(f"optim config warmup_steps={cfg['warmup_steps']!r} must be an int >= 0.")
   return cfg
@@ -224,4 +255,11 @@ def make_optimizer(optim_config, params, *, global_batch_size: int, total_steps:
   if float(cfg["layer_decay"]) < 1.0:
     layer_decay_scales(params, num_layers, float(cfg["layer_decay"]))  # Validates the paths.
     parts.append(scale_by_layer_decay(num_layers, float(cfg["layer_decay"])))
+  if cfg["lr_multipliers"]:
+    top = {path_names(p)[0] for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]}
+    unknown = sorted(set(cfg["lr_multipliers"]) - top)
+    if unknown:
+      raise ValueError(f"optim config lr_multipliers names {unknown}, which the model does not "
+                       f"have; its top-level modules: {sorted(top)}")
+    parts.append(scale_by_module(cfg["lr_multipliers"]))
   return optax.chain(*parts), schedule
