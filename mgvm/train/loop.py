@@ -58,9 +58,18 @@ def classifier_compressor(config, grid):
   return built
 
 
-def make_train_dataset(config, source, local_batch: int, start_step: int):
-  from mgvm.data import pipeline
+def make_train_dataset(config, source, local_batch: int, start_step: int, num_classes=None):
   d = config.data
+  if config.task == "detect":
+    from mgvm.data import detection
+    return detection.make_detection_dataset(
+        source.split(d.train_split), mode="train", num_frames=config.num_frames,
+        image_size=config.image_size, batch_size=local_batch, num_classes=num_classes,
+        max_boxes=config.evad.max_boxes, target_fps=d.target_fps or None,
+        frame_stride=d.frame_stride, flip=d.flip, seed=config.seed,
+        shuffle_buffer=d.shuffle_buffer, start_step=start_step,
+        process_index=jax.process_index(), process_count=jax.process_count())
+  from mgvm.data import pipeline
   finetune = config.task == "finetune"
   return pipeline.make_dataset(
       source.split(d.train_split), mode=config.task, num_frames=config.num_frames,
@@ -90,7 +99,7 @@ def _check_finite(records, last_saved: int | None) -> None:
 
 
 def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-  """Trains `config.task` ("pretrain" | "finetune") in `workdir`, resuming if it holds a checkpoint."""
+  """Trains `config.task` ("pretrain" | "finetune" | "detect") in `workdir`, resuming if it holds a checkpoint."""
   from mgvm import metrics as metrics_lib
   from mgvm.data import sources
   from mgvm.train import checkpoint as checkpoint_lib
@@ -102,7 +111,7 @@ def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dic
   mesh = sharding_lib.make_mesh(config.mesh.data)
   local_batch = sharding_lib.check_batch_size(config.batch_size, mesh)
   source = sources.resolve(config.data, log=writer_log)
-  num_classes = num_classes_for(config, source) if config.task == "finetune" else None
+  num_classes = num_classes_for(config, source) if config.task != "pretrain" else None
 
   model_fn = lambda: state_lib.build_model(config, num_classes=num_classes)  # noqa: E731
   abstract_model = nnx.eval_shape(model_fn)
@@ -136,6 +145,10 @@ def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dic
   if config.task == "pretrain":
     masker = masking.build(config.masking, abstract_model.grid)
     step = steps_lib.pretrain_step(graphdef, masker, tx, schedule)
+  elif config.task == "detect":
+    from mgvm.train import detection as detection_lib
+    step = detection_lib.detect_step(graphdef, tx, schedule, image_hw=abstract_model.image_hw,
+                                     weights=config.evad.loss_weights.to_dict())
   else:
     step = steps_lib.finetune_step(graphdef, tx, schedule, num_classes=num_classes,
                                    label_smoothing=config.label_smoothing,
@@ -143,7 +156,7 @@ def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dic
                                    compressor=classifier_compressor(config, abstract_model.grid))
   step_fn = steps_lib.compile_step(step, shardings, mesh)
 
-  batches = make_train_dataset(config, source, local_batch, start).as_numpy_iterator()
+  batches = make_train_dataset(config, source, local_batch, start, num_classes).as_numpy_iterator()
   try:
     state, last_record, preempted = _run_steps(config, workdir, step_fn, state, batches, mesh, ckpt,
                                                writer, latest, start, say)

@@ -25,7 +25,8 @@ def _custom_sizes(mc, keys) -> dict[str, int | None]:
 
 
 def build_model(config, *, num_classes: int | None = None, seed: int | None = None) -> nnx.Module:
-  """`VideoMAE` for `config.task == "pretrain"`, `VideoClassifier` for "finetune"."""
+  """`VideoMAE` for `config.task == "pretrain"`, `VideoClassifier` for "finetune", `EVAD` for
+  "detect"."""
   mc = config.model
   seed = config.seed if seed is None else seed
   common = dict(num_frames=config.num_frames, image_size=config.image_size,
@@ -41,7 +42,31 @@ def build_model(config, *, num_classes: int | None = None, seed: int | None = No
     sizes = _custom_sizes(mc, ("dim", "depth", "num_heads"))
     return models.VideoClassifier(mc.size or None, num_classes=num_classes,
                                   fc_drop_rate=mc.fc_drop_rate, **sizes, **common)
-  raise ValueError(f"config.task must be 'pretrain' or 'finetune', got {config.task!r}")
+  if config.task == "detect":
+    if not num_classes:
+      raise ValueError("a detector needs num_classes (config.num_classes or the data set's)")
+    return build_detector(config, num_classes, common)
+  raise ValueError(f"config.task must be 'pretrain', 'finetune' or 'detect', got {config.task!r}")
+
+
+def build_detector(config, num_classes: int, common: dict) -> nnx.Module:
+  """`EVAD` from `config.model` (encoder) and `config.evad` (pruning, localizer, decoder)."""
+  from mgvm.models.evad import EVAD
+  from mgvm.models import ktp
+  mc, e = config.model, config.evad
+  sizes = _custom_sizes(mc, ("dim", "depth", "num_heads"))
+  depth = sizes["depth"] or models.SIZES[mc.size].depth
+  blocks = tuple(e.prune_blocks) or ktp.default_prune_blocks(depth)
+  keep_rates = {int(b): float(e.keep_rate) for b in blocks} if e.keep_rate < 1.0 else {}
+  localizer = dict(dim=e.localizer_dim, num_proposals=e.num_proposals, num_stages=e.num_stages,
+                   num_heads=e.localizer_heads, dynamic_dim=e.dynamic_dim, ffn_dim=e.ffn_dim)
+  return EVAD(mc.size or None, num_classes=num_classes, **sizes, **common, keep_rates=keep_rates,
+              enhanced_weight=e.enhanced_weight, feature_blocks=tuple(e.feature_blocks) or None,
+              decoder_dim=e.decoder_dim or None, decoder_depth=e.decoder_depth or None,
+              decoder_heads=e.decoder_heads or None,
+              decoder_drop_path_rate=e.decoder_drop_path_rate, action_hidden=e.action_hidden,
+              roi_extension=tuple(e.roi_extension), official_order=e.official_order,
+              localizer=localizer)
 
 
 def num_layers(model: nnx.Module) -> int:
