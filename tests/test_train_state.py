@@ -81,6 +81,18 @@ def test_classifier_takes_the_pretrained_encoder_and_names_what_it_skips():
   np.testing.assert_array_equal(new["head"]["kernel"][...], clf_params["head"]["kernel"][...])
 
 
+def test_a_classifier_initialises_a_model_with_a_final_norm():
+  """Classifier -> MAE/EVAD encoder: every block is taken, the final norm starts fresh."""
+  clf = nnx.state(state_lib.build_model(_config("finetune"), num_classes=5, seed=2), nnx.Param)
+  mae_params = nnx.state(state_lib.build_model(_config("pretrain")), nnx.Param)
+  messages = []
+  merged = state_lib.encoder_from_pretrained(mae_params, clf.to_pure_dict(), log=messages.append)
+  assert "norm" not in merged["encoder"]
+  np.testing.assert_array_equal(merged["encoder"]["blocks"][0]["attn"]["qkv"]["kernel"],
+                                clf["encoder"]["blocks"][0]["attn"]["qkv"]["kernel"][...])
+  assert "encoder.norm" in messages[0] and "'head'" in messages[0]
+
+
 def test_a_pretrained_encoder_of_another_width_is_rejected_naming_the_parameter():
   mae = state_lib.build_model(_config("pretrain", dim=48, num_heads=3))
   clf_params = nnx.state(state_lib.build_model(_config("finetune"), num_classes=5), nnx.Param)

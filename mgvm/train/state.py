@@ -151,6 +151,10 @@ def encoder_from_pretrained(params: nnx.State, pretrained: dict[str, Any],
   theirs = _flatten(pretrained)
   flat_mine = _flatten(mine)
   wanted = [k for k in flat_mine if k.startswith("encoder.")]
+  # A classifier has no final encoder norm (it pools, then fc_norm): a model that has one (MAE,
+  # EVAD) keeps it freshly initialised (identity LayerNorm) when starting from a classifier.
+  fresh_norm = [k for k in wanted if k.startswith("encoder.norm.") and k not in theirs]
+  wanted = [k for k in wanted if k not in fresh_norm]
   missing = [k for k in wanted if k not in theirs]
   if missing:
     raise CheckpointMismatchError(
@@ -161,7 +165,8 @@ def encoder_from_pretrained(params: nnx.State, pretrained: dict[str, Any],
     raise CheckpointMismatchError("pre-trained encoder does not fit the model:\n  " + "\n  ".join(bad))
   unused = sorted({k.split(".")[0] if not k.startswith("encoder.") else k
                    for k in theirs if k not in flat_mine})
-  fresh = sorted({k.rsplit(".", 1)[0] for k in flat_mine if not k.startswith("encoder.")})
+  fresh = sorted({k.rsplit(".", 1)[0] for k in flat_mine
+                  if not k.startswith("encoder.") or k in fresh_norm})
   log(f"init_from: {len(wanted)} encoder parameters loaded; freshly initialised: {fresh}; "
       f"unused from the checkpoint: {unused}")
 
@@ -173,7 +178,7 @@ def encoder_from_pretrained(params: nnx.State, pretrained: dict[str, Any],
         sub = pick(v, name + ".")
         if sub:
           out[k] = sub
-      elif name.startswith("encoder."):
+      elif name.startswith("encoder.") and name in theirs:
         out[k] = theirs[name]
     return out
   return pick(mine)
