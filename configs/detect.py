@@ -59,7 +59,7 @@ def get_config(arg=None):
                          b2=0.999)
   c.optim.lr_multipliers = ml_collections.ConfigDict({"localizer": 8.0})
   c.mesh = common.mesh()
-  c.eval = common.evaluation(keyframes_per_video=1)
+  c.eval = common.evaluation(keyframes_per_video=0)  # 0: every annotated frame
   common.run(c, total_steps=30_000)
   if args.runlocal:
     c.model.update(size="", dim=96, depth=4, num_heads=3, drop_path_rate=0.0, dtype="float32")

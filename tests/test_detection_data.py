@@ -26,7 +26,31 @@ def test_keyframe_clip_indices_by_hand():
   # fractional stride 1.5 rounds half up: floor((j-4)*1.5 + .5) = -6,-4,-3,-1,0,2,3,5
   got = detection.keyframe_clip_indices(40, 20, 1.5, 8).numpy()
   np.testing.assert_array_equal(got, [14, 16, 17, 19, 20, 22, 23, 25])
-  np.testing.assert_array_equal(detection.eval_keyframes(10, 2).numpy(), [2, 7])
+  np.testing.assert_array_equal(detection.eval_keyframes(tf.range(10), 2).numpy(), [2, 7])
+  np.testing.assert_array_equal(detection.eval_keyframes([3, 7, 9], 0).numpy(), [3, 7, 9])
+
+
+def test_keyframes_are_the_annotated_frames(tmp_path):
+  """Only frames 3 and 7 of 10 carry boxes (AVA-like): train and eval use only those."""
+  jpeg = sy.encode_jpeg(np.zeros((1, 16, 16, 3), np.uint8))[0]
+  boxes = [np.zeros(0, np.float32)] * 10
+  labels = [np.zeros(0, np.int64)] * 10
+  boxes[3], labels[3] = np.array([.1, .1, .5, .5], np.float32), np.array([1])
+  boxes[7], labels[7] = np.array([.2, .2, .6, .6, .0, .0, .3, .3], np.float32), np.array([0, 2])
+  record = fmt.encode_example(video_id="v", fps=10.0, jpeg_frames=[jpeg] * 10, height=16,
+                              width=16, annotations={fmt.REGION_BBOX: boxes,
+                                                     fmt.REGION_LABEL: labels})
+  path = str(tmp_path / "x.tfrecord")
+  with tf.io.TFRecordWriter(path) as w:
+    w.write(record)
+  kw = dict(num_frames=4, image_size=16, num_classes=3, max_boxes=2, frame_stride=1)
+  ev = list(detection.make_detection_dataset([path], mode="eval", batch_size=2,
+                                             keyframes_per_video=0, **kw).as_numpy_iterator())
+  assert ev[0]["keyframe"].tolist() == [3, 7] and ev[0]["box_valid"].sum() == 3
+  train = detection.make_detection_dataset([path], mode="train", batch_size=4, shuffle_buffer=1,
+                                           **kw).as_numpy_iterator()
+  seen = {int(k) for _ in range(5) for k in next(train)["keyframe"]}
+  assert seen == {3, 7}
 
 
 def test_repeated_boxes_merge_into_multi_hot_and_padding():

@@ -33,10 +33,22 @@ def keyframe_clip_indices(num_frames_src, keyframe, stride, num_frames: int) -> 
   return tf.cast(tf.clip_by_value(idx, 0.0, tf.cast(num_frames_src - 1, tf.float64)), tf.int32)
 
 
-def eval_keyframes(num_frames_src, count: int) -> tf.Tensor:
-  """int32 [count]: evenly spaced keyframes `floor((i + 0.5) · n / count)`."""
-  n = tf.cast(num_frames_src, tf.float64)
-  return tf.cast(tf.floor((tf.range(count, dtype=tf.float64) + 0.5) * n / count), tf.int32)
+def annotated_frames(boxes: tf.RaggedTensor) -> tf.Tensor:
+  """int32 [M]: frames with at least one box (every frame when none has one)."""
+  has = boxes.row_lengths() > 0
+  every = tf.range(tf.cast(boxes.nrows(), tf.int32))
+  return tf.cond(tf.reduce_any(has), lambda: tf.cast(tf.where(has)[:, 0], tf.int32),
+                 lambda: every)
+
+
+def eval_keyframes(candidates, count: int) -> tf.Tensor:
+  """int32: `count` evenly spaced candidates `c[floor((i + 0.5) · M / count)]`; all for 0."""
+  candidates = tf.convert_to_tensor(candidates, tf.int32)
+  if count == 0:
+    return candidates
+  m = tf.cast(tf.size(candidates), tf.float64)
+  pick = tf.cast(tf.floor((tf.range(count, dtype=tf.float64) + 0.5) * m / count), tf.int32)
+  return tf.gather(candidates, pick)
 
 
 def keyframe_targets(boxes_flat, labels, *, image_size: int, max_boxes: int, num_classes: int):
@@ -86,17 +98,22 @@ def make_detection_dataset(files: str | Sequence[str], *, mode: str, num_frames:
                            process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
   """Batched detection clips for this host (see the module docstring).
 
-  "train": repeats forever, one random keyframe per video visit, optional flip, drops the
-  remainder, starts at batch `start_step`. "eval": one pass, `keyframes_per_video` evenly
-  spaced keyframes per video, zero-padded last batch with `mask` False.
+  Keyframes are frames with boxes (AVA-like data annotates one frame per second; the synthetic
+  set every frame), or any frame of a video without boxes. "train": repeats forever, one random
+  keyframe per video visit, optional flip, drops the remainder, starts at batch `start_step`.
+  "eval": one pass, `keyframes_per_video` evenly spaced keyframes per video (0: all of them),
+  zero-padded last batch with `mask` False.
   """
   if mode not in ("train", "eval"):
     raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
   for name, value in (("num_frames", num_frames), ("image_size", image_size),
                       ("batch_size", batch_size), ("num_classes", num_classes),
-                      ("max_boxes", max_boxes), ("keyframes_per_video", keyframes_per_video)):
+                      ("max_boxes", max_boxes)):
     if int(value) != value or value < 1:
       raise ValueError(f"{name} must be an integer >= 1, got {value}")
+  if int(keyframes_per_video) != keyframes_per_video or keyframes_per_video < 0:
+    raise ValueError(f"keyframes_per_video must be an integer >= 0 (0: every annotated frame), "
+                     f"got {keyframes_per_video}")
   files = host_files(files, process_index, process_count)
   parse = lambda s: _parse(s, lambda x: fmt.parse_example(x, with_annotations=True))  # noqa: E731
   common = dict(num_frames=num_frames, image_size=image_size, max_boxes=max_boxes,
@@ -110,7 +127,9 @@ def make_detection_dataset(files: str | Sequence[str], *, mode: str, num_frames:
       ex, n = parse(serialized)
       s_key, s_flip = tf.unstack(tf.random.experimental.stateless_split(
           tf.random.experimental.stateless_fold_in(base, position), 2))
-      keyframe = tf.random.stateless_uniform([], s_key, 0, n, dtype=tf.int32)
+      candidates = annotated_frames(ex[fmt.REGION_BBOX])
+      keyframe = tf.gather(candidates, tf.random.stateless_uniform(
+          [], s_key, 0, tf.size(candidates), dtype=tf.int32))
       stride = sampling.stride_for(ex["fps"], fps_target, frame_stride)
       indices, frames, boxes, valid, actions, truncated = _clip_and_targets(
           ex, n, keyframe, stride, **common)
@@ -145,7 +164,7 @@ def make_detection_dataset(files: str | Sequence[str], *, mode: str, num_frames:
               "num_truncated": truncated, "video_index": tf.cast(video_index, tf.int32),
               "mask": tf.constant(True)}
 
-    keyframes = eval_keyframes(n, keyframes_per_video)
+    keyframes = eval_keyframes(annotated_frames(ex[fmt.REGION_BBOX]), keyframes_per_video)
     return tf.data.Dataset.from_tensor_slices(keyframes).map(one)
 
   ds = tf.data.TFRecordDataset(files).enumerate().flat_map(process_eval)
