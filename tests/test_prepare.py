@@ -156,3 +156,54 @@ def test_prepared_videos_train_and_evaluate(videos, tmp_path):
   assert loop.train(config, str(tmp_path / "run"), log=lambda _: None)["step"] == 2
   result = eval_run.evaluate(config, str(tmp_path / "run"), split="val", log=lambda _: None)
   assert result["num_videos"] == 3
+
+
+def test_ava_boxes_become_keyframes(tmp_path):
+  """--boxes: AVA rows at seconds 1 and 2 of a 10 fps video land on frames 10 and 20."""
+  from mgvm.data import detection
+  root = tmp_path / "movies"
+  root.mkdir()
+  _write(root / "movie.mp4", 30, 10)
+  (root / "list.csv").write_text("movie.mp4 0\n")
+  (root / "boxes.csv").write_text(
+      "movie,1,0.1,0.2,0.5,0.6,3,0\n"      # person 0 at 1 s: actions 3 and 1
+      "movie,1,0.1,0.2,0.5,0.6,1,0\n"
+      "movie,2,0.0,0.0,0.25,0.5,2,1\n"     # person 1 at 2 s
+      "movie,9,0.0,0.0,0.25,0.5,2,1\n"     # past the 3-s video
+      "other,1,0.0,0.0,0.25,0.5,2,1\n")    # a video that is not listed
+  out = str(tmp_path / "out")
+  summary = prepare.prepare(str(root / "list.csv"), out, root=str(root), split="val",
+                            boxes=str(root / "boxes.csv"), log=lambda _: None)
+  assert summary["annotated_frames"] == 2 and summary["boxes_outside"] == 1
+  ds = detection.make_detection_dataset(sorted(glob.glob(os.path.join(out, "val-*"))),
+                                        mode="eval", num_frames=4, image_size=32, batch_size=2,
+                                        num_classes=5, max_boxes=2, frame_stride=1,
+                                        keyframes_per_video=0)
+  batch = next(ds.as_numpy_iterator())
+  assert batch["keyframe"].tolist() == [10, 20]
+  np.testing.assert_array_equal(batch["frame_indices"], [[8, 9, 10, 11], [18, 19, 20, 21]])
+  np.testing.assert_allclose(batch["boxes"][0, 0], [3.2, 6.4, 16.0, 19.2], atol=1e-5)
+  np.testing.assert_array_equal(batch["actions"][0], [[0, 1, 0, 1, 0], [0, 0, 0, 0, 0]])
+  np.testing.assert_array_equal(batch["actions"][1, 0], [0, 0, 1, 0, 0])
+  assert batch["box_valid"].tolist() == [[True, False], [True, False]]
+  shifted = prepare.read_boxes(str(root / "boxes.csv"), offset=1.0)
+  assert [t for t, _, _ in shifted["movie"]] == [0.0, 1.0, 8.0]
+
+
+def test_act_pickle_frames_map_by_their_rate(tmp_path):
+  """ACT ground truth: 1-based frame f at (f - 1) / fps s; boxes divided by the resolution."""
+  import pickle
+  tube = np.array([[1, 10, 20, 30, 40], [11, 12, 22, 32, 42]], np.float32)
+  layout = {"labels": ["Biking", "Diving"], "gttubes": {"movie": {1: [tube]}},
+            "nframes": {"movie": 30}, "train_videos": [["movie"]], "test_videos": [[]],
+            "resolution": {"movie": (100, 200)}}
+  path = tmp_path / "gt.pkl"
+  path.write_bytes(pickle.dumps(layout, protocol=2))
+  boxes = prepare.read_boxes(str(path), frame_fps=10.0)
+  assert [(t, lab) for t, _, lab in boxes["movie"]] == [(0.0, (1,)), (1.0, (1,))]
+  np.testing.assert_allclose([b for _, b, _ in boxes["movie"]],
+                             [(0.05, 0.2, 0.15, 0.4), (0.06, 0.22, 0.16, 0.42)], rtol=1e-6)
+  rows, labels, outside = prepare.frame_annotations(boxes["movie"], fps=5.0, num_frames=6)
+  assert [len(r) for r in rows] == [4, 0, 0, 0, 0, 4] and outside == 0  # 1 s at 5 fps: frame 5
+  with pytest.raises(ValueError, match="--boxes-fps"):
+    prepare.read_boxes(str(path))

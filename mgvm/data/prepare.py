@@ -2,6 +2,8 @@
 
   python -m mgvm.data.prepare --csv train.csv --root VIDEOS --out OUT [--split train]
       [--short-side 320] [--max-fps 30] [--workers K] [--videos-per-shard 64]
+      [--boxes ava_train_v2.2.csv [--boxes-offset 0] [--label-map LIST.pbtxt]]
+      [--boxes UCF101v2-GT.pkl --boxes-fps 25]
 
 `--csv` is a VideoMAE-style list (`mgvm.data.video_list`). Each video is decoded with PyAV
 onto a constant rate by timestamps (`mgvm.data.decode`), optionally resized (short side) and
@@ -10,6 +12,17 @@ fatal: `OUT/<split>.summary.json` lists each with its line and reason, plus coun
 `OUT/summary.json` gathers every split's. Shards are written atomically and a rerun skips the
 finished ones (resumable); results do not depend on `--workers`. A progress bar (videos done,
 per finished shard) goes to stderr.
+
+`--boxes` attaches action-detection ground truth in the AVA CSV layout (`video_id, seconds, x1,
+y1, x2, y2, action_id[, person_id]`, boxes normalised; `mgvm.data.detection_annotations`): each
+annotated second t goes to the stored frame `round((t − offset) · fps)` as `region/bbox` rows
+(one per label; `mgvm.data.detection` merges them into multi-hot actions), so those frames
+become the keyframes. `--boxes-offset` is the time of the video's first frame in the CSV's
+clock (900 for AVA's 15-minute cuts that start at 900 s; 0 for the full movies). The video id
+is the file's path under `--root` without extension. Annotations outside a video are counted
+in the summary (`boxes_outside`). A `.pkl` is an ACT-detector ground truth (UCF101-24,
+JHMDB): its 1-based frame number f is at `(f − 1) / --boxes-fps` seconds (the rate the
+annotated frames were extracted at: 25 for UCF101, 30 for JHMDB).
 """
 
 from __future__ import annotations
@@ -36,14 +49,58 @@ def _video_id(entry: video_list.Entry, root: str) -> str:
   return os.path.splitext(rel)[0].replace(os.sep, "/")
 
 
+def boxes_by_video(annotations, offset: float = 0.0,
+                   frame_fps: float | None = None) -> dict[str, list[tuple]]:
+  """{video: [(seconds, box_xyxy tuple, labels tuple)]} from `DetectionAnnotations` keyed by
+  (video, second) (AVA; `offset` subtracted) or, with `frame_fps`, by (video, 1-based frame)."""
+  out: dict[str, list[tuple]] = {}
+  for (video, when), people in sorted(annotations.frames.items()):
+    seconds = (when - 1) / frame_fps if frame_fps else float(when) - offset
+    for a in people:
+      out.setdefault(video, []).append((seconds, tuple(float(v) for v in a.box_xyxy),
+                                        tuple(a.labels)))
+  return out
+
+
+def read_boxes(path: str, *, offset: float = 0.0, frame_fps: float | None = None,
+               label_map: str = "") -> dict[str, list[tuple]]:
+  """`boxes_by_video` of an AVA CSV or (`.pkl`, needs `frame_fps`) an ACT pickle."""
+  from mgvm.data import detection_annotations as da
+  if path.endswith(".pkl"):
+    if not frame_fps or frame_fps <= 0:
+      raise ValueError(f"{path}: an ACT pickle numbers frames; give --boxes-fps (the rate they "
+                       f"were extracted at, e.g. 25 for UCF101-24, 30 for JHMDB)")
+    return boxes_by_video(da.read_act_pickle(path, normalize=True), frame_fps=frame_fps)
+  names = da.read_label_map(label_map) if label_map else None
+  return boxes_by_video(da.read_ava(path, label_map=names), offset)
+
+
+def frame_annotations(boxes: list[tuple], fps: float, num_frames: int):
+  """(per-frame region/bbox rows, per-frame labels, outside count) for one decoded video."""
+  import numpy as np
+  rows = [[] for _ in range(num_frames)]
+  labels = [[] for _ in range(num_frames)]
+  outside = 0
+  for seconds, box, actions in boxes:
+    k = int(np.floor(seconds * fps + 0.5))
+    if not 0 <= k < num_frames:
+      outside += 1
+      continue
+    for action in actions:
+      rows[k].extend(box)
+      labels[k].append(action)
+  return ([np.asarray(r, np.float32) for r in rows], [np.asarray(v, np.int64) for v in labels],
+          outside)
+
+
 def _write_shard(task) -> dict:
   """Decodes and writes one shard; returns its stats (also stored next to the shard)."""
   import tensorflow as tf
   from mgvm.data import format as fmt
 
-  out, split, shard, num_shards, entries, root, short_side, max_fps, quality = task
+  out, split, shard, num_shards, entries, root, short_side, max_fps, quality, boxes = task
   name = shard_name(split, shard, num_shards)
-  written, skipped, frames = [], [], 0
+  written, skipped, frames, outside, annotated = [], [], 0, 0, 0
   tmp = os.path.join(out, f".{name}.tmp")
   with tf.io.TFRecordWriter(tmp) as writer:
     for entry in entries:
@@ -54,14 +111,23 @@ def _write_shard(task) -> dict:
         skipped.append({"line": entry.line, "path": entry.path, "reason": e.reason,
                         "detail": e.detail})
         continue
+      video_id = _video_id(entry, root)
+      extra = None
+      if boxes is not None:
+        rows, labels, missed = frame_annotations(boxes.get(video_id, []), video.fps,
+                                                 len(video.frames))
+        outside += missed
+        annotated += sum(len(r) > 0 for r in rows)
+        extra = {fmt.REGION_BBOX: rows, fmt.REGION_LABEL: labels}
       writer.write(fmt.encode_example(
-          video_id=_video_id(entry, root), fps=video.fps, jpeg_frames=video.frames,
+          video_id=video_id, fps=video.fps, jpeg_frames=video.frames,
           height=video.height, width=video.width,
-          label=-1 if entry.label is None else entry.label))
+          label=-1 if entry.label is None else entry.label, annotations=extra))
       written.append(entry.line)
       frames += len(video.frames)
   os.replace(tmp, os.path.join(out, name))
-  stats = {"shard": name, "written": written, "skipped": skipped, "frames": frames}
+  stats = {"shard": name, "written": written, "skipped": skipped, "frames": frames,
+           "annotated_frames": annotated, "boxes_outside": outside}
   info = os.path.join(out, SHARD_INFO_DIR, f"{name}.json")
   with open(info + ".tmp", "w") as f:
     json.dump(stats, f)
@@ -92,10 +158,12 @@ def _gather_summaries(out: str) -> dict:
 def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
             short_side: int | None = None, max_fps: float | None = None, workers: int = 1,
             videos_per_shard: int = 64, jpeg_quality: int = 90, log=print,
-            progress: bool = False) -> dict:
+            progress: bool = False, boxes: str = "", boxes_offset: float = 0.0,
+            boxes_fps: float | None = None, label_map: str = "") -> dict:
   """Writes `out/<split>-*.tfrecord`, `out/<split>.summary.json` and `out/summary.json`.
 
-  Returns the split's summary. `progress` shows a tqdm bar of videos done on stderr.
+  Returns the split's summary. `progress` shows a tqdm bar of videos done on stderr. `boxes`:
+  an AVA-layout CSV of detection ground truth to store with the frames (module docstring).
   """
   if videos_per_shard < 1:
     raise ValueError(f"videos_per_shard must be >= 1, got {videos_per_shard}")
@@ -105,6 +173,12 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
   entries = video_list.read_list(csv, root)
   if not entries:
     raise ValueError(f"{csv}: no videos listed")
+  by_video = None
+  if boxes:
+    by_video = read_boxes(boxes, offset=boxes_offset, frame_fps=boxes_fps, label_map=label_map)
+    unknown = sorted({_video_id(e, root) for e in entries} - set(by_video))
+    log(f"prepare: {boxes}: boxes for {len(by_video)} videos; {len(unknown)} listed videos "
+        f"have none")
   os.makedirs(os.path.join(out, SHARD_INFO_DIR), exist_ok=True)
   num_shards = -(-len(entries) // videos_per_shard)
   tasks, done = [], []
@@ -116,7 +190,10 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
         done.append(json.load(f))
       continue
     chunk = entries[shard * videos_per_shard:(shard + 1) * videos_per_shard]
-    tasks.append((out, split, shard, num_shards, chunk, root, short_side, max_fps, jpeg_quality))
+    chunk_boxes = None if by_video is None else {
+        v: by_video[v] for v in (_video_id(e, root) for e in chunk) if v in by_video}
+    tasks.append((out, split, shard, num_shards, chunk, root, short_side, max_fps, jpeg_quality,
+                  chunk_boxes))
   if done:
     log(f"prepare: {len(done)} of {num_shards} shards already written, resuming")
   start = time.time()
@@ -156,6 +233,10 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
       "skipped_by_reason": dict(sorted(collections.Counter(s["reason"] for s in skipped).items())),
       "frames": sum(r["frames"] for r in results), "shards": [r["shard"] for r in results],
       "short_side": short_side, "max_fps": max_fps, "skipped_files": skipped}
+  if boxes:
+    summary.update(boxes=os.path.abspath(boxes), boxes_offset=boxes_offset,
+                   annotated_frames=sum(r.get("annotated_frames", 0) for r in results),
+                   boxes_outside=sum(r.get("boxes_outside", 0) for r in results))
   path = os.path.join(out, f"{split}.summary.json")
   _write_json(path, summary)
   _gather_summaries(out)
@@ -177,11 +258,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
   p.add_argument("--videos-per-shard", type=int, default=64)
   p.add_argument("--jpeg-quality", type=int, default=90)
   p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
+  p.add_argument("--boxes", default="", help="detection ground truth, AVA CSV layout")
+  p.add_argument("--boxes-offset", type=float, default=0.0,
+                 help="seconds of the video's first frame in the CSV's clock (AVA cuts: 900)")
+  p.add_argument("--boxes-fps", type=float, default=None,
+                 help="with an ACT .pkl: frame rate of its frame numbers (UCF101 25, JHMDB 30)")
+  p.add_argument("--label-map", default="", help="pbtxt label map: actions outside are skipped")
   a = p.parse_args(argv)
   try:
     return prepare(a.csv, a.out, root=a.root, split=a.split, short_side=a.short_side,
                    max_fps=a.max_fps, workers=a.workers, videos_per_shard=a.videos_per_shard,
-                   jpeg_quality=a.jpeg_quality, progress=not a.no_progress)
+                   jpeg_quality=a.jpeg_quality, progress=not a.no_progress, boxes=a.boxes,
+                   boxes_offset=a.boxes_offset, boxes_fps=a.boxes_fps, label_map=a.label_map)
   except (video_list.VideoListError, ValueError, FileNotFoundError) as e:
     sys.exit(f"prepare: {e}")
 
