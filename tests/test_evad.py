@@ -132,3 +132,11 @@ def test_flops_per_clip_do_not_depend_on_sharding():
   single = detection_eval.encoder_gflops(graphdef, params, jnp.zeros((1, 8, 32, 32, 3)))
   np.testing.assert_allclose(detection_eval.encoder_gflops(graphdef, params, video), single,
                              rtol=0.02)
+
+
+def test_study_runs_each_keep_rate_once_without_pruning():
+  from benchmarks import evad_study
+  assert evad_study.settings([1.0, 0.7, 0.6], [1.0, 4.0]) == [
+      (1.0, 1.0), (0.7, 1.0), (0.7, 4.0), (0.6, 1.0), (0.6, 4.0)]
+  config = evad_study.make_config(0.6, 4.0, 3, 10, "")
+  assert (config.evad.keep_rate, config.evad.enhanced_weight, config.seed) == (0.6, 4.0, 3)
