@@ -54,26 +54,31 @@ def test_action_losses_by_hand():
   np.testing.assert_array_equal(none, [0.0])
 
 
-def test_shapes_counts_and_the_official_order_flag():
-  video = jax.random.normal(jax.random.key(1), (2, 8, 32, 32, 3))
-  model = _evad()
-  assert model.lengths == [16, 12, 9, 9] and model.num_kept_tokens == 9
-  out, aux = model(video)
+def test_shapes_and_counts_by_tracing_only():
+  abstract = nnx.eval_shape(_evad)
+  assert abstract.lengths == [16, 12, 9, 9] and abstract.num_kept_tokens == 9
+  graphdef, state = nnx.split(abstract)
+  forward = lambda s, v: nnx.merge(graphdef, s)(v)  # noqa: E731
+  out, aux = jax.eval_shape(forward, state, jax.ShapeDtypeStruct((2, 8, 32, 32, 3), jnp.float32))
   assert out["person_logits"].shape == (1, 2, 4, 2) and out["boxes"].shape == (1, 2, 4, 4)
   assert out["actions"].shape == (2, 2, 4, 5) and aux["kept_ids"].shape == (2, 5)
   with pytest.raises(ValueError, match="built for clips"):
-    model(jnp.zeros((1, 8, 48, 48, 3)))
+    jax.eval_shape(forward, state, jax.ShapeDtypeStruct((1, 8, 48, 48, 3), jnp.float32))
+
+
+@pytest.mark.parametrize("rates,differs", [({1: 0.7, 2: 0.7}, True), ({}, False)])
+def test_the_official_order_flag_moves_features_only_when_pruning(rates, differs):
+  video = jax.random.normal(jax.random.key(1), (2, 8, 32, 32, 3))
   boxes = jnp.asarray([[[0.0, 0.0, 31.0, 31.0], [4.0, 2.0, 20.0, 30.0], [16.0, 16.0, 31.0, 24.0],
                         [1.0, 8.0, 9.0, 12.0]]] * 2)
-  for rates, differs in (({1: 0.7, 2: 0.7}, True), ({}, False)):
-    model = _evad(keep_rates=rates)
-    x, ids, _ = model.encode(video)
-    right = model.refine(x, ids, boxes)
-    model.official_order = True
-    wrong = model.refine(x, ids, boxes)
-    gap = float(jnp.abs(right - wrong).max())
-    # pruned: scores order != index order, features land on wrong cells; unpruned: ids ascending
-    assert (gap > 1e-4) if differs else (gap < 1e-6), (rates, gap)
+  model = nnx.jit(lambda: _evad(keep_rates=rates))()
+  refine = nnx.jit(lambda m, v: m.refine(*m.encode(v)[:2], boxes))
+  right = refine(model, video)
+  model.official_order = True
+  wrong = refine(model, video)
+  gap = float(jnp.abs(right - wrong).max())
+  # pruned: scores order != index order, features land on wrong cells; unpruned: ids ascending
+  assert (gap > 1e-4) if differs else (gap < 1e-6), gap
 
 
 def test_pruning_lowers_encoder_flops():
