@@ -35,8 +35,9 @@ def test_sequence_lengths_match_the_reference_arithmetic():
   lengths = ktp.sequence_lengths(4608, 576, 12, {3: 0.6, 6: 0.6, 9: 0.6})
   assert [lengths[i] for i in (3, 6, 9)] == [2765, 1659, 996]
   assert ktp.sequence_lengths(64, 16, 2, {0: 1.0}) == [64, 64]
-  with pytest.raises(ValueError, match="fewer than the 16 keyframe tokens"):
-    ktp.sequence_lengths(64, 16, 2, {0: 0.2})
+  # never below the keyframe: 64 -> ceil(.6*64) = 39 -> 24 -> 15 < 16 keyframe tokens -> 16
+  assert ktp.sequence_lengths(64, 16, 4, {1: 0.6, 2: 0.6, 3: 0.6}) == [64, 39, 24, 16]
+  assert ktp.sequence_lengths(64, 16, 2, {0: 0.2}) == [16, 16]
   with pytest.raises(ValueError, match=r"must be in \(0, 1\]"):
     ktp.sequence_lengths(64, 16, 2, {1: 0.0})
 
@@ -131,3 +132,11 @@ def test_rebuild_by_index_restores_positions_and_the_official_flag_does_not():
   wrong = np.asarray(wrong)[0, :, 0]
   assert any(wrong[j] != j + 1 for j in kept_ids[0])  # features land on the wrong cells
   np.testing.assert_array_equal(sorted(wrong[sorted(kept_ids[0])]), sorted(kept_ids[0] + 1))
+
+
+def test_pruning_down_to_the_keyframe_alone():
+  block = Block(16, 2, rngs=nnx.Rngs(9))
+  x = jax.random.normal(jax.random.key(10), (2, 8, 16))
+  out, ids = ktp.ktp_block(block, x, jnp.broadcast_to(jnp.arange(4), (2, 4)), num_key=4, keep=4)
+  assert out.shape == (2, 4, 16) and ids.shape == (2, 0)
+  np.testing.assert_allclose(out, block(x)[:, :4], atol=2e-5)

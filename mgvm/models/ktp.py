@@ -49,18 +49,15 @@ def default_feature_blocks(depth: int) -> tuple[int, ...]:
 
 def sequence_lengths(num_tokens: int, num_key: int, depth: int,
                      keep_rates: dict[int, float]) -> list[int]:
-  """Tokens entering the MLP of each block; raises if a keep rate cannot keep the keyframe."""
+  """Tokens entering the MLP of each block: `ceil(rate · N)` at a pruning block, but never
+  fewer than the `num_key` keyframe tokens (where the reference's top-k would fail, e.g. keep
+  0.6 three times on a 4-slice grid, only the keyframe tokens go on)."""
   lengths, n = [], num_tokens
   for block in range(depth):
     rate = keep_rates.get(block, 1.0)
     if not 0.0 < rate <= 1.0:
       raise ValueError(f"keep rate of block {block} must be in (0, 1], got {rate}")
-    keep = math.ceil(rate * n)
-    if keep < n:
-      if keep < num_key:
-        raise ValueError(f"block {block}: keep rate {rate} keeps {keep} of {n} tokens, fewer "
-                         f"than the {num_key} keyframe tokens that are always kept")
-      n = keep
+    n = min(n, max(math.ceil(rate * n), num_key))
     lengths.append(n)
   return lengths
 
