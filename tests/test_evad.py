@@ -105,6 +105,7 @@ def test_runlocal_detect_train_then_eval(tmp_path):
                                num_val=2, num_test=3)
   config.optim.update(warmup_steps=1, weight_decay=0.0)  # a param moves iff its gradient is not 0
   config.update(total_steps=2, log_every_steps=1, checkpoint_every_steps=1)
+  config.mesh.data = 2  # sharded, but 8 virtual devices on 2 cores triple this test's time
   config.eval.update(batch_size=8, keyframes_per_video=2)
   workdir = str(tmp_path / "detect")
   result = loop.train(config, workdir, log=lambda _: None)
