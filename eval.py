@@ -9,7 +9,7 @@ VideoMAE `.pth` or a Hugging Face VideoMAE directory instead (no pickled code is
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mgvm.evaluate import run
+from mgvm.run import evaluate as runner
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (and :args).",
                                           lock_config=True)
@@ -24,7 +24,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.ERROR)        # keep Orbax's INFO/WARNING chatter out of the way
-  run.evaluate(_CONFIG.value, _WORKDIR.value, split=_SPLIT.value, checkpoint=_CHECKPOINT.value)
+  runner.evaluate(_CONFIG.value, _WORKDIR.value, split=_SPLIT.value, checkpoint=_CHECKPOINT.value)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ latest checkpoint. Writes DIR/checkpoints, DIR/metrics.jsonl, DIR/tensorboard, D
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mgvm.train import loop
+from mgvm.run import train as runner
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (and :args).",
                                           lock_config=True)
@@ -21,7 +21,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.ERROR)        # keep Orbax's INFO/WARNING chatter out of the way
-  result = loop.train(_CONFIG.value, _WORKDIR.value)
+  result = runner.train(_CONFIG.value, _WORKDIR.value)
   print(f"done: step {result['step']}; checkpoints {result['checkpoints']}; "
         f"loss curve {result['plot']}")
 

@@ -23,20 +23,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _load_config(spec: str):
-  import importlib.util
-  path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("study_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
-
-
 def forward_cost(graphdef, params, compressor, batch_shape, repeats: int = 5) -> tuple[float, float]:
   """(GFLOPs per clip from XLA's cost analysis, measured clips/s) of the compiled forward."""
   import jax
   import jax.numpy as jnp
   from flax import nnx
+  from mgvm.evaluate.detection import flops_of
   from mgvm.train.steps import classify
 
   @jax.jit
@@ -45,9 +37,7 @@ def forward_cost(graphdef, params, compressor, batch_shape, repeats: int = 5) ->
 
   video = jnp.zeros(batch_shape, jnp.float32)
   compiled = forward.lower(params, video).compile()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  gflops = float(cost["flops"]) / batch_shape[0] / 1e9
+  gflops = flops_of(compiled) / batch_shape[0] / 1e9
   jax.block_until_ready(compiled(params, video))
   start = time.perf_counter()
   for _ in range(repeats):
@@ -60,13 +50,12 @@ def measure(config, workdir: str, ratios, *, kind: str = "mgtc", split: str = "t
   import ml_collections
   from flax import nnx
   from mgvm.data import sources
-  from mgvm.evaluate import run as eval_run
-  from mgvm.train import state as state_lib
-  from mgvm.train.loop import classifier_compressor
+  from mgvm.run import evaluate as eval_run
+  from mgvm.tasks import finetune
 
   source = sources.resolve(config.data, log=lambda _: None)
-  num_classes = config.num_classes or source.num_classes
-  model = state_lib.build_model(config, num_classes=num_classes)
+  num_classes = finetune.num_classes(config, source)
+  model = finetune.build_model(config, num_classes=num_classes)
   graphdef, _ = nnx.split(model, nnx.Param)
   params, _ = eval_run.restore_params(config, workdir, nnx.state(model, nnx.Param))
   batch = (config.eval.batch_size, config.num_frames, config.image_size, config.image_size, 3)
@@ -75,7 +64,7 @@ def measure(config, workdir: str, ratios, *, kind: str = "mgtc", split: str = "t
     config.masking = (ml_collections.ConfigDict({"kind": kind, "ratio": ratio}) if ratio
                       else ml_collections.ConfigDict({"kind": ""}))
     result = eval_run.evaluate(config, workdir, split=split, log=lambda _: None)
-    compressor = classifier_compressor(config, model.grid)
+    compressor = finetune.compressor(config, model.grid)
     gflops, clips_per_s = forward_cost(graphdef, params, compressor, batch)
     rows.append({"ratio": ratio, "tokens": compressor.num_keep if compressor else
                  model.encoder.num_tokens if hasattr(model.encoder, "num_tokens") else
@@ -95,7 +84,8 @@ def main(argv=None) -> list[dict]:
   p.add_argument("--json", default="")
   a = p.parse_args(argv)
   import jax
-  rows = measure(_load_config(a.config), a.workdir, [float(r) for r in a.ratios.split(",")],
+  from mgvm.config import load_config
+  rows = measure(load_config(a.config), a.workdir, [float(r) for r in a.ratios.split(",")],
                  kind=a.kind, split=a.split)
   base = rows[0]
   print(f"{'ratio':>6} {'tokens':>7} {'top-1':>6} {'top-5':>6} {'GFLOPs':>8} {'rel':>5} "

@@ -46,8 +46,8 @@ def make_config(keep: float, ew: float, seed: int, steps: int, init_from: str):
 
 def run_one(out: str, keep: float, ew: float, seed: int, steps: int, init_from: str) -> dict:
   """Train + evaluate one setting; cached in OUT/keep<k>-ew<e>-s<seed>/result.json."""
-  from mgvm.evaluate import run as eval_run
-  from mgvm.train import loop
+  from mgvm.run import evaluate as eval_run
+  from mgvm.run import train as train_run
   workdir = os.path.join(out, f"keep{keep:g}-ew{ew:g}-s{seed}")
   path = os.path.join(workdir, "result.json")
   if os.path.exists(path):
@@ -55,7 +55,7 @@ def run_one(out: str, keep: float, ew: float, seed: int, steps: int, init_from: 
       return json.load(f)
   config = make_config(keep, ew, seed, steps, init_from)
   start = time.time()
-  trained = loop.train(config, workdir, log=lambda _: None)
+  trained = train_run.train(config, workdir, log=lambda _: None)
   result = eval_run.evaluate(config, workdir, split="test", log=lambda _: None)
   row = {"keep": keep, "ew": ew, "seed": seed, "frame_map": result["frame_map"],
          "gflops": result["gflops_per_clip"], "encoder_gflops": result["encoder_gflops_per_clip"],
@@ -72,11 +72,11 @@ def throughput(configs: dict, *, batch: int, repeats: int, rounds: int) -> dict:
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from mgvm.train import state as state_lib
-  from mgvm.evaluate.detection_eval import predict_fn
+  from mgvm.tasks import detect
+  from mgvm.evaluate.detection import predict_fn
   compiled = {}
   for name, config in configs.items():
-    model = state_lib.build_model(config, num_classes=len(config.data.synthetic.classes))
+    model = detect.build_model(config, num_classes=len(config.data.synthetic.classes))
     graphdef, params = nnx.split(model, nnx.Param)
     video = jnp.zeros((batch, config.num_frames, config.image_size, config.image_size, 3))
     fn = predict_fn(graphdef)

@@ -70,8 +70,8 @@ def _done(path: str) -> dict | None:
 
 def run_one(out: str, name: str, seed: int, pretrain_config, finetune_config_fn) -> dict:
   """Pre-train (when given), fine-tune, evaluate; cached in OUT/<name>-s<seed>/result.json."""
-  from mgvm.evaluate import run as eval_run
-  from mgvm.train import loop
+  from mgvm.run import evaluate as eval_run
+  from mgvm.run import train as train_run
   workdir = os.path.join(out, f"{name}-s{seed}")
   cached = _done(os.path.join(workdir, "result.json"))
   if cached:
@@ -80,11 +80,11 @@ def run_one(out: str, name: str, seed: int, pretrain_config, finetune_config_fn)
   start = time.time()
   row = {"method": name, "seed": seed}
   if pretrain_config is not None:
-    pre = loop.train(pretrain_config, os.path.join(workdir, "pretrain"), log=quiet)
+    pre = train_run.train(pretrain_config, os.path.join(workdir, "pretrain"), log=quiet)
     row["pretrain_loss"] = pre.get("loss")
     row["pretrain_s"] = round(time.time() - start, 1)
   config = finetune_config_fn(os.path.join(workdir, "pretrain"))
-  loop.train(config, os.path.join(workdir, "finetune"), log=quiet)
+  train_run.train(config, os.path.join(workdir, "finetune"), log=quiet)
   result = eval_run.evaluate(config, os.path.join(workdir, "finetune"), split="test", log=quiet)
   row.update(top1=result["top1"], top5=result["top5"], seconds=round(time.time() - start, 1))
   os.makedirs(workdir, exist_ok=True)

@@ -89,7 +89,7 @@ def data(**overrides):
   return c
 
 
-# Per-data-set sampling, augmentation and test views of the VideoMAE recipe (ALGORITHMS §1.5-1.7):
+# Per-data-set sampling, augmentation and test views of the VideoMAE recipe (docs/algorithms.md §1.5-1.7):
 # fine-tuning K400 / UCF101 / HMDB51 take "dense" clips every 4th frame with flip and 5x3 test
 # views; SSv2 one frame per segment, no flip (direction-sensitive classes), 2x3 test views.
 # Pre-training takes dense clips every `pretrain_stride` frames (4; SSv2 2), never flips.

@@ -1,6 +1,6 @@
 """python train.py --config configs/detect.py:runlocal --workdir /tmp/mgvm/detect
 
-EVAD action detection (ALGORITHMS §4): a VideoViT with keyframe-centric token pruning (keep
+EVAD action detection (docs/algorithms.md §4): a VideoViT with keyframe-centric token pruning (keep
 0.7 at blocks 3, 6, 9 for ViT-B; EW 1), a Sparse R-CNN actor localizer (100 proposals, 6
 stages) on keyframe tokens of blocks 2, 5, 8, 11, and a context refinement decoder (6 x 384)
 over the kept tokens plus one RoI token per detected person. Clips of 16 frames every 4th frame

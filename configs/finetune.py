@@ -1,6 +1,6 @@
 """python train.py --config configs/finetune.py:runlocal --workdir /tmp/mgvm/finetune --config.init_from=/tmp/mgvm/pretrain
 
-VideoMAE fine-tuning (ALGORITHMS §1.6): mean pooling + fc_norm + head, AdamW (0.9, 0.999),
+VideoMAE fine-tuning (docs/algorithms.md §1.6): mean pooling + fc_norm + head, AdamW (0.9, 0.999),
 weight decay 0.05, layer-wise LR decay 0.75, warmup from 0 then cosine to min_lr, drop path
 0.1, label smoothing 0.1, mixup 0.8 / cutmix 1.0, random-resized crop, RandAugment
 rand-m7-n4-mstd0.5-inc1 (the same ops for all frames), random erasing p 0.25, repeated

@@ -1,7 +1,7 @@
 """python train.py --config configs/pretrain.py:runlocal --workdir /tmp/mgvm/pretrain
 
 VideoMAE pre-training: tube masking 0.9, normalized-pixel targets, AdamW (0.9, 0.95), base LR
-1.5e-4 x global batch / 256, linear warmup from 0 then cosine (ALGORITHMS §1.4), multi-scale
+1.5e-4 x global batch / 256, linear warmup from 0 then cosine (docs/algorithms.md §1.4), multi-scale
 crop, clips of 16 frames at `data.target_fps`.
 
 Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in

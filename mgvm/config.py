@@ -1,6 +1,12 @@
-"""Config helpers shared by `configs/*.py` (big_vision style `parse_arg`)."""
+"""Config helpers: `parse_arg` for `configs/*.py` (big_vision style) and `load_config`, the one
+loader every command-line tool outside `train.py` / `eval.py` uses."""
 
 from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Sequence
 
 
 def parse_arg(arg: str | None, **spec):
@@ -23,3 +29,38 @@ def parse_arg(arg: str | None, **spec):
     else:
       values[name] = type(default)(raw) if default is not None else raw
   return type("Args", (), values)
+
+
+def load_config(spec: str, overrides: Sequence[str] = ()):
+  """`path.py[:arg]` plus `--config.KEY=VALUE` overrides, exactly as `train.py` reads them.
+
+  The same ml_collections `config_flags` parser as `train.py` / `eval.py`, on a locked config:
+  a misspelt key or a value of the wrong type fails naming it (ValueError).
+  """
+  from absl import flags
+  from ml_collections import config_flags
+  path = spec.partition(":")[0]
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"--config {spec!r}: no file {path!r}")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(path)))  # so `from configs import ...` works
+  if root not in sys.path:
+    sys.path.insert(0, root)
+  for item in overrides:
+    if not item.startswith("--config.") or "=" not in item:
+      raise ValueError(f"unexpected argument {item!r}; overrides look like --config.KEY=VALUE")
+  argv = ["mgvm", f"--config={spec}", *overrides]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "config file[:arg]", flag_values=values,
+                                  lock_config=True, sys_argv=argv)
+  try:
+    values(argv)
+  except (AttributeError, KeyError) as e:  # a misspelt key of an override
+    text = str(e)
+    name = re.search(r"[A-Za-z_]\w*", text)
+    hint = re.search(r'Did you mean "(\w+)"', text)
+    raise ValueError(f"the config {spec!r} has no key {name.group(0) if name else text!r}"
+                     + (f" (did you mean {hint.group(1)!r}?)" if hint else "")) from None
+  except flags.Error as e:  # a bad value, or get_config(arg) failed (its traceback's last line)
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    raise ValueError(f"{lines[0]} {lines[-1]}" if "Traceback" in str(e) else str(e)) from None
+  return values.config

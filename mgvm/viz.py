@@ -20,7 +20,7 @@ masking ratio (compressors: `mgtc` 0.25, `everest` 0.4). The default list is `co
 
 `everest` scores the patch embeddings. With `--workdir DIR` they come from the latest checkpoint
 that `train.py` wrote there (the config must describe the same model), so the picture shows what a
-trained model would keep; without it, from `mgvm.train.state.build_model(config)` freshly
+trained model would keep; without it, from the config's task model (`mgvm.tasks`) freshly
 initialised with `config.seed`, i.e. a random linear projection of each tubelet, so the picture
 shows the rule, not a trained model's choice.
 """
@@ -28,9 +28,7 @@ shows the rule, not a trained model's choice.
 from __future__ import annotations
 
 import argparse
-import ast
 import difflib
-import importlib.util
 import inspect
 import math
 import os
@@ -43,7 +41,8 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 
-from mgvm import masking  # noqa: E402
+from mgvm import masking, tasks  # noqa: E402
+from mgvm.config import load_config  # noqa: E402
 from mgvm.masking.core import Grid, MaskOut  # noqa: E402
 
 VISIBLE, TARGET, DROPPED = 0, 1, 2
@@ -225,51 +224,11 @@ def masker_specs(config, names: str | None = None) -> list[tuple[str, dict[str, 
 # ----------------------------------------------------------------------------- config and clip
 
 
-def load_config(spec: str, overrides: Sequence[str] = ()):
-  """`path.py[:arg]` -> `get_config(arg)`, then `--config.KEY=VALUE` overrides applied."""
-  path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"--config {spec!r}: no file {path!r}")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(path)))  # so `from configs import ...` works
-  if root not in sys.path:
-    sys.path.insert(0, root)
-  module_spec = importlib.util.spec_from_file_location(
-      f"_mgvm_viz_config_{abs(hash(os.path.abspath(path)))}", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
-  for item in overrides:
-    key, eq, raw = item[len("--config."):].partition("=") if item.startswith("--config.") else ("", "", "")
-    if not key or not eq:
-      raise ValueError(f"unexpected argument {item!r}; overrides look like --config.KEY=VALUE")
-    *parents, leaf = key.split(".")
-    node = config
-    try:
-      for name in parents:
-        node = node[name]
-      old = node[leaf]
-    except (KeyError, AttributeError, TypeError):
-      raise ValueError(f"{item!r}: the config has no key {key!r}") from None
-    try:
-      value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      value = raw
-    if isinstance(old, (list, tuple)) and isinstance(value, (list, tuple)):
-      value = type(old)(value)
-    elif isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-      value = float(value)
-    try:
-      node[leaf] = value
-    except TypeError as e:
-      raise ValueError(f"{item!r}: {e}") from None
-  return config
-
-
 def read_clip(config, *, split: str = "val", index: int = 0,
               log=print) -> tuple[np.ndarray, dict[str, Any]]:
   """Clip `index` of `split` as the evaluation pipeline gives it: float32 [T, H, W, 3] (normalised)."""
   from mgvm.data import pipeline, sources
-  from mgvm.evaluate.run import eval_target_fps
+  from mgvm.tasks.common import eval_target_fps
   source = sources.resolve(config.data, log=log)
   files = source.split(split)
   ds = pipeline.make_dataset(
@@ -297,21 +256,20 @@ def patch_tokens(config, video: np.ndarray, workdir: str | None = None) -> np.nd
   """
   import jax
   from flax import nnx
-  from mgvm.train.state import build_model
+  from mgvm.weights import encoder_from_pretrained, merge_params
 
-  num_classes = None if config.task == "pretrain" else 1
+  task = tasks.get(config.task)
   if workdir is None:
     def embed(x):
-      return build_model(config, num_classes=num_classes).encoder.embed(x).astype(np.float32)
+      return task.viz_model(config).encoder.embed(x).astype(np.float32)
     return np.asarray(jax.jit(embed)(video))
 
   from mgvm.train import checkpoint as checkpoint_lib
-  from mgvm.train import state as state_lib
-  model = build_model(config, num_classes=num_classes)
+  model = task.viz_model(config)
   params = nnx.state(model, nnx.Param)
   trained = checkpoint_lib.load_params(workdir)  # a pre-training or a classifier workdir
-  nnx.update(model, state_lib.merge_params(
-      params, state_lib.encoder_from_pretrained(params, trained, log=lambda _: None)))
+  nnx.update(model, merge_params(
+      params, encoder_from_pretrained(params, trained, log=lambda _: None)))
   return np.asarray(nnx.jit(lambda m, x: m.encoder.embed(x).astype(np.float32))(model, video))
 
 

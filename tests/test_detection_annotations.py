@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mgvm.data import detection_annotations as da
-from mgvm.evaluate import detection
+from mgvm.evaluate import frame_map as detection
 
 AVA_GT = """\
 vid_a,0902,0.100,0.200,0.300,0.400,12,0

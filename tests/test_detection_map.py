@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from mgvm.evaluate import detection
+from mgvm.evaluate import frame_map as detection
 
 A = [0.0, 0.0, 10.0, 10.0]
 B = [20.0, 20.0, 30.0, 30.0]

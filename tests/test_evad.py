@@ -14,13 +14,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from configs import detect  # noqa: E402
-from mgvm.evaluate import detection_eval  # noqa: E402
-from mgvm.evaluate import run as eval_run  # noqa: E402
+from mgvm.evaluate import detection as detection_eval  # noqa: E402
+from mgvm.run import evaluate as eval_run  # noqa: E402
 from mgvm.models.evad import EVAD  # noqa: E402
 from mgvm.ops import enlarge_boxes  # noqa: E402
 from mgvm.train import detection as detection_lib  # noqa: E402
 from mgvm.train import checkpoint as checkpoint_lib  # noqa: E402
-from mgvm.train import loop  # noqa: E402
+from mgvm.run import train as train_run  # noqa: E402
+from mgvm.workdir import checkpoint_dir  # noqa: E402
 
 LOCALIZER = dict(dim=16, num_proposals=4, num_stages=1, num_heads=2, dynamic_dim=4, ffn_dim=32)
 
@@ -108,11 +109,11 @@ def test_runlocal_detect_train_then_eval(tmp_path):
   config.mesh.data = 2  # sharded, but 8 virtual devices on 2 cores triple this test's time
   config.eval.update(batch_size=8, keyframes_per_video=2)
   workdir = str(tmp_path / "detect")
-  result = loop.train(config, workdir, log=lambda _: None)
+  result = train_run.train(config, workdir, log=lambda _: None)
   assert result["step"] == 2 and result["step_cache_size"] == 1
   assert all(np.isfinite(result["metrics"][k]) for k in ("loss", "loss_ce", "loss_action"))
   # every part of the model learns: step 2's update (lr > 0 after the 1-step warmup) moves it
-  ckpts = loop.checkpoint_dir(workdir)
+  ckpts = checkpoint_dir(workdir)
   before, after = (checkpoint_lib.load_params(ckpts, step=s) for s in (1, 2))
   for part in ("encoder", "localizer", "decoder_embed", "decoder_blocks", "action_heads",
                "mask_token"):
@@ -130,7 +131,7 @@ def test_runlocal_detect_train_then_eval(tmp_path):
 
 def test_flops_per_clip_do_not_depend_on_sharding():
   """Cost analysis of a sharded program counts one device's share: divided by its clips."""
-  from mgvm.train import sharding as sharding_lib
+  from mgvm import sharding as sharding_lib
   graphdef, params = nnx.split(_evad(keep_rates={}), nnx.Param)
   mesh = sharding_lib.make_mesh(-1)
   video = sharding_lib.to_global({"video": np.zeros((8, 8, 32, 32, 3), np.float32)}, mesh)["video"]

@@ -28,7 +28,7 @@ def test_keyframe_order_and_defaults():
 
 
 def test_sequence_lengths_match_the_reference_arithmetic():
-  # ALGORITHMS §4.2: 288x512 input, 8 x 18 x 32 = 4608 tokens, 576 per slice
+  # docs/algorithms.md §4.2: 288x512 input, 8 x 18 x 32 = 4608 tokens, 576 per slice
   rates = {3: 0.7, 6: 0.7, 9: 0.7}
   lengths = ktp.sequence_lengths(4608, 576, 12, rates)
   assert [lengths[i] for i in (3, 6, 9, 11)] == [3226, 2259, 1582, 1582]

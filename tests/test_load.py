@@ -14,7 +14,8 @@ import pytest  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from mgvm import masking  # noqa: E402
-from mgvm.models import VideoClassifier, VideoMAE, load  # noqa: E402
+from mgvm import weights  # noqa: E402
+from mgvm.models import VideoClassifier, VideoMAE  # noqa: E402
 
 SMALL = dict(size=None, dim=48, depth=2, num_heads=2, num_frames=4, image_size=32)
 MAE_SMALL = dict(SMALL, decoder_dim=32, decoder_depth=1, decoder_heads=2)
@@ -35,7 +36,7 @@ def random_params(model, seed):
 def random_model(cls, seed=0, **kw):
   """A model with random weights, built abstractly (eager NNX init on CPU is slow)."""
   model = nnx.eval_shape(lambda: cls(**kw, rngs=nnx.Rngs(0)))
-  return load.import_params(model, random_params(model, seed))
+  return weights.import_params(model, random_params(model, seed))
 
 
 def small_mae(seed=0, **kw):
@@ -48,7 +49,7 @@ def leaves(tree):
 
 
 def assert_same_params(a, b):
-  la, lb = leaves(load.export_params(a)), leaves(load.export_params(b))
+  la, lb = leaves(weights.export_params(a)), leaves(weights.export_params(b))
   assert la.keys() == lb.keys()
   for k in la:
     np.testing.assert_array_equal(la[k], lb[k], err_msg=k)
@@ -78,7 +79,7 @@ def video_and_mask(seed=0, batch=2, frames=4, size=32, num_masked=5):
 
 def test_export_import_round_trip():
   a, b = small_mae(0), small_mae(1)
-  params = load.export_params(a)
+  params = weights.export_params(a)
   kernel = params["encoder"]["blocks"]["0"]["attn"]["qkv"]["kernel"]
   assert isinstance(kernel, np.ndarray) and kernel.shape == (48, 144)
   assert params["mask_token"].shape == (1, 1, 32)
@@ -86,7 +87,7 @@ def test_export_import_round_trip():
   video, m = video_and_mask()
   assert not np.allclose(mae_forward(a, video, m), mae_forward(b, video, m))
 
-  assert load.import_params(b, params) is b
+  assert weights.import_params(b, params) is b
   assert_same_params(a, b)
   np.testing.assert_array_equal(mae_forward(a, video, m), mae_forward(b, video, m))
   params["mask_token"][...] = 7.0  # the export is a copy, not a view of the model
@@ -96,26 +97,26 @@ def test_export_import_round_trip():
 def test_import_accepts_flat_dotted_keys():
   a, b = small_mae(0), small_mae(1)
   flat = {jax.tree_util.keystr(p, simple=True, separator="."): v
-          for p, v in jax.tree_util.tree_flatten_with_path(load.export_params(a))[0]}
+          for p, v in jax.tree_util.tree_flatten_with_path(weights.export_params(a))[0]}
   assert "encoder.blocks.1.mlp.fc2.kernel" in flat
-  load.import_params(b, flat)
+  weights.import_params(b, flat)
   assert_same_params(a, b)
 
 
 def test_import_reports_every_problem_and_leaves_model_unchanged():
   a, b = small_mae(0), small_mae(1)
-  before = leaves(load.export_params(b))
-  params = load.export_params(a)
+  before = leaves(weights.export_params(b))
+  params = weights.export_params(a)
   del params["encoder"]["blocks"]["1"]["attn"]["v_bias"]
   params["decoder"]["extra"] = {"kernel": np.zeros((3, 3), np.float32)}
   params["encoder"]["blocks"]["0"]["mlp"]["fc1"]["kernel"] = np.zeros((48, 100), np.float32)
-  with pytest.raises(load.CheckpointMismatchError) as info:
-    load.import_params(b, params)
+  with pytest.raises(weights.CheckpointMismatchError) as info:
+    weights.import_params(b, params)
   msg = str(info.value)
   assert "missing" in msg and "encoder.blocks.1.attn.v_bias" in msg
   assert "unexpected" in msg and "decoder.extra.kernel" in msg
   assert "encoder.blocks.0.mlp.fc1.kernel" in msg and "(48, 192)" in msg and "(48, 100)" in msg
-  after = leaves(load.export_params(b))
+  after = leaves(weights.export_params(b))
   for k in before:
     np.testing.assert_array_equal(before[k], after[k])
 
@@ -205,17 +206,17 @@ def test_official_pth_matches_hf_layout(tmp_path):
   path = tmp_path / "checkpoint-799.pth"
   # Like the official training checkpoints: the weights under "model", plus `args`.
   torch.save({"model": official, "epoch": 799, "args": argparse.Namespace(model="x")}, path)
-  from_pth = load.load_torch_checkpoint(path, kind="pretrain", num_frames=4, image_size=32,
-                                        num_heads=2, decoder_heads=2)
-  from_hf = load.load_torch_checkpoint(hf_sd, kind="pretrain", num_frames=4, image_size=32,
-                                       num_heads=2, decoder_heads=2)
+  from_pth = weights.load_torch_checkpoint(path, kind="pretrain", num_frames=4, image_size=32,
+                                           num_heads=2, decoder_heads=2)
+  from_hf = weights.load_torch_checkpoint(hf_sd, kind="pretrain", num_frames=4, image_size=32,
+                                          num_heads=2, decoder_heads=2)
   assert from_pth.spec == from_hf.spec
   assert from_pth.spec.decoder_depth == 1 and from_pth.grid == (2, 2, 2)
   assert_same_params(from_pth, from_hf)
   video, m = video_and_mask()
   np.testing.assert_array_equal(mae_forward(from_pth, video, m), mae_forward(from_hf, video, m))
   # The qkv kernel is [in, out] with q, k, v column blocks; q/v biases land in place.
-  params = load.export_params(from_pth)["encoder"]["blocks"]["0"]["attn"]
+  params = weights.export_params(from_pth)["encoder"]["blocks"]["0"]["attn"]
   np.testing.assert_array_equal(
       params["qkv"]["kernel"][:, 48:96],
       hf_sd["videomae.encoder.layer.0.attention.attention.key.weight"].numpy().T)
@@ -230,10 +231,10 @@ def test_official_finetuned_matches_hf_classifier(tmp_path):
   assert "blocks.0.attn.qkv.weight" in official and "head.weight" in official
   path = tmp_path / "finetuned.pth"
   torch.save({"module": official}, path)  # DeepSpeed-style wrapper
-  from_pth = load.load_torch_checkpoint(path, kind="classifier", num_frames=4, image_size=32,
-                                        num_heads=2)
-  from_hf = load.load_torch_checkpoint(hf_sd, kind="classifier", num_frames=4, image_size=32,
-                                       num_heads=2)
+  from_pth = weights.load_torch_checkpoint(path, kind="classifier", num_frames=4, image_size=32,
+                                           num_heads=2)
+  from_hf = weights.load_torch_checkpoint(hf_sd, kind="classifier", num_frames=4, image_size=32,
+                                          num_heads=2)
   assert isinstance(from_pth, VideoClassifier) and from_pth.num_classes == 5
   assert_same_params(from_pth, from_hf)
 
@@ -241,22 +242,22 @@ def test_official_finetuned_matches_hf_classifier(tmp_path):
 def test_official_round_trip_with_layer_scale(tmp_path):
   torch = pytest.importorskip("torch")
   mae = small_mae(3, layer_scale_init=0.1)  # every gamma, bias and norm weight random
-  sd = load.to_torch_state_dict(mae, layout="official")
+  sd = weights.to_torch_state_dict(mae, layout="official")
   assert sd["encoder.blocks.0.attn.qkv.weight"].shape == (144, 48)
   assert sd["encoder.patch_embed.proj.weight"].shape == (48, 3, 2, 16, 16)
   assert "encoder.blocks.1.gamma_2" in sd and "decoder.blocks.0.gamma_1" in sd
   path = tmp_path / "mae.pth"
   torch.save({"model": sd}, path)
-  back = load.load_torch_checkpoint(path, num_frames=4, image_size=32, num_heads=2,
-                                    decoder_heads=2)
+  back = weights.load_torch_checkpoint(path, num_frames=4, image_size=32, num_heads=2,
+                                       decoder_heads=2)
   assert back.encoder.blocks[0].gamma_1 is not None
   assert_same_params(mae, back)
 
   clf = random_model(VideoClassifier, 4, num_classes=3, **SMALL)
-  sd = load.to_torch_state_dict(clf, layout="official")
+  sd = weights.to_torch_state_dict(clf, layout="official")
   assert "blocks.0.attn.qkv.weight" in sd and "fc_norm.weight" in sd and "head.bias" in sd
-  back = load.load_torch_checkpoint(sd, kind="classifier", num_frames=4, image_size=32,
-                                    num_heads=2)
+  back = weights.load_torch_checkpoint(sd, kind="classifier", num_frames=4, image_size=32,
+                                       num_heads=2)
   assert_same_params(clf, back)
 
 
@@ -265,10 +266,10 @@ def test_safetensors_file_of_numpy_arrays(tmp_path):
   pytest.importorskip("safetensors")
   from safetensors.numpy import save_file
   mae = small_mae(5)
-  sd = {k: v.numpy() for k, v in load.to_torch_state_dict(mae).items()}
+  sd = {k: v.numpy() for k, v in weights.to_torch_state_dict(mae).items()}
   save_file(sd, str(tmp_path / "w.safetensors"))
-  back = load.load_torch_checkpoint(tmp_path / "w.safetensors", num_frames=4, image_size=32,
-                                    num_heads=2, decoder_heads=2)
+  back = weights.load_torch_checkpoint(tmp_path / "w.safetensors", num_frames=4, image_size=32,
+                                       num_heads=2, decoder_heads=2)
   assert_same_params(mae, back)
 
 
@@ -287,8 +288,8 @@ def test_pickled_code_is_refused_without_running(tmp_path):
   marker = tmp_path / "marker.txt"
   path = tmp_path / "evil.pth"
   torch.save({"model": {"w": torch.zeros(2)}, "extra": _Payload(marker)}, path)
-  with pytest.raises(load.UnsafeCheckpointError, match="non-tensor pickled objects"):
-    load.load_torch_checkpoint(path)
+  with pytest.raises(weights.UnsafeCheckpointError, match="non-tensor pickled objects"):
+    weights.load_torch_checkpoint(path)
   assert not marker.exists()
   # The payload is live: a plain unpickle would have run it.
   torch.load(path, weights_only=False)
@@ -298,12 +299,13 @@ def test_pickled_code_is_refused_without_running(tmp_path):
 def test_classifier_from_pretraining_checkpoint():
   hf_sd = hf_pretrain_state_dict(seed=2)
   with pytest.raises(ValueError, match="num_classes"):
-    load.load_torch_checkpoint(hf_sd, kind="classifier", num_heads=2, num_frames=4, image_size=32)
-  clf = load.load_torch_checkpoint(hf_sd, kind="classifier", num_classes=4, num_heads=2,
-                                   num_frames=4, image_size=32)
-  mae = load.load_torch_checkpoint(hf_sd, num_heads=2, decoder_heads=2, num_frames=4,
-                                   image_size=32)
-  ours, theirs = load.export_params(clf), load.export_params(mae)
+    weights.load_torch_checkpoint(hf_sd, kind="classifier", num_heads=2, num_frames=4,
+                                  image_size=32)
+  clf = weights.load_torch_checkpoint(hf_sd, kind="classifier", num_classes=4, num_heads=2,
+                                      num_frames=4, image_size=32)
+  mae = weights.load_torch_checkpoint(hf_sd, num_heads=2, decoder_heads=2, num_frames=4,
+                                      image_size=32)
+  ours, theirs = weights.export_params(clf), weights.export_params(mae)
   assert "norm" not in ours["encoder"]  # the pre-training final norm is dropped
   del theirs["encoder"]["norm"]
   a, b = leaves(ours["encoder"]), leaves(theirs["encoder"])
@@ -322,22 +324,23 @@ def test_hf_directory_from_save_pretrained(tmp_path):
                 decoder_intermediate_size=96, num_frames=6)), seed=3)
   hf.save_pretrained(tmp_path)
   assert (tmp_path / "model.safetensors").exists() and (tmp_path / "config.json").exists()
-  mae = load.load_torch_checkpoint(tmp_path)  # heads, frames and size from config.json
+  mae = weights.load_torch_checkpoint(tmp_path)  # heads, frames and size from config.json
   assert mae.spec.num_heads == 5 and mae.spec.decoder_heads == 3 and mae.grid == (3, 2, 2)
-  assert_same_params(mae, load.load_torch_checkpoint(hf.state_dict(), num_heads=5, decoder_heads=3,
-                                                     num_frames=6, image_size=32))
+  assert_same_params(mae, weights.load_torch_checkpoint(hf.state_dict(), num_heads=5,
+                                                        decoder_heads=3, num_frames=6,
+                                                        image_size=32))
   with pytest.raises(ValueError, match="contradicts config.json"):
-    load.load_torch_checkpoint(tmp_path, num_heads=4)
+    weights.load_torch_checkpoint(tmp_path, num_heads=4)
 
 
 def test_checkpoint_mismatch_lists_every_problem():
   torch = pytest.importorskip("torch")
-  sd = load.to_torch_state_dict(small_mae(6))
+  sd = weights.to_torch_state_dict(small_mae(6))
   del sd["encoder.blocks.1.attn.v_bias"]
   sd["encoder.extra.weight"] = torch.zeros(3, 4)
   sd["decoder.head.bias"] = torch.zeros(10)
-  with pytest.raises(load.CheckpointMismatchError) as info:
-    load.load_torch_checkpoint(sd, num_frames=4, image_size=32, num_heads=2, decoder_heads=2)
+  with pytest.raises(weights.CheckpointMismatchError) as info:
+    weights.load_torch_checkpoint(sd, num_frames=4, image_size=32, num_heads=2, decoder_heads=2)
   msg = str(info.value)
   assert "encoder.blocks.1.attn.v_bias" in msg
   assert "'encoder.extra.weight' (3, 4)" in msg
@@ -346,17 +349,17 @@ def test_checkpoint_mismatch_lists_every_problem():
 
 def test_unusable_checkpoints_give_clear_errors():
   with pytest.raises(ValueError, match="no decoder"):
-    load.load_torch_checkpoint(hf_classifier_state_dict(), kind="pretrain", num_heads=2)
+    weights.load_torch_checkpoint(hf_classifier_state_dict(), kind="pretrain", num_heads=2)
   with pytest.raises(ValueError, match="mean pooling"):
-    load.load_torch_checkpoint(hf_classifier_state_dict(use_mean_pooling=False), kind="classifier",
-                               num_heads=2)
+    weights.load_torch_checkpoint(hf_classifier_state_dict(use_mean_pooling=False),
+                                  kind="classifier", num_heads=2)
   transformers = pytest.importorskip("transformers")
   mean_pool_pretrain = transformers.VideoMAEForPreTraining(hf_config(use_mean_pooling=True))
   with pytest.raises(ValueError, match="videomae.layernorm"):
-    load.load_torch_checkpoint(mean_pool_pretrain.state_dict(), num_heads=2, decoder_heads=2)
+    weights.load_torch_checkpoint(mean_pool_pretrain.state_dict(), num_heads=2, decoder_heads=2)
   with pytest.raises(ValueError, match="kind"):
-    load.load_torch_checkpoint({}, kind="detector")
+    weights.load_torch_checkpoint({}, kind="detector")
   with pytest.raises(ValueError, match="num_heads="):
-    load.load_torch_checkpoint(hf_pretrain_state_dict(), decoder_heads=2)  # width 48: no default
+    weights.load_torch_checkpoint(hf_pretrain_state_dict(), decoder_heads=2)  # width 48: no default
   with pytest.raises(ValueError, match="layout"):
-    load.load_torch_checkpoint({"foo.weight": np.zeros(3)})
+    weights.load_torch_checkpoint({"foo.weight": np.zeros(3)})

@@ -15,6 +15,7 @@ from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
 from mgvm.models import localizer as loc
+from mgvm.train import detection as detection_lib
 
 HW = (32, 32)
 TINY = dict(dim=16, num_proposals=8, num_stages=2, num_heads=2, dynamic_dim=4, ffn_dim=32)
@@ -38,9 +39,9 @@ def _maps(batch=2, h=2, w=2, seed=1):
 @jax.jit
 @chex.assert_max_traces(n=1)
 def _set_losses_and_cost(logits, boxes, gt, valid):
-  terms, matches = loc.set_losses(logits, boxes, gt, valid, HW)
+  terms, matches = detection_lib.set_losses(logits, boxes, gt, valid, HW)
   whwh = loc.image_whwh(HW, gt.shape[0])
-  return terms, matches, loc.matching_cost(logits[-1], boxes[-1], gt, whwh)
+  return terms, matches, detection_lib.matching_cost(logits[-1], boxes[-1], gt, whwh)
 
 
 def _np_giou(a, b):
@@ -77,7 +78,7 @@ def loss_and_grad(model):
 
   def loss_fn(flat_p, stage_w, ce_w):
     out = nnx.merge(graphdef, unravel(flat_p), rest)(maps, image_hw)
-    terms, _ = loc.set_losses(out["logits"], out["boxes"], GT, GT_VALID, image_hw)
+    terms, _ = detection_lib.set_losses(out["logits"], out["boxes"], GT, GT_VALID, image_hw)
     per_stage = ce_w * terms["loss_ce"] + terms["loss_bbox"] + terms["loss_giou"]
     return (stage_w * per_stage).sum(), out
 

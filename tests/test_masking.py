@@ -47,7 +47,7 @@ def _call(kind, grid, batch=4, seed=0, **overrides):
 # (kind, grid, K, M): K, M worked out by hand from the reference formulas.
 SHAPE_CASES = [
     ("random", BASE, 1568 - 1411, 1411),  # int(0.9 * 1568) = 1411 masked
-    ("tube", BASE, 8 * 20, 8 * 176),  # int(0.9 * 196) = 176 masked per slice (ALGORITHMS §1.2)
+    ("tube", BASE, 8 * 20, 8 * 176),  # int(0.9 * 196) = 176 masked per slice (docs/algorithms.md §1.2)
     ("running_cell", BASE, 8 * 20, 8 * 98),  # 2 of 4 cell positions decoded: 98 per slice
     ("random", SMALL, 64 - 57, 57),  # int(0.9 * 64) = 57
     ("tube", SMALL, 4 * 2, 4 * 14),  # int(0.9 * 16) = 14

@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from mgvm import masking  # noqa: E402
-from mgvm.models import load  # noqa: E402
+from mgvm import weights  # noqa: E402
 from mgvm.train import losses  # noqa: E402
 
 TOL = 1e-5
@@ -97,8 +97,8 @@ def assert_hidden_close(ours, theirs):
 def pretrain_pair():
   hf = fix_hardcoded_eps(randomize(transformers.VideoMAEForPreTraining(
       hf_config(use_mean_pooling=False, norm_pix_loss=True)), seed=1))
-  mae = load.load_torch_checkpoint(hf.state_dict(), kind="pretrain", num_frames=T, image_size=S,
-                                   num_heads=3, decoder_heads=2)
+  mae = weights.load_torch_checkpoint(hf.state_dict(), kind="pretrain", num_frames=T, image_size=S,
+                                      num_heads=3, decoder_heads=2)
   return hf, mae
 
 
@@ -141,8 +141,8 @@ def test_bare_videomae_model_matches_classifier_encoder():
   # A bare `VideoMAEModel` (keys without the `videomae.` prefix) with mean pooling has no
   # final LayerNorm, like the classifier's encoder.
   hf = randomize(transformers.VideoMAEModel(hf_config(use_mean_pooling=True)), seed=3)
-  clf = load.load_torch_checkpoint(hf.state_dict(), kind="classifier", num_classes=5,
-                                   num_frames=T, image_size=S, num_heads=3)
+  clf = weights.load_torch_checkpoint(hf.state_dict(), kind="classifier", num_classes=5,
+                                      num_frames=T, image_size=S, num_heads=3)
   pixel_values, _, video = inputs(2)
   with torch.no_grad():
     expected = hf(pixel_values).last_hidden_state
@@ -155,7 +155,7 @@ def test_classification_logits_match(tmp_path):
   hf = fix_hardcoded_eps(randomize(transformers.VideoMAEForVideoClassification(
       hf_config(use_mean_pooling=True, num_labels=7)), seed=2))
   hf.save_pretrained(tmp_path)  # config.json + model.safetensors; heads come from config.json
-  clf = load.load_torch_checkpoint(tmp_path, kind="classifier")
+  clf = weights.load_torch_checkpoint(tmp_path, kind="classifier")
   assert clf.num_classes == 7 and clf.grid == (3, 3, 3) and clf.encoder.num_heads == 3
   pixel_values, _, video = inputs(3)
   with torch.no_grad():
@@ -170,7 +170,7 @@ def test_classification_logits_match(tmp_path):
 def test_hf_export_loads_strictly_into_transformers(pretrain_pair):
   hf, mae = pretrain_pair
   fresh = transformers.VideoMAEForPreTraining(hf_config(use_mean_pooling=False))
-  result = fresh.load_state_dict(load.to_torch_state_dict(mae, layout="hf"), strict=True)
+  result = fresh.load_state_dict(weights.to_torch_state_dict(mae, layout="hf"), strict=True)
   assert not result.missing_keys and not result.unexpected_keys
   for key, value in hf.state_dict().items():
     torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)

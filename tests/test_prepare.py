@@ -135,8 +135,8 @@ def test_cli_shows_progress_and_writes_the_summary(videos, tmp_path):
 def test_prepared_videos_train_and_evaluate(videos, tmp_path):
   """The shards feed `train.py`'s loop and `eval.py` unchanged (`data.source=tfrecord`)."""
   from configs import finetune
-  from mgvm.evaluate import run as eval_run
-  from mgvm.train import loop
+  from mgvm.run import evaluate as eval_run
+  from mgvm.run import train as train_run
   root, csv = videos
   out = tmp_path / "data"
   prepare.prepare(str(csv), str(out), root=str(root), split="train", workers=1,
@@ -153,7 +153,7 @@ def test_prepared_videos_train_and_evaluate(videos, tmp_path):
   config.optim.warmup_steps = 1
   config.eval.update(split="val", batch_size=8, num_clips=2, num_crops=1)
   config.update(total_steps=2, log_every_steps=1, checkpoint_every_steps=2, tensorboard=False)
-  assert loop.train(config, str(tmp_path / "run"), log=lambda _: None)["step"] == 2
+  assert train_run.train(config, str(tmp_path / "run"), log=lambda _: None)["step"] == 2
   result = eval_run.evaluate(config, str(tmp_path / "run"), split="val", log=lambda _: None)
   assert result["num_videos"] == 3
 

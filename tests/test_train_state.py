@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mgvm import masking
-from mgvm.models.load import CheckpointMismatchError
-from mgvm.train import optim, sharding, state as state_lib, steps
+from mgvm import masking, sharding, tasks
+from mgvm.train import optim, state as state_lib, steps
+from mgvm.weights import CheckpointMismatchError, encoder_from_pretrained, merge_params
 
 
 def _config(task, **model):
@@ -26,7 +26,7 @@ def _config(task, **model):
 
 
 def _pretrain_state(mesh, config):
-  model_fn = lambda: state_lib.build_model(config)
+  model_fn = lambda: tasks.build_model(config)
   params = nnx.state(nnx.eval_shape(model_fn), nnx.Param)
   tx, schedule = optim.make_optimizer(config.optim, params, global_batch_size=8, total_steps=10,
                                       num_layers=2)
@@ -65,17 +65,17 @@ def test_batch_size_must_divide_over_the_devices():
 
 
 def test_classifier_takes_the_pretrained_encoder_and_names_what_it_skips():
-  mae = state_lib.build_model(_config("pretrain"), seed=1)
+  mae = tasks.build_model(_config("pretrain"), seed=1)
   pretrained = nnx.state(mae, nnx.Param).to_pure_dict()
-  clf_params = nnx.state(state_lib.build_model(_config("finetune"), num_classes=5), nnx.Param)
+  clf_params = nnx.state(tasks.build_model(_config("finetune"), num_classes=5), nnx.Param)
   messages = []
-  merged = state_lib.encoder_from_pretrained(clf_params, pretrained, log=messages.append)
+  merged = encoder_from_pretrained(clf_params, pretrained, log=messages.append)
   np.testing.assert_array_equal(merged["encoder"]["blocks"][1]["mlp"]["fc1"]["kernel"],
                                 pretrained["encoder"]["blocks"][1]["mlp"]["fc1"]["kernel"])
   assert set(merged) == {"encoder"}                 # head and fc_norm stay freshly initialised
   assert "decoder" in messages[0] and "encoder.norm.scale" in messages[0] and "head" in messages[0]
   # the merged dict initialises a train state
-  new = state_lib.merge_params(clf_params, merged)
+  new = merge_params(clf_params, merged)
   np.testing.assert_array_equal(new["encoder"]["patch_embed"]["proj"]["kernel"][...],
                                 pretrained["encoder"]["patch_embed"]["proj"]["kernel"])
   np.testing.assert_array_equal(new["head"]["kernel"][...], clf_params["head"]["kernel"][...])
@@ -83,10 +83,10 @@ def test_classifier_takes_the_pretrained_encoder_and_names_what_it_skips():
 
 def test_a_classifier_initialises_a_model_with_a_final_norm():
   """Classifier -> MAE/EVAD encoder: every block is taken, the final norm starts fresh."""
-  clf = nnx.state(state_lib.build_model(_config("finetune"), num_classes=5, seed=2), nnx.Param)
-  mae_params = nnx.state(state_lib.build_model(_config("pretrain")), nnx.Param)
+  clf = nnx.state(tasks.build_model(_config("finetune"), num_classes=5, seed=2), nnx.Param)
+  mae_params = nnx.state(tasks.build_model(_config("pretrain")), nnx.Param)
   messages = []
-  merged = state_lib.encoder_from_pretrained(mae_params, clf.to_pure_dict(), log=messages.append)
+  merged = encoder_from_pretrained(mae_params, clf.to_pure_dict(), log=messages.append)
   assert "norm" not in merged["encoder"]
   np.testing.assert_array_equal(merged["encoder"]["blocks"][0]["attn"]["qkv"]["kernel"],
                                 clf["encoder"]["blocks"][0]["attn"]["qkv"]["kernel"][...])
@@ -94,14 +94,14 @@ def test_a_classifier_initialises_a_model_with_a_final_norm():
 
 
 def test_a_pretrained_encoder_of_another_width_is_rejected_naming_the_parameter():
-  mae = state_lib.build_model(_config("pretrain", dim=48, num_heads=3))
-  clf_params = nnx.state(state_lib.build_model(_config("finetune"), num_classes=5), nnx.Param)
+  mae = tasks.build_model(_config("pretrain", dim=48, num_heads=3))
+  clf_params = nnx.state(tasks.build_model(_config("finetune"), num_classes=5), nnx.Param)
   with pytest.raises(CheckpointMismatchError, match=r"encoder\.patch_embed\.proj\.kernel"):
-    state_lib.encoder_from_pretrained(clf_params, nnx.state(mae, nnx.Param).to_pure_dict(),
+    encoder_from_pretrained(clf_params, nnx.state(mae, nnx.Param).to_pure_dict(),
                                       log=lambda _: None)
 
 
 def test_config_tubelet_sets_the_token_grid():
-  assert state_lib.build_model(_config("pretrain")).grid == (2, 2, 2)   # default 2x16x16
-  clf = state_lib.build_model(_config("finetune", tubelet=(2, 8, 8)), num_classes=3)
+  assert tasks.build_model(_config("pretrain")).grid == (2, 2, 2)   # default 2x16x16
+  clf = tasks.build_model(_config("finetune", tubelet=(2, 8, 8)), num_classes=3)
   assert clf.grid == (2, 4, 4)

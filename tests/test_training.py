@@ -14,9 +14,11 @@ sys.path.insert(0, ROOT)
 
 from configs import finetune, pretrain  # noqa: E402
 from mgvm import metrics as metrics_lib  # noqa: E402
-from mgvm.evaluate import run as eval_run  # noqa: E402
+from mgvm.tasks import finetune as finetune_task  # noqa: E402
+from mgvm.run import evaluate as eval_run  # noqa: E402
 from mgvm.train import checkpoint as checkpoint_lib  # noqa: E402
-from mgvm.train import loop  # noqa: E402
+from mgvm.run import train as train_run  # noqa: E402
+from mgvm.workdir import checkpoint_dir  # noqa: E402
 
 
 def _tiny(config, data_dir, **run):
@@ -49,14 +51,14 @@ def test_pretrain_finetune_eval_chain(tmp_path, data_dir):
   pre_dir, ft_dir = str(tmp_path / "pretrain"), str(tmp_path / "finetune")
   config = _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=4, log_every_steps=2,
                  checkpoint_every_steps=2)
-  result = loop.train(config, pre_dir, log=lambda _: None)
+  result = train_run.train(config, pre_dir, log=lambda _: None)
   assert result["step"] == 4 and result["step_cache_size"] == 1
   records = _records(pre_dir)
   assert [r["step"] for r in records] == [2, 4]
   assert all(r["loss"] > 0 and r["lr"] > 0 and r["steps_per_sec"] > 0 for r in records)
   assert os.path.getsize(os.path.join(pre_dir, "loss.png")) > 0
   assert os.listdir(os.path.join(pre_dir, "tensorboard"))
-  assert checkpoint_lib.Checkpointer(loop.checkpoint_dir(pre_dir), save_every_steps=2).latest_step() == 4
+  assert checkpoint_lib.Checkpointer(checkpoint_dir(pre_dir), save_every_steps=2).latest_step() == 4
 
   pre_eval = eval_run.evaluate(config, pre_dir, log=lambda _: None)
   saved = json.load(open(os.path.join(pre_dir, "eval", "val.json")))
@@ -67,7 +69,7 @@ def test_pretrain_finetune_eval_chain(tmp_path, data_dir):
   config = _tiny(finetune.get_config("runlocal"), data_dir, total_steps=3, log_every_steps=1,
                  checkpoint_every_steps=3, init_from=pre_dir)
   config.mixup.enabled = True
-  loop.train(config, ft_dir, log=messages.append)
+  train_run.train(config, ft_dir, log=messages.append)
   assert any("init_from" in m and "decoder" in m for m in messages)
   assert [r["step"] for r in _records(ft_dir)] == [1, 2, 3]
   config.eval.update(split="test", num_clips=2, num_crops=3)
@@ -79,7 +81,7 @@ def test_pretrain_finetune_eval_chain(tmp_path, data_dir):
 
 
 def _params(workdir):
-  return jax.device_get(checkpoint_lib.load_params(loop.checkpoint_dir(workdir)))
+  return jax.device_get(checkpoint_lib.load_params(checkpoint_dir(workdir)))
 
 
 def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, data_dir, monkeypatch):
@@ -87,7 +89,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, data_dir, mon
     return _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=6, log_every_steps=1,
                  checkpoint_every_steps=100)
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-  loop.train(config(), straight, log=lambda _: None)
+  train_run.train(config(), straight, log=lambda _: None)
 
   write = metrics_lib.MetricWriter.write
 
@@ -96,10 +98,10 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, data_dir, mon
     if step == 3:
       os.kill(os.getpid(), signal.SIGTERM)      # what a scheduler sends before preempting
   monkeypatch.setattr(metrics_lib.MetricWriter, "write", write_and_preempt)
-  first = loop.train(config(), resumed, log=lambda _: None)
+  first = train_run.train(config(), resumed, log=lambda _: None)
   monkeypatch.setattr(metrics_lib.MetricWriter, "write", write)
   assert first["preempted"] and first["step"] == 4        # saved at the next step, then stopped
-  second = loop.train(config(), resumed, log=lambda _: None)
+  second = train_run.train(config(), resumed, log=lambda _: None)
   assert second["step"] == 6 and not second["preempted"]
   assert [r["step"] for r in _records(resumed)] == [1, 2, 3, 4, 5, 6]
   jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(resumed))
@@ -112,7 +114,7 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, data_dir, m
     return _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=5, log_every_steps=1,
                  checkpoint_every_steps=2)
   straight, crashed = str(tmp_path / "straight"), str(tmp_path / "crashed")
-  loop.train(config(), straight, log=lambda _: None)
+  train_run.train(config(), straight, log=lambda _: None)
   write = metrics_lib.MetricWriter.write
 
   def write_and_crash(self, step, values):
@@ -121,10 +123,10 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, data_dir, m
       raise KeyboardInterrupt("simulated crash")
   monkeypatch.setattr(metrics_lib.MetricWriter, "write", write_and_crash)
   with pytest.raises(KeyboardInterrupt):
-    loop.train(config(), crashed, log=lambda _: None)
+    train_run.train(config(), crashed, log=lambda _: None)
   monkeypatch.setattr(metrics_lib.MetricWriter, "write", write)
   messages = []
-  assert loop.train(config(), crashed, log=messages.append)["step"] == 5
+  assert train_run.train(config(), crashed, log=messages.append)["step"] == 5
   assert "resumed from step 2" in messages
   jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(crashed))
 
@@ -133,9 +135,9 @@ def test_a_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path, data
   config = _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=4, log_every_steps=4,
                  checkpoint_every_steps=1)
   config.optim.update(base_lr=1e38, warmup_steps=0)        # the first update overflows
-  with pytest.raises(loop.NonFiniteLossError, match="step 1"):
-    loop.train(config, str(tmp_path), log=lambda _: None)
-  assert checkpoint_lib.Checkpointer(loop.checkpoint_dir(str(tmp_path)),
+  with pytest.raises(train_run.NonFiniteLossError, match="step 1"):
+    train_run.train(config, str(tmp_path), log=lambda _: None)
+  assert checkpoint_lib.Checkpointer(checkpoint_dir(str(tmp_path)),
                                      save_every_steps=1).latest_step() is None
 
 
@@ -145,11 +147,11 @@ def test_motion_guided_compression_in_pretraining_finetuning_and_eval(tmp_path, 
   pre_dir, ft_dir = str(tmp_path / "pretrain"), str(tmp_path / "finetune")
   config = _tiny(pretrain.get_config("runlocal,masker=tube,compress=mgtc"), data_dir,
                  total_steps=3, log_every_steps=1, checkpoint_every_steps=3)
-  assert loop.train(config, pre_dir, log=lambda _: None)["step"] == 3
+  assert train_run.train(config, pre_dir, log=lambda _: None)["step"] == 3
   assert np.isfinite(_records(pre_dir)[-1]["loss"])
   config = _tiny(finetune.get_config("runlocal,compress=mgtc"), data_dir, total_steps=3,
                  log_every_steps=1, checkpoint_every_steps=3, init_from=pre_dir)
-  loop.train(config, ft_dir, log=lambda _: None)
+  train_run.train(config, ft_dir, log=lambda _: None)
   result = eval_run.evaluate(config, ft_dir, log=lambda _: None)
   assert result["compression"]["tokens"] == "12 of 16" and result["compression"]["kind"] == "mgtc"
   from benchmarks import compression_at_inference as study  # the study script on this run
@@ -158,4 +160,4 @@ def test_motion_guided_compression_in_pretraining_finetuning_and_eval(tmp_path, 
   assert rows[1]["gflops_per_clip"] < 0.9 * rows[0]["gflops_per_clip"]  # embedding is not cut
   config.masking = {"kind": "tube", "ratio": 0.5}
   with pytest.raises(ValueError, match="fine-tuning takes a compressor"):
-    loop.classifier_compressor(config, (4, 2, 2))
+    finetune_task.compressor(config, (4, 2, 2))

@@ -206,8 +206,8 @@ def _train_and_evaluate_on(tmp_path, tfds_name, *, num_classes, eval_videos):
   """`config.data.source="tfds"`: train.py's loop and eval.py read the built data set."""
   from configs import finetune
   from mgvm.data import sources
-  from mgvm.evaluate import run as eval_run
-  from mgvm.train import loop
+  from mgvm.run import evaluate as eval_run
+  from mgvm.run import train as train_run
   config = finetune.get_config("runlocal")
   config.model.update(dim=32, depth=1, num_heads=2)
   config.num_frames, config.image_size, config.batch_size = 4, 32, 8
@@ -218,7 +218,7 @@ def _train_and_evaluate_on(tmp_path, tfds_name, *, num_classes, eval_videos):
   config.optim.warmup_steps = 1
   config.eval.update(split="test", batch_size=8, num_clips=2, num_crops=3)
   config.update(total_steps=2, log_every_steps=1, checkpoint_every_steps=2, tensorboard=False)
-  assert loop.train(config, str(tmp_path / "run"), log=lambda _: None)["step"] == 2
+  assert train_run.train(config, str(tmp_path / "run"), log=lambda _: None)["step"] == 2
   result = eval_run.evaluate(config, str(tmp_path / "run"), split="test", log=lambda _: None)
   assert result["num_videos"] == eval_videos and result["views"] == "2 clips x 3 crops"
   config.data.tfds_name = "mgvm_ucf101/split3"  # never built: says how to build it

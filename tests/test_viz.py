@@ -122,7 +122,7 @@ def test_everest_embeddings_from_a_workdir(tiny_config, tmp_path):
   import jax
   from flax import nnx
   from mgvm.train import checkpoint as checkpoint_lib
-  from mgvm.train.state import build_model
+  from mgvm.tasks import build_model
   config = viz.load_config(tiny_config)
   model = build_model(config, seed=5)
   state = nnx.state(model, nnx.Param)

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from mgvm.data import format as fmt
 from mgvm.data import sampling, video_ops
-from mgvm.data.pipeline import AUTOTUNE, _parse, _sub_seed, host_files
+from mgvm.data.pipeline import AUTOTUNE, parse_record, sub_seed, host_files
 
 
 def keyframe_clip_indices(num_frames_src, keyframe, stride, num_frames: int) -> tf.Tensor:
@@ -115,7 +115,7 @@ def make_detection_dataset(files: str | Sequence[str], *, mode: str, num_frames:
     raise ValueError(f"keyframes_per_video must be an integer >= 0 (0: every annotated frame), "
                      f"got {keyframes_per_video}")
   files = host_files(files, process_index, process_count)
-  parse = lambda s: _parse(s, lambda x: fmt.parse_example(x, with_annotations=True))  # noqa: E731
+  parse = lambda s: parse_record(s, lambda x: fmt.parse_example(x, with_annotations=True))  # noqa: E731
   common = dict(num_frames=num_frames, image_size=image_size, max_boxes=max_boxes,
                 num_classes=num_classes)
   fps_target = target_fps or None
@@ -146,7 +146,7 @@ def make_detection_dataset(files: str | Sequence[str], *, mode: str, num_frames:
     ds = tf.data.Dataset.from_tensor_slices(files).repeat()
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), block_length=1,
                        num_parallel_calls=AUTOTUNE, deterministic=True)
-    ds = ds.shuffle(shuffle_buffer, seed=_sub_seed(seed, process_index, 1),
+    ds = ds.shuffle(shuffle_buffer, seed=sub_seed(seed, process_index, 1),
                     reshuffle_each_iteration=True)
     ds = ds.enumerate().skip(start_step * batch_size)
     ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True)

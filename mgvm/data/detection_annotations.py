@@ -3,7 +3,7 @@
 Every reader returns `DetectionAnnotations`: `frames` maps a frame key to its `Annotation`s
 (one per person box, with all of that person's labels), plus class names, videos, splits and
 the counts of what was dropped. `ground_truth_tuples` turns it into the input of
-`mgvm.evaluate.detection.frame_map`. Pure Python + NumPy.
+`mgvm.evaluate.frame_map.frame_map`. Pure Python + NumPy.
 
 AVA (https://research.google.com/ava/download.html): rows
 `video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]`, boxes normalised to [0, 1], frame key

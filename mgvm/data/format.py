@@ -1,4 +1,4 @@
-"""The on-disk format: one `tf.train.SequenceExample` per video (DESIGN.md §3).
+"""The on-disk format: one `tf.train.SequenceExample` per video (docs/algorithms.md §0.4).
 
 Context features
   video/id            bytes    unique id (file stem, or synthetic index)

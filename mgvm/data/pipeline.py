@@ -1,4 +1,4 @@
-"""The tf.data input pipeline: TFRecord shards -> local numpy batches (DESIGN.md §3, docs/data.md).
+"""The tf.data input pipeline: TFRecord shards -> local numpy batches (docs/algorithms.md §0.4, docs/data.md).
 
 Order (dmvr's): this host's shards -> interleave -> parse -> choose frame indices by FPS ->
 decode only those frames -> augment (one crop/flip per clip) -> normalise -> batch -> prefetch.
@@ -75,11 +75,13 @@ def iterate_numpy(ds: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
   return ds.as_numpy_iterator()
 
 
-def _sub_seed(seed: int, process_index: int, stream: int) -> int:
+def sub_seed(seed: int, process_index: int, stream: int) -> int:
+  """A seed of its own for each (run seed, host, random stream): hosts never share a stream."""
   return int(np.random.SeedSequence([seed, process_index, stream]).generate_state(1)[0])
 
 
-def _parse(serialized, parse_fn):
+def parse_record(serialized, parse_fn):
+  """`parse_fn(serialized)` and its frame count; a record without frames fails naming its id."""
   ex = parse_fn(serialized)
   n = tf.shape(ex["frames"])[0]
   check = tf.debugging.Assert(n > 0, ["record has no frames (image/encoded); video/id:", ex["id"]])
@@ -226,7 +228,7 @@ def make_dataset(files: str | Sequence[str], *, mode: str, num_frames: int, imag
   ds = tf.data.Dataset.counter().flat_map(epoch_files)
   ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), block_length=1,
                      num_parallel_calls=AUTOTUNE, deterministic=True)
-  ds = ds.shuffle(shuffle_buffer, seed=_sub_seed(seed, process_index, 1),
+  ds = ds.shuffle(shuffle_buffer, seed=sub_seed(seed, process_index, 1),
                   reshuffle_each_iteration=False)
   videos_per_batch = batch_size // num_sample
   ds = ds.enumerate().skip(start_step * videos_per_batch)  # skip before parsing / decoding
@@ -250,7 +252,7 @@ def make_dataset(files: str | Sequence[str], *, mode: str, num_frames: int, imag
     return video
 
   def process(position, serialized):
-    ex, n = _parse(serialized, parse_fn)
+    ex, n = parse_record(serialized, parse_fn)
     example_seed = tf.random.experimental.stateless_fold_in(
         tf.random.experimental.stateless_fold_in(base, 1), position)
     s_time, s_views = tf.unstack(tf.random.experimental.stateless_split(example_seed, 2))
@@ -276,7 +278,7 @@ def _eval_dataset(files, *, num_frames, image_size, batch_size, fps_choices, fra
   views = num_clips * num_crops
 
   def process(video_index, serialized):
-    ex, n = _parse(serialized, parse_fn)
+    ex, n = parse_record(serialized, parse_fn)
     indices, stride = _eval_indices(ex["fps"], n, num_frames=num_frames, temporal=temporal,
                                     fps_choices=fps_choices, frame_stride=frame_stride,
                                     num_clips=num_clips)  # [K, T]

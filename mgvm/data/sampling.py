@@ -1,4 +1,4 @@
-"""FPS-aware temporal sampling: which source frames make a clip (DESIGN.md §3).
+"""FPS-aware temporal sampling: which source frames make a clip (docs/algorithms.md §0.4).
 
 A clip of `num_out` frames taken with a (possibly fractional) `stride` from `start` uses
 

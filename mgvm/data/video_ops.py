@@ -1,4 +1,4 @@
-"""TensorFlow ops on one clip `[T, H, W, 3]` (DESIGN.md §3, ALGORITHMS.md §1.5–1.7).
+"""TensorFlow ops on one clip `[T, H, W, 3]` (docs/algorithms.md §0.4, §1.5–1.7).
 
 Every random op takes an explicit stateless `seed` (a [2] int tensor) and draws one crop / flip
 for the whole clip, so all frames get the same geometry and eager, graph and tf.data runs agree

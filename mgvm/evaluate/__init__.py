@@ -1,1 +1,2 @@
-"""Evaluation: multi-view classification accuracy and masked-reconstruction quality."""
+"""Evaluation metrics: multi-view classification, masked reconstruction, EVAD detection
+(`detection`) and the frame-mAP it reports (`frame_map`)."""

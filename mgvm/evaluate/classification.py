@@ -1,4 +1,4 @@
-"""Multi-view classification: softmax per view, averaged over views (ALGORITHMS §1.7), top-k."""
+"""Multi-view classification: softmax per view, averaged over views (docs/algorithms.md §1.7), top-k."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def predict_fn(graphdef: nnx.GraphDef, compressor=None):
 def evaluate(graphdef: nnx.GraphDef, params, batches: Iterable[dict], mesh, num_classes: int,
              ks: Sequence[int] = (1, 5), compressor=None) -> dict[str, float | int]:
   """Top-k accuracy of `params` over every view of every video in `batches` (eval-mode batches)."""
-  from mgvm.train.sharding import to_global
+  from mgvm.sharding import to_global
   predict = predict_fn(graphdef, compressor)
   agg = ViewAggregator(num_classes)
   for batch in batches:

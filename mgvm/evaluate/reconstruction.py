@@ -46,7 +46,7 @@ def per_clip_metrics(model, masker: Masker, video: jax.Array, key: jax.Array) ->
 def evaluate(graphdef: nnx.GraphDef, params, masker: Masker, batches: Iterable[dict], mesh,
              seed: int = 0) -> dict[str, float | int]:
   """Mean loss and PSNR over every real (unpadded) clip; batch i is masked with fold_in(key, i)."""
-  from mgvm.train.sharding import to_global
+  from mgvm.sharding import to_global
 
   @jax.jit
   def run(params, video, key):

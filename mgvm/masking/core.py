@@ -1,7 +1,7 @@
 """Pieces shared by every masker: the `MaskOut` contract, static-shape index helpers,
 build-time validation and the `Masker` callable returned by `mgvm.masking.build`.
 
-Token index convention (DESIGN.md §2): for a token grid `(T', h, w)` the token at slice `t`,
+Token index convention (docs/algorithms.md §0.2): for a token grid `(T', h, w)` the token at slice `t`,
 row `i`, column `j` has index `n = t·h·w + i·w + j`. Every count (kept, target tokens) is a
 Python int known before tracing, so maskers compile once.
 """

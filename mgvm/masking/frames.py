@@ -1,4 +1,4 @@
-"""Information-driven frame selection: T frames out of a longer window (VideoMS, §3.4).
+"""Information-driven frame selection (VideoMS, docs/algorithms.md §3.4): T of a window's frames.
 
 The VideoMS / EVEREST paper describes choosing "information-intensive" frames but never released
 it; this is mgvm's rule. A frame's energy is its mean absolute difference to the previous frame

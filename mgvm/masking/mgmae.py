@@ -1,5 +1,5 @@
 """MGMAE motion-guided masking: an initial map on a base frame, warped along optical flow
-(ALGORITHMS.md §2.1–2.2, 2.6).
+(docs/algorithms.md §2.1–2.2, 2.6).
 
 Per clip [B, T, H, W, 3] with token grid `(T', h, w)` (tubelet `pt × ph × pw`):
 1. an initial map at pixel resolution on the base frame (`init`): `mix_gauss` (Gaussian bumps

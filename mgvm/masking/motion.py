@@ -1,4 +1,4 @@
-"""Motion-guided token compressors: which tokens exist at all (ALGORITHMS.md §3, §5).
+"""Motion-guided token compressors: which tokens exist at all (docs/algorithms.md §3, §5).
 
 A compressor scores every token of the grid `(T', h, w)` by how much it changes over time and
 keeps the `int((1 - ratio) · N)` highest-scoring ones per video (EVEREST's count; a per-video

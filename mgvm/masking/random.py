@@ -3,7 +3,7 @@
 Each masker is a pure function `(key, video, tokens, *, grid, ...) -> MaskOut` with static
 shapes; only the batch size of `video` / `tokens` is read. Counts follow the references:
 `int(ratio * N)` masked tokens for random masking, `int(ratio * h·w)` masked positions per
-slice for tube masking (ALGORITHMS.md §1.2), and VideoMAE v2's running-cell decoder mask
+slice for tube masking (docs/algorithms.md §1.2), and VideoMAE v2's running-cell decoder mask
 (§1.9). Each kind also has a `build_*` function used by `mgvm.masking.build`.
 """
 

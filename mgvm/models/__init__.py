@@ -1,4 +1,5 @@
-"""Flax NNX video models: `VideoViT`, `VideoMAE`, `VideoClassifier`."""
+"""Flax NNX video models: `VideoViT`, `VideoMAE`, `VideoClassifier`, and `EVAD` (KTP pruning in
+`ktp`, the actor localizer in `localizer`). Weight import / export lives in `mgvm.weights`."""
 
 from mgvm.models.classifier import VideoClassifier
 from mgvm.models.mae import VideoMAE

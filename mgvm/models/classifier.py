@@ -18,7 +18,7 @@ def scaled_trunc_normal(scale: float, stddev: float = 0.02):
 
 
 class VideoClassifier(nnx.Module):
-  """VideoMAE fine-tuning model (ALGORITHMS §1.6).
+  """VideoMAE fine-tuning model (docs/algorithms.md §1.6).
 
   `model(video, ids_keep=None)` -> `(logits [B, num_classes] float32, aux)`; with
   `ids_keep` [B, K] the encoder sees only those tokens (token compression).

@@ -1,4 +1,4 @@
-"""EVAD (ALGORITHMS §4): a VideoViT with keyframe-centric token pruning, an actor localizer on
+"""EVAD (docs/algorithms.md §4): a VideoViT with keyframe-centric token pruning, an actor localizer on
 the keyframe tokens, and a context refinement decoder that classifies each actor's actions.
 
 `EVAD(...)(video)` -> `(out, aux)`:
@@ -53,7 +53,7 @@ class EVAD(nnx.Module):
       `ktp.default_prune_blocks(depth)` (3, 6, 9 for ViT-B). `{}` or rate 1.0: no pruning.
     enhanced_weight: weight of keyframe queries in the KTP scores (EW; 1 or 4).
     feature_blocks: blocks whose keyframe tokens feed the localizer's FPN (default 2, 5, 8, 11).
-    official_order: rebuild the grid as the official code does (ALGORITHMS §4.2, ablation only).
+    official_order: rebuild the grid as the official code does (docs/algorithms.md §4.2, ablation only).
   """
 
   def __init__(self, size: str | None = "B", *, num_classes: int, dim=None, depth=None,

@@ -1,4 +1,4 @@
-"""Keyframe-centric token pruning (EVAD's KTP, ALGORITHMS §4.2) over a `VideoViT`'s blocks.
+"""Keyframe-centric token pruning (EVAD's KTP, docs/algorithms.md §4.2) over a `VideoViT`'s blocks.
 
 The encoder's tokens are reordered so the keyframe slice (slice T'//2) comes first; a pruning
 block keeps every keyframe token and the non-keyframe tokens that receive the most attention
@@ -148,7 +148,7 @@ def rebuild_grid(kept: jax.Array, ids: jax.Array, grid: Sequence[int], fill: jax
   """Scatters kept tokens [B, K, C] (keyframe first) back to the full [B, N, C] grid.
 
   Non-keyframe token j goes to position `ids[:, j]`; dropped positions hold `fill` [C].
-  `official_order=True` reproduces the official code's defect (ALGORITHMS §4.2): the tokens
+  `official_order=True` reproduces the official code's defect (docs/algorithms.md §4.2): the tokens
   land, in their current (score) order, on the kept positions sorted ascending. Returns
   (grid [B, N, C], the position each kept token was put at [B, K]).
   """

@@ -1,4 +1,4 @@
-"""EVAD actor localizer: keyframe FPN, Sparse R-CNN iterative heads, set losses (ALGORITHMS §4.4).
+"""EVAD actor localizer: keyframe FPN and Sparse R-CNN iterative heads (docs/algorithms.md §4.4).
 
 * `KeyframeFPN`: four keyframe token maps (taken from four encoder blocks) are resized x4, x2, x1,
   x0.5 (nearest) and fed to a detectron2-style FPN (1x1 laterals, 3x3 outputs, top-down nearest x2
@@ -8,9 +8,8 @@
   self-attention -> `DynamicConv` -> FFN -> class (person / no-object) and box-delta branches.
 * `ActorLocalizer`: learnable proposal boxes (normalised cxcywh, init = whole image) and features,
   the FPN and `num_stages` heads; boxes are detached between stages.
-* `set_losses`: per-stage Hungarian matching and the Sparse R-CNN / EVAD `SetCriterion` terms
-  (weighted CE with no-object weight, L1 on image-normalised xyxy, 1 - GIoU), all with static shapes
-  (ground truth padded to G boxes with a validity mask), so everything is jit-able.
+The set criterion that trains it (Hungarian matching, `SetCriterion` terms) lives in
+`mgvm.train.detection`.
 
 Choices where the reference is silent or PyTorch-specific:
 - Layer norms use PyTorch's default eps (1e-5), as the reference head's `nn.LayerNorm`s.
@@ -287,83 +286,3 @@ class ActorLocalizer(nnx.Module):
 def person_scores(logits: jax.Array) -> jax.Array:
   """[..., 2] logits -> [...] softmax probability of `person` (inference score)."""
   return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)[..., PERSON]
-
-
-def _pairwise_giou(a: jax.Array, b: jax.Array) -> jax.Array:
-  """Elementwise GIoU of [..., 4] boxes a and b."""
-  flat_a, flat_b = a.reshape(-1, 4), b.reshape(-1, 4)
-  giou = jax.vmap(lambda x, y: ops.generalized_box_iou(x[None], y[None])[0, 0])(flat_a, flat_b)
-  return giou.reshape(a.shape[:-1])
-
-
-def matching_cost(logits: jax.Array, boxes: jax.Array, gt_boxes: jax.Array, whwh: jax.Array, *,
-                  class_weight: float = 2.0, l1_weight: float = 5.0,
-                  giou_weight: float = 2.0) -> jax.Array:
-  """Hungarian cost [B, P, G] = class_weight*(-p_person) + l1_weight*L1(xyxy / image size)
-  + giou_weight*(-GIoU) (the reference `HungarianMatcher`, softmax variant)."""
-  prob = person_scores(logits)
-  scale = whwh[:, None, :]
-  cost_l1 = jnp.abs((boxes / scale)[:, :, None, :] - (gt_boxes / scale)[:, None, :, :]).sum(-1)
-  cost_giou = -jax.vmap(ops.generalized_box_iou)(boxes, gt_boxes)
-  return l1_weight * cost_l1 + class_weight * (-prob)[:, :, None] + giou_weight * cost_giou
-
-
-def set_losses(logits: jax.Array, boxes: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array,
-               image_hw, *, class_weight: float = 2.0, l1_weight: float = 5.0,
-               giou_weight: float = 2.0, no_object_weight: float = 0.1):
-  """Sparse R-CNN / EVAD set criterion for every stage.
-
-  logits [S, B, P, 2], boxes [S, B, P, 4] xyxy pixels, gt_boxes [B, G, 4] xyxy pixels padded to G,
-  gt_valid [B, G] bool, image_hw (H, W) or [B, 2].
-
-  Returns `(terms, matches)`: `terms` has `loss_ce`, `loss_bbox`, `loss_giou`, each [S] and already
-  multiplied by its weight (class_weight, l1_weight, giou_weight, the reference `weight_dict`;
-  index S-1 is the reference's un-suffixed last-stage term). EVAD's training loss is the sum of all
-  weighted terms (these 3*S plus the action terms) divided by their number. `matches` [B, G] int32
-  is the last stage's proposal index for each GT box (-1 for padding).
-
-  The box terms are summed over matched pairs and divided by max(number of valid GT boxes in the
-  batch, 1): under jit on a sharded global batch this is the reference's all-reduced count.
-  """
-  if logits.ndim != 4 or boxes.shape != logits.shape[:3] + (4,):
-    raise ValueError(f"logits must be [S, B, P, 2] and boxes [S, B, P, 4]; got {logits.shape}, "
-                     f"{boxes.shape}.")
-  b, p = logits.shape[1:3]
-  gt_valid = gt_valid.astype(bool)
-  whwh = image_whwh(image_hw, b)
-  # Padding boxes are replaced by the whole image so that no NaN/inf can reach the cost or grads.
-  gt_boxes = jnp.where(gt_valid[..., None], gt_boxes.astype(jnp.float32), whwh[:, None, :] *
-                       jnp.array([0.0, 0.0, 1.0, 1.0], jnp.float32))
-  num_boxes = jnp.maximum(gt_valid.sum().astype(jnp.float32), 1.0)
-  class_w = jnp.array([1.0, no_object_weight], jnp.float32)
-
-  def one_stage(stage_logits, stage_boxes):
-    stage_logits = stage_logits.astype(jnp.float32)
-    stage_boxes = stage_boxes.astype(jnp.float32)
-    cost = matching_cost(jax.lax.stop_gradient(stage_logits), jax.lax.stop_gradient(stage_boxes),
-                         gt_boxes, whwh, class_weight=class_weight, l1_weight=l1_weight,
-                         giou_weight=giou_weight)
-    cost = jnp.where(gt_valid[:, None, :], cost, 0.0)
-    matches = jax.vmap(ops.match)(jnp.swapaxes(cost, 1, 2), gt_valid).astype(jnp.int32)
-    matched = gt_valid & (matches >= 0)  # [B, G]
-
-    # Classification: every proposal; matched ones are `person`, the rest `no-object`.
-    hit = (jax.nn.one_hot(jnp.maximum(matches, 0), p, dtype=jnp.float32)
-           * matched[..., None]).sum(1) > 0  # [B, P]
-    target = jnp.where(hit, PERSON, NO_OBJECT)
-    nll = -jnp.take_along_axis(jax.nn.log_softmax(stage_logits, -1), target[..., None], -1)[..., 0]
-    w = class_w[target]
-    loss_ce = (w * nll).sum() / w.sum()
-
-    # Boxes: matched pairs only.
-    src = jnp.take_along_axis(stage_boxes, jnp.maximum(matches, 0)[..., None], axis=1)  # [B, G, 4]
-    scale = whwh[:, None, :]
-    l1 = jnp.abs(src / scale - gt_boxes / scale).sum(-1)
-    giou = 1.0 - _pairwise_giou(src, gt_boxes)
-    mask = matched.astype(jnp.float32)
-    loss_bbox = (l1 * mask).sum() / num_boxes
-    loss_giou = (giou * mask).sum() / num_boxes
-    return (class_weight * loss_ce, l1_weight * loss_bbox, giou_weight * loss_giou), matches
-
-  (loss_ce, loss_bbox, loss_giou), matches = jax.vmap(one_stage)(logits, boxes)
-  return dict(loss_ce=loss_ce, loss_bbox=loss_bbox, loss_giou=loss_giou), matches[-1]

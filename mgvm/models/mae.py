@@ -1,6 +1,6 @@
 """VideoMAE: encoder on the visible tokens, a narrow decoder that predicts target tubelets.
 
-ALGORITHMS §1.2: visible tokens -> encoder -> Linear (no bias) to the decoder width;
+docs/algorithms.md §1.2: visible tokens -> encoder -> Linear (no bias) to the decoder width;
 decoder input = [visible + decoder positions] ++ [mask token + positions of
 `ids_target`]; LayerNorm + head on the last M rows only.
 """

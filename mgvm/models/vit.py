@@ -1,6 +1,6 @@
 """Video ViT encoder: tubelet embedding, 1-D sinusoid positions, pre-LN blocks.
 
-Follows the VideoMAE reference (ALGORITHMS §1.1): a Conv3d tubelet embedding
+Follows the VideoMAE reference (docs/algorithms.md §1.1): a Conv3d tubelet embedding
 (kernel = stride = tubelet), a fixed 1-D interleaved sin/cos table over the
 flattened (t, h, w) token index, pre-LN blocks (LayerNorm eps 1e-6, exact GELU,
 MLP ratio 4) whose attention has learned q/v biases and a zero k bias.
@@ -32,7 +32,7 @@ class SizeSpec:
   decoder_depth: int
 
 
-# Official VideoMAE sizes (ALGORITHMS §1.1); decoder depth as in the scripts.
+# Official VideoMAE sizes (docs/algorithms.md §1.1); decoder depth as in the scripts.
 SIZES = {
     "S": SizeSpec(384, 12, 6, 192, 3, 4),
     "B": SizeSpec(768, 12, 12, 384, 6, 4),

@@ -1,1 +1,2 @@
-"""Training pieces: losses (and, later, state, steps, optimizers, checkpoints)."""
+"""Training pieces the runner composes: steps, losses, optimizer, train state, checkpoints, mixup,
+EVAD's detection objective."""

@@ -1,6 +1,6 @@
 """Reconstruction targets and losses.
 
-The normalized-pixel target follows the VideoMAE reference exactly (ALGORITHMS §1.3):
+The normalized-pixel target follows the VideoMAE reference exactly (docs/algorithms.md §1.3):
 un-normalize the clip to [0, 1], split it into tubelets, and per tubelet and per colour
 channel subtract the mean over the tubelet's pixels and divide by
 (sqrt(unbiased variance) + 1e-6); flatten pixel-major, channel-minor.

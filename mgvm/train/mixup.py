@@ -1,6 +1,6 @@
 """Mixup / CutMix for video batches, label smoothing and soft-target cross entropy.
 
-Follows timm's `Mixup` in mode "batch" (the VideoMAE fine-tuning default, ALGORITHMS §1.6):
+Follows timm's `Mixup` in mode "batch" (the VideoMAE fine-tuning default, docs/algorithms.md §1.6):
 - with probability `prob` the batch is mixed, otherwise lam = 1 (identity);
 - when both alphas are > 0, CutMix is chosen with probability `switch_prob`, else Mixup;
   lam ~ Beta(alpha, alpha) of the chosen method;

@@ -1,4 +1,4 @@
-"""AdamW with the VideoMAE recipe (ALGORITHMS §1.4, §1.6).
+"""AdamW with the VideoMAE recipe (docs/algorithms.md §1.4, §1.6).
 
 - Learning rates scale with the global batch: `lr = base_lr * global_batch_size / 256`.
 - Per-step schedule as the reference `cosine_scheduler`: a linear warmup from 0 that reaches

@@ -1,6 +1,6 @@
 """The jit-compiled train steps: pure functions `(state, batch) -> (state, metrics)`.
 
-Randomness (DESIGN.md §2): `step_key = fold_in(rng, step)`, split into separate keys for
+Randomness (docs/algorithms.md §0.3): `step_key = fold_in(rng, step)`, split into separate keys for
 masking, dropout / drop path and mixup; no stream is shared between two uses.
 """
 
@@ -19,13 +19,15 @@ from mgvm.train import losses, mixup
 StepFn = Callable[[dict, dict], tuple[dict, dict]]
 
 
-def _keys(state) -> tuple[jax.Array, jax.Array, jax.Array]:
+def step_keys(state) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(mask, dropout, mixup) keys of this step: `fold_in(rng, step)` split three ways."""
   step_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
   mask_key, drop_key, mix_key = jax.random.split(step_key, 3)
   return mask_key, drop_key, mix_key
 
 
-def _apply(state, grads, loss, tx: optax.GradientTransformation, schedule) -> tuple[dict, dict]:
+def apply_updates(state, grads, loss, tx: optax.GradientTransformation, schedule) -> tuple[dict, dict]:
+  """One optax update of `state["params"]`; returns the next state and the step's metrics."""
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
   params = optax.apply_updates(state["params"], updates)
   # update_norm catches an overflowing update while the loss is still finite, so a
@@ -59,7 +61,7 @@ def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule) -> StepF
   """MAE pre-training: mask, reconstruct normalized pixels, AdamW update."""
 
   def step(state, batch):
-    mask_key, drop_key, _ = _keys(state)
+    mask_key, drop_key, _ = step_keys(state)
 
     def loss_fn(params):
       model = nnx.merge(graphdef, params)
@@ -68,7 +70,7 @@ def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule) -> StepF
       return loss
 
     loss, grads = jax.value_and_grad(loss_fn)(state["params"])
-    return _apply(state, grads, loss, tx, schedule)
+    return apply_updates(state, grads, loss, tx, schedule)
 
   return step
 
@@ -83,7 +85,7 @@ def finetune_step(graphdef: nnx.GraphDef, tx, schedule, *, num_classes: int,
   use_mixup = bool(mixup_config and mixup_config.enabled)
 
   def step(state, batch):
-    mask_key, drop_key, mix_key = _keys(state)
+    mask_key, drop_key, mix_key = step_keys(state)
     video, labels = batch["video"], batch["label"]
     targets = mixup.smooth_one_hot(labels, num_classes, label_smoothing)
     if use_mixup:
@@ -99,7 +101,7 @@ def finetune_step(graphdef: nnx.GraphDef, tx, schedule, *, num_classes: int,
       return mixup.soft_cross_entropy(logits, targets), logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    state, metrics = _apply(state, grads, loss, tx, schedule)
+    state, metrics = apply_updates(state, grads, loss, tx, schedule)
     metrics["accuracy"] = jnp.mean(jnp.argmax(logits, -1) == labels)
     return state, metrics
 
@@ -108,6 +110,6 @@ def finetune_step(graphdef: nnx.GraphDef, tx, schedule, *, num_classes: int,
 
 def compile_step(step: StepFn, state_shardings, mesh) -> Callable:
   """`jax.jit` with the state donated, the batch sharded on `data`, metrics replicated."""
-  from mgvm.train.sharding import batch_sharding, replicated
+  from mgvm.sharding import batch_sharding, replicated
   return jax.jit(step, in_shardings=(state_shardings, batch_sharding(mesh)),
                  out_shardings=(state_shardings, replicated(mesh)), donate_argnums=(0,))

@@ -1,8 +1,11 @@
-"""Device mesh, shardings and host-local → global batches (DESIGN.md §1: one program for every scale)."""
+"""Device mesh, shardings and host-local → global batches: one program for every scale.
+
+`jax.jit` over global arrays with `NamedSharding` on a `("data",)` mesh, no pmap; each host
+feeds its own rows with `jax.make_array_from_process_local_data` (docs/algorithms.md §0.1).
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 import jax
@@ -77,15 +80,7 @@ def to_global(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
   return out
 
 
-def global_batch_shape(local_shape: tuple[int, ...]) -> tuple[int, ...]:
-  return (local_shape[0] * jax.process_count(),) + tuple(local_shape[1:])
-
-
 def replicate_tree(tree: Any, mesh: Mesh) -> Any:
   """Shardings for a (parameter / optimizer) pytree: replicated on every device (pure data parallel)."""
   sharding = replicated(mesh)
   return jax.tree.map(lambda _: sharding, tree)
-
-
-def num_devices(mesh: Mesh) -> int:
-  return math.prod(mesh.devices.shape)

@@ -1,0 +1,1 @@
+"""The two runners behind `train.py` and `eval.py`; they ask the task (`mgvm.tasks`) what differs."""

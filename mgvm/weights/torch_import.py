@@ -1,0 +1,277 @@
+"""`load_torch_checkpoint`: a `VideoMAE` or `VideoClassifier` from a PyTorch checkpoint.
+
+Reads the official (VideoMAE / VideoMAE-v2 / MGMAE / EVEREST) and Hugging Face layouts,
+checks the checkpoint against the requested kind, detects the model's sizes from the weights
+and builds the model, assigning every array through the parameter checker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mgvm.models.classifier import VideoClassifier
+from mgvm.models.mae import VideoMAE
+from mgvm.weights.layouts import (canonical_from_hf, canonical_from_official, detect_layout,
+                                  drop_sinusoid_pos_embed, Entry, to_model_name)
+from mgvm.weights.params import assign
+from mgvm.weights.read import read_state_dict
+
+__all__ = ["load_torch_checkpoint"]
+
+# Official head counts by width (docs/algorithms.md §1.1), used when neither config.json nor the
+# caller names them.
+ENCODER_HEADS = {384: 6, 768: 12, 1024: 16, 1280: 16}
+DECODER_HEADS = {192: 3, 384: 6, 512: 8, 640: 8}
+
+
+# ----------------------------------------------------------------------------- the checkpoint
+
+
+def _read_entries(source: Any) -> tuple[dict[str, Entry], dict, str]:
+  """The checkpoint under the official pre-training names, its config.json (or {}), its layout."""
+  state, config = read_state_dict(source)
+  config = config or {}
+  if any(k.startswith("embeddings.patch_embeddings.") for k in state):  # bare VideoMAEModel
+    state = {"videomae." + k: v for k, v in state.items()}
+  layout = detect_layout(state)
+  entries = canonical_from_hf(state) if layout == "hf" else canonical_from_official(state)
+  drop_sinusoid_pos_embed(entries)
+  return entries, config, layout
+
+
+def _check_pretrain(entries: Mapping[str, Entry], layout: str) -> None:
+  """A pre-training model needs the decoder and the encoder's final norm."""
+  has_decoder = any(n.startswith(("decoder.", "encoder_to_decoder.")) or n == "mask_token"
+                    for n in entries)
+  if not has_decoder:
+    raise ValueError(f"kind='pretrain' needs a pre-training checkpoint, but this {layout} "
+                     "checkpoint has no decoder (a fine-tuned or encoder-only model?); "
+                     "use kind='classifier'.")
+  if "encoder.norm.weight" not in entries:
+    if layout == "hf":
+      raise ValueError(
+          "this Hugging Face pre-training checkpoint has no videomae.layernorm (its config "
+          "has use_mean_pooling=True), so its encoder output reaches the decoder without the "
+          "final LayerNorm, unlike the reference VideoMAE that mgvm implements.")
+    raise ValueError("this pre-training checkpoint has no encoder.norm (final encoder "
+                     "LayerNorm), which the reference VideoMAE has.")
+
+
+def _check_classifier(entries: dict[str, Entry], config: Mapping[str, Any],
+                      num_classes: int | None) -> tuple[int, tuple[str, ...]]:
+  """(num_classes, parameter prefixes initialised fresh); drops the pre-training-only entries."""
+  allow_missing: tuple[str, ...] = ()
+  if "head.weight" in entries:
+    if "fc_norm.weight" not in entries or config.get("use_mean_pooling") is False:
+      raise ValueError(
+          "this classifier checkpoint does not use mean pooling (no fc_norm; Hugging Face "
+          "use_mean_pooling=False or the official `norm` + first-token head); mgvm's "
+          "VideoClassifier supports only mean pooling + fc_norm.")
+    head_classes = int(entries["head.weight"].value.shape[0])
+    if num_classes is not None and num_classes != head_classes:
+      raise ValueError(f"num_classes={num_classes} but the checkpoint's head has {head_classes} "
+                       "classes.")
+    num_classes = head_classes
+  else:
+    if num_classes is None:
+      raise ValueError("kind='classifier' from a pre-training (or encoder-only) checkpoint "
+                       "initialises a new head: pass num_classes=.")
+    allow_missing = ("fc_norm.", "head.")
+  for name in list(entries):  # pre-training-only parts
+    if (name.startswith(("decoder.", "encoder_to_decoder.", "encoder.norm."))
+        or name == "mask_token"):
+      del entries[name]
+  return num_classes, allow_missing
+
+
+# ----------------------------------------------------------------------------- size detection
+
+
+def _block_count(entries: Mapping[str, Entry], prefix: str) -> int:
+  pat = re.compile(re.escape(prefix) + r"\.(\d+)\.")
+  ids = {int(m.group(1)) for n in entries if (m := pat.match(n))}
+  if ids and ids != set(range(max(ids) + 1)):
+    raise ValueError(f"{prefix}: block indices {sorted(ids)} are not contiguous from 0.")
+  return len(ids)
+
+
+def _mlp_ratio(dim: int, hidden: int) -> float:
+  ratio = hidden / dim
+  return ratio if int(dim * ratio) == hidden else (hidden + 0.5) / dim
+
+
+def _pick(name: str, from_config, from_arg, fallback, *, conflict_is_error: bool):
+  if from_config is not None and from_arg is not None and from_config != from_arg:
+    if conflict_is_error:
+      raise ValueError(f"{name}={from_arg!r} contradicts config.json ({from_config!r}).")
+    return from_arg
+  if from_config is not None:
+    return from_config
+  if from_arg is not None:
+    return from_arg
+  return fallback
+
+
+def _heads(what: str, dim: int, from_config, from_arg, table: Mapping[int, int], arg_name: str):
+  heads = _pick(arg_name, from_config, from_arg, table.get(dim), conflict_is_error=True)
+  if heads is None:
+    if dim % 64:
+      raise ValueError(f"cannot infer the number of {what} attention heads for width {dim} "
+                       f"(not an official size and not a multiple of 64); pass {arg_name}=.")
+    heads = dim // 64
+  if dim % heads:
+    raise ValueError(f"{what} width {dim} is not divisible by {arg_name}={heads}.")
+  return int(heads)
+
+
+def _image_size(value):
+  if value is None or isinstance(value, int):
+    return value
+  value = tuple(int(v) for v in value)
+  return value[0] if len(set(value)) == 1 else value
+
+
+def _encoder_sizes(entries: Mapping[str, Entry], config: Mapping[str, Any], num_heads: int | None,
+                   num_frames: int | None, image_size: Any) -> dict[str, Any]:
+  """Encoder sizes from the weights; heads and clip size from config.json / the arguments."""
+  patch = entries.get("encoder.patch_embed.proj.weight")
+  if patch is None or patch.value.ndim != 5:
+    raise ValueError("the checkpoint has no Conv3d patch embedding "
+                     "(patch_embed.proj.weight / patch_embeddings.projection.weight).")
+  dim, in_channels, *tubelet = (int(s) for s in patch.value.shape)
+  depth = _block_count(entries, "encoder.blocks")
+  if depth == 0:
+    raise ValueError("the checkpoint has no encoder blocks.")
+  fc1 = entries.get("encoder.blocks.0.mlp.fc1.weight")
+  mlp_ratio = _mlp_ratio(dim, int(fc1.value.shape[0])) if fc1 is not None else 4.0
+  sizes: dict[str, Any] = dict(
+      dim=dim, depth=depth, tubelet=tuple(tubelet), in_channels=in_channels, mlp_ratio=mlp_ratio,
+      qkv_bias="encoder.blocks.0.attn.q_bias" in entries,
+      layer_scale_init=1.0 if "encoder.blocks.0.gamma_1" in entries else 0.0)
+  sizes["num_heads"] = _heads("encoder", dim, config.get("num_attention_heads"), num_heads,
+                              ENCODER_HEADS, "num_heads")
+  sizes["num_frames"] = int(_pick("num_frames", config.get("num_frames"), num_frames, 16,
+                                  conflict_is_error=False))
+  sizes["image_size"] = _image_size(_pick("image_size", _image_size(config.get("image_size")),
+                                          _image_size(image_size), 224, conflict_is_error=False))
+  return sizes
+
+
+def _decoder_sizes(entries: Mapping[str, Entry], config: Mapping[str, Any], mlp_ratio: float,
+                   decoder_heads: int | None) -> dict[str, Any]:
+  """Decoder width, depth and heads; the decoder must share the encoder's MLP ratio."""
+  e2d = entries.get("encoder_to_decoder.weight")
+  mask_token = entries.get("mask_token")
+  if e2d is not None:
+    decoder_dim = int(e2d.value.shape[0])
+  elif mask_token is not None:
+    decoder_dim = int(mask_token.value.shape[-1])
+  else:
+    raise ValueError("the pre-training checkpoint has neither encoder_to_decoder.weight nor "
+                     "mask_token, so the decoder width is unknown.")
+  decoder_depth = _block_count(entries, "decoder.blocks")
+  dfc1 = entries.get("decoder.blocks.0.mlp.fc1.weight")
+  if dfc1 is not None and int(decoder_dim * mlp_ratio) != int(dfc1.value.shape[0]):
+    raise ValueError(f"the decoder's MLP width {dfc1.value.shape[0]} is not "
+                     f"{mlp_ratio:g} x {decoder_dim} (the encoder's ratio); mgvm's VideoMAE "
+                     "uses one MLP ratio for encoder and decoder.")
+  return dict(
+      decoder_dim=decoder_dim, decoder_depth=decoder_depth,
+      decoder_heads=_heads("decoder", decoder_dim, config.get("decoder_num_attention_heads"),
+                           decoder_heads, DECODER_HEADS, "decoder_heads"))
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _model_builder(kind: str, num_classes: int | None, dtype,
+                   kwargs: dict[str, Any]) -> Callable[[nnx.Rngs], VideoMAE | VideoClassifier]:
+  if kind == "pretrain":
+    return lambda r: VideoMAE(None, dtype=dtype, rngs=r, **kwargs)
+  return lambda r: VideoClassifier(None, num_classes=num_classes, dtype=dtype, rngs=r, **kwargs)
+
+
+def _build_and_assign(build: Callable[[nnx.Rngs], nnx.Module], entries: Mapping[str, Entry],
+                      rngs: nnx.Rngs | int | None, allow_missing: tuple[str, ...]) -> nnx.Module:
+  """Build the model (abstractly when the checkpoint provides every parameter), then assign."""
+  if allow_missing or rngs is not None:
+    # Some parameters start fresh: initialise for real.
+    if rngs is None:
+      rngs = nnx.Rngs(0)
+    elif isinstance(rngs, int):
+      rngs = nnx.Rngs(rngs)
+    model = build(rngs)
+  else:
+    # Every parameter comes from the checkpoint: build shapes only (no initialisation, which
+    # is slow and memory-hungry for large models), then fill in the arrays.
+    model = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
+  assign(model, dict(to_model_name(n, e) for n, e in entries.items()),
+          allow_missing=allow_missing)
+  leftover = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_flatten_with_path(
+      nnx.state(model))[0] if isinstance(x, jax.ShapeDtypeStruct)]
+  if leftover:  # a non-parameter variable the checkpoint cannot provide
+    model = build(nnx.Rngs(0))
+    assign(model, dict(to_model_name(n, e) for n, e in entries.items()))
+  return model
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def load_torch_checkpoint(source: Any, *, kind: str = "pretrain", num_classes: int | None = None,
+                          num_frames: int | None = None, image_size: Any = None,
+                          num_heads: int | None = None, decoder_heads: int | None = None,
+                          dtype=jnp.float32, rngs: nnx.Rngs | int | None = None,
+                          **model_kwargs) -> VideoMAE | VideoClassifier:
+  """Build a `VideoMAE` (`kind="pretrain"`) or `VideoClassifier` (`kind="classifier"`) from a checkpoint.
+
+  Args:
+    source: a `.pth`/`.pt`/`.bin`/`.ckpt` file, a `.safetensors` file, a Hugging Face
+      directory (`config.json` + `model.safetensors` or `pytorch_model.bin`), or a state
+      dict of torch tensors / numpy arrays; nesting under `model`, `module` or `state_dict`
+      is unwrapped. Official and Hugging Face layouts are detected from the keys.
+    kind: "pretrain" needs a checkpoint with a decoder. "classifier" from a fine-tuned
+      (mean-pooling) checkpoint takes `num_classes` from its head; from a pre-training or
+      encoder-only checkpoint it loads the encoder (the pre-training final norm is dropped,
+      as the reference's mean-pooling model ignores it) and initialises `fc_norm`/`head`
+      fresh, which needs `num_classes`.
+    num_frames, image_size: the clip the model is built for; config.json's values unless
+      given, else 16 / 224 (the fixed sinusoid positions fit any size).
+    num_heads, decoder_heads: heads, when config.json does not give them; else the
+      official table by width (384→6, 768→12, 1024/1280→16; decoder 192→3, 384→6,
+      512/640→8); else width // 64.
+    dtype: compute dtype (params stay float32).
+    rngs: initialises parameters the checkpoint does not provide (default `nnx.Rngs(0)`).
+      When the checkpoint provides every parameter and `rngs` is None, the model is
+      built with `nnx.eval_shape` and nothing is initialised.
+    **model_kwargs: passed to the model (e.g. `drop_path_rate`, `fc_drop_rate`).
+
+  Dims, depth, tubelet, channels, MLP ratio, q/v biases and layer scale come from the
+  weights. The Hugging Face `layer_norm_eps` is not read: mgvm uses the reference's 1e-6.
+
+  Raises:
+    UnsafeCheckpointError: a pickled file holds objects other than tensors.
+    CheckpointMismatchError: the weights do not fit the model (lists every problem).
+    ValueError: an unusable checkpoint for `kind` (no decoder, no mean pooling, ...).
+  """
+  if kind not in ("pretrain", "classifier"):
+    raise ValueError(f"kind must be 'pretrain' or 'classifier'; got {kind!r}.")
+  entries, config, layout = _read_entries(source)
+  allow_missing: tuple[str, ...] = ()
+  if kind == "pretrain":
+    _check_pretrain(entries, layout)
+  else:
+    num_classes, allow_missing = _check_classifier(entries, config, num_classes)
+  sizes = _encoder_sizes(entries, config, num_heads, num_frames, image_size)
+  if kind == "pretrain":
+    sizes.update(_decoder_sizes(entries, config, sizes["mlp_ratio"], decoder_heads))
+  elif decoder_heads is not None:
+    raise ValueError("decoder_heads= applies to kind='pretrain' only.")
+  build = _model_builder(kind, num_classes, dtype, {**sizes, **model_kwargs})
+  return _build_and_assign(build, entries, rngs, allow_missing)
