@@ -16,7 +16,7 @@ darkened under a blue tint.
 (`tube:0.75+mgtc:0.25`), or `config` for the config's own `config.masking`; any kind in
 `mgvm.masking.BUILDERS` / `COMPRESSORS` is accepted. A kind without a ratio takes the config's
 masking ratio (compressors: `mgtc` 0.25, `everest` 0.4). The default list is `config`, `tube`,
-`random`, `running_cell`, `mgtc`, `everest` (and `mgmae` when registered).
+`random`, `running_cell`, `mgtc`, `everest`, `mgmae` (with a row of its warped mask map).
 
 `everest` scores the patch embeddings. With `--workdir DIR` they come from the latest checkpoint
 that `train.py` wrote there (the config must describe the same model), so the picture shows what a
@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import inspect
 import math
 import os
-import sys
 from typing import Any, Sequence
 
 import matplotlib
@@ -202,9 +200,7 @@ def masker_specs(config, names: str | None = None) -> list[tuple[str, dict[str, 
   own = config.masking.to_dict() if hasattr(config.masking, "to_dict") else dict(config.masking)
   default_ratio = own.get("ratio")
   if names is None:
-    entries = ["config", "tube", "random", "running_cell", "mgtc", "everest"]
-    if "mgmae" in masking.BUILDERS:
-      entries.append("mgmae")
+    entries = ["config", "tube", "random", "running_cell", "mgtc", "everest", "mgmae"]
   else:
     entries = [e.strip() for e in names.split(",")]
     if not any(entries):
@@ -276,39 +272,12 @@ def patch_tokens(config, video: np.ndarray, workdir: str | None = None) -> np.nd
 # ----------------------------------------------------------------------------- rows
 
 
-def _mgmae_heat(key, video, tokens, grid, spec, frames_shape) -> np.ndarray | None:
-  """Per-frame map of `mgvm.masking.mgmae.mask_volume` [T, H, W], if that module exposes one."""
-  try:
-    from mgvm.masking import mgmae
-  except ImportError:
-    return None
-  fn = getattr(mgmae, "mask_volume", None)
-  if fn is None:
-    return None
-  import jax
-  static = {"grid": grid, **{k: v for k, v in spec.items() if k != "kind"}}
-  try:
-    names = [p.name for p in inspect.signature(fn).parameters.values()
-             if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    kwargs = {k: v for k, v in static.items() if k in names}
-    arrays = {k: v for k, v in (("key", key), ("video", video), ("tokens", tokens))
-              if k in names and v is not None}
-    volume = jax.jit(lambda a: fn(**a, **kwargs))(arrays)
-    volume = volume[0] if isinstance(volume, tuple) else volume
-    v = np.asarray(volume, np.float64)
-    if v.ndim in (2, 4) or (v.ndim == 3 and v.shape[0] == 1 and v.size == math.prod(grid)):
-      v = v[0]  # batch of one
-    if v.size == math.prod(grid):
-      return _per_pixel(v.reshape(-1), grid, frames_shape).astype(np.float64)
-    if v.shape == frames_shape:
-      return v
-    t, height, width = frames_shape
-    if v.ndim == 3 and t % v.shape[0] == 0 and height % v.shape[1] == 0 and width % v.shape[2] == 0:
-      return v.repeat(t // v.shape[0], 0).repeat(height // v.shape[1], 1).repeat(width // v.shape[2], 2)
-    print(f"viz: mgmae.mask_volume gave shape {v.shape}; no heat row", file=sys.stderr)
-  except Exception as e:  # another engineer's new API: never let it break the picture
-    print(f"viz: mgmae.mask_volume failed ({type(e).__name__}: {e}); no heat row", file=sys.stderr)
-  return None
+def mgmae_heat(key, video: np.ndarray, grid: Grid, spec: dict[str, Any]) -> np.ndarray:
+  """float64 [T, H, W]: MGMAE's warped mask map of the first clip of `video` (the masker's own
+  options, `mgvm.masking.mgmae.mask_volume`)."""
+  from mgvm.masking import mgmae
+  options = {k: v for k, v in spec.items() if k not in ("kind", "topk_on_all", "compress")}
+  return np.asarray(mgmae.mask_volume(key, video, grid=grid, **options)[0], np.float64)
 
 
 def mask_rows(config, video: np.ndarray, specs: list[tuple[str, dict[str, Any]]], *,
@@ -341,9 +310,8 @@ def mask_rows(config, video: np.ndarray, specs: list[tuple[str, dict[str, Any]]]
              f"{masker.num_tokens} tokens" + (f", {dropped} dropped" if dropped else ""))
     rows.append((title, mask_panel(frames, out, grid)))
     if spec["kind"] == "mgmae":
-      heat = _mgmae_heat(key, batch, tokens, grid, spec, frames.shape[:3])
-      if heat is not None:
-        rows.append((f"{label}: warped mask map", heat_panel(frames, heat)))
+      heat = mgmae_heat(key, batch, grid, spec)
+      rows.append((f"{label}: warped mask map", heat_panel(frames, heat)))
   return rows
 
 
@@ -446,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   m.add_argument("--out", required=True, help="PNG path; the GIF goes next to it as .gif")
   m.add_argument("--maskers", default=None,
                  help="comma-separated kind[:ratio][+compressor:ratio] or 'config' (default: "
-                      "config,tube,random,running_cell,mgtc,everest[,mgmae])")
+                      "config,tube,random,running_cell,mgtc,everest,mgmae)")
   m.add_argument("--index", type=int, default=0, help="clip number in the split")
   m.add_argument("--split", default="val")
   m.add_argument("--seed", type=int, default=0, help="masking PRNG seed")

@@ -1,4 +1,5 @@
-"""Test setup: 8 host CPU devices for sharding tests, offline hubs, GPU-only tests skipped on CPU.
+"""Test setup: 8 host CPU devices for sharding tests, offline hubs, GPU-only tests skipped on CPU,
+the shared synthetic set (`synthetic_dir`), XLA's fast-compile mode.
 
 The environment variables are set before jax / transformers are imported by any test.
 """
@@ -11,6 +12,10 @@ if _FLAG not in os.environ.get("XLA_FLAGS", ""):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+# XLA compiles the suite's tiny models several times faster without most optimizations and runs
+# them a little slower: compiling dominates nearly every test (subprocesses inherit this).
+# Tests whose run time dominates opt out with @pytest.mark.xla_optimized.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import pytest  # noqa: E402
 
@@ -23,3 +28,23 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if "gpu" in item.keywords:
       item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+  """Where the shared tiny synthetic set lives (`helpers.tiny(config, synthetic_dir)`); the first
+  test that reads it generates it, every later one reuses it."""
+  return tmp_path_factory.mktemp("synthetic")
+
+
+@pytest.fixture(autouse=True)
+def _xla_optimizations(request):
+  """XLA's optimizations back on for a test marked `xla_optimized` (run time dominates it)."""
+  if "xla_optimized" not in request.keywords:
+    yield
+    return
+  import jax
+  before = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", False)
+  yield
+  jax.config.update("jax_disable_most_optimizations", before)

@@ -4,6 +4,8 @@ import pathlib
 import re
 import subprocess
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -12,6 +14,7 @@ def _blocks(lang):
   return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
 
 
+@pytest.mark.slow
 def test_readme_usage_example_runs_and_its_comments_hold():
   example = next(b for b in _blocks("python") if "masking.build" in b)
   assert len([line for line in example.splitlines() if line.strip()]) <= 12
@@ -50,3 +53,19 @@ def test_quick_start_main_job_chains_pretrain_finetune_eval_on_runlocal_configs(
   for _, config, _ in runs:
     text = (ROOT / config).read_text()
     assert text.lstrip('"').startswith(f"python train.py --config {config}")
+
+
+def _layout(text):
+  return re.search(r"## Layout\n\n.*?```\n(.*?)```", text, flags=re.S).group(1)
+
+
+def test_the_layout_tree_lists_every_module_and_the_readme_shows_the_same_tree():
+  tree = _layout((ROOT / "docs" / "development.md").read_text())
+  assert _layout(README) == tree
+  named = set(re.findall(r"[\w.]+\.py", tree))
+  modules = {p.name for folder in ("mgvm", "configs", "benchmarks")
+             for p in (ROOT / folder).rglob("*.py") if p.name != "__init__.py"}
+  assert not modules - named, f"modules missing from the layout: {sorted(modules - named)}"
+  assert not named - modules - {"train.py", "eval.py"} - {p.name for p in ROOT.glob("tests/*.py")}
+  folders = {p.name for p in (ROOT / "mgvm").iterdir() if p.is_dir() and p.name != "__pycache__"}
+  assert all(f"  {f}/" in tree for f in folders), folders

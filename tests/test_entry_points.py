@@ -1,54 +1,49 @@
 """train.py / eval.py as a user runs them; config mistakes fail at once, naming the key."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
 import pytest
 
+from tests.helpers import config_flags
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = ["--config.model.dim=32", "--config.model.depth=1", "--config.model.num_heads=2",
-        "--config.num_frames=4", "--config.image_size=32", "--config.batch_size=8",
-        "--config.data.synthetic.image_size=32", "--config.data.synthetic.num_train=16",
-        "--config.data.synthetic.num_val=4", "--config.data.synthetic.num_test=4",
-        "--config.data.synthetic.min_seconds=1.0", "--config.data.synthetic.max_seconds=1.5",
-        "--config.eval.batch_size=8"]
-
-
-def _run(script, *args, env=None):
-  return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=env,
+def _run(script, *args):
+  return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT,
                         capture_output=True, text=True, timeout=600)
 
 
-def test_train_then_eval_on_the_command_line(tmp_path):
-  env = dict(os.environ, MGVM_DATA_DIR=str(tmp_path / "data"))
-  config = ["--config", "configs/finetune.py:runlocal", "--workdir", str(tmp_path / "run"), *TINY]
+@pytest.mark.slow
+def test_train_then_eval_on_the_command_line(tmp_path, synthetic_dir):
+  config = ["--config", "configs/finetune.py:runlocal", "--workdir", str(tmp_path / "run"),
+            *config_flags(synthetic_dir)]
   # The full fine-tuning recipe's augmentations and a list of rates (FPS augmentation; eval
   # takes the first) go through the command line.
   proc = _run("train.py", *config, "--config.total_steps=2", "--config.optim.warmup_steps=1",
               "--config.log_every_steps=1", "--config.data.target_fps=(4.0,8.0)",
               "--config.data.rand_augment=rand-m7-n4-mstd0.5-inc1",
-              "--config.data.random_erase=0.25", "--config.data.num_sample=2", env=env)
+              "--config.data.random_erase=0.25", "--config.data.num_sample=2")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "step 2/2" in proc.stdout and "loss" in proc.stdout
   records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in records] == [1, 2]
   assert {"loss", "lr", "steps_per_sec", "accuracy"} <= set(records[0])
-  proc = _run("eval.py", *config, "--split=val", env=env)
+  proc = _run("eval.py", *config, "--split=val")
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((tmp_path / "run" / "eval" / "val.json").read_text())
-  assert result["num_videos"] == 4 and "x chance" in proc.stdout
+  assert result["num_videos"] == 6 and "x chance" in proc.stdout  # every val video once
 
 
-def test_eval_of_a_workdir_without_checkpoints_says_so(tmp_path):
-  env = dict(os.environ, MGVM_DATA_DIR=str(tmp_path / "data"))
+@pytest.mark.slow
+def test_eval_of_a_workdir_without_checkpoints_says_so(tmp_path, synthetic_dir):
   proc = _run("eval.py", "--config", "configs/pretrain.py:runlocal", "--workdir",
-              str(tmp_path / "empty"), *TINY, env=env)
+              str(tmp_path / "empty"), *config_flags(synthetic_dir))
   assert proc.returncode != 0 and "empty" in proc.stderr and "checkpoint" in proc.stderr.lower()
 
 
+@pytest.mark.slow
 def test_misspelt_config_keys_fail_naming_the_key(tmp_path):
   proc = _run("train.py", "--config", "configs/pretrain.py:runlocal", "--workdir", str(tmp_path),
               "--config.total_stpes=3")

@@ -58,6 +58,7 @@ def test_summary_counts_rates_lengths_and_labels(data_dir, capsys):
   assert "walk" in out and "run" in out and "8x12: 3" in out
 
 
+@pytest.mark.slow
 def test_errors_name_the_problem(data_dir, tmp_path):
   for args, message in [([str(data_dir), "--split", "test"], "no split 'test'"),
                         ([str(tmp_path)], "no *.tfrecord files"),

@@ -57,6 +57,7 @@ def test_jsonl_and_tensorboard(tmp_path):
                               (2, "loss", 0.25)]
 
 
+@pytest.mark.slow
 def test_no_tensorflow_import(tmp_path):
   """The GPU image has no TensorFlow: these modules must write event files without it."""
   code = (

@@ -301,6 +301,8 @@ def test_errors_name_the_key():
     mgmae.mgmae_masker(GRID, exact_flow)(jax.random.key(0), jnp.zeros((1, 8, 62, 64, 3)))
 
 
+@pytest.mark.slow  # end to end: flow estimate, warping and masking of a moving square
+@pytest.mark.xla_optimized  # the flow estimator's run time dominates (5 s vs 14 s unoptimized)
 def test_with_the_default_flow_estimator_the_visible_token_follows_the_square():
   """End to end with `mgvm.flow.estimate`: a textured square moving 8 px per frame over black."""
   batch = 32

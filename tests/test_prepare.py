@@ -73,6 +73,7 @@ def test_max_fps_and_short_side_are_what_is_stored(videos, tmp_path):
   assert ntsc[5] == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 29]  # nearest to k / 10 s
 
 
+@pytest.mark.slow  # worker processes
 def test_rerun_resumes_and_workers_do_not_change_the_bytes(videos, tmp_path):
   root, csv = videos
   one, two = tmp_path / "one", tmp_path / "two"
@@ -108,6 +109,7 @@ def test_rerun_with_another_shard_size_leaves_no_stale_shards(videos, tmp_path):
   assert [r[0] for r in _read(tmp_path)] == ["ntsc", "clip", "short"]
 
 
+@pytest.mark.slow
 def test_cli_names_the_bad_line(videos, tmp_path):
   root, _ = videos
   bad = tmp_path / "bad.csv"
@@ -118,6 +120,7 @@ def test_cli_names_the_bad_line(videos, tmp_path):
   assert proc.returncode != 0 and "bad.csv:2: label 'four' is not an integer" in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_shows_progress_and_writes_the_summary(videos, tmp_path):
   root, csv = videos
   proc = subprocess.run([sys.executable, "-m", "mgvm.data.prepare", "--csv", str(csv), "--root",
@@ -132,10 +135,12 @@ def test_cli_shows_progress_and_writes_the_summary(videos, tmp_path):
       "empty": 1, "missing": 1, "unreadable": 1}
 
 
+@pytest.mark.slow
 def test_prepared_videos_train_and_evaluate(videos, tmp_path):
   """The shards feed `train.py`'s loop and `eval.py` unchanged (`data.source=tfrecord`)."""
   from configs import finetune
   from mgvm.run import evaluate as eval_run
+  from tests.helpers import tiny
   from mgvm.run import train as train_run
   root, csv = videos
   out = tmp_path / "data"
@@ -146,13 +151,11 @@ def test_prepared_videos_train_and_evaluate(videos, tmp_path):
   assert sorted(gathered["splits"]) == ["train", "val"]
   assert (gathered["listed"], gathered["written"], gathered["skipped"]) == (12, 6, 6)
   assert gathered["splits"]["val"] == json.loads((out / "val.summary.json").read_text())
-  config = finetune.get_config("runlocal")
-  config.model.update(dim=32, depth=1, num_heads=2)
-  config.num_frames, config.image_size, config.batch_size, config.num_classes = 4, 32, 8, 5
-  config.data.update(source="tfrecord", dir=str(out), target_fps=10.0, shuffle_buffer=4)
+  config = tiny(finetune.get_config("runlocal"), num_classes=5, total_steps=2, log_every_steps=1,
+                checkpoint_every_steps=2)
   config.optim.warmup_steps = 1
-  config.eval.update(split="val", batch_size=8, num_clips=2, num_crops=1)
-  config.update(total_steps=2, log_every_steps=1, checkpoint_every_steps=2, tensorboard=False)
+  config.data.update(source="tfrecord", dir=str(out), target_fps=10.0, shuffle_buffer=4)
+  config.eval.update(split="val", num_clips=2, num_crops=1)
   assert train_run.train(config, str(tmp_path / "run"), log=lambda _: None)["step"] == 2
   result = eval_run.evaluate(config, str(tmp_path / "run"), split="val", log=lambda _: None)
   assert result["num_videos"] == 3

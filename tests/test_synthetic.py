@@ -82,7 +82,15 @@ def test_config_rejects_bad_values_by_name():
   with pytest.raises(ValueError, match="background_detail"):
     sy.SyntheticConfig(background_detail=-1)
   assert sy.SyntheticConfig.from_dict(json.loads(json.dumps(TINY.to_dict()))) == TINY
-  assert len(sy.CLASSES) >= 10
+  assert sy.CLASSES == ("still", "move_left", "move_right", "move_up", "move_down",
+                        "move_up_left", "move_up_right", "move_down_left", "move_down_right",
+                        "rotate_cw", "rotate_ccw", "grow", "shrink", "bounce", "sway")
+
+
+def test_the_configs_copy_of_the_class_list_is_the_data_sets():
+  """configs/common.py lists the classes without importing TensorFlow; the copy must not drift."""
+  from configs import common
+  assert common.synthetic_classes() == tuple(sy.CLASSES)
 
 
 def test_background_detail_scales_the_fine_texture_only():
@@ -101,6 +109,7 @@ def test_background_detail_scales_the_fine_texture_only():
   np.testing.assert_allclose(default[inside], (smooth[inside] + strong[inside]) / 2, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_rendering_needs_no_tensorflow():
   code = ("import sys, mgvm.data.synthetic as s; "
           "v = s.render_video(s.SyntheticConfig(image_size=16, min_seconds=0.2, max_seconds=0.2),"

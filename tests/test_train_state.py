@@ -1,28 +1,22 @@
 """Sharded state creation, encoder transfer for fine-tuning, and the step on 1 vs 8 devices."""
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
 
+from configs import finetune, pretrain
 from mgvm import masking, sharding, tasks
 from mgvm.train import optim, state as state_lib, steps
 from mgvm.weights import CheckpointMismatchError, encoder_from_pretrained, merge_params
+from tests.helpers import tiny
 
 
 def _config(task, **model):
-  c = ml_collections.ConfigDict()
-  c.task, c.seed, c.num_frames, c.image_size = task, 0, 4, 32
-  c.model = ml_collections.ConfigDict(dict(
-      size="", dim=32, depth=2, num_heads=2, decoder_dim=16, decoder_depth=1, decoder_heads=2,
-      drop_path_rate=0.0, fc_drop_rate=0.0, dtype="float32"))
-  c.model.update(model)
-  c.optim = ml_collections.ConfigDict(dict(base_lr=0.1, min_lr=0.0, warmup_steps=1,
-                                           weight_decay=0.05, b1=0.9, b2=0.95, eps=1e-8,
-                                           layer_decay=1.0, clip_grad_norm=0.0))
-  return c
+  config = tiny({"pretrain": pretrain, "finetune": finetune}[task].get_config("runlocal"),
+                num_frames=4)
+  config.model.update(model)
+  return config
 
 
 def _pretrain_state(mesh, config):
@@ -36,6 +30,7 @@ def _pretrain_state(mesh, config):
   return state, step
 
 
+@pytest.mark.slow  # the whole train step, compiled for two meshes
 def test_the_step_gives_the_same_loss_and_params_on_8_devices_as_on_1():
   assert jax.device_count() == 8, "tests/conftest.py asks XLA for 8 CPU devices"
   config = _config("pretrain")

@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from configs import finetune, pretrain  # noqa: E402
+from tests.helpers import tiny  # noqa: E402
 from mgvm import metrics as metrics_lib  # noqa: E402
 from mgvm.tasks import finetune as finetune_task  # noqa: E402
 from mgvm.run import evaluate as eval_run  # noqa: E402
@@ -21,36 +22,15 @@ from mgvm.run import train as train_run  # noqa: E402
 from mgvm.workdir import checkpoint_dir  # noqa: E402
 
 
-def _tiny(config, data_dir, **run):
-  """A few steps of a 2-block ViT on 32-px, 8-frame clips of a tiny synthetic set."""
-  config.model.update(dim=32, depth=2, num_heads=2)
-  if config.task == "pretrain":
-    config.model.update(decoder_dim=16, decoder_depth=1, decoder_heads=2)
-  config.num_frames, config.image_size, config.batch_size = 8, 32, 8
-  config.data.dir = str(data_dir)
-  config.data.shuffle_buffer = 16
-  config.data.synthetic.update(image_size=32, min_seconds=1.0, max_seconds=2.0, min_fps=8.0,
-                               max_fps=24.0, num_train=24, num_val=6, num_test=5)
-  config.optim.warmup_steps = 2
-  config.eval.update(batch_size=8, max_batches=0)
-  config.tensorboard = True
-  config.update(run)
-  return config
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp("data")
-
-
 def _records(workdir):
   return metrics_lib.read_metrics(os.path.join(workdir, "metrics.jsonl"))
 
 
-def test_pretrain_finetune_eval_chain(tmp_path, data_dir):
+@pytest.mark.slow
+def test_pretrain_finetune_eval_chain(tmp_path, synthetic_dir):
   pre_dir, ft_dir = str(tmp_path / "pretrain"), str(tmp_path / "finetune")
-  config = _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=4, log_every_steps=2,
-                 checkpoint_every_steps=2)
+  config = tiny(pretrain.get_config("runlocal"), synthetic_dir, total_steps=4, log_every_steps=2,
+                checkpoint_every_steps=2, tensorboard=True)
   result = train_run.train(config, pre_dir, log=lambda _: None)
   assert result["step"] == 4 and result["step_cache_size"] == 1
   records = _records(pre_dir)
@@ -66,7 +46,7 @@ def test_pretrain_finetune_eval_chain(tmp_path, data_dir):
   assert 0 < saved["loss"] < 5 and saved["psnr"] > 5 and pre_eval["loss"] == saved["loss"]
 
   messages = []
-  config = _tiny(finetune.get_config("runlocal"), data_dir, total_steps=3, log_every_steps=1,
+  config = tiny(finetune.get_config("runlocal"), synthetic_dir, total_steps=3, log_every_steps=1,
                  checkpoint_every_steps=3, init_from=pre_dir)
   config.mixup.enabled = True
   train_run.train(config, ft_dir, log=messages.append)
@@ -84,9 +64,10 @@ def _params(workdir):
   return jax.device_get(checkpoint_lib.load_params(checkpoint_dir(workdir)))
 
 
-def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, data_dir, monkeypatch):
+@pytest.mark.slow
+def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, synthetic_dir, monkeypatch):
   def config():
-    return _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=6, log_every_steps=1,
+    return tiny(pretrain.get_config("runlocal"), synthetic_dir, total_steps=6, log_every_steps=1,
                  checkpoint_every_steps=100)
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   train_run.train(config(), straight, log=lambda _: None)
@@ -109,9 +90,10 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, data_dir, mon
   np.testing.assert_array_equal(losses[0], losses[1])
 
 
-def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, data_dir, monkeypatch):
+@pytest.mark.slow
+def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, synthetic_dir, monkeypatch):
   def config():
-    return _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=5, log_every_steps=1,
+    return tiny(pretrain.get_config("runlocal"), synthetic_dir, total_steps=5, log_every_steps=1,
                  checkpoint_every_steps=2)
   straight, crashed = str(tmp_path / "straight"), str(tmp_path / "crashed")
   train_run.train(config(), straight, log=lambda _: None)
@@ -131,8 +113,9 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, data_dir, m
   jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(crashed))
 
 
-def test_a_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path, data_dir):
-  config = _tiny(pretrain.get_config("runlocal"), data_dir, total_steps=4, log_every_steps=4,
+@pytest.mark.slow
+def test_a_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path, synthetic_dir):
+  config = tiny(pretrain.get_config("runlocal"), synthetic_dir, total_steps=4, log_every_steps=4,
                  checkpoint_every_steps=1)
   config.optim.update(base_lr=1e38, warmup_steps=0)        # the first update overflows
   with pytest.raises(train_run.NonFiniteLossError, match="step 1"):
@@ -141,15 +124,16 @@ def test_a_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path, data
                                      save_every_steps=1).latest_step() is None
 
 
-def test_motion_guided_compression_in_pretraining_finetuning_and_eval(tmp_path, data_dir):
+@pytest.mark.slow
+def test_motion_guided_compression_in_pretraining_finetuning_and_eval(tmp_path, synthetic_dir):
   """`compress=mgtc`: pre-training masks among the kept tokens; the classifier trains and is
   evaluated on the kept tokens only (grid (4, 2, 2): 12 of 16 tokens)."""
   pre_dir, ft_dir = str(tmp_path / "pretrain"), str(tmp_path / "finetune")
-  config = _tiny(pretrain.get_config("runlocal,masker=tube,compress=mgtc"), data_dir,
+  config = tiny(pretrain.get_config("runlocal,masker=tube,compress=mgtc"), synthetic_dir,
                  total_steps=3, log_every_steps=1, checkpoint_every_steps=3)
   assert train_run.train(config, pre_dir, log=lambda _: None)["step"] == 3
   assert np.isfinite(_records(pre_dir)[-1]["loss"])
-  config = _tiny(finetune.get_config("runlocal,compress=mgtc"), data_dir, total_steps=3,
+  config = tiny(finetune.get_config("runlocal,compress=mgtc"), synthetic_dir, total_steps=3,
                  log_every_steps=1, checkpoint_every_steps=3, init_from=pre_dir)
   train_run.train(config, ft_dir, log=lambda _: None)
   result = eval_run.evaluate(config, ft_dir, log=lambda _: None)

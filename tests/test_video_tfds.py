@@ -121,6 +121,7 @@ def test_folder_builder_names_from_labels_and_rate_cap(tmp_path):
   assert _rows(builder, "train") == {"x": (3, 12.0, len(expected), 64, 128, expected)}
 
 
+@pytest.mark.slow  # worker processes
 def test_workers_do_not_change_the_bytes(tmp_path):
   m = tmp_path / "manual"
   _video(f"{m}/a.mp4", 5, 10)
@@ -172,6 +173,7 @@ def _check_adapter(builder, split):
 # ------------------------------------------------------------------------------ UCF101
 
 
+@pytest.mark.slow
 def test_ucf101_split_lists_and_labels_from_class_index(tmp_path):
   m = tmp_path / "manual"
   classes = ["ApplyEyeMakeup", "Archery", "HandstandPushups"]
@@ -208,16 +210,15 @@ def _train_and_evaluate_on(tmp_path, tfds_name, *, num_classes, eval_videos):
   from mgvm.data import sources
   from mgvm.run import evaluate as eval_run
   from mgvm.run import train as train_run
-  config = finetune.get_config("runlocal")
-  config.model.update(dim=32, depth=1, num_heads=2)
-  config.num_frames, config.image_size, config.batch_size = 4, 32, 8
+  from tests.helpers import tiny
+  config = tiny(finetune.get_config("runlocal"), total_steps=2, log_every_steps=1,
+                checkpoint_every_steps=2)
+  config.optim.warmup_steps = 1
   config.data.update(source="tfds", tfds_name=tfds_name, dir=str(tmp_path / "data"),
                      target_fps=10.0, shuffle_buffer=4)
   source = sources.resolve(config.data)
   assert source.num_classes == num_classes and source.parse_fn is not None
-  config.optim.warmup_steps = 1
-  config.eval.update(split="test", batch_size=8, num_clips=2, num_crops=3)
-  config.update(total_steps=2, log_every_steps=1, checkpoint_every_steps=2, tensorboard=False)
+  config.eval.update(split="test", num_clips=2, num_crops=3)
   assert train_run.train(config, str(tmp_path / "run"), log=lambda _: None)["step"] == 2
   result = eval_run.evaluate(config, str(tmp_path / "run"), split="test", log=lambda _: None)
   assert result["num_videos"] == eval_videos and result["views"] == "2 clips x 3 crops"

@@ -13,45 +13,28 @@ sys.path.insert(0, ROOT)
 
 from mgvm import viz  # noqa: E402
 from mgvm.masking.core import MaskOut  # noqa: E402
+from tests.helpers import config_flags  # noqa: E402
 
-# the tiny set of tests/test_training.py `_tiny`: 32 px, 8 frames, a few videos
-TINY = '''
-from configs import pretrain
-
-
-def get_config(arg=None):
-  c = pretrain.get_config("runlocal")
-  c.model.update(dim=32, depth=2, num_heads=2, decoder_dim=16, decoder_depth=1, decoder_heads=2)
-  c.num_frames, c.image_size = 8, 32
-  c.data.dir = {data_dir!r}
-  c.data.synthetic.update(image_size=32, min_seconds=1.0, max_seconds=2.0, min_fps=8.0,
-                          max_fps=24.0, num_train=4, num_val=3, num_test=2)
-  return c
-'''
+CONFIG = os.path.join(ROOT, "configs", "pretrain.py") + ":runlocal"
 
 
 @pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory):
-  root = tmp_path_factory.mktemp("viz")
-  path = root / "tiny.py"
-  path.write_text(TINY.format(data_dir=str(root / "data")))
-  return str(path)
+def flags(synthetic_dir):
+  """`tests/helpers.py`'s tiny settings on the shared synthetic set, as command-line overrides."""
+  return config_flags(synthetic_dir)
 
 
-def test_default_list(tiny_config):
-  config = viz.load_config(tiny_config, ["--config.masking.ratio=0.5"])
+def test_default_list(flags):
+  config = viz.load_config(CONFIG, [*flags, "--config.masking.ratio=0.5"])
   labels = [label for label, _ in viz.masker_specs(config)]
-  expected = ["config: tube:0.5", "tube:0.5", "random:0.5", "running_cell:0.5", "mgtc:0.25",
-              "everest:0.4"]
-  if "mgmae" in viz.masking.BUILDERS:
-    expected.append("mgmae:0.5")
-  assert labels == expected
+  assert labels == ["config: tube:0.5", "tube:0.5", "random:0.5", "running_cell:0.5", "mgtc:0.25",
+                    "everest:0.4", "mgmae:0.5"]
 
 
-def test_command_writes_png_and_gif(tiny_config, tmp_path, capsys):
+def test_command_writes_png_and_gif(flags, tmp_path, capsys):
   out = str(tmp_path / "sub" / "masks.png")
-  result = viz.main(["masks", "--config", tiny_config, "--out", out, "--index", "1", "--seed", "3",
-                     "--maskers", "config,tube,random,mgtc,everest, tube:0.5+mgtc:0.25"])
+  result = viz.main(["masks", "--config", CONFIG, "--out", out, "--index", "1", "--seed", "3",
+                     "--maskers", "config,tube,random,mgtc,everest, tube:0.5+mgtc:0.25", *flags])
   # grid (4, 2, 2) = 16 tokens; "config" is tube 0.75 like "tube": shown once
   assert result["rows"][1:] == [
       "config: tube:0.75\n4 visible / 12 targets / 16 tokens",
@@ -104,26 +87,26 @@ def test_bad_masker_specs(text, message):
   assert message in str(e.value)
 
 
-def test_bad_spec_on_the_command_line(tiny_config, tmp_path, capsys):
+def test_bad_spec_on_the_command_line(flags, tmp_path, capsys):
   for maskers, message in [("tube,,random", "empty entry"),
                            ("tube:1.5", "ratio must lie in [0, 1)"),
                            ("random:0.1+mgtc:0.25", "visible tokens must be fewer")]:
     with pytest.raises(SystemExit) as e:
-      viz.main(["masks", "--config", tiny_config, "--out", str(tmp_path / "x.png"),
-                "--maskers", maskers])
+      viz.main(["masks", "--config", CONFIG, "--out", str(tmp_path / "x.png"),
+                "--maskers", maskers, *flags])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert message in err, err
   assert not os.path.exists(tmp_path / "x.png")
 
 
-def test_everest_embeddings_from_a_workdir(tiny_config, tmp_path):
+def test_everest_embeddings_from_a_workdir(flags, tmp_path):
   """`--workdir`: EVEREST scores the checkpoint's patch embedding, not a fresh one."""
   import jax
   from flax import nnx
   from mgvm.train import checkpoint as checkpoint_lib
   from mgvm.tasks import build_model
-  config = viz.load_config(tiny_config)
+  config = viz.load_config(CONFIG, flags)
   model = build_model(config, seed=5)
   state = nnx.state(model, nnx.Param)
   state = jax.tree.map(lambda x: x * 3.0 + 0.25, state)  # unlike any fresh init
@@ -138,3 +121,19 @@ def test_everest_embeddings_from_a_workdir(tiny_config, tmp_path):
   assert np.abs(viz.patch_tokens(config, video) - want).max() > 0.1
   with pytest.raises(FileNotFoundError, match="No checkpoint"):
     viz.patch_tokens(config, video, workdir=str(tmp_path / "empty"))
+
+
+def test_mgmae_rows_show_the_masks_and_the_warped_map_of_the_masker_options(flags):
+  import jax
+  from mgvm.masking import mgmae
+  config = viz.load_config(CONFIG, flags)
+  video = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype(np.float32)
+  spec = {"kind": "mgmae", "ratio": 0.75, "base_frame": "first"}
+  rows = viz.mask_rows(config, video, [("mgmae:0.75", spec)], seed=0)
+  assert [title.split("\n")[0] for title, _ in rows[1:]] == ["mgmae:0.75",
+                                                              "mgmae:0.75: warped mask map"]
+  volume = {base: np.asarray(mgmae.mask_volume(jax.random.key(0), video[None], grid=(4, 2, 2),
+                                               ratio=0.75, base_frame=base)[0], np.float64)
+            for base in ("first", "middle")}
+  assert np.abs(volume["first"] - volume["middle"]).max() > 0.1  # the option matters
+  np.testing.assert_array_equal(rows[2][1], viz.heat_panel(viz.to_uint8(video), volume["first"]))

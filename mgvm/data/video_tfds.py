@@ -483,7 +483,7 @@ skipped (reason `missing`) and counted in <split>.skipped.json.
 
   def _read_splits(self, root):
     rows: dict[str, list[tuple[str, str, str]]] = {}  # split -> (where, stem, label text)
-    for split, csv_names, dirs in self.SPLITS:
+    for split, csv_names, _dirs in self.SPLITS:
       path = next((os.path.join(root, c) for c in csv_names
                    if os.path.isfile(os.path.join(root, c))), None)
       if path is not None:

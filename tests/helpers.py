@@ -1,0 +1,61 @@
+"""The one way tests shrink a config: `tiny(config, data_dir)`.
+
+A 2-block ViT (4 blocks for EVAD, whose pruning needs them) on 8-frame 32-px clips of the shared
+tiny synthetic set, batch 8, on ONE device: on 2 CPU cores the 8 virtual devices of
+`tests/conftest.py` cost more than they test, so only the tests about sharding set
+`mesh.data` themselves. `data_dir` is the session's `synthetic_dir` fixture, so every test that
+asks for the same set reuses the copy the first one generated.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # so `from configs import ...` works wherever pytest runs from
+  sys.path.insert(0, ROOT)
+
+# What `tiny` sets, by dotted config key (also as command-line flags: `config_flags`).
+TINY = {"model.dim": 32, "model.depth": 2, "model.num_heads": 2, "model.decoder_dim": 16,
+        "model.decoder_depth": 1, "model.decoder_heads": 2, "num_frames": 8, "image_size": 32,
+        "batch_size": 8, "mesh.data": 1, "data.shuffle_buffer": 16, "optim.warmup_steps": 2,
+        "eval.batch_size": 8, "eval.max_batches": 0, "tensorboard": False}
+# The shared tiny synthetic set: 24 / 6 / 5 videos of 1-2 s at 8-24 fps, 32 px.
+TINY_SYNTHETIC = dict(image_size=32, min_seconds=1.0, max_seconds=2.0, min_fps=8.0, max_fps=24.0,
+                      num_train=24, num_val=6, num_test=5)
+TINY_EVAD = dict(localizer_dim=16, num_proposals=4, num_stages=1, localizer_heads=2,
+                 dynamic_dim=4, ffn_dim=32, decoder_dim=16, decoder_depth=1, decoder_heads=2,
+                 action_hidden=16, max_boxes=2)
+
+
+def _fields(data_dir) -> dict:
+  fields = dict(TINY)
+  if data_dir is not None:
+    fields["data.dir"] = str(data_dir)
+    fields.update({f"data.synthetic.{k}": v for k, v in TINY_SYNTHETIC.items()})
+  return fields
+
+
+def tiny(config, data_dir=None, **overrides):
+  """`config` shrunk to test size in place (and returned); `overrides` are set last.
+
+  With `data_dir` the config reads the shared tiny synthetic set there; without, `config.data`
+  is left alone (tests on prepared shards or tfds set it themselves).
+  """
+  for key, value in _fields(data_dir).items():
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
+  if config.task == "detect":
+    config.model.depth = 4
+    config.evad.update(TINY_EVAD)
+  config.update(overrides)
+  return config
+
+
+def config_flags(data_dir=None) -> list[str]:
+  """`tiny`'s settings as `--config.KEY=VALUE` flags for `train.py` / `eval.py`."""
+  return [f"--config.{k}={v}" for k, v in _fields(data_dir).items()]
