@@ -11,8 +11,9 @@ from ml_collections import config_flags
 
 from mgvm.run import evaluate as runner
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (and :args).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file (and :args).", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (its latest params are used).")
 _SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: config.eval.split).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Official .pth or Hugging Face directory.")
@@ -23,7 +24,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.ERROR)        # keep Orbax's INFO/WARNING chatter out of the way
+    logging.set_verbosity(logging.ERROR)  # keep Orbax's INFO/WARNING chatter out of the way
   runner.evaluate(_CONFIG.value, _WORKDIR.value, split=_SPLIT.value, checkpoint=_CHECKPOINT.value)
 
 

@@ -10,8 +10,9 @@ from ml_collections import config_flags
 
 from mgvm.run import train as runner
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (and :args).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file (and :args).", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -20,10 +21,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.ERROR)        # keep Orbax's INFO/WARNING chatter out of the way
+    logging.set_verbosity(logging.ERROR)  # keep Orbax's INFO/WARNING chatter out of the way
   result = runner.train(_CONFIG.value, _WORKDIR.value)
-  print(f"done: step {result['step']}; checkpoints {result['checkpoints']}; "
-        f"loss curve {result['plot']}")
+  print(
+    f"done: step {result['step']}; checkpoints {result['checkpoints']}; loss curve {result['plot']}"
+  )
 
 
 if __name__ == "__main__":

@@ -23,11 +23,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def forward_cost(graphdef, params, compressor, batch_shape, repeats: int = 5) -> tuple[float, float]:
+def forward_cost(
+  graphdef, params, compressor, batch_shape, repeats: int = 5
+) -> tuple[float, float]:
   """(GFLOPs per clip from XLA's cost analysis, measured clips/s) of the compiled forward."""
   import jax
   import jax.numpy as jnp
   from flax import nnx
+
   from mgvm.evaluate.detection import flops_of
   from mgvm.train.steps import classify
 
@@ -49,6 +52,7 @@ def measure(config, workdir: str, ratios, *, kind: str = "mgtc", split: str = "t
   """One row per ratio: top-1/top-5 on `split`, GFLOPs per clip, clips/s, kept tokens."""
   import ml_collections
   from flax import nnx
+
   from mgvm.data import sources
   from mgvm.run import evaluate as eval_run
   from mgvm.tasks import finetune
@@ -61,15 +65,28 @@ def measure(config, workdir: str, ratios, *, kind: str = "mgtc", split: str = "t
   batch = (config.eval.batch_size, config.num_frames, config.image_size, config.image_size, 3)
   rows = []
   for ratio in ratios:
-    config.masking = (ml_collections.ConfigDict({"kind": kind, "ratio": ratio}) if ratio
-                      else ml_collections.ConfigDict({"kind": ""}))
+    config.masking = (
+      ml_collections.ConfigDict({"kind": kind, "ratio": ratio})
+      if ratio
+      else ml_collections.ConfigDict({"kind": ""})
+    )
     result = eval_run.evaluate(config, workdir, split=split, log=lambda _: None)
     compressor = finetune.compressor(config, model.grid)
     gflops, clips_per_s = forward_cost(graphdef, params, compressor, batch)
-    rows.append({"ratio": ratio, "tokens": compressor.num_keep if compressor else
-                 model.encoder.num_tokens if hasattr(model.encoder, "num_tokens") else
-                 int(np.prod(model.grid)), "top1": result["top1"], "top5": result["top5"],
-                 "gflops_per_clip": gflops, "clips_per_s": clips_per_s})
+    rows.append(
+      {
+        "ratio": ratio,
+        "tokens": compressor.num_keep
+        if compressor
+        else model.encoder.num_tokens
+        if hasattr(model.encoder, "num_tokens")
+        else int(np.prod(model.grid)),
+        "top1": result["top1"],
+        "top5": result["top5"],
+        "gflops_per_clip": gflops,
+        "clips_per_s": clips_per_s,
+      }
+    )
     print(json.dumps(rows[-1]), flush=True)
   return rows
 
@@ -84,20 +101,34 @@ def main(argv=None) -> list[dict]:
   p.add_argument("--json", default="")
   a = p.parse_args(argv)
   import jax
+
   from mgvm.config import load_config
-  rows = measure(load_config(a.config), a.workdir, [float(r) for r in a.ratios.split(",")],
-                 kind=a.kind, split=a.split)
+
+  rows = measure(
+    load_config(a.config),
+    a.workdir,
+    [float(r) for r in a.ratios.split(",")],
+    kind=a.kind,
+    split=a.split,
+  )
   base = rows[0]
-  print(f"{'ratio':>6} {'tokens':>7} {'top-1':>6} {'top-5':>6} {'GFLOPs':>8} {'rel':>5} "
-        f"{'clips/s':>8} {'speed-up':>8}")
+  print(
+    f"{'ratio':>6} {'tokens':>7} {'top-1':>6} {'top-5':>6} {'GFLOPs':>8} {'rel':>5} "
+    f"{'clips/s':>8} {'speed-up':>8}"
+  )
   for r in rows:
-    print(f"{r['ratio']:6.2f} {r['tokens']:>7} {r['top1']:6.3f} {r['top5']:6.3f} "
-          f"{r['gflops_per_clip']:8.4f} {r['gflops_per_clip'] / base['gflops_per_clip']:5.2f} "
-          f"{r['clips_per_s']:8.1f} {r['clips_per_s'] / base['clips_per_s']:8.2f}")
+    print(
+      f"{r['ratio']:6.2f} {r['tokens']:>7} {r['top1']:6.3f} {r['top5']:6.3f} "
+      f"{r['gflops_per_clip']:8.4f} {r['gflops_per_clip'] / base['gflops_per_clip']:5.2f} "
+      f"{r['clips_per_s']:8.1f} {r['clips_per_s'] / base['clips_per_s']:8.2f}"
+    )
   if a.json:
     with open(a.json, "w") as f:
-      json.dump({"rows": rows, "args": vars(a), "jax": jax.__version__,
-                 "device": str(jax.devices()[0])}, f, indent=1)
+      json.dump(
+        {"rows": rows, "args": vars(a), "jax": jax.__version__, "device": str(jax.devices()[0])},
+        f,
+        indent=1,
+      )
   return rows
 
 

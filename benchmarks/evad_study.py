@@ -28,13 +28,14 @@ def settings(keeps, ews) -> list[tuple[float, float]]:
   """(keep, ew) pairs; keep 1.0 once (EW only weights pruning scores)."""
   out = []
   for keep in keeps:
-    for ew in ([ews[0]] if keep >= 1.0 else ews):
+    for ew in [ews[0]] if keep >= 1.0 else ews:
       out.append((keep, ew))
   return out
 
 
 def make_config(keep: float, ew: float, seed: int, steps: int, init_from: str):
   from configs import detect
+
   config = detect.get_config(f"runlocal,keep={keep},ew={ew}")
   config.seed = seed
   config.total_steps = steps
@@ -48,6 +49,7 @@ def run_one(out: str, keep: float, ew: float, seed: int, steps: int, init_from: 
   """Train + evaluate one setting; cached in OUT/keep<k>-ew<e>-s<seed>/result.json."""
   from mgvm.run import evaluate as eval_run
   from mgvm.run import train as train_run
+
   workdir = os.path.join(out, f"keep{keep:g}-ew{ew:g}-s{seed}")
   path = os.path.join(workdir, "result.json")
   if os.path.exists(path):
@@ -57,10 +59,17 @@ def run_one(out: str, keep: float, ew: float, seed: int, steps: int, init_from: 
   start = time.time()
   trained = train_run.train(config, workdir, log=lambda _: None)
   result = eval_run.evaluate(config, workdir, split="test", log=lambda _: None)
-  row = {"keep": keep, "ew": ew, "seed": seed, "frame_map": result["frame_map"],
-         "gflops": result["gflops_per_clip"], "encoder_gflops": result["encoder_gflops_per_clip"],
-         "tokens": result["tokens"], "final_loss": trained["metrics"].get("loss"),
-         "train_s": round(time.time() - start, 1)}
+  row = {
+    "keep": keep,
+    "ew": ew,
+    "seed": seed,
+    "frame_map": result["frame_map"],
+    "gflops": result["gflops_per_clip"],
+    "encoder_gflops": result["encoder_gflops_per_clip"],
+    "tokens": result["tokens"],
+    "final_loss": trained["metrics"].get("loss"),
+    "train_s": round(time.time() - start, 1),
+  }
   with open(path, "w") as f:
     json.dump(row, f)
   print(json.dumps(row), flush=True)
@@ -72,8 +81,10 @@ def throughput(configs: dict, *, batch: int, repeats: int, rounds: int) -> dict:
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from mgvm.tasks import detect
+
   from mgvm.evaluate.detection import predict_fn
+  from mgvm.tasks import detect
+
   compiled = {}
   for name, config in configs.items():
     model = detect.build_model(config, num_classes=len(config.data.synthetic.classes))
@@ -107,20 +118,30 @@ def main(argv=None) -> dict:
   pairs = settings([float(k) for k in a.keeps.split(",")], [float(e) for e in a.ews.split(",")])
   seeds = [int(s) for s in a.seeds.split(",")]
   os.makedirs(a.out, exist_ok=True)
-  rows = [run_one(a.out, keep, ew, seed, a.steps, a.init_from)
-          for seed in seeds for keep, ew in pairs]
-  speed = throughput({f"{k:g}/{e:g}": make_config(k, e, 0, a.steps, "") for k, e in pairs},
-                     batch=a.batch, repeats=a.repeats, rounds=a.rounds)
+  rows = [
+    run_one(a.out, keep, ew, seed, a.steps, a.init_from) for seed in seeds for keep, ew in pairs
+  ]
+  speed = throughput(
+    {f"{k:g}/{e:g}": make_config(k, e, 0, a.steps, "") for k, e in pairs},
+    batch=a.batch,
+    repeats=a.repeats,
+    rounds=a.rounds,
+  )
   base = f"{pairs[0][0]:g}/{pairs[0][1]:g}"
-  lines = ["| keep | EW | frame-mAP@0.5 (per seed) | GFLOPs / clip | encoder GFLOPs | "
-           "tokens | clips/s | speed-up |", "|---|---|---|---|---|---|---|---|"]
+  lines = [
+    "| keep | EW | frame-mAP@0.5 (per seed) | GFLOPs / clip | encoder GFLOPs | "
+    "tokens | clips/s | speed-up |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
   for keep, ew in pairs:
     mine = [r for r in rows if r["keep"] == keep and r["ew"] == ew]
     maps = ", ".join(f"{r['frame_map']:.3f}" for r in mine)
     name = f"{keep:g}/{ew:g}"
-    lines.append(f"| {keep:g} | {ew:g} | {maps} | {mine[0]['gflops']:.4f} | "
-                 f"{mine[0]['encoder_gflops']:.4f} | {mine[0]['tokens']} | {speed[name]:.0f} | "
-                 f"{speed[name] / speed[base]:.2f} |")
+    lines.append(
+      f"| {keep:g} | {ew:g} | {maps} | {mine[0]['gflops']:.4f} | "
+      f"{mine[0]['encoder_gflops']:.4f} | {mine[0]['tokens']} | {speed[name]:.0f} | "
+      f"{speed[name] / speed[base]:.2f} |"
+    )
   result = {"rows": rows, "clips_per_s": speed, "args": vars(a)}
   with open(os.path.join(a.out, "results.json"), "w") as f:
     json.dump(result, f, indent=1)

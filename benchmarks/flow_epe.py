@@ -28,28 +28,39 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CASES = (  # name, displacement (dx, dy) px, textured background
-    ("sub-pixel (2.5, -1.0), textured bg", (2.5, -1.0), True),
-    ("sub-pixel (2.5, -1.0), smooth bg", (2.5, -1.0), False),
-    ("multi-pixel (6, 3), textured bg", (6.0, 3.0), True),
-    ("multi-pixel (6, 3), smooth bg", (6.0, 3.0), False),
+  ("sub-pixel (2.5, -1.0), textured bg", (2.5, -1.0), True),
+  ("sub-pixel (2.5, -1.0), smooth bg", (2.5, -1.0), False),
+  ("multi-pixel (6, 3), textured bg", (6.0, 3.0), True),
+  ("multi-pixel (6, 3), smooth bg", (6.0, 3.0), False),
 )
 
 
 def _waves(rng: np.random.Generator, count: int, wavelengths: tuple[float, float]):
   k = 2 * np.pi / rng.uniform(*wavelengths, count)
   theta = rng.uniform(0, 2 * np.pi, count)
-  return (k * np.cos(theta), k * np.sin(theta), rng.uniform(0, 2 * np.pi, count),
-          rng.uniform(0.5, 1.0, count) / count)
+  return (
+    k * np.cos(theta),
+    k * np.sin(theta),
+    rng.uniform(0, 2 * np.pi, count),
+    rng.uniform(0.5, 1.0, count) / count,
+  )
 
 
 def _texture(waves, x: np.ndarray, y: np.ndarray, channel: int) -> np.ndarray:
   kx, ky, phase, amp = waves
-  return sum(a * np.sin(u * x + v * y + p + 1.3 * channel)
-             for u, v, p, a in zip(kx, ky, phase, amp))
+  return sum(
+    a * np.sin(u * x + v * y + p + 1.3 * channel) for u, v, p, a in zip(kx, ky, phase, amp)
+  )
 
 
-def translating_square(seed: int, displacement: tuple[float, float], *, size: int = 64,
-                       square: int = 20, textured_background: bool = True):
+def translating_square(
+  seed: int,
+  displacement: tuple[float, float],
+  *,
+  size: int = 64,
+  square: int = 20,
+  textured_background: bool = True,
+):
   """(frame_a, frame_b float32 [H, W, 3] in about [-1, 1], flow [H, W, 2], interior bool [H, W]).
 
   The square's top-left corner is at the image centre minus half the square minus half the
@@ -74,7 +85,7 @@ def translating_square(seed: int, displacement: tuple[float, float], *, size: in
   b, _ = frame(dx, dy)
   flow = np.where(inside[..., None], np.float32([dx, dy]), 0).astype(np.float32)
   m = 3
-  interior = ((xs >= x0 + m) & (xs < x0 + square - m) & (ys >= y0 + m) & (ys < y0 + square - m))
+  interior = (xs >= x0 + m) & (xs < x0 + square - m) & (ys >= y0 + m) & (ys < y0 + square - m)
   return a, b, flow, interior
 
 
@@ -103,7 +114,9 @@ def farneback(frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray | None:
 @functools.lru_cache(maxsize=None)
 def _ours(**options):
   import jax
+
   from mgvm import flow
+
   return jax.jit(functools.partial(flow.estimate, **options))
 
 
@@ -115,23 +128,38 @@ def ours(frames_a: np.ndarray, frames_b: np.ndarray, **options) -> np.ndarray:
 def square_table(size: int, seeds: int, **options) -> list[dict]:
   rows = []
   for name, d, textured in CASES:
-    pairs = [translating_square(s, d, size=size, textured_background=textured)
-             for s in range(seeds)]
+    pairs = [
+      translating_square(s, d, size=size, textured_background=textured) for s in range(seeds)
+    ]
     a, b, truth, where = (np.stack(p) for p in zip(*pairs))
     fl = ours(a, b, **options)
     fb = [farneback(a[i], b[i]) for i in range(seeds)]
-    rows.append({"case": name, "ours": epe(fl, truth, where),
-                 "zero": epe(np.zeros_like(truth), truth, where),
-                 "farneback": None if fb[0] is None else epe(np.stack(fb), truth, where)})
+    rows.append(
+      {
+        "case": name,
+        "ours": epe(fl, truth, where),
+        "zero": epe(np.zeros_like(truth), truth, where),
+        "farneback": None if fb[0] is None else epe(np.stack(fb), truth, where),
+      }
+    )
   return rows
 
 
-TRANSLATING = ("move_left", "move_right", "move_up", "move_down", "move_up_left",
-               "move_up_right", "move_down_left", "move_down_right")
+TRANSLATING = (
+  "move_left",
+  "move_right",
+  "move_up",
+  "move_down",
+  "move_up_left",
+  "move_up_right",
+  "move_down_left",
+  "move_down_right",
+)
 
 
 def synthetic_table(size: int, videos: int, fps: float, **options) -> list[dict]:
   from mgvm.data import synthetic
+
   config = synthetic.SyntheticConfig(image_size=size, classes=TRANSLATING, max_distractors=0)
   a, b, truth, boxes = [], [], [], []
   for index in range(videos):
@@ -151,11 +179,18 @@ def synthetic_table(size: int, videos: int, fps: float, **options) -> list[dict]
   fb = [farneback(a[i], b[i]) for i in range(len(a))]
   fb = None if fb[0] is None else np.stack(fb)
   rows = []
-  for name, where in (("synthetic move_*: all pixels", everywhere),
-                      ("synthetic move_*: object boxes", boxes)):
-    rows.append({"case": name, "ours": epe(fl, truth, where),
-                 "zero": epe(np.zeros_like(truth), truth, where),
-                 "farneback": None if fb is None else epe(fb, truth, where)})
+  for name, where in (
+    ("synthetic move_*: all pixels", everywhere),
+    ("synthetic move_*: object boxes", boxes),
+  ):
+    rows.append(
+      {
+        "case": name,
+        "ours": epe(fl, truth, where),
+        "zero": epe(np.zeros_like(truth), truth, where),
+        "farneback": None if fb is None else epe(fb, truth, where),
+      }
+    )
   rows[-1]["pairs"] = len(a)
   return rows
 
@@ -173,7 +208,7 @@ def main(argv=None) -> dict:
   if args.videos:
     rows += synthetic_table(args.size, args.videos, args.fps)
   fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
-  print(f"| case | ours | zero flow | Farnebäck |\n|---|---|---|---|")
+  print("| case | ours | zero flow | Farnebäck |\n|---|---|---|---|")
   for r in rows:
     print(f"| {r['case']} | {fmt(r['ours'])} | {fmt(r['zero'])} | {fmt(r['farneback'])} |")
   result = {"rows": rows, "seconds": round(time.perf_counter() - start, 1)}

@@ -37,9 +37,12 @@ MEAN = np.float32([0.485, 0.456, 0.406])
 STD = np.float32([0.229, 0.224, 0.225])
 
 
-def write_videos(root: str, count: int, seconds: float, fps: int, height: int, width: int) -> list[str]:
+def write_videos(
+  root: str, count: int, seconds: float, fps: int, height: int, width: int
+) -> list[str]:
   """`count` H.264 videos of textured shapes moving over a gradient (compressible, not static)."""
   import av
+
   paths = []
   yy, xx = np.mgrid[0:height, 0:width]
   rng = np.random.default_rng(0)
@@ -77,9 +80,12 @@ def _rrc_box(rng, height, width, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
   return 0, 0, height, width
 
 
-def naive_frames(path: str, rng, num_frames: int, stride: int) -> tuple[list[int], list[np.ndarray]]:
+def naive_frames(
+  path: str, rng, num_frames: int, stride: int
+) -> tuple[list[int], list[np.ndarray]]:
   """Opens the file, draws a start, decodes from the beginning up to the clip's last frame."""
   import av
+
   with av.open(path) as container:
     stream = container.streams.video[0]
     n = stream.frames
@@ -98,6 +104,7 @@ def naive_frames(path: str, rng, num_frames: int, stride: int) -> tuple[list[int
 def naive_clip(args) -> np.ndarray:
   """One clip the reference way: `naive_frames`, then crop / resize / flip each frame with PIL."""
   from PIL import Image
+
   path, seed, num_frames, stride, size = args
   rng = np.random.default_rng(seed)
   _, images = naive_frames(path, rng, num_frames, stride)
@@ -128,9 +135,18 @@ def time_naive(paths, *, clips, num_frames, stride, size, workers, warmup) -> fl
 def time_pipeline(pattern, *, clips, num_frames, stride, size, batch_size, warmup) -> float:
   """Clips per second of the tf.data pipeline (fine-tuning mode)."""
   from mgvm.data import pipeline
-  ds = pipeline.make_dataset(pattern, mode="finetune", num_frames=num_frames, image_size=size,
-                             batch_size=batch_size, target_fps=None, frame_stride=stride,
-                             flip=True, shuffle_buffer=64)
+
+  ds = pipeline.make_dataset(
+    pattern,
+    mode="finetune",
+    num_frames=num_frames,
+    image_size=size,
+    batch_size=batch_size,
+    target_fps=None,
+    frame_stride=stride,
+    flip=True,
+    shuffle_buffer=64,
+  )
   it = pipeline.iterate_numpy(ds)
   for _ in range(max(1, warmup // batch_size)):
     next(it)
@@ -158,39 +174,65 @@ def main(argv=None) -> dict:
   p.add_argument("--prepare-workers", type=int, default=os.cpu_count() or 1)
   p.add_argument("--json", default="", help="also write the result here")
   a = p.parse_args(argv)
-  from mgvm.data import prepare
-  import tensorflow as tf
   import av
+  import tensorflow as tf
+
+  from mgvm.data import prepare
+
   with tempfile.TemporaryDirectory() as tmp:
     t0 = time.perf_counter()
     paths = write_videos(tmp, a.videos, a.seconds, a.fps, a.height, a.width)
     with open(os.path.join(tmp, "train.csv"), "w") as f:
       f.writelines(f"{os.path.basename(path)} 0\n" for path in paths)
     t1 = time.perf_counter()
-    prepare.prepare(os.path.join(tmp, "train.csv"), os.path.join(tmp, "out"), root=tmp,
-                    workers=a.prepare_workers, videos_per_shard=max(1, a.videos // 8),
-                    log=lambda _: None)
+    prepare.prepare(
+      os.path.join(tmp, "train.csv"),
+      os.path.join(tmp, "out"),
+      root=tmp,
+      workers=a.prepare_workers,
+      videos_per_shard=max(1, a.videos // 8),
+      log=lambda _: None,
+    )
     t2 = time.perf_counter()
-    common = dict(clips=a.clips, num_frames=a.num_frames, stride=a.frame_stride,
-                  size=a.image_size, warmup=a.warmup)
-    pipe = time_pipeline(os.path.join(tmp, "out", "train-*.tfrecord"),
-                         batch_size=a.batch_size, **common)
+    common = dict(
+      clips=a.clips,
+      num_frames=a.num_frames,
+      stride=a.frame_stride,
+      size=a.image_size,
+      warmup=a.warmup,
+    )
+    pipe = time_pipeline(
+      os.path.join(tmp, "out", "train-*.tfrecord"), batch_size=a.batch_size, **common
+    )
     naive = time_naive(paths, workers=a.naive_workers, **common)
-    shard_bytes = sum(os.path.getsize(os.path.join(tmp, "out", f))
-                      for f in os.listdir(os.path.join(tmp, "out")) if f.endswith(".tfrecord"))
+    shard_bytes = sum(
+      os.path.getsize(os.path.join(tmp, "out", f))
+      for f in os.listdir(os.path.join(tmp, "out"))
+      if f.endswith(".tfrecord")
+    )
     video_bytes = sum(os.path.getsize(p) for p in paths)
   result = {
-      "pipeline_clips_per_s": round(pipe, 2), "naive_clips_per_s": round(naive, 2),
-      "ratio": round(pipe / naive, 2), "prepare_s": round(t2 - t1, 1),
-      "prepare_videos_per_s": round(a.videos / (t2 - t1), 2),
-      "write_videos_s": round(t1 - t0, 1), "shard_mb": round(shard_bytes / 2**20, 1),
-      "video_mb": round(video_bytes / 2**20, 1), "args": vars(a),
-      "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-      "versions": {"tensorflow": tf.__version__, "av": av.__version__,
-                   "python": platform.python_version()}}
-  print(f"pipeline {pipe:.2f} clips/s, naive PyAV {naive:.2f} clips/s "
-        f"({a.naive_workers} workers): ratio {pipe / naive:.2f}x; "
-        f"prepare (one-off) {result['prepare_s']} s for {a.videos} videos")
+    "pipeline_clips_per_s": round(pipe, 2),
+    "naive_clips_per_s": round(naive, 2),
+    "ratio": round(pipe / naive, 2),
+    "prepare_s": round(t2 - t1, 1),
+    "prepare_videos_per_s": round(a.videos / (t2 - t1), 2),
+    "write_videos_s": round(t1 - t0, 1),
+    "shard_mb": round(shard_bytes / 2**20, 1),
+    "video_mb": round(video_bytes / 2**20, 1),
+    "args": vars(a),
+    "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+    "versions": {
+      "tensorflow": tf.__version__,
+      "av": av.__version__,
+      "python": platform.python_version(),
+    },
+  }
+  print(
+    f"pipeline {pipe:.2f} clips/s, naive PyAV {naive:.2f} clips/s "
+    f"({a.naive_workers} workers): ratio {pipe / naive:.2f}x; "
+    f"prepare (one-off) {result['prepare_s']} s for {a.videos} videos"
+  )
   print(json.dumps(result))
   if a.json:
     with open(a.json, "w") as f:

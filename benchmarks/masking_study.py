@@ -25,16 +25,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # method -> (pretrain config argument, masking overrides)
 METHODS = {
-    "tube": ("masker=tube", {}),
-    "tube+mgtc": ("masker=tube,compress=mgtc", {}),
-    "mgmae": ("masker=tube", {"kind": "mgmae", "ratio": 0.75}),
-    "everest": ("masker=random,compress=everest", {"compress": {"kind": "everest", "ratio": 0.5}}),
+  "tube": ("masker=tube", {}),
+  "tube+mgtc": ("masker=tube,compress=mgtc", {}),
+  "mgmae": ("masker=tube", {"kind": "mgmae", "ratio": 0.75}),
+  "everest": ("masker=random,compress=everest", {"compress": {"kind": "everest", "ratio": 0.5}}),
 }
 
 
 def _pretrain_config(method: str, seed: int, steps: int):
   import ml_collections
+
   from configs import pretrain
+
   arg, masking = METHODS[method]
   config = pretrain.get_config(f"runlocal,{arg}")
   if masking.get("kind") == "mgmae":
@@ -51,6 +53,7 @@ def _pretrain_config(method: str, seed: int, steps: int):
 
 def _finetune_config(seed: int, steps: int, init_from: str, fps_scale: int = 1):
   from configs import finetune
+
   config = finetune.get_config("runlocal" + (f",fps_scale={fps_scale}" if fps_scale > 1 else ""))
   config.seed = seed
   config.init_from = init_from
@@ -72,6 +75,7 @@ def run_one(out: str, name: str, seed: int, pretrain_config, finetune_config_fn)
   """Pre-train (when given), fine-tune, evaluate; cached in OUT/<name>-s<seed>/result.json."""
   from mgvm.run import evaluate as eval_run
   from mgvm.run import train as train_run
+
   workdir = os.path.join(out, f"{name}-s{seed}")
   cached = _done(os.path.join(workdir, "result.json"))
   if cached:
@@ -99,14 +103,18 @@ def summarise(rows: list[dict]) -> list[dict]:
   table = {}
   for r in rows:
     table.setdefault(r["method"], []).append(r["top1"])
-  return [{"method": m, "mean": statistics.mean(v), "spread": max(v) - min(v), "runs": v}
-          for m, v in table.items()]
+  return [
+    {"method": m, "mean": statistics.mean(v), "spread": max(v) - min(v), "runs": v}
+    for m, v in table.items()
+  ]
 
 
 def plot(summary: list[dict], path: str) -> None:
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(1.4 * len(summary) + 2, 3.2))
   for i, s in enumerate(summary):
     ax.bar(i, s["mean"], color="#4c72b0", alpha=0.6)
@@ -138,31 +146,58 @@ def main(argv=None) -> dict:
   rows = []
   for seed in seeds:
     for method in methods:
-      rows.append(run_one(
-          a.out, method, seed, _pretrain_config(method, seed, a.pretrain_steps),
-          lambda init, seed=seed: _finetune_config(seed, a.finetune_steps, init)))
+      rows.append(
+        run_one(
+          a.out,
+          method,
+          seed,
+          _pretrain_config(method, seed, a.pretrain_steps),
+          lambda init, seed=seed: _finetune_config(seed, a.finetune_steps, init),
+        )
+      )
   fps_rows = []
   if a.fps:
     for seed in seeds:
       init = os.path.join(a.out, f"tube-s{seed}", "pretrain")
       if not os.path.isdir(init):  # the tube pre-training of this seed is the starting point
-        run_one(a.out, "tube", seed, _pretrain_config("tube", seed, a.pretrain_steps),
-                lambda i, seed=seed: _finetune_config(seed, a.finetune_steps, i))
-      for scale, name in ((1, "8 frames @ 6 fps, all 64 tokens"),
-                          (2, "16 frames @ 12 fps, MGTC keeps 64 of 128")):
-        fps_rows.append(run_one(
-            a.out, f"fps{scale}", seed, None,
-            lambda _, seed=seed, scale=scale: _finetune_config(seed, a.finetune_steps, init,
-                                                                scale)) | {"setting": name})
+        run_one(
+          a.out,
+          "tube",
+          seed,
+          _pretrain_config("tube", seed, a.pretrain_steps),
+          lambda i, seed=seed: _finetune_config(seed, a.finetune_steps, i),
+        )
+      for scale, name in (
+        (1, "8 frames @ 6 fps, all 64 tokens"),
+        (2, "16 frames @ 12 fps, MGTC keeps 64 of 128"),
+      ):
+        fps_rows.append(
+          run_one(
+            a.out,
+            f"fps{scale}",
+            seed,
+            None,
+            lambda _, seed=seed, scale=scale: _finetune_config(seed, a.finetune_steps, init, scale),
+          )
+          | {"setting": name}
+        )
   summary = summarise(rows)
   fps_summary = summarise(fps_rows) if fps_rows else []
-  result = {"rows": rows, "summary": summary, "fps_rows": fps_rows, "fps_summary": fps_summary,
-            "args": vars(a)}
+  result = {
+    "rows": rows,
+    "summary": summary,
+    "fps_rows": fps_rows,
+    "fps_summary": fps_summary,
+    "args": vars(a),
+  }
   with open(os.path.join(a.out, "results.json"), "w") as f:
     json.dump(result, f, indent=1)
   lines = ["| method | test top-1, mean | spread (max − min) | runs |", "|---|---|---|---|"]
-  lines += [f"| {s['method']} | {s['mean']:.3f} | {s['spread']:.3f} | "
-            f"{', '.join(f'{v:.3f}' for v in s['runs'])} |" for s in summary + fps_summary]
+  lines += [
+    f"| {s['method']} | {s['mean']:.3f} | {s['spread']:.3f} | "
+    f"{', '.join(f'{v:.3f}' for v in s['runs'])} |"
+    for s in summary + fps_summary
+  ]
   with open(os.path.join(a.out, "study.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   print("\n".join(lines))

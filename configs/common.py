@@ -9,33 +9,70 @@ import ml_collections
 
 def model(size="B", **overrides):
   """The ViT encoder (and, for pre-training, the MAE decoder); 0 / "" means "from the size"."""
-  c = ml_collections.ConfigDict(dict(
-      size=size, dim=0, depth=0, num_heads=0, decoder_dim=0, decoder_depth=0, decoder_heads=0,
-      tubelet=(2, 16, 16),      # (frames, height, width) of one token
-      drop_path_rate=0.0, fc_drop_rate=0.0, dtype="bfloat16"))
+  c = ml_collections.ConfigDict(
+    dict(
+      size=size,
+      dim=0,
+      depth=0,
+      num_heads=0,
+      decoder_dim=0,
+      decoder_depth=0,
+      decoder_heads=0,
+      tubelet=(2, 16, 16),  # (frames, height, width) of one token
+      drop_path_rate=0.0,
+      fc_drop_rate=0.0,
+      dtype="bfloat16",
+    )
+  )
   c.update(overrides)
   return c
 
 
 def synthetic_classes():
   """All motion classes of the synthetic set (`mgvm.data.synthetic.CLASSES`), without importing TF."""
-  return ("still", "move_left", "move_right", "move_up", "move_down", "move_up_left",
-          "move_up_right", "move_down_left", "move_down_right", "rotate_cw", "rotate_ccw",
-          "grow", "shrink", "bounce", "sway")
+  return (
+    "still",
+    "move_left",
+    "move_right",
+    "move_up",
+    "move_down",
+    "move_up_left",
+    "move_up_right",
+    "move_down_left",
+    "move_down_right",
+    "rotate_cw",
+    "rotate_ccw",
+    "grow",
+    "shrink",
+    "bounce",
+    "sway",
+  )
 
 
 def synthetic(**overrides):
   """The built-in synthetic motion data set (`mgvm.data.synthetic`), generated on first use."""
-  c = ml_collections.ConfigDict(dict(
-      image_size=64, min_seconds=2.0, max_seconds=4.0, min_fps=10.0, max_fps=60.0,
+  c = ml_collections.ConfigDict(
+    dict(
+      image_size=64,
+      min_seconds=2.0,
+      max_seconds=4.0,
+      min_fps=10.0,
+      max_fps=60.0,
       classes=synthetic_classes(),
-      min_distractors=0, max_distractors=2, camera_pan=False,
-      object_size=(0.24, 0.34),       # circumscribed diameter, image sizes
-      speed=(0.05, 0.1),              # translation, image sizes per second
-      rotation_speed=(0.15, 0.35),    # turns per second
-      scale_rate=(0.1, 0.2),          # d log(scale) / dt per second
-      background_detail=1.0,          # fine background texture (0: smooth)
-      num_train=4000, num_val=400, num_test=400, seed=0))
+      min_distractors=0,
+      max_distractors=2,
+      camera_pan=False,
+      object_size=(0.24, 0.34),  # circumscribed diameter, image sizes
+      speed=(0.05, 0.1),  # translation, image sizes per second
+      rotation_speed=(0.15, 0.35),  # turns per second
+      scale_rate=(0.1, 0.2),  # d log(scale) / dt per second
+      background_detail=1.0,  # fine background texture (0: smooth)
+      num_train=4000,
+      num_val=400,
+      num_test=400,
+      seed=0,
+    )
+  )
   c.update(overrides)
   return c
 
@@ -53,12 +90,23 @@ def runlocal_data(c):
   c.image_size = 64
   c.data.target_fps = 6.0
   c.data.synthetic.update(
-      min_seconds=1.2, max_seconds=1.6, min_fps=10.0, max_fps=30.0, max_distractors=0,
-      object_size=(0.2, 0.3), speed=(0.3, 0.5), rotation_speed=(0.3, 0.6), scale_rate=(0.4, 0.7),
-      background_detail=0.3, num_train=3000, num_val=300, num_test=300)
+    min_seconds=1.2,
+    max_seconds=1.6,
+    min_fps=10.0,
+    max_fps=30.0,
+    max_distractors=0,
+    object_size=(0.2, 0.3),
+    speed=(0.3, 0.5),
+    rotation_speed=(0.3, 0.6),
+    scale_rate=(0.4, 0.7),
+    background_detail=0.3,
+    num_train=3000,
+    num_val=300,
+    num_test=300,
+  )
   c.data.shuffle_buffer = 512
   c.data.crop_scale = (1.0, 1.0)  # whole frame: at 64 px a crop changes the apparent speed and
-                                  # size (the classes' signal) and slowed learning ~2x
+  # size (the classes' signal) and slowed learning ~2x
   return c
 
 
@@ -80,11 +128,24 @@ def data(**overrides):
   `source="tfds"` reads a data set built by a `mgvm.data.video_tfds` builder: `tfds_name`
   (e.g. "mgvm_ucf101/split1") under `dir` (the tfds data_dir).
   """
-  c = ml_collections.ConfigDict(dict(
-      source="synthetic", dir="", tfds_name="", train_split="train",
-      target_fps=ml_collections.FieldReference(8.0, field_type=object), frame_stride=4,
-      temporal="dense", shuffle_buffer=1024, flip=False, crop_scale=(0.08, 1.0),
-      rand_augment="", random_erase=0.0, num_sample=1, synthetic=synthetic()))
+  c = ml_collections.ConfigDict(
+    dict(
+      source="synthetic",
+      dir="",
+      tfds_name="",
+      train_split="train",
+      target_fps=ml_collections.FieldReference(8.0, field_type=object),
+      frame_stride=4,
+      temporal="dense",
+      shuffle_buffer=1024,
+      flip=False,
+      crop_scale=(0.08, 1.0),
+      rand_augment="",
+      random_erase=0.0,
+      num_sample=1,
+      synthetic=synthetic(),
+    )
+  )
   c.update(overrides)
   return c
 
@@ -94,10 +155,10 @@ def data(**overrides):
 # views; SSv2 one frame per segment, no flip (direction-sensitive classes), 2x3 test views.
 # Pre-training takes dense clips every `pretrain_stride` frames (4; SSv2 2), never flips.
 DATASETS = {
-    "k400": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
-    "ucf101": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
-    "hmdb51": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
-    "ssv2": dict(temporal="segment", frame_stride=2, pretrain_stride=2, flip=False, clips=2, crops=3),
+  "k400": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
+  "ucf101": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
+  "hmdb51": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
+  "ssv2": dict(temporal="segment", frame_stride=2, pretrain_stride=2, flip=False, clips=2, crops=3),
 }
 
 
@@ -112,8 +173,9 @@ def apply_dataset(c, name: str):
   if c.task == "pretrain":
     c.data.update(temporal="dense", target_fps=0, frame_stride=d["pretrain_stride"])
   else:
-    c.data.update(temporal=d["temporal"], target_fps=0, frame_stride=d["frame_stride"],
-                  flip=d["flip"])
+    c.data.update(
+      temporal=d["temporal"], target_fps=0, frame_stride=d["frame_stride"], flip=d["flip"]
+    )
     c.eval.update(num_clips=d["clips"], num_crops=d["crops"])
   return c
 
@@ -125,8 +187,9 @@ def compressor(kind: str, ratio: float):
   slice; first slice kept whole). `everest`: drop the `ratio` lowest patch-embedding changes.
   """
   if kind == "mgtc":
-    return ml_collections.ConfigDict(dict(kind="mgtc", ratio=ratio, metric="l1", sub_blocks=1,
-                                          first="keep"))
+    return ml_collections.ConfigDict(
+      dict(kind="mgtc", ratio=ratio, metric="l1", sub_blocks=1, first="keep")
+    )
   if kind == "everest":
     return ml_collections.ConfigDict(dict(kind="everest", ratio=ratio))
   raise ValueError(f"unknown compressor {kind!r}; known: everest, mgtc")
@@ -149,8 +212,10 @@ def trade_fps_for_tokens(c, scale: int):
     c.data.target_fps = fps * scale
   else:  # a fixed frame stride: a smaller stride is the higher rate
     if c.data.frame_stride % scale:
-      raise ValueError(f"fps_scale={scale} needs target_fps, or a frame_stride divisible by it "
-                       f"(got {c.data.frame_stride})")
+      raise ValueError(
+        f"fps_scale={scale} needs target_fps, or a frame_stride divisible by it "
+        f"(got {c.data.frame_stride})"
+      )
     c.data.frame_stride //= scale
   drop = 1.0 - 1.0 / scale
   if c.task == "pretrain":
@@ -163,12 +228,19 @@ def trade_fps_for_tokens(c, scale: int):
 
 def optim(**overrides):
   """AdamW (no decay on 1-D params, biases, mask token, position tables) with warmup + cosine."""
-  c = ml_collections.ConfigDict(dict(
-      base_lr=1.5e-4,          # scaled by the global batch size / 256
-      min_lr=1e-5,             # likewise scaled
-      warmup_steps=5_000, weight_decay=0.05, b1=0.9, b2=0.95, eps=1e-8,
-      layer_decay=1.0,         # 1.0 = off; fine-tuning uses 0.75
-      clip_grad_norm=0.0))     # 0 = off
+  c = ml_collections.ConfigDict(
+    dict(
+      base_lr=1.5e-4,  # scaled by the global batch size / 256
+      min_lr=1e-5,  # likewise scaled
+      warmup_steps=5_000,
+      weight_decay=0.05,
+      b1=0.9,
+      b2=0.95,
+      eps=1e-8,
+      layer_decay=1.0,  # 1.0 = off; fine-tuning uses 0.75
+      clip_grad_norm=0.0,
+    )
+  )  # 0 = off
   c.update(overrides)
   return c
 
@@ -182,8 +254,9 @@ def mesh(**overrides):
 
 def evaluation(**overrides):
   """What `eval.py` measures (multi-view for classifiers; fixed masking key for pre-training)."""
-  c = ml_collections.ConfigDict(dict(split="val", batch_size=32, num_clips=1, num_crops=1,
-                                     max_batches=0))   # 0 = the whole split
+  c = ml_collections.ConfigDict(
+    dict(split="val", batch_size=32, num_clips=1, num_crops=1, max_batches=0)
+  )  # 0 = the whole split
   c.update(overrides)
   return c
 

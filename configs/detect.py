@@ -25,18 +25,34 @@ from mgvm.config import parse_arg
 
 def evad(**overrides):
   """EVAD's pruning, localizer and decoder settings (0 / () means "from the encoder size")."""
-  c = ml_collections.ConfigDict(dict(
-      keep_rate=0.7, prune_blocks=(), enhanced_weight=1.0, official_order=False,
+  c = ml_collections.ConfigDict(
+    dict(
+      keep_rate=0.7,
+      prune_blocks=(),
+      enhanced_weight=1.0,
+      official_order=False,
       feature_blocks=(),
-      localizer_dim=256, num_proposals=100, num_stages=6, localizer_heads=8, dynamic_dim=64,
+      localizer_dim=256,
+      num_proposals=100,
+      num_stages=6,
+      localizer_heads=8,
+      dynamic_dim=64,
       ffn_dim=2048,
-      decoder_dim=0, decoder_depth=0, decoder_heads=0, decoder_drop_path_rate=0.1,
-      action_hidden=2048, roi_extension=(0.4, 0.2),
-      max_boxes=20,              # ground-truth boxes per keyframe (padded)
-      person_threshold=0.7,      # test: proposals with person prob >= this (all if none)
-      loss_weights=ml_collections.ConfigDict(dict(
-          class_weight=2.0, l1_weight=5.0, giou_weight=2.0, no_object_weight=0.1,
-          action_weight=12.0))))
+      decoder_dim=0,
+      decoder_depth=0,
+      decoder_heads=0,
+      decoder_drop_path_rate=0.1,
+      action_hidden=2048,
+      roi_extension=(0.4, 0.2),
+      max_boxes=20,  # ground-truth boxes per keyframe (padded)
+      person_threshold=0.7,  # test: proposals with person prob >= this (all if none)
+      loss_weights=ml_collections.ConfigDict(
+        dict(
+          class_weight=2.0, l1_weight=5.0, giou_weight=2.0, no_object_weight=0.1, action_weight=12.0
+        )
+      ),
+    )
+  )
   c.update(overrides)
   return c
 
@@ -47,16 +63,18 @@ def get_config(arg=None):
   c.task = "detect"
   c.seed = 0
   c.init_from = ""
-  c.num_classes = 0                 # 0: from the data set
+  c.num_classes = 0  # 0: from the data set
   c.model = common.model("B", drop_path_rate=0.1)
   c.num_frames = 16
   c.image_size = 224
   c.data = common.data(target_fps=0, frame_stride=4, flip=False)
-  c.evad = evad(keep_rate=float(args.keep), enhanced_weight=float(args.ew),
-                official_order=bool(args.official_order))
+  c.evad = evad(
+    keep_rate=float(args.keep),
+    enhanced_weight=float(args.ew),
+    official_order=bool(args.official_order),
+  )
   c.batch_size = 16
-  c.optim = common.optim(base_lr=4e-4, min_lr=4e-6, warmup_steps=1000, weight_decay=1e-4,
-                         b2=0.999)
+  c.optim = common.optim(base_lr=4e-4, min_lr=4e-6, warmup_steps=1000, weight_decay=1e-4, b2=0.999)
   c.optim.lr_multipliers = ml_collections.ConfigDict({"localizer": 8.0})
   c.mesh = common.mesh()
   c.eval = common.evaluation(keyframes_per_video=0)  # 0: every annotated frame
@@ -64,11 +82,23 @@ def get_config(arg=None):
   if args.runlocal:
     c.model.update(size="", dim=96, depth=4, num_heads=3, drop_path_rate=0.0, dtype="float32")
     common.runlocal_data(c)
-    c.data.synthetic.update(min_actors=1, max_actors=2, object_size=(0.25, 0.35),
-                            num_train=600, num_val=100, num_test=100)
-    c.evad.update(localizer_dim=64, num_proposals=8, num_stages=2, localizer_heads=4,
-                  dynamic_dim=16, ffn_dim=256, decoder_dim=48, decoder_depth=2, decoder_heads=3,
-                  decoder_drop_path_rate=0.0, action_hidden=128, max_boxes=4)
+    c.data.synthetic.update(
+      min_actors=1, max_actors=2, object_size=(0.25, 0.35), num_train=600, num_val=100, num_test=100
+    )
+    c.evad.update(
+      localizer_dim=64,
+      num_proposals=8,
+      num_stages=2,
+      localizer_heads=4,
+      dynamic_dim=16,
+      ffn_dim=256,
+      decoder_dim=48,
+      decoder_depth=2,
+      decoder_heads=3,
+      decoder_drop_path_rate=0.0,
+      action_hidden=128,
+      max_boxes=4,
+    )
     c.batch_size = 8
     c.optim.update(base_lr=0.016, min_lr=0.0016, warmup_steps=50)  # 5e-4 per 8 clips
     common.run(c, total_steps=600, log_every_steps=25, checkpoint_every_steps=300)

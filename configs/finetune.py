@@ -31,20 +31,23 @@ def get_config(arg=None):
   c.task = "finetune"
   c.seed = 0
   c.init_from = ""
-  c.num_classes = 0                 # 0: from the data set (the synthetic set knows its classes)
+  c.num_classes = 0  # 0: from the data set (the synthetic set knows its classes)
   c.model = common.model("B", drop_path_rate=0.1)
   c.num_frames = 16
   c.image_size = 224
   c.data = common.data(rand_augment="rand-m7-n4-mstd0.5-inc1", random_erase=0.25, num_sample=2)
-  c.batch_size = 512                # clips per step (num_sample of them per video)
-  c.optim = common.optim(base_lr=1e-3, min_lr=1e-6, warmup_steps=2_500, b2=0.999,
-                         layer_decay=0.75)
+  c.batch_size = 512  # clips per step (num_sample of them per video)
+  c.optim = common.optim(base_lr=1e-3, min_lr=1e-6, warmup_steps=2_500, b2=0.999, layer_decay=0.75)
   c.label_smoothing = 0.1
-  c.mixup = ml_collections.ConfigDict(dict(enabled=True, mixup_alpha=0.8, cutmix_alpha=1.0,
-                                           prob=1.0, switch_prob=0.5))
+  c.mixup = ml_collections.ConfigDict(
+    dict(enabled=True, mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5)
+  )
   # "" = every token; a compressor (mgtc / everest) keeps the high-motion tokens only
-  c.masking = (common.compressor(args.compress, {"mgtc": 0.25, "everest": 0.4}.get(args.compress, 0))
-               if args.compress else ml_collections.ConfigDict(dict(kind="")))
+  c.masking = (
+    common.compressor(args.compress, {"mgtc": 0.25, "everest": 0.4}.get(args.compress, 0))
+    if args.compress
+    else ml_collections.ConfigDict(dict(kind=""))
+  )
   c.mesh = common.mesh()
   c.eval = common.evaluation(num_clips=5, num_crops=3)
   common.run(c, total_steps=50_000)

@@ -36,9 +36,10 @@ def get_config(arg=None):
   if args.masker == "running_cell":
     c.masking.decoder_ratio = 0.5
   if args.compress:
-    c.masking.compress = common.compressor(args.compress,
-                                           {"mgtc": 0.25, "everest": 0.7}.get(args.compress, 0))
-  c.batch_size = 256                # global; the LR scales with it
+    c.masking.compress = common.compressor(
+      args.compress, {"mgtc": 0.25, "everest": 0.7}.get(args.compress, 0)
+    )
+  c.batch_size = 256  # global; the LR scales with it
   c.optim = common.optim()
   c.mesh = common.mesh()
   c.eval = common.evaluation()
@@ -46,8 +47,16 @@ def get_config(arg=None):
   if args.dataset:
     common.apply_dataset(c, args.dataset)
   if args.runlocal:
-    c.model.update(size="", dim=96, depth=4, num_heads=3, decoder_dim=64, decoder_depth=1,
-                   decoder_heads=2, dtype="float32")
+    c.model.update(
+      size="",
+      dim=96,
+      depth=4,
+      num_heads=3,
+      decoder_dim=64,
+      decoder_depth=1,
+      decoder_heads=2,
+      dtype="float32",
+    )
     common.runlocal_data(c)
     c.masking.ratio = 0.75
     c.batch_size = 16

@@ -39,10 +39,13 @@ def load_config(spec: str, overrides: Sequence[str] = ()):
   """
   from absl import flags
   from ml_collections import config_flags
+
   path = spec.partition(":")[0]
   if not os.path.isfile(path):
     raise FileNotFoundError(f"--config {spec!r}: no file {path!r}")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(path)))  # so `from configs import ...` works
+  root = os.path.dirname(
+    os.path.dirname(os.path.abspath(path))
+  )  # so `from configs import ...` works
   if root not in sys.path:
     sys.path.insert(0, root)
   for item in overrides:
@@ -50,16 +53,19 @@ def load_config(spec: str, overrides: Sequence[str] = ()):
       raise ValueError(f"unexpected argument {item!r}; overrides look like --config.KEY=VALUE")
   argv = ["mgvm", f"--config={spec}", *overrides]
   values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "config file[:arg]", flag_values=values,
-                                  lock_config=True, sys_argv=argv)
+  config_flags.DEFINE_config_file(
+    "config", None, "config file[:arg]", flag_values=values, lock_config=True, sys_argv=argv
+  )
   try:
     values(argv)
   except (AttributeError, KeyError) as e:  # a misspelt key of an override
     text = str(e)
     name = re.search(r"[A-Za-z_]\w*", text)
     hint = re.search(r'Did you mean "(\w+)"', text)
-    raise ValueError(f"the config {spec!r} has no key {name.group(0) if name else text!r}"
-                     + (f" (did you mean {hint.group(1)!r}?)" if hint else "")) from None
+    raise ValueError(
+      f"the config {spec!r} has no key {name.group(0) if name else text!r}"
+      + (f" (did you mean {hint.group(1)!r}?)" if hint else "")
+    ) from None
   except flags.Error as e:  # a bad value, or get_config(arg) failed (its traceback's last line)
     lines = [line for line in str(e).splitlines() if line.strip()]
     raise ValueError(f"{lines[0]} {lines[-1]}" if "Traceback" in str(e) else str(e)) from None

@@ -35,6 +35,7 @@ class _EventWriter:
   def __init__(self, logdir: str, resume_step: int):
     from tensorboard.compat.proto import event_pb2, summary_pb2
     from tensorboard.summary.writer.record_writer import RecordWriter
+
     self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
     os.makedirs(logdir, exist_ok=True)
     # TensorBoard reads the files of a directory in name order: a later file gets a later name.
@@ -51,9 +52,13 @@ class _EventWriter:
     self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
     if resume_step > 0:
       # TensorBoard drops events of earlier files with step >= this one (no duplicated steps).
-      self._write(event_pb2.Event(wall_time=time.time(), step=resume_step + 1,
-                                  session_log=event_pb2.SessionLog(
-                                      status=event_pb2.SessionLog.START)))
+      self._write(
+        event_pb2.Event(
+          wall_time=time.time(),
+          step=resume_step + 1,
+          session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
+        )
+      )
     self._writer.flush()
 
   def _write(self, event) -> None:
@@ -61,8 +66,11 @@ class _EventWriter:
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     value = [self._summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()]
-    self._write(self._event_pb2.Event(wall_time=time.time(), step=step,
-                                      summary=self._summary_pb2.Summary(value=value)))
+    self._write(
+      self._event_pb2.Event(
+        wall_time=time.time(), step=step, summary=self._summary_pb2.Summary(value=value)
+      )
+    )
     self._writer.flush()
 
   def close(self) -> None:
@@ -75,6 +83,7 @@ class _TfWriter:
   def __init__(self, logdir: str, resume_step: int):
     del resume_step
     import tensorflow as tf
+
     self._tf = tf
     self._writer = tf.summary.create_file_writer(logdir)
 
@@ -103,8 +112,9 @@ def _to_float(key: str, value: Any) -> float:
   try:
     return float(value)
   except (TypeError, ValueError):
-    raise TypeError(f"Metric {key!r} must be a scalar; got {type(value).__name__} "
-                    f"{getattr(value, 'shape', '')}.") from None
+    raise TypeError(
+      f"Metric {key!r} must be a scalar; got {type(value).__name__} {getattr(value, 'shape', '')}."
+    ) from None
 
 
 def _parse_lines(lines: list[str], path: str) -> list[dict]:
@@ -130,8 +140,15 @@ class MetricWriter:
   `progress=None` shows a tqdm bar only when stdout is a terminal.
   """
 
-  def __init__(self, workdir: str, *, total_steps: int | None = None, tensorboard: bool = True,
-               progress: bool | None = None, resume_step: int = 0):
+  def __init__(
+    self,
+    workdir: str,
+    *,
+    total_steps: int | None = None,
+    tensorboard: bool = True,
+    progress: bool | None = None,
+    resume_step: int = 0,
+  ):
     self.workdir = os.fspath(workdir)
     self.total_steps = total_steps
     self.active = jax.process_index() == 0
@@ -150,16 +167,17 @@ class MetricWriter:
       progress = sys.stdout.isatty()
     if progress:
       from tqdm.auto import tqdm
-      self._bar = tqdm(total=total_steps, initial=int(resume_step), dynamic_ncols=True,
-                       unit="step")
+
+      self._bar = tqdm(total=total_steps, initial=int(resume_step), dynamic_ncols=True, unit="step")
 
   def _truncate(self, resume_step: int) -> None:
     if not os.path.exists(self.path):
       return
     with open(self.path, encoding="utf-8") as f:
       records = _parse_lines(f.read().splitlines(), self.path)
-    kept = [r for r in records if not isinstance(r.get("step"), (int, float))
-            or r["step"] <= resume_step]
+    kept = [
+      r for r in records if not isinstance(r.get("step"), (int, float)) or r["step"] <= resume_step
+    ]
     if len(kept) == len(records):
       return
     tmp = self.path + ".tmp"
@@ -167,8 +185,9 @@ class MetricWriter:
       for record in kept:
         f.write(json.dumps(record) + "\n")
     os.replace(tmp, self.path)
-    _log.info("Dropped %d records after step %d from %s.", len(records) - len(kept),
-              resume_step, self.path)
+    _log.info(
+      "Dropped %d records after step %d from %s.", len(records) - len(kept), resume_step, self.path
+    )
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     """One JSON line {"step": step, **metrics} (+ TensorBoard scalars, + progress bar)."""
@@ -237,8 +256,9 @@ def read_metrics(path: str) -> list[dict]:
     return _parse_lines(f.read().splitlines(), path)
 
 
-def plot_curves(metrics_path: str, png_path: str, keys: Iterable[str] = ("loss",),
-                title: str | None = None) -> str:
+def plot_curves(
+  metrics_path: str, png_path: str, keys: Iterable[str] = ("loss",), title: str | None = None
+) -> str:
   """One panel per key (x = step) saved as a PNG with the Agg backend; returns `png_path`."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
@@ -250,8 +270,9 @@ def plot_curves(metrics_path: str, png_path: str, keys: Iterable[str] = ("loss",
   available = sorted({k for r in records for k in r if k != "step"})
   missing = [k for k in keys if k not in available]
   if missing:
-    raise KeyError(f"No metric {', '.join(map(repr, missing))} in {metrics_path}; "
-                   f"available: {available}.")
+    raise KeyError(
+      f"No metric {', '.join(map(repr, missing))} in {metrics_path}; available: {available}."
+    )
   fig = Figure(figsize=(6.4, 2.4 * len(keys) + 0.6))
   FigureCanvasAgg(fig)
   axes = fig.subplots(len(keys), 1, sharex=True, squeeze=False)[:, 0]

@@ -10,7 +10,8 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -22,8 +23,15 @@ def maybe_initialize_distributed() -> None:
   single-process run (no coordinator in the environment) is left alone.
   """
   import os
-  markers = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE",
-             "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
+
+  markers = (
+    "JAX_COORDINATOR_ADDRESS",
+    "COORDINATOR_ADDRESS",
+    "SLURM_NTASKS",
+    "OMPI_COMM_WORLD_SIZE",
+    "TPU_WORKER_HOSTNAMES",
+    "MEGASCALE_COORDINATOR_ADDRESS",
+  )
   multi = any(os.environ.get(m) for m in markers)
   if os.environ.get("SLURM_NTASKS") == "1" or os.environ.get("OMPI_COMM_WORLD_SIZE") == "1":
     multi = False
@@ -60,8 +68,10 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> int:
   """Returns the per-host batch size; fails clearly when the batch does not divide evenly."""
   devices = mesh.devices.size
   if global_batch_size % devices:
-    raise ValueError(f"batch_size={global_batch_size} is not divisible by the {devices} devices "
-                     f"of the mesh; use a multiple of {devices} (or set config.mesh.data)")
+    raise ValueError(
+      f"batch_size={global_batch_size} is not divisible by the {devices} devices "
+      f"of the mesh; use a multiple of {devices} (or set config.mesh.data)"
+    )
   hosts = jax.process_count()
   if global_batch_size % hosts:
     raise ValueError(f"batch_size={global_batch_size} is not divisible by {hosts} processes")

@@ -37,6 +37,7 @@ def latest_params(workdir: str, abstract_params=None) -> tuple[Any, str]:
   """(params of the latest checkpoint in `workdir`, "DIR step N"); `abstract_params` as in
   `mgvm.train.checkpoint.load_params`. Fails naming the directory when it holds none."""
   from mgvm.train import checkpoint as checkpoint_lib
+
   directory = checkpoint_dir(workdir)
   with checkpoint_lib.Checkpointer(directory, save_every_steps=1) as ckpt:
     step = ckpt.latest_step()

@@ -22,6 +22,7 @@ import pytest  # noqa: E402
 
 def pytest_collection_modifyitems(config, items):
   import jax
+
   if any(d.platform == "gpu" for d in jax.devices()):
     return
   skip = pytest.mark.skip(reason="needs a GPU (jax sees none)")
@@ -44,6 +45,7 @@ def _xla_optimizations(request):
     yield
     return
   import jax
+
   before = jax.config.read("jax_disable_most_optimizations")
   jax.config.update("jax_disable_most_optimizations", False)
   yield

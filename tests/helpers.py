@@ -17,16 +17,47 @@ if ROOT not in sys.path:  # so `from configs import ...` works wherever pytest r
   sys.path.insert(0, ROOT)
 
 # What `tiny` sets, by dotted config key (also as command-line flags: `config_flags`).
-TINY = {"model.dim": 32, "model.depth": 2, "model.num_heads": 2, "model.decoder_dim": 16,
-        "model.decoder_depth": 1, "model.decoder_heads": 2, "num_frames": 8, "image_size": 32,
-        "batch_size": 8, "mesh.data": 1, "data.shuffle_buffer": 16, "optim.warmup_steps": 2,
-        "eval.batch_size": 8, "eval.max_batches": 0, "tensorboard": False}
+TINY = {
+  "model.dim": 32,
+  "model.depth": 2,
+  "model.num_heads": 2,
+  "model.decoder_dim": 16,
+  "model.decoder_depth": 1,
+  "model.decoder_heads": 2,
+  "num_frames": 8,
+  "image_size": 32,
+  "batch_size": 8,
+  "mesh.data": 1,
+  "data.shuffle_buffer": 16,
+  "optim.warmup_steps": 2,
+  "eval.batch_size": 8,
+  "eval.max_batches": 0,
+  "tensorboard": False,
+}
 # The shared tiny synthetic set: 24 / 6 / 5 videos of 1-2 s at 8-24 fps, 32 px.
-TINY_SYNTHETIC = dict(image_size=32, min_seconds=1.0, max_seconds=2.0, min_fps=8.0, max_fps=24.0,
-                      num_train=24, num_val=6, num_test=5)
-TINY_EVAD = dict(localizer_dim=16, num_proposals=4, num_stages=1, localizer_heads=2,
-                 dynamic_dim=4, ffn_dim=32, decoder_dim=16, decoder_depth=1, decoder_heads=2,
-                 action_hidden=16, max_boxes=2)
+TINY_SYNTHETIC = dict(
+  image_size=32,
+  min_seconds=1.0,
+  max_seconds=2.0,
+  min_fps=8.0,
+  max_fps=24.0,
+  num_train=24,
+  num_val=6,
+  num_test=5,
+)
+TINY_EVAD = dict(
+  localizer_dim=16,
+  num_proposals=4,
+  num_stages=1,
+  localizer_heads=2,
+  dynamic_dim=4,
+  ffn_dim=32,
+  decoder_dim=16,
+  decoder_depth=1,
+  decoder_heads=2,
+  action_hidden=16,
+  max_boxes=2,
+)
 
 
 def _fields(data_dir) -> dict:

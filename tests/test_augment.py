@@ -21,8 +21,10 @@ def _clip(h=20, w=28):
   a channel whose histogram is one big bin plus < 255 other pixels (equalize's step == 0)."""
   rng = np.random.default_rng(0)
   yy, xx = np.mgrid[0:h, 0:w]
-  smooth = np.stack([128 + 100 * np.sin(xx / 5 + yy / 7), 128 + 80 * np.cos(yy / 4),
-                     (xx * 7 + yy * 3) % 200 + 20], -1)
+  smooth = np.stack(
+    [128 + 100 * np.sin(xx / 5 + yy / 7), 128 + 80 * np.cos(yy / 4), (xx * 7 + yy * 3) % 200 + 20],
+    -1,
+  )
   odd = np.stack([np.full((h, w), 77), np.full((h, w), 200), rng.integers(0, 256, (h, w))], -1)
   odd[:2, :5, 1] = rng.integers(0, 256, (2, 5))
   frames = [rng.integers(0, 256, (h, w, 3)), rng.integers(40, 181, (h, w, 3)), smooth, odd]
@@ -52,25 +54,54 @@ def _solarize_add_pil(img, add, threshold=128):
 
 
 PIXEL_CASES = [
-    ("invert", aug.invert, ImageOps.invert, True),
-    ("autocontrast", aug.autocontrast, ImageOps.autocontrast, True),
-    ("equalize", aug.equalize, ImageOps.equalize, True),
-    ("grayscale", lambda f: tf.cast(tf.repeat(aug.grayscale(f), 3, -1), tf.uint8),
-     lambda i: i.convert("L").convert("RGB"), True),
-    ("smooth", aug.smooth, lambda i: i.filter(ImageFilter.SMOOTH), False),
+  ("invert", aug.invert, ImageOps.invert, True),
+  ("autocontrast", aug.autocontrast, ImageOps.autocontrast, True),
+  ("equalize", aug.equalize, ImageOps.equalize, True),
+  (
+    "grayscale",
+    lambda f: tf.cast(tf.repeat(aug.grayscale(f), 3, -1), tf.uint8),
+    lambda i: i.convert("L").convert("RGB"),
+    True,
+  ),
+  ("smooth", aug.smooth, lambda i: i.filter(ImageFilter.SMOOTH), False),
 ]
-PIXEL_CASES += [(f"posterize{b}", lambda f, b=b: aug.posterize(f, b),
-                 lambda i, b=b: ImageOps.posterize(i, b), True) for b in (1, 2, 4, 8)]
-PIXEL_CASES += [(f"solarize{t}", lambda f, t=t: aug.solarize(f, t),
-                 lambda i, t=t: ImageOps.solarize(i, t), True) for t in (0, 128, 200, 256)]
-PIXEL_CASES += [(f"solarize_add{a}", lambda f, a=a: aug.solarize_add(f, a),
-                 lambda i, a=a: _solarize_add_pil(i, a), True) for a in (0, 40, 110)]
-for _name, _enhancer in [("color", ImageEnhance.Color), ("contrast", ImageEnhance.Contrast),
-                         ("brightness", ImageEnhance.Brightness),
-                         ("sharpness", ImageEnhance.Sharpness)]:
-  PIXEL_CASES += [(f"{_name}{f}", lambda x, n=_name, f=f: getattr(aug, n)(x, f),
-                   lambda i, e=_enhancer, f=f: e(i).enhance(f), False)
-                  for f in (0.0, 0.3, 1.0, 1.7)]
+PIXEL_CASES += [
+  (
+    f"posterize{b}",
+    lambda f, b=b: aug.posterize(f, b),
+    lambda i, b=b: ImageOps.posterize(i, b),
+    True,
+  )
+  for b in (1, 2, 4, 8)
+]
+PIXEL_CASES += [
+  (f"solarize{t}", lambda f, t=t: aug.solarize(f, t), lambda i, t=t: ImageOps.solarize(i, t), True)
+  for t in (0, 128, 200, 256)
+]
+PIXEL_CASES += [
+  (
+    f"solarize_add{a}",
+    lambda f, a=a: aug.solarize_add(f, a),
+    lambda i, a=a: _solarize_add_pil(i, a),
+    True,
+  )
+  for a in (0, 40, 110)
+]
+for _name, _enhancer in [
+  ("color", ImageEnhance.Color),
+  ("contrast", ImageEnhance.Contrast),
+  ("brightness", ImageEnhance.Brightness),
+  ("sharpness", ImageEnhance.Sharpness),
+]:
+  PIXEL_CASES += [
+    (
+      f"{_name}{f}",
+      lambda x, n=_name, f=f: getattr(aug, n)(x, f),
+      lambda i, e=_enhancer, f=f: e(i).enhance(f),
+      False,
+    )
+    for f in (0.0, 0.3, 1.0, 1.7)
+  ]
 
 
 @pytest.mark.parametrize("name,ours,ref,exact", PIXEL_CASES, ids=[c[0] for c in PIXEL_CASES])
@@ -85,19 +116,32 @@ def _affine_pil(matrix):
   return lambda i: i.transform(i.size, Image.AFFINE, matrix, Image.BILINEAR, fillcolor=FILL)
 
 
-GEOMETRIC_CASES = [(f"rotate{a}", lambda f, a=a: aug.rotate(f, a, FILL),
-                    lambda i, a=a: i.rotate(a, resample=Image.BILINEAR, fillcolor=FILL))
-                   for a in (-30.0, -13.7, 8.5, 30.0, 90.0)]
+GEOMETRIC_CASES = [
+  (
+    f"rotate{a}",
+    lambda f, a=a: aug.rotate(f, a, FILL),
+    lambda i, a=a: i.rotate(a, resample=Image.BILINEAR, fillcolor=FILL),
+  )
+  for a in (-30.0, -13.7, 8.5, 30.0, 90.0)
+]
 for _s in (-0.3, 0.17):
-  GEOMETRIC_CASES += [(f"shear_x{_s}", lambda f, s=_s: aug.shear_x(f, s, FILL),
-                       _affine_pil((1, _s, 0, 0, 1, 0))),
-                      (f"shear_y{_s}", lambda f, s=_s: aug.shear_y(f, s, FILL),
-                       _affine_pil((1, 0, 0, _s, 1, 0)))]
+  GEOMETRIC_CASES += [
+    (f"shear_x{_s}", lambda f, s=_s: aug.shear_x(f, s, FILL), _affine_pil((1, _s, 0, 0, 1, 0))),
+    (f"shear_y{_s}", lambda f, s=_s: aug.shear_y(f, s, FILL), _affine_pil((1, 0, 0, _s, 1, 0))),
+  ]
 for _p in (-7.3, 4.0):
-  GEOMETRIC_CASES += [(f"translate_x{_p}", lambda f, p=_p: aug.translate_x(f, p, FILL),
-                       _affine_pil((1, 0, _p, 0, 1, 0))),
-                      (f"translate_y{_p}", lambda f, p=_p: aug.translate_y(f, p, FILL),
-                       _affine_pil((1, 0, 0, 0, 1, _p)))]
+  GEOMETRIC_CASES += [
+    (
+      f"translate_x{_p}",
+      lambda f, p=_p: aug.translate_x(f, p, FILL),
+      _affine_pil((1, 0, _p, 0, 1, 0)),
+    ),
+    (
+      f"translate_y{_p}",
+      lambda f, p=_p: aug.translate_y(f, p, FILL),
+      _affine_pil((1, 0, 0, 0, 1, _p)),
+    ),
+  ]
 
 
 @pytest.mark.parametrize("name,ours,ref", GEOMETRIC_CASES, ids=[c[0] for c in GEOMETRIC_CASES])
@@ -116,29 +160,31 @@ def _reference_op(name, img, magnitude, sign):
   w, h = img.size
   affine = lambda m: img.transform(img.size, Image.AFFINE, m, Image.BILINEAR, fillcolor=FILL)
   return {
-      "AutoContrast": lambda: ImageOps.autocontrast(img),
-      "Equalize": lambda: ImageOps.equalize(img),
-      "Invert": lambda: ImageOps.invert(img),
-      "Rotate": lambda: img.rotate(sign * level * 30.0, resample=Image.BILINEAR, fillcolor=FILL),
-      "PosterizeIncreasing": lambda: ImageOps.posterize(img, 4 - int(level * 4)),
-      "SolarizeIncreasing": lambda: ImageOps.solarize(img, 256 - int(level * 256)),
-      "SolarizeAdd": lambda: _solarize_add_pil(img, int(level * 110)),
-      "ColorIncreasing": lambda: ImageEnhance.Color(img).enhance(enhance),
-      "ContrastIncreasing": lambda: ImageEnhance.Contrast(img).enhance(enhance),
-      "BrightnessIncreasing": lambda: ImageEnhance.Brightness(img).enhance(enhance),
-      "SharpnessIncreasing": lambda: ImageEnhance.Sharpness(img).enhance(enhance),
-      "ShearX": lambda: affine((1, sign * level * 0.3, 0, 0, 1, 0)),
-      "ShearY": lambda: affine((1, 0, 0, sign * level * 0.3, 1, 0)),
-      "TranslateXRel": lambda: affine((1, 0, sign * level * 0.45 * w, 0, 1, 0)),
-      "TranslateYRel": lambda: affine((1, 0, 0, 0, 1, sign * level * 0.45 * h)),
+    "AutoContrast": lambda: ImageOps.autocontrast(img),
+    "Equalize": lambda: ImageOps.equalize(img),
+    "Invert": lambda: ImageOps.invert(img),
+    "Rotate": lambda: img.rotate(sign * level * 30.0, resample=Image.BILINEAR, fillcolor=FILL),
+    "PosterizeIncreasing": lambda: ImageOps.posterize(img, 4 - int(level * 4)),
+    "SolarizeIncreasing": lambda: ImageOps.solarize(img, 256 - int(level * 256)),
+    "SolarizeAdd": lambda: _solarize_add_pil(img, int(level * 110)),
+    "ColorIncreasing": lambda: ImageEnhance.Color(img).enhance(enhance),
+    "ContrastIncreasing": lambda: ImageEnhance.Contrast(img).enhance(enhance),
+    "BrightnessIncreasing": lambda: ImageEnhance.Brightness(img).enhance(enhance),
+    "SharpnessIncreasing": lambda: ImageEnhance.Sharpness(img).enhance(enhance),
+    "ShearX": lambda: affine((1, sign * level * 0.3, 0, 0, 1, 0)),
+    "ShearY": lambda: affine((1, 0, 0, sign * level * 0.3, 1, 0)),
+    "TranslateXRel": lambda: affine((1, 0, sign * level * 0.45 * w, 0, 1, 0)),
+    "TranslateYRel": lambda: affine((1, 0, 0, 0, 1, sign * level * 0.45 * h)),
   }[name]()
 
 
 def _params(ops, magnitudes, signs, apply=None):
-  return {"op": tf.constant(ops, tf.int32),
-          "apply": tf.constant([True] * len(ops) if apply is None else apply),
-          "magnitude": tf.constant(magnitudes, tf.float32),
-          "sign": tf.constant(signs, tf.float32)}
+  return {
+    "op": tf.constant(ops, tf.int32),
+    "apply": tf.constant([True] * len(ops) if apply is None else apply),
+    "magnitude": tf.constant(magnitudes, tf.float32),
+    "sign": tf.constant(signs, tf.float32),
+  }
 
 
 @pytest.mark.parametrize("index", range(len(aug.OP_NAMES)), ids=aug.OP_NAMES)
@@ -243,7 +289,7 @@ def _boxes(before, after):
       continue
     ys, xs = np.nonzero(changed)
     top, left, h, w = ys.min(), xs.min(), ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
-    assert changed.sum() == h * w and np.all(a[top:top + h, left:left + w] != b[0, 0])
+    assert changed.sum() == h * w and np.all(a[top : top + h, left : left + w] != b[0, 0])
     boxes.append((int(top), int(left), int(h), int(w)))
   return boxes
 
@@ -264,8 +310,9 @@ def test_random_erasing_boxes_per_frame_and_per_clip():
   np.testing.assert_array_equal(aug.random_erasing(video, [1, 2], prob=0.0), video)
   all_boxes = []
   for i in range(8):
-    boxes = _boxes(video, aug.random_erasing(video, [i, 7], prob=1.0,
-                                             same_for_all_frames=False).numpy())
+    boxes = _boxes(
+      video, aug.random_erasing(video, [i, 7], prob=1.0, same_for_all_frames=False).numpy()
+    )
     assert None not in boxes
     for box in boxes:
       _check_box(box, hgt, wid)
@@ -276,24 +323,36 @@ def test_random_erasing_boxes_per_frame_and_per_clip():
     assert None not in tube and len(set(tube)) == 1
     _check_box(tube[0], hgt, wid)
     top, left, h, w = tube[0]
-    box = np.s_[top:top + h, left:left + w]
+    box = np.s_[top : top + h, left : left + w]
     assert not np.array_equal(out[0][box], out[1][box])  # fresh noise per frame in the tube
   areas = [h * w / (hgt * wid) for _, _, h, w in all_boxes]
   assert min(areas) < 0.1 and max(areas) > 0.2  # the area range is used, not one size
   # Decisions: per clip (all frames or none) vs per frame, rate ~ prob.
-  per_clip = [_boxes(video, aug.random_erasing(video, [i, 9], prob=0.5).numpy())
-              for i in range(24)]
+  per_clip = [_boxes(video, aug.random_erasing(video, [i, 9], prob=0.5).numpy()) for i in range(24)]
   assert all(len({b is None for b in boxes}) == 1 for boxes in per_clip)
   assert 3 <= sum(boxes[0] is not None for boxes in per_clip) <= 21
-  per_frame = np.array([[b is not None for b in _boxes(video, aug.random_erasing(
-      video, [i, 9], prob=0.5, same_for_all_frames=False).numpy())] for i in range(10)])
+  per_frame = np.array(
+    [
+      [
+        b is not None
+        for b in _boxes(
+          video, aug.random_erasing(video, [i, 9], prob=0.5, same_for_all_frames=False).numpy()
+        )
+      ]
+      for i in range(10)
+    ]
+  )
   assert 0.25 < per_frame.mean() < 0.75 and per_frame.shape == (10, t)
   assert any(0 < row.sum() < t for row in per_frame)  # decisions differ within a clip
   # Boxes must be strictly smaller than the image: with area fractions near 1 most candidates
   # do not fit (h or w rounds up to the side), and frames whose attempts all fail stay intact.
   many = np.full((40, hgt, wid, 3), 5.0, np.float32)
-  big = _boxes(many, aug.random_erasing(many, [0, 3], prob=1.0, area=(0.9, 1.0),
-                                        same_for_all_frames=False, attempts=3).numpy())
+  big = _boxes(
+    many,
+    aug.random_erasing(
+      many, [0, 3], prob=1.0, area=(0.9, 1.0), same_for_all_frames=False, attempts=3
+    ).numpy(),
+  )
   assert None in big and any(big)
   for box in filter(None, big):
     _check_box(box, hgt, wid, area=(0.9, 1.0))
@@ -303,8 +362,7 @@ def test_random_erasing_boxes_per_frame_and_per_clip():
 def test_random_erasing_noise_determinism_and_graph(same):
   video = np.random.default_rng(1).normal(3.0, 0.1, (4, 48, 48, 3)).astype(np.float32)
   seed = tf.constant([4, 2], tf.int64)
-  fn = lambda v, s: aug.random_erasing(v, s, prob=1.0, area=(0.3, 1 / 3),
-                                       same_for_all_frames=same)
+  fn = lambda v, s: aug.random_erasing(v, s, prob=1.0, area=(0.3, 1 / 3), same_for_all_frames=same)
   out = fn(video, seed).numpy()
   np.testing.assert_array_equal(out, fn(video, seed).numpy())
   np.testing.assert_array_equal(out, _in_graph(fn, video, seed))

@@ -31,13 +31,36 @@ def test_naive_loader_takes_the_strided_frames(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_runs_and_records_what_docs_benchmarks_md_needs(tmp_path, capsys):
-  argv = ["--videos", "2", "--seconds", "0.5", "--height", "32", "--width", "48", "--clips", "8",
-          "--warmup", "2", "--num-frames", "4", "--image-size", "16", "--naive-workers", "1",
-          "--prepare-workers", "1", "--json", str(tmp_path / "r.json")]
+  argv = [
+    "--videos",
+    "2",
+    "--seconds",
+    "0.5",
+    "--height",
+    "32",
+    "--width",
+    "48",
+    "--clips",
+    "8",
+    "--warmup",
+    "2",
+    "--num-frames",
+    "4",
+    "--image-size",
+    "16",
+    "--naive-workers",
+    "1",
+    "--prepare-workers",
+    "1",
+    "--json",
+    str(tmp_path / "r.json"),
+  ]
   result = bench.main(argv)
   assert json.loads((tmp_path / "r.json").read_text()) == json.loads(json.dumps(result))
   assert result["args"]["videos"] == 2 and result["args"]["clips"] == 8  # the command, recorded
   assert set(result["versions"]) == {"tensorflow", "av", "python"} and "CPUs" in result["machine"]
   printed = capsys.readouterr().out
-  assert (f"pipeline {result['pipeline_clips_per_s']:.2f} clips/s, naive PyAV "
-          f"{result['naive_clips_per_s']:.2f} clips/s (1 workers)") in printed
+  assert (
+    f"pipeline {result['pipeline_clips_per_s']:.2f} clips/s, naive PyAV "
+    f"{result['naive_clips_per_s']:.2f} clips/s (1 workers)"
+  ) in printed

@@ -12,7 +12,8 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mgvm.train import checkpoint as ckpt
 
@@ -34,8 +35,12 @@ def _state():
   grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
   updates, opt_state = tx.update(grads, opt_state, params)
   params = optax.apply_updates(params, updates)
-  state = {"params": params, "opt_state": opt_state, "step": jnp.int32(7),
-           "rng": jax.random.key_data(jax.random.key(3))}
+  state = {
+    "params": params,
+    "opt_state": opt_state,
+    "step": jnp.int32(7),
+    "rng": jax.random.key_data(jax.random.key(3)),
+  }
   return graphdef, state
 
 
@@ -139,8 +144,10 @@ def test_load_params(tmp_path):
   # No target -> a plain nested dict named by path; a workdir holding checkpoints/ works too.
   raw = ckpt.load_params(str(tmp_path), step=5)
   assert set(raw) == {"embed", "blocks", "mask_token"}
-  np.testing.assert_array_equal(np.asarray(raw["blocks"]["1"]["kernel"]),
-                                np.asarray(state["params"]["blocks"][1]["kernel"][...]))
+  np.testing.assert_array_equal(
+    np.asarray(raw["blocks"]["1"]["kernel"]),
+    np.asarray(state["params"]["blocks"][1]["kernel"][...]),
+  )
   missing = tmp_path / "nowhere"
   with pytest.raises(FileNotFoundError, match="nowhere"):
     ckpt.load_params(str(missing))

@@ -14,7 +14,10 @@ import pytest
 
 from mgvm.data import decode as dec
 from mgvm.data import video_list
-from tests.video_files import H, W, index_of as _index, write_video as _write
+from tests.video_files import H, W
+from tests.video_files import index_of as _index
+from tests.video_files import write_video as _write
+
 
 def test_constant_rate_indices_by_hand():
   assert dec.constant_rate_indices([0, 0.1, 0.2, 0.3], 10).tolist() == [0, 1, 2, 3]
@@ -55,7 +58,9 @@ def test_variable_rate_file_is_resampled_by_its_timestamps(tmp_path):
   grid = np.arange(len(got)) / d.fps
   for k, g in enumerate(grid):  # each output frame is the source frame nearest its grid time
     assert abs(times[got[k]] - g) <= np.abs(times - g).min() + 1e-3
-  assert got == sorted(got) and got[-1] == 19 and len(set(got)) < len(got)  # repeats in the slow part
+  assert (
+    got == sorted(got) and got[-1] == 19 and len(set(got)) < len(got)
+  )  # repeats in the slow part
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "garbage", "truncated", "audio_only"])
@@ -66,10 +71,10 @@ def test_unusable_files_raise_with_a_reason(tmp_path, kind):
   elif kind == "garbage":
     path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
   elif kind == "truncated":
-    whole = (tmp_path / "whole.mp4")
+    whole = tmp_path / "whole.mp4"
     _write(whole, 30, 30)
     data = whole.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
   elif kind == "audio_only":
     path = tmp_path / "tone.wav"
     with av.open(str(path), "w") as c:
@@ -82,8 +87,13 @@ def test_unusable_files_raise_with_a_reason(tmp_path, kind):
         c.mux(p)
   with pytest.raises(dec.DecodeError) as e:
     dec.decode(str(path))
-  expected = {"missing": {"missing"}, "empty": {"empty"}, "garbage": {"unreadable"},
-              "truncated": {"unreadable", "truncated"}, "audio_only": {"no_video_stream"}}[kind]
+  expected = {
+    "missing": {"missing"},
+    "empty": {"empty"},
+    "garbage": {"unreadable"},
+    "truncated": {"unreadable", "truncated"},
+    "audio_only": {"no_video_stream"},
+  }[kind]
   assert e.value.reason in expected and str(path) in str(e.value)
 
 
@@ -95,19 +105,27 @@ def test_video_list_forms(tmp_path):
   listing.write_text("# comment\n\na.mp4 3\nsub/b.webm,0\nmy video.mp4,12\n")
   entries = video_list.read_list(str(listing), root="/data")
   assert [(e.path, e.label, e.line) for e in entries] == [
-      ("/data/a.mp4", 3, 3), ("/data/sub/b.webm", 0, 4), ("/data/my video.mp4", 12, 5)]
+    ("/data/a.mp4", 3, 3),
+    ("/data/sub/b.webm", 0, 4),
+    ("/data/my video.mp4", 12, 5),
+  ]
   listing.write_text("a.mp4\n/abs/b.mp4\n")
   assert [(e.path, e.label) for e in video_list.read_list(str(listing), root="r")] == [
-      ("r/a.mp4", None), ("/abs/b.mp4", None)]
+    ("r/a.mp4", None),
+    ("/abs/b.mp4", None),
+  ]
 
 
-@pytest.mark.parametrize("text, message", [
+@pytest.mark.parametrize(
+  "text, message",
+  [
     ("a.mp4 1\nb c.mp4 2\n", r"train.csv:2: expected 'path label', got 3 fields"),
     ("a.mp4 1\nb.mp4 one\n", r"train.csv:2: label 'one' is not an integer"),
     ("a.mp4 -1\n", r"train.csv:1: label -1 is negative"),
     ("a.mp4 1\n\nb.mp4\n", r"train.csv:3: no label here, but line 1 has one"),
     (",4\n", r"train.csv:1: empty path"),
-])
+  ],
+)
 def test_video_list_errors_name_the_line(tmp_path, text, message):
   listing = tmp_path / "train.csv"
   listing.write_text(text)
@@ -116,18 +134,22 @@ def test_video_list_errors_name_the_line(tmp_path, text, message):
 
 
 def test_streaming_pass_equals_the_in_memory_pass_and_converts_only_kept_frames(
-    tmp_path, monkeypatch):
+  tmp_path, monkeypatch
+):
   times = np.concatenate([np.arange(10) / 30, 10 / 30 + np.arange(1, 11) / 10])
-  videos = [(_write(tmp_path / "ntsc.mp4", 30, Fraction(30000, 1001)), 10),
-            (_write(tmp_path / "clip.webm", 12, 24, codec="libvpx-vp9"), None),
-            (_write(tmp_path / "vfr.mp4", 20, 30, times=times), None)]
+  videos = [
+    (_write(tmp_path / "ntsc.mp4", 30, Fraction(30000, 1001)), 10),
+    (_write(tmp_path / "clip.webm", 12, 24, codec="libvpx-vp9"), None),
+    (_write(tmp_path / "vfr.mp4", 20, 30, times=times), None),
+  ]
   fallbacks = []
   in_memory = dec._decode_in_memory
   monkeypatch.setattr(dec, "_decode_in_memory", lambda *a: fallbacks.append(a) or in_memory(*a))
   for path, max_fps in videos:
     converted = []
-    streamed = dec.decode(path, max_fps=max_fps, short_side=32,
-                          convert=lambda img: converted.append(1) or _index(img))
+    streamed = dec.decode(
+      path, max_fps=max_fps, short_side=32, convert=lambda img: converted.append(1) or _index(img)
+    )
     held = in_memory(path, max_fps, 32, _index)
     assert streamed.frames == held.frames and streamed.fps == held.fps
     np.testing.assert_array_equal(streamed.timestamps, held.timestamps)

@@ -8,8 +8,15 @@ from mgvm.data import detection
 from mgvm.data import format as fmt
 from mgvm.data import synthetic as sy
 
-TINY = sy.SyntheticConfig(image_size=32, min_seconds=1.0, max_seconds=1.5, min_fps=10.0,
-                          max_fps=20.0, min_actors=1, max_actors=3)
+TINY = sy.SyntheticConfig(
+  image_size=32,
+  min_seconds=1.0,
+  max_seconds=1.5,
+  min_fps=10.0,
+  max_fps=20.0,
+  min_actors=1,
+  max_actors=3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,45 +42,71 @@ def test_keyframes_are_the_annotated_frames(tmp_path):
   jpeg = sy.encode_jpeg(np.zeros((1, 16, 16, 3), np.uint8))[0]
   boxes = [np.zeros(0, np.float32)] * 10
   labels = [np.zeros(0, np.int64)] * 10
-  boxes[3], labels[3] = np.array([.1, .1, .5, .5], np.float32), np.array([1])
-  boxes[7], labels[7] = np.array([.2, .2, .6, .6, .0, .0, .3, .3], np.float32), np.array([0, 2])
-  record = fmt.encode_example(video_id="v", fps=10.0, jpeg_frames=[jpeg] * 10, height=16,
-                              width=16, annotations={fmt.REGION_BBOX: boxes,
-                                                     fmt.REGION_LABEL: labels})
+  boxes[3], labels[3] = np.array([0.1, 0.1, 0.5, 0.5], np.float32), np.array([1])
+  boxes[7], labels[7] = (
+    np.array([0.2, 0.2, 0.6, 0.6, 0.0, 0.0, 0.3, 0.3], np.float32),
+    np.array([0, 2]),
+  )
+  record = fmt.encode_example(
+    video_id="v",
+    fps=10.0,
+    jpeg_frames=[jpeg] * 10,
+    height=16,
+    width=16,
+    annotations={fmt.REGION_BBOX: boxes, fmt.REGION_LABEL: labels},
+  )
   path = str(tmp_path / "x.tfrecord")
   with tf.io.TFRecordWriter(path) as w:
     w.write(record)
   kw = dict(num_frames=4, image_size=16, num_classes=3, max_boxes=2, frame_stride=1)
-  ev = list(detection.make_detection_dataset([path], mode="eval", batch_size=2,
-                                             keyframes_per_video=0, **kw).as_numpy_iterator())
+  ev = list(
+    detection.make_detection_dataset(
+      [path], mode="eval", batch_size=2, keyframes_per_video=0, **kw
+    ).as_numpy_iterator()
+  )
   assert ev[0]["keyframe"].tolist() == [3, 7] and ev[0]["box_valid"].sum() == 3
-  train = detection.make_detection_dataset([path], mode="train", batch_size=4, shuffle_buffer=1,
-                                           **kw).as_numpy_iterator()
+  train = detection.make_detection_dataset(
+    [path], mode="train", batch_size=4, shuffle_buffer=1, **kw
+  ).as_numpy_iterator()
   seen = {int(k) for _ in range(5) for k in next(train)["keyframe"]}
   assert seen == {3, 7}
 
 
 def test_repeated_boxes_merge_into_multi_hot_and_padding():
-  boxes = np.array([.1, .1, .5, .5, .2, .2, .9, .9, .1, .1, .5, .5, .0, .0, 1.2, .3], np.float32)
+  boxes = np.array(
+    [0.1, 0.1, 0.5, 0.5, 0.2, 0.2, 0.9, 0.9, 0.1, 0.1, 0.5, 0.5, 0.0, 0.0, 1.2, 0.3], np.float32
+  )
   labels = np.array([3, 1, 0, 7])  # box 0 twice (labels 3, 0); 7 is out of range (ignored)
   b, valid, actions, truncated = detection.keyframe_targets(
-      boxes, labels, image_size=10, max_boxes=4, num_classes=5)
-  np.testing.assert_allclose(b.numpy(), [[1, 1, 5, 5], [2, 2, 9, 9], [0, 0, 10, 3], [0, 0, 0, 0]],
-                             atol=1e-5)
+    boxes, labels, image_size=10, max_boxes=4, num_classes=5
+  )
+  np.testing.assert_allclose(
+    b.numpy(), [[1, 1, 5, 5], [2, 2, 9, 9], [0, 0, 10, 3], [0, 0, 0, 0]], atol=1e-5
+  )
   np.testing.assert_array_equal(valid.numpy(), [True, True, True, False])
-  np.testing.assert_array_equal(actions.numpy(), [[1, 0, 0, 1, 0], [0, 1, 0, 0, 0],
-                                                  [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+  np.testing.assert_array_equal(
+    actions.numpy(), [[1, 0, 0, 1, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+  )
   assert int(truncated) == 0
-  _, valid, _, truncated = detection.keyframe_targets(boxes, labels, image_size=10, max_boxes=2,
-                                                      num_classes=5)
+  _, valid, _, truncated = detection.keyframe_targets(
+    boxes, labels, image_size=10, max_boxes=2, num_classes=5
+  )
   assert valid.numpy().all() and int(truncated) == 1
 
 
 def test_eval_clips_carry_the_rendered_keyframe_boxes(tiny_set):
   files = sy.split_files(tiny_set, "val")
-  ds = detection.make_detection_dataset(files, mode="eval", num_frames=8, image_size=32,
-                                        batch_size=4, num_classes=len(TINY.classes),
-                                        max_boxes=3, frame_stride=2, keyframes_per_video=2)
+  ds = detection.make_detection_dataset(
+    files,
+    mode="eval",
+    num_frames=8,
+    image_size=32,
+    batch_size=4,
+    num_classes=len(TINY.classes),
+    max_boxes=3,
+    frame_stride=2,
+    keyframes_per_video=2,
+  )
   batches = list(ds.as_numpy_iterator())
   assert len(batches) == 2  # 3 videos x 2 keyframes = 6 clips, batch 4
   got = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
@@ -97,8 +130,17 @@ def test_eval_clips_carry_the_rendered_keyframe_boxes(tiny_set):
 
 def test_train_flip_mirrors_boxes(tiny_set):
   files = sy.split_files(tiny_set, "train")
-  kw = dict(mode="train", num_frames=8, image_size=32, batch_size=3, max_boxes=3,
-            num_classes=len(TINY.classes), frame_stride=2, seed=4, shuffle_buffer=1)
+  kw = dict(
+    mode="train",
+    num_frames=8,
+    image_size=32,
+    batch_size=3,
+    max_boxes=3,
+    num_classes=len(TINY.classes),
+    frame_stride=2,
+    seed=4,
+    shuffle_buffer=1,
+  )
   plain = next(detection.make_detection_dataset(files, **kw).as_numpy_iterator())
   flipped = next(detection.make_detection_dataset(files, flip=True, **kw).as_numpy_iterator())
   np.testing.assert_array_equal(plain["keyframe"], flipped["keyframe"])
@@ -111,8 +153,10 @@ def test_train_flip_mirrors_boxes(tiny_set):
     np.testing.assert_allclose(flipped["video"][i], plain["video"][i][:, :, ::-1], atol=1e-5)
     v = plain["box_valid"][i]
     b = plain["boxes"][i][v]
-    np.testing.assert_allclose(flipped["boxes"][i][v],
-                               np.stack([32 - b[:, 2], b[:, 1], 32 - b[:, 0], b[:, 3]], -1),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+      flipped["boxes"][i][v],
+      np.stack([32 - b[:, 2], b[:, 1], 32 - b[:, 0], b[:, 3]], -1),
+      atol=1e-5,
+    )
   assert plain["boxes"].shape == (3, 3, 4)
   assert changed >= 1  # this seed flips at least one of the three clips

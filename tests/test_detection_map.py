@@ -20,8 +20,9 @@ def _map(dets, gts, **kw):
 
 
 def test_iou_uses_area_without_plus_one():
-  iou = detection.iou_xyxy(np.array([[0, 0, 2, 1]]), np.array([[0, 0, 1, 1], [2, 0, 3, 1],
-                                                               [0, 0, 2, 1]]))
+  iou = detection.iou_xyxy(
+    np.array([[0, 0, 2, 1]]), np.array([[0, 0, 1, 1], [2, 0, 3, 1], [0, 0, 2, 1]])
+  )
   # [0,0,1,1] inside [0,0,2,1]: 1 / 2; touching edges: 0; identical: 1
   np.testing.assert_array_equal(iou, [[0.5, 0.0, 1.0]])
   assert detection.iou_xyxy(np.zeros((0, 4)), np.array([A])).shape == (0, 1)
@@ -86,7 +87,7 @@ def test_no_fallback_to_the_next_best_ground_truth():
 def test_class_without_ground_truth_is_nan_and_left_out():
   gts = [("f1", A, 1)]
   dets = [("f1", A, 1, 0.9), ("f1", B, 3, 0.8)]  # class 3 has no ground truth
-  out = _map(dets, gts, class_ids=[1, 3, 4])     # class 4: nothing at all
+  out = _map(dets, gts, class_ids=[1, 3, 4])  # class 4: nothing at all
   assert out["per_class"][1] == 1.0
   assert math.isnan(out["per_class"][3]) and math.isnan(out["per_class"][4])
   assert out["mAP"] == 1.0
@@ -96,7 +97,7 @@ def test_class_without_ground_truth_is_nan_and_left_out():
 def test_class_ids_restrict_the_evaluation():
   gts = [("f1", A, 1), ("f1", B, 2)]
   dets = [("f1", A, 1, 0.9)]
-  assert _map(dets, gts)["mAP"] == pytest.approx(0.5)          # class 2: GT, no detection -> 0
+  assert _map(dets, gts)["mAP"] == pytest.approx(0.5)  # class 2: GT, no detection -> 0
   assert _map(dets, gts, class_ids=[1])["per_class"] == {1: 1.0}
 
 
@@ -110,8 +111,12 @@ def test_numpy_inputs_and_no_detections_at_all():
   gts = [(key, np.array(A, np.float32), np.int64(7))]
   dets = [(key, np.array(A), np.int32(7), np.float32(0.25))]
   assert _map(dets, gts)["per_class"] == {7: 1.0}
-  assert _map([], gts) == {"mAP": 0.0, "per_class": {7: 0.0}, "num_gt": {7: 1},
-                           "dropped_degenerate": 0}
+  assert _map([], gts) == {
+    "mAP": 0.0,
+    "per_class": {7: 0.0},
+    "num_gt": {7: 1},
+    "dropped_degenerate": 0,
+  }
 
 
 def test_box_on_another_frame_is_false_positive():
@@ -157,7 +162,9 @@ def test_strict_thresholds():
   assert len(out["per_threshold"]) == 10
 
 
-@pytest.mark.parametrize("dets, gts, message", [
+@pytest.mark.parametrize(
+  "dets, gts, message",
+  [
     ([("f", [5, 0, 1, 1], 1, 0.5)], [], r"detections\[0\].*x2 < x1"),
     ([("f", A, 1, float("nan"))], [], r"detections\[0\].*NaN"),
     ([("f", A, 1)], [], r"detections\[0\].*4-tuple"),
@@ -165,13 +172,15 @@ def test_strict_thresholds():
     ([], [("f", [0, 5, 1, 1], 1)], r"ground_truth\[0\].*y2 < y1"),
     ([], [("f", [0, 0, 1], 1)], r"ground_truth\[0\].*4 numbers"),
     ([], [("f", [0, 0, float("inf"), 1], 1)], r"ground_truth\[0\].*non-finite"),
-])
+  ],
+)
 def test_invalid_entries_are_named(dets, gts, message):
   with pytest.raises(ValueError, match=message):
     _map(dets, gts)
 
 
 # ------------------------------------------------------------------ independent brute force
+
 
 def _iou(a, b):
   iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -194,8 +203,11 @@ def _brute_force(dets, gts, threshold, frame_order):
       continue
     stream = []  # (score, tp) in visiting order, frame by frame
     for f in frames:
-      mine = [(i, d) for i, d in enumerate(dets) if d[0] == f and d[2] == cls
-              and d[1][0] < d[1][2] and d[1][1] < d[1][3]]
+      mine = [
+        (i, d)
+        for i, d in enumerate(dets)
+        if d[0] == f and d[2] == cls and d[1][0] < d[1][2] and d[1][1] < d[1][3]
+      ]
       if frame_order == "score":
         mine.sort(key=lambda x: (-x[1][3], -x[0]))
       boxes = [g[1] for g in gts if g[0] == f and g[2] == cls]
@@ -227,8 +239,15 @@ def test_matches_brute_force_on_random_cases(frame_order):
   for _ in range(150):
     frames = [f"v{k}" for k in range(rng.randint(1, 4))]
     gts = [(rng.choice(frames), box(), rng.randint(1, 3)) for _ in range(rng.randint(0, 6))]
-    dets = [(rng.choice(frames + ["extra"]), box(), rng.randint(1, 3),
-             rng.choice([0.1, 0.2, 0.5, 0.5, 0.9])) for _ in range(rng.randint(0, 10))]
+    dets = [
+      (
+        rng.choice(frames + ["extra"]),
+        box(),
+        rng.randint(1, 3),
+        rng.choice([0.1, 0.2, 0.5, 0.5, 0.9]),
+      )
+      for _ in range(rng.randint(0, 10))
+    ]
     threshold = rng.choice([0.3, 0.5, 0.7])
     got = detection.frame_map(dets, gts, iou_threshold=threshold, frame_order=frame_order)
     want = _brute_force(dets, gts, threshold, frame_order)

@@ -35,19 +35,26 @@ def test_quick_start_has_two_commands_and_ci_runs_the_second():
   assert "pytest" in block[1] and "requirements-test.txt" in block[1]
   script = ROOT / ".ci" / "run"
   extracted = subprocess.run(
-      ["bash", "-c", re.search(r"^cmd=\$\((.*)\)$", script.read_text(), flags=re.M).group(1)],
-      cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    ["bash", "-c", re.search(r"^cmd=\$\((.*)\)$", script.read_text(), flags=re.M).group(1)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout.strip()
   assert extracted == block[1]
 
 
 def test_quick_start_main_job_chains_pretrain_finetune_eval_on_runlocal_configs():
   section = README.split("## Quick start", 1)[1]
   first = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1).strip().splitlines()[0]
-  runs = re.findall(r"python (train|eval)\.py --config (configs/\w+\.py):runlocal --workdir (\S+)",
-                    first)
-  assert [(s, c) for s, c, _ in runs] == [("train", "configs/pretrain.py"),
-                                          ("train", "configs/finetune.py"),
-                                          ("eval", "configs/finetune.py")]
+  runs = re.findall(
+    r"python (train|eval)\.py --config (configs/\w+\.py):runlocal --workdir (\S+)", first
+  )
+  assert [(s, c) for s, c, _ in runs] == [
+    ("train", "configs/pretrain.py"),
+    ("train", "configs/finetune.py"),
+    ("eval", "configs/finetune.py"),
+  ]
   pretrain_dir = runs[0][2]
   assert f"--config.init_from={pretrain_dir}" in first and runs[1][2] == runs[2][2]
   for _, config, _ in runs:
@@ -63,8 +70,12 @@ def test_the_layout_tree_lists_every_module_and_the_readme_shows_the_same_tree()
   tree = _layout((ROOT / "docs" / "development.md").read_text())
   assert _layout(README) == tree
   named = set(re.findall(r"[\w.]+\.py", tree))
-  modules = {p.name for folder in ("mgvm", "configs", "benchmarks")
-             for p in (ROOT / folder).rglob("*.py") if p.name != "__init__.py"}
+  modules = {
+    p.name
+    for folder in ("mgvm", "configs", "benchmarks")
+    for p in (ROOT / folder).rglob("*.py")
+    if p.name != "__init__.py"
+  }
   assert not modules - named, f"modules missing from the layout: {sorted(modules - named)}"
   assert not named - modules - {"train.py", "eval.py"} - {p.name for p in ROOT.glob("tests/*.py")}
   folders = {p.name for p in (ROOT / "mgvm").iterdir() if p.is_dir() and p.name != "__pycache__"}

@@ -10,21 +10,40 @@ import pytest
 from tests.helpers import config_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
 def _run(script, *args):
-  return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT,
-                        capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+    [sys.executable, str(ROOT / script), *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 @pytest.mark.slow
 def test_train_then_eval_on_the_command_line(tmp_path, synthetic_dir):
-  config = ["--config", "configs/finetune.py:runlocal", "--workdir", str(tmp_path / "run"),
-            *config_flags(synthetic_dir)]
+  config = [
+    "--config",
+    "configs/finetune.py:runlocal",
+    "--workdir",
+    str(tmp_path / "run"),
+    *config_flags(synthetic_dir),
+  ]
   # The full fine-tuning recipe's augmentations and a list of rates (FPS augmentation; eval
   # takes the first) go through the command line.
-  proc = _run("train.py", *config, "--config.total_steps=2", "--config.optim.warmup_steps=1",
-              "--config.log_every_steps=1", "--config.data.target_fps=(4.0,8.0)",
-              "--config.data.rand_augment=rand-m7-n4-mstd0.5-inc1",
-              "--config.data.random_erase=0.25", "--config.data.num_sample=2")
+  proc = _run(
+    "train.py",
+    *config,
+    "--config.total_steps=2",
+    "--config.optim.warmup_steps=1",
+    "--config.log_every_steps=1",
+    "--config.data.target_fps=(4.0,8.0)",
+    "--config.data.rand_augment=rand-m7-n4-mstd0.5-inc1",
+    "--config.data.random_erase=0.25",
+    "--config.data.num_sample=2",
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "step 2/2" in proc.stdout and "loss" in proc.stdout
   records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -38,20 +57,38 @@ def test_train_then_eval_on_the_command_line(tmp_path, synthetic_dir):
 
 @pytest.mark.slow
 def test_eval_of_a_workdir_without_checkpoints_says_so(tmp_path, synthetic_dir):
-  proc = _run("eval.py", "--config", "configs/pretrain.py:runlocal", "--workdir",
-              str(tmp_path / "empty"), *config_flags(synthetic_dir))
+  proc = _run(
+    "eval.py",
+    "--config",
+    "configs/pretrain.py:runlocal",
+    "--workdir",
+    str(tmp_path / "empty"),
+    *config_flags(synthetic_dir),
+  )
   assert proc.returncode != 0 and "empty" in proc.stderr and "checkpoint" in proc.stderr.lower()
 
 
 @pytest.mark.slow
 def test_misspelt_config_keys_fail_naming_the_key(tmp_path):
-  proc = _run("train.py", "--config", "configs/pretrain.py:runlocal", "--workdir", str(tmp_path),
-              "--config.total_stpes=3")
+  proc = _run(
+    "train.py",
+    "--config",
+    "configs/pretrain.py:runlocal",
+    "--workdir",
+    str(tmp_path),
+    "--config.total_stpes=3",
+  )
   assert proc.returncode != 0 and "total_stpes" in proc.stderr
   proc = _run("train.py", "--config", "configs/pretrain.py:runlokal", "--workdir", str(tmp_path))
   assert proc.returncode != 0 and "unknown config argument 'runlokal'" in proc.stderr
-  proc = _run("train.py", "--config", "configs/finetune.py:runlocal", "--workdir", str(tmp_path),
-              "--config.optim.layer_dceay=0.5")
+  proc = _run(
+    "train.py",
+    "--config",
+    "configs/finetune.py:runlocal",
+    "--workdir",
+    str(tmp_path),
+    "--config.optim.layer_dceay=0.5",
+  )
   assert proc.returncode != 0 and "layer_dceay" in proc.stderr
   assert not (tmp_path / "checkpoints").exists()
 
@@ -61,6 +98,7 @@ def test_config_selects_the_masker(masker):
   sys.path.insert(0, str(ROOT))
   from configs import pretrain
   from mgvm import masking
+
   config = pretrain.get_config(f"runlocal,masker={masker}")
   built = masking.build(config.masking, (4, 4, 4))
   assert built.kind == masker
@@ -69,12 +107,23 @@ def test_config_selects_the_masker(masker):
 def test_dataset_presets_set_sampling_flip_and_views():
   sys.path.insert(0, str(ROOT))
   from configs import finetune, pretrain
+
   ssv2 = finetune.get_config("dataset=ssv2")
   assert (ssv2.data.temporal, ssv2.data.flip, ssv2.eval.num_clips, ssv2.eval.num_crops) == (
-      "segment", False, 2, 3)
+    "segment",
+    False,
+    2,
+    3,
+  )
   k400 = finetune.get_config("dataset=k400")
-  assert (k400.data.temporal, k400.data.target_fps, k400.data.frame_stride, k400.data.flip,
-          k400.eval.num_clips, k400.eval.num_crops) == ("dense", 0, 4, True, 5, 3)
+  assert (
+    k400.data.temporal,
+    k400.data.target_fps,
+    k400.data.frame_stride,
+    k400.data.flip,
+    k400.eval.num_clips,
+    k400.eval.num_crops,
+  ) == ("dense", 0, 4, True, 5, 3)
   assert k400.data.rand_augment == "rand-m7-n4-mstd0.5-inc1" and k400.data.random_erase == 0.25
   assert pretrain.get_config("dataset=ssv2").data.frame_stride == 2
   assert not pretrain.get_config("dataset=k400").data.flip
@@ -87,6 +136,7 @@ def test_fps_scale_keeps_the_encoder_token_count(name):
   sys.path.insert(0, str(ROOT))
   from configs import finetune, pretrain
   from mgvm import masking
+
   get = {"pretrain": pretrain, "finetune": finetune}[name].get_config
 
   def encoder_tokens(config):

@@ -19,8 +19,11 @@ estimate = jax.jit(flow.estimate)
 @functools.lru_cache(maxsize=None)
 def _squares():
   """Batch of 8: the four benchmark cases × seeds 0, 1 → (a, b, truth, interior)."""
-  pairs = [flow_epe.translating_square(seed, d, textured_background=textured)
-           for _, d, textured in flow_epe.CASES for seed in (0, 1)]
+  pairs = [
+    flow_epe.translating_square(seed, d, textured_background=textured)
+    for _, d, textured in flow_epe.CASES
+    for seed in (0, 1)
+  ]
   return tuple(np.stack(p) for p in zip(*pairs))
 
 
@@ -60,7 +63,7 @@ def test_warp_by_integer_flow_is_a_shift_with_zeros_entering():
   rng = np.random.default_rng(0)
   image = rng.normal(size=(2, 9, 11, 3)).astype(np.float32)
   fl = np.zeros((2, 9, 11, 2), np.float32)
-  fl[0] = (2, -1)   # out(y, x) = image(y - 1, x + 2)
+  fl[0] = (2, -1)  # out(y, x) = image(y - 1, x + 2)
   fl[1] = (-3, 4)
   out = np.asarray(flow.warp(jnp.asarray(image), jnp.asarray(fl)))
   want = np.zeros_like(image)
@@ -73,8 +76,9 @@ def test_warp_by_integer_flow_is_a_shift_with_zeros_entering():
   ys, xs = np.mgrid[0:9, 0:11]
 
   def ref(img, f):  # one channel [H, W], flow [H, W, 2]
-    return jax.scipy.ndimage.map_coordinates(img, [ys + f[..., 1], xs + f[..., 0]], order=1,
-                                             mode="constant", cval=0.0)
+    return jax.scipy.ndimage.map_coordinates(
+      img, [ys + f[..., 1], xs + f[..., 0]], order=1, mode="constant", cval=0.0
+    )
 
   want = jax.vmap(jax.vmap(ref, (2, None), 2))(jnp.asarray(image), frac)
   np.testing.assert_allclose(got, np.asarray(want), atol=1e-5)

@@ -26,26 +26,54 @@ def data_dir(tmp_path_factory):
   for split, videos in (("train", VIDEOS), ("val", VIDEOS[:1])):
     with tf.io.TFRecordWriter(str(root / f"{split}-00000-of-00001.tfrecord")) as writer:
       for vid, n, fps, label in videos:
-        writer.write(fmt.encode_example(video_id=vid, fps=fps, jpeg_frames=[jpeg] * n,
-                                        height=8, width=12, label=label))
+        writer.write(
+          fmt.encode_example(
+            video_id=vid, fps=fps, jpeg_frames=[jpeg] * n, height=8, width=12, label=label
+          )
+        )
   (root / "dataset_info.json").write_text(json.dumps({"classes": ["walk", "run"]}))
   return root
 
 
 def test_json_lists_each_videos_evaluation_clips(data_dir, capsys):
-  rows = inspect.main([str(data_dir), "--split", "train", "--num-frames", "4", "--target-fps",
-                       "10", "--clips", "2", "--json"])
+  rows = inspect.main(
+    [
+      str(data_dir),
+      "--split",
+      "train",
+      "--num-frames",
+      "4",
+      "--target-fps",
+      "10",
+      "--clips",
+      "2",
+      "--json",
+    ]
+  )
   assert json.loads(capsys.readouterr().out) == rows
   assert [(r["id"], r["fps"], r["num_frames"], r["label"]) for r in rows] == [
-      (v, f, n, l) for v, n, f, l in VIDEOS]
+    (v, f, n, l) for v, n, f, l in VIDEOS
+  ]
   # a: stride 3, span 10, max start 90 -> starts 0 and 90.
   assert rows[0]["clips"] == [[0, 3, 6, 9], [90, 93, 96, 99]]
   # b: stride 2.5 -> offsets 0, 3, 5, 8; span 9, max start 11.
   assert rows[1]["clips"] == [[0, 3, 5, 8], [11, 14, 16, 19]]
   # c: stride 1, span 4, max start 3.
   assert rows[2]["clips"] == [[0, 1, 2, 3], [3, 4, 5, 6]]
-  seg = inspect.main([str(data_dir), "--split", "train", "--num-frames", "4", "--temporal",
-                      "segment", "--clips", "2", "--json"])
+  seg = inspect.main(
+    [
+      str(data_dir),
+      "--split",
+      "train",
+      "--num-frames",
+      "4",
+      "--temporal",
+      "segment",
+      "--clips",
+      "2",
+      "--json",
+    ]
+  )
   capsys.readouterr()
   assert seg[1]["clips"] == [[0, 5, 10, 15], [2, 7, 12, 17]]  # tick 5: first / middle frames
 
@@ -60,11 +88,17 @@ def test_summary_counts_rates_lengths_and_labels(data_dir, capsys):
 
 @pytest.mark.slow
 def test_errors_name_the_problem(data_dir, tmp_path):
-  for args, message in [([str(data_dir), "--split", "test"], "no split 'test'"),
-                        ([str(tmp_path)], "no *.tfrecord files"),
-                        ([str(data_dir), "--clips", "0"], "num_clips")]:
+  for args, message in [
+    ([str(data_dir), "--split", "test"], "no split 'test'"),
+    ([str(tmp_path)], "no *.tfrecord files"),
+    ([str(data_dir), "--clips", "0"], "num_clips"),
+  ]:
     with pytest.raises(SystemExit, match=message.replace("*", r"\*")):
       inspect.main(args)
-  proc = subprocess.run([sys.executable, "-m", "mgvm.data.inspect", str(data_dir), "--split",
-                         "tset"], cwd=ROOT, capture_output=True, text=True)
+  proc = subprocess.run(
+    [sys.executable, "-m", "mgvm.data.inspect", str(data_dir), "--split", "tset"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+  )
   assert proc.returncode != 0 and "no split 'tset'" in proc.stderr and "train" in proc.stderr

@@ -13,8 +13,9 @@ from mgvm.models.vit import Block, VideoViT
 
 
 def _vit(depth=3):
-  return VideoViT(None, dim=16, depth=depth, num_heads=2, num_frames=8, image_size=32,
-                  rngs=nnx.Rngs(0))
+  return VideoViT(
+    None, dim=16, depth=depth, num_heads=2, num_frames=8, image_size=32, rngs=nnx.Rngs(0)
+  )
 
 
 def test_keyframe_order_and_defaults():
@@ -55,9 +56,7 @@ def test_explicit_attention_equals_the_fused_one():
 
 def test_keyframe_scores_by_hand():
   # 1 sample, 1 head, 3 tokens, 1 keyframe token (row/column 0): columns 1 and 2 are scored
-  probs = jnp.asarray([[[[0.2, 0.5, 0.3],
-                         [0.1, 0.1, 0.8],
-                         [0.6, 0.3, 0.1]]]])
+  probs = jnp.asarray([[[[0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]]]])
   np.testing.assert_allclose(ktp.keyframe_scores(probs, 1, 1.0), [[0.3, 0.4]], atol=1e-7)
   # EW 4: the keyframe query row counts 4x: ((4*.5+.1+.3)/3, (4*.3+.8+.1)/3)
   np.testing.assert_allclose(ktp.keyframe_scores(probs, 1, 4.0), [[0.8, 0.7]], atol=1e-6)
@@ -78,23 +77,28 @@ def test_pruning_block_keeps_keyframe_and_top_scores(ew):
   p = np.asarray(probs, np.float64)
   p[:, :, :num_key] *= ew
   scores = p.mean(axis=2).mean(axis=1)[:, num_key:]
-  want = np.argsort(-scores, axis=1, kind="stable")[:, :keep - num_key]
+  want = np.argsort(-scores, axis=1, kind="stable")[:, : keep - num_key]
   np.testing.assert_array_equal(kept, want + 100)
-  np.testing.assert_allclose(out[:, num_key:], np.take_along_axis(
-      np.asarray(full)[:, num_key:], want[..., None], axis=1), atol=2e-5)
+  np.testing.assert_allclose(
+    out[:, num_key:],
+    np.take_along_axis(np.asarray(full)[:, num_key:], want[..., None], axis=1),
+    atol=2e-5,
+  )
 
 
 def test_no_pruning_equals_the_plain_encoder_keyframe_first():
   vit = _vit()
   video = jax.random.normal(jax.random.key(7), (2, 8, 32, 32, 3))
   tokens = vit.embed(video)
-  x, ids, maps = ktp.encode_keyframe_first(vit, tokens, vit.grid, keep_rates={},
-                                           feature_blocks=(2,))
+  x, ids, maps = ktp.encode_keyframe_first(
+    vit, tokens, vit.grid, keep_rates={}, feature_blocks=(2,)
+  )
   plain = vit.encode(tokens)
   key, others = ktp.keyframe_order(vit.grid)
   np.testing.assert_allclose(x, plain[:, np.r_[key, others]], atol=3e-5)
   np.testing.assert_array_equal(ids, np.broadcast_to(others, (2, others.size)))
   from mgvm.models.vit import sinusoid_table
+
   pre = tokens + sinusoid_table(16, 16)[None]
   for block in vit.blocks:  # the maps are taken after block 2, before the final norm
     pre = block(pre)
@@ -104,8 +108,11 @@ def test_no_pruning_equals_the_plain_encoder_keyframe_first():
 def test_pruned_encoder_static_counts_and_valid_ids():
   vit = _vit()
   video = jax.random.normal(jax.random.key(8), (2, 8, 32, 32, 3))
-  fn = jax.jit(lambda t: ktp.encode_keyframe_first(vit, t, vit.grid, keep_rates={0: 0.7, 1: 0.7},
-                                                   enhanced_weight=4.0))
+  fn = jax.jit(
+    lambda t: ktp.encode_keyframe_first(
+      vit, t, vit.grid, keep_rates={0: 0.7, 1: 0.7}, enhanced_weight=4.0
+    )
+  )
   x, ids, _ = fn(vit.embed(video))
   # 16 tokens, 4 per slice: ceil(.7*16) = 12, ceil(.7*12) = 9
   assert x.shape == (2, 9, 16) and ids.shape == (2, 5)
@@ -127,8 +134,9 @@ def test_rebuild_by_index_restores_positions_and_the_official_flag_does_not():
   for j in range(16):
     assert full[j] == (j + 1 if j in kept else 0), j
   np.testing.assert_array_equal(positions[0], np.r_[key, kept_ids[0]])
-  wrong, _ = ktp.rebuild_grid(jnp.asarray(tokens), jnp.asarray(kept_ids), grid, fill,
-                              official_order=True)
+  wrong, _ = ktp.rebuild_grid(
+    jnp.asarray(tokens), jnp.asarray(kept_ids), grid, fill, official_order=True
+  )
   wrong = np.asarray(wrong)[0, :, 0]
   assert any(wrong[j] != j + 1 for j in kept_ids[0])  # features land on the wrong cells
   np.testing.assert_array_equal(sorted(wrong[sorted(kept_ids[0])]), sorted(kept_ids[0] + 1))

@@ -13,8 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from mgvm import masking  # noqa: E402
-from mgvm import weights  # noqa: E402
+from mgvm import masking, weights  # noqa: E402
 from mgvm.models import VideoClassifier, VideoMAE  # noqa: E402
 
 SMALL = dict(size=None, dim=48, depth=2, num_heads=2, num_frames=4, image_size=32)
@@ -44,8 +43,9 @@ def small_mae(seed=0, **kw):
 
 
 def leaves(tree):
-  return {jax.tree_util.keystr(p): np.asarray(v)
-          for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {
+    jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
 
 
 def assert_same_params(a, b):
@@ -96,8 +96,10 @@ def test_export_import_round_trip():
 
 def test_import_accepts_flat_dotted_keys():
   a, b = small_mae(0), small_mae(1)
-  flat = {jax.tree_util.keystr(p, simple=True, separator="."): v
-          for p, v in jax.tree_util.tree_flatten_with_path(weights.export_params(a))[0]}
+  flat = {
+    jax.tree_util.keystr(p, simple=True, separator="."): v
+    for p, v in jax.tree_util.tree_flatten_with_path(weights.export_params(a))[0]
+  }
   assert "encoder.blocks.1.mlp.fc2.kernel" in flat
   weights.import_params(b, flat)
   assert_same_params(a, b)
@@ -126,10 +128,23 @@ def test_import_reports_every_problem_and_leaves_model_unchanged():
 
 def hf_config(**overrides):
   transformers = pytest.importorskip("transformers")
-  kwargs = dict(image_size=32, patch_size=16, num_channels=3, num_frames=4, tubelet_size=2,
-                hidden_size=48, num_hidden_layers=2, num_attention_heads=2, intermediate_size=192,
-                decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
-                decoder_intermediate_size=128, layer_norm_eps=1e-6, qv_bias=True)
+  kwargs = dict(
+    image_size=32,
+    patch_size=16,
+    num_channels=3,
+    num_frames=4,
+    tubelet_size=2,
+    hidden_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=192,
+    decoder_hidden_size=32,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=128,
+    layer_norm_eps=1e-6,
+    qv_bias=True,
+  )
   kwargs.update(overrides)
   return transformers.VideoMAEConfig(**kwargs)
 
@@ -156,18 +171,18 @@ def hf_classifier_state_dict(seed=0, **config):
 
 
 _HF_BLOCK = {
-    "attention.attention.query.bias": "attn.q_bias",
-    "attention.attention.value.bias": "attn.v_bias",
-    "attention.output.dense.weight": "attn.proj.weight",
-    "attention.output.dense.bias": "attn.proj.bias",
-    "intermediate.dense.weight": "mlp.fc1.weight",
-    "intermediate.dense.bias": "mlp.fc1.bias",
-    "output.dense.weight": "mlp.fc2.weight",
-    "output.dense.bias": "mlp.fc2.bias",
-    "layernorm_before.weight": "norm1.weight",
-    "layernorm_before.bias": "norm1.bias",
-    "layernorm_after.weight": "norm2.weight",
-    "layernorm_after.bias": "norm2.bias",
+  "attention.attention.query.bias": "attn.q_bias",
+  "attention.attention.value.bias": "attn.v_bias",
+  "attention.output.dense.weight": "attn.proj.weight",
+  "attention.output.dense.bias": "attn.proj.bias",
+  "intermediate.dense.weight": "mlp.fc1.weight",
+  "intermediate.dense.bias": "mlp.fc1.bias",
+  "output.dense.weight": "mlp.fc2.weight",
+  "output.dense.bias": "mlp.fc2.bias",
+  "layernorm_before.weight": "norm1.weight",
+  "layernorm_before.bias": "norm1.bias",
+  "layernorm_after.weight": "norm2.weight",
+  "layernorm_after.bias": "norm2.bias",
 }
 
 
@@ -179,7 +194,7 @@ def hf_to_official(sd, *, finetuned=False):
   for key, value in sd.items():
     block = re.match(r"(videomae\.encoder\.layer|decoder\.decoder_layers)\.(\d+)\.(.+)", key)
     if block:
-      stem = (enc + "blocks." if block.group(1).startswith("videomae") else "decoder.blocks.")
+      stem = enc + "blocks." if block.group(1).startswith("videomae") else "decoder.blocks."
       stem += block.group(2) + "."
       rest = block.group(3)
       if rest == "attention.attention.query.weight":
@@ -202,14 +217,18 @@ def test_official_pth_matches_hf_layout(tmp_path):
   torch = pytest.importorskip("torch")
   hf_sd = hf_pretrain_state_dict(seed=0)
   official = hf_to_official(hf_sd)
-  assert "encoder.blocks.1.attn.qkv.weight" in official and "decoder.blocks.0.attn.q_bias" in official
+  assert (
+    "encoder.blocks.1.attn.qkv.weight" in official and "decoder.blocks.0.attn.q_bias" in official
+  )
   path = tmp_path / "checkpoint-799.pth"
   # Like the official training checkpoints: the weights under "model", plus `args`.
   torch.save({"model": official, "epoch": 799, "args": argparse.Namespace(model="x")}, path)
-  from_pth = weights.load_torch_checkpoint(path, kind="pretrain", num_frames=4, image_size=32,
-                                           num_heads=2, decoder_heads=2)
-  from_hf = weights.load_torch_checkpoint(hf_sd, kind="pretrain", num_frames=4, image_size=32,
-                                          num_heads=2, decoder_heads=2)
+  from_pth = weights.load_torch_checkpoint(
+    path, kind="pretrain", num_frames=4, image_size=32, num_heads=2, decoder_heads=2
+  )
+  from_hf = weights.load_torch_checkpoint(
+    hf_sd, kind="pretrain", num_frames=4, image_size=32, num_heads=2, decoder_heads=2
+  )
   assert from_pth.spec == from_hf.spec
   assert from_pth.spec.decoder_depth == 1 and from_pth.grid == (2, 2, 2)
   assert_same_params(from_pth, from_hf)
@@ -218,10 +237,12 @@ def test_official_pth_matches_hf_layout(tmp_path):
   # The qkv kernel is [in, out] with q, k, v column blocks; q/v biases land in place.
   params = weights.export_params(from_pth)["encoder"]["blocks"]["0"]["attn"]
   np.testing.assert_array_equal(
-      params["qkv"]["kernel"][:, 48:96],
-      hf_sd["videomae.encoder.layer.0.attention.attention.key.weight"].numpy().T)
+    params["qkv"]["kernel"][:, 48:96],
+    hf_sd["videomae.encoder.layer.0.attention.attention.key.weight"].numpy().T,
+  )
   np.testing.assert_array_equal(
-      params["v_bias"], hf_sd["videomae.encoder.layer.0.attention.attention.value.bias"].numpy())
+    params["v_bias"], hf_sd["videomae.encoder.layer.0.attention.attention.value.bias"].numpy()
+  )
 
 
 def test_official_finetuned_matches_hf_classifier(tmp_path):
@@ -231,10 +252,12 @@ def test_official_finetuned_matches_hf_classifier(tmp_path):
   assert "blocks.0.attn.qkv.weight" in official and "head.weight" in official
   path = tmp_path / "finetuned.pth"
   torch.save({"module": official}, path)  # DeepSpeed-style wrapper
-  from_pth = weights.load_torch_checkpoint(path, kind="classifier", num_frames=4, image_size=32,
-                                           num_heads=2)
-  from_hf = weights.load_torch_checkpoint(hf_sd, kind="classifier", num_frames=4, image_size=32,
-                                          num_heads=2)
+  from_pth = weights.load_torch_checkpoint(
+    path, kind="classifier", num_frames=4, image_size=32, num_heads=2
+  )
+  from_hf = weights.load_torch_checkpoint(
+    hf_sd, kind="classifier", num_frames=4, image_size=32, num_heads=2
+  )
   assert isinstance(from_pth, VideoClassifier) and from_pth.num_classes == 5
   assert_same_params(from_pth, from_hf)
 
@@ -248,16 +271,18 @@ def test_official_round_trip_with_layer_scale(tmp_path):
   assert "encoder.blocks.1.gamma_2" in sd and "decoder.blocks.0.gamma_1" in sd
   path = tmp_path / "mae.pth"
   torch.save({"model": sd}, path)
-  back = weights.load_torch_checkpoint(path, num_frames=4, image_size=32, num_heads=2,
-                                       decoder_heads=2)
+  back = weights.load_torch_checkpoint(
+    path, num_frames=4, image_size=32, num_heads=2, decoder_heads=2
+  )
   assert back.encoder.blocks[0].gamma_1 is not None
   assert_same_params(mae, back)
 
   clf = random_model(VideoClassifier, 4, num_classes=3, **SMALL)
   sd = weights.to_torch_state_dict(clf, layout="official")
   assert "blocks.0.attn.qkv.weight" in sd and "fc_norm.weight" in sd and "head.bias" in sd
-  back = weights.load_torch_checkpoint(sd, kind="classifier", num_frames=4, image_size=32,
-                                       num_heads=2)
+  back = weights.load_torch_checkpoint(
+    sd, kind="classifier", num_frames=4, image_size=32, num_heads=2
+  )
   assert_same_params(clf, back)
 
 
@@ -265,11 +290,13 @@ def test_safetensors_file_of_numpy_arrays(tmp_path):
   pytest.importorskip("torch")  # for to_torch_state_dict
   pytest.importorskip("safetensors")
   from safetensors.numpy import save_file
+
   mae = small_mae(5)
   sd = {k: v.numpy() for k, v in weights.to_torch_state_dict(mae).items()}
   save_file(sd, str(tmp_path / "w.safetensors"))
-  back = weights.load_torch_checkpoint(tmp_path / "w.safetensors", num_frames=4, image_size=32,
-                                       num_heads=2, decoder_heads=2)
+  back = weights.load_torch_checkpoint(
+    tmp_path / "w.safetensors", num_frames=4, image_size=32, num_heads=2, decoder_heads=2
+  )
   assert_same_params(mae, back)
 
 
@@ -299,12 +326,15 @@ def test_pickled_code_is_refused_without_running(tmp_path):
 def test_classifier_from_pretraining_checkpoint():
   hf_sd = hf_pretrain_state_dict(seed=2)
   with pytest.raises(ValueError, match="num_classes"):
-    weights.load_torch_checkpoint(hf_sd, kind="classifier", num_heads=2, num_frames=4,
-                                  image_size=32)
-  clf = weights.load_torch_checkpoint(hf_sd, kind="classifier", num_classes=4, num_heads=2,
-                                      num_frames=4, image_size=32)
-  mae = weights.load_torch_checkpoint(hf_sd, num_heads=2, decoder_heads=2, num_frames=4,
-                                      image_size=32)
+    weights.load_torch_checkpoint(
+      hf_sd, kind="classifier", num_heads=2, num_frames=4, image_size=32
+    )
+  clf = weights.load_torch_checkpoint(
+    hf_sd, kind="classifier", num_classes=4, num_heads=2, num_frames=4, image_size=32
+  )
+  mae = weights.load_torch_checkpoint(
+    hf_sd, num_heads=2, decoder_heads=2, num_frames=4, image_size=32
+  )
   ours, theirs = weights.export_params(clf), weights.export_params(mae)
   assert "norm" not in ours["encoder"]  # the pre-training final norm is dropped
   del theirs["encoder"]["norm"]
@@ -318,17 +348,31 @@ def test_classifier_from_pretraining_checkpoint():
 
 def test_hf_directory_from_save_pretrained(tmp_path):
   transformers = pytest.importorskip("transformers")
-  hf = randomized(transformers.VideoMAEForPreTraining(
-      hf_config(use_mean_pooling=False, hidden_size=40, num_attention_heads=5,
-                intermediate_size=160, decoder_hidden_size=24, decoder_num_attention_heads=3,
-                decoder_intermediate_size=96, num_frames=6)), seed=3)
+  hf = randomized(
+    transformers.VideoMAEForPreTraining(
+      hf_config(
+        use_mean_pooling=False,
+        hidden_size=40,
+        num_attention_heads=5,
+        intermediate_size=160,
+        decoder_hidden_size=24,
+        decoder_num_attention_heads=3,
+        decoder_intermediate_size=96,
+        num_frames=6,
+      )
+    ),
+    seed=3,
+  )
   hf.save_pretrained(tmp_path)
   assert (tmp_path / "model.safetensors").exists() and (tmp_path / "config.json").exists()
   mae = weights.load_torch_checkpoint(tmp_path)  # heads, frames and size from config.json
   assert mae.spec.num_heads == 5 and mae.spec.decoder_heads == 3 and mae.grid == (3, 2, 2)
-  assert_same_params(mae, weights.load_torch_checkpoint(hf.state_dict(), num_heads=5,
-                                                        decoder_heads=3, num_frames=6,
-                                                        image_size=32))
+  assert_same_params(
+    mae,
+    weights.load_torch_checkpoint(
+      hf.state_dict(), num_heads=5, decoder_heads=3, num_frames=6, image_size=32
+    ),
+  )
   with pytest.raises(ValueError, match="contradicts config.json"):
     weights.load_torch_checkpoint(tmp_path, num_heads=4)
 
@@ -351,8 +395,9 @@ def test_unusable_checkpoints_give_clear_errors():
   with pytest.raises(ValueError, match="no decoder"):
     weights.load_torch_checkpoint(hf_classifier_state_dict(), kind="pretrain", num_heads=2)
   with pytest.raises(ValueError, match="mean pooling"):
-    weights.load_torch_checkpoint(hf_classifier_state_dict(use_mean_pooling=False),
-                                  kind="classifier", num_heads=2)
+    weights.load_torch_checkpoint(
+      hf_classifier_state_dict(use_mean_pooling=False), kind="classifier", num_heads=2
+    )
   transformers = pytest.importorskip("transformers")
   mean_pool_pretrain = transformers.VideoMAEForPreTraining(hf_config(use_mean_pooling=True))
   with pytest.raises(ValueError, match="videomae.layernorm"):

@@ -118,8 +118,10 @@ def test_fpn_levels_and_nearest_resizing(model):
   assert loc.fpn_strides(16) == (4, 8, 16, 32)
   x = np.random.default_rng(0).normal(size=(1, 6, 4, 3)).astype(np.float32)
   xt = torch.from_numpy(x).permute(0, 3, 1, 2)
-  for got, factor in ((loc._upsample_nearest(jnp.asarray(x), 2), 2.0),
-                      (loc._downsample_half_nearest(jnp.asarray(x)), 0.5)):
+  for got, factor in (
+    (loc._upsample_nearest(jnp.asarray(x), 2), 2.0),
+    (loc._downsample_half_nearest(jnp.asarray(x)), 0.5),
+  ):
     want = torch.nn.functional.interpolate(xt, scale_factor=factor, mode="nearest")
     np.testing.assert_array_equal(np.asarray(got), want.permute(0, 2, 3, 1).numpy())
   with pytest.raises(ValueError, match="even"):
@@ -153,8 +155,11 @@ def test_matching_equals_scipy_on_numpy_cost():
   whwh = np.float32(32.0)
   prob = np.exp(logits[-1]) / np.exp(logits[-1]).sum(-1, keepdims=True)
   for i in range(B):
-    cost = (5.0 * np.abs(boxes[-1, i][:, None] / whwh - gt[i][None] / whwh).sum(-1)
-            - 2.0 * prob[i, :, 0][:, None] - 2.0 * _np_giou(boxes[-1, i], gt[i]))
+    cost = (
+      5.0 * np.abs(boxes[-1, i][:, None] / whwh - gt[i][None] / whwh).sum(-1)
+      - 2.0 * prob[i, :, 0][:, None]
+      - 2.0 * _np_giou(boxes[-1, i], gt[i])
+    )
     np.testing.assert_allclose(np.asarray(cost_jax[i]), cost, rtol=1e-5, atol=1e-5)
     cols = np.flatnonzero(valid[i])
     rows, assigned = linear_sum_assignment(cost[:, cols])
@@ -174,8 +179,10 @@ def test_ce_weighting_matches_torch_cross_entropy():
   for i, j in zip(*np.nonzero(valid)):
     target[i, int(matches[i, j])] = 0
   want = torch.nn.functional.cross_entropy(
-      torch.from_numpy(logits[-1]).transpose(1, 2), torch.from_numpy(target),
-      weight=torch.tensor([1.0, 0.1]))
+    torch.from_numpy(logits[-1]).transpose(1, 2),
+    torch.from_numpy(target),
+    weight=torch.tensor([1.0, 0.1]),
+  )
   assert terms["loss_ce"].shape == (S,)
   # Terms come multiplied by class_weight = 2.
   np.testing.assert_allclose(float(terms["loss_ce"][-1]) / 2.0, want.item(), rtol=1e-5)

@@ -23,7 +23,7 @@ def test_patchify_token_and_pixel_order():
   t, y, x = np.meshgrid(np.arange(2), np.arange(2), np.arange(4), indexing="ij")
   video = jnp.asarray((100 * t + 10 * y + x)[None, ..., None], jnp.float32)
   p = losses.patchify(video, (2, 1, 2))
-  assert p.shape == (1, 4, 4, 1)            # grid (1, 2, 2): 4 tokens of 2*1*2 pixels
+  assert p.shape == (1, 4, 4, 1)  # grid (1, 2, 2): 4 tokens of 2*1*2 pixels
   # token n = i*w + j (row i, column block j); pixels ordered (pt, ph, pw).
   np.testing.assert_array_equal(p[0, 0, :, 0], [0, 1, 100, 101])
   np.testing.assert_array_equal(p[0, 1, :, 0], [2, 3, 102, 103])
@@ -40,8 +40,14 @@ def test_raw_targets_unnormalize_with_imagenet_stats_and_channel_minor_layout():
   video = jnp.asarray(v.reshape(1, 1, 1, 2, 3))
   got = np.asarray(losses.pixel_targets(video, (1, 1, 2), normalize=False))[0, 0]
   mean, std = losses.IMAGENET_MEAN, losses.IMAGENET_STD
-  want = [mean[0], mean[1], mean[2],                    # pixel 0, channels r g b
-          mean[0] + std[0], mean[1] - std[1], mean[2] + 2 * std[2]]
+  want = [
+    mean[0],
+    mean[1],
+    mean[2],  # pixel 0, channels r g b
+    mean[0] + std[0],
+    mean[1] - std[1],
+    mean[2] + 2 * std[2],
+  ]
   np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
@@ -57,7 +63,7 @@ def test_normalized_target_unbiased_variance_per_channel_eps_after_sqrt():
   got = np.asarray(losses.pixel_targets(video, (1, 1, 2), mean=None, std=None))[0, 0]
   r = -0.2 / (math.sqrt(0.08) + 1e-6)
   b0 = -d / (math.sqrt(2) * d + 1e-6)
-  want = [r, 0.0, b0, -r, 0.0, -b0]                      # pixel-major, channel-minor
+  want = [r, 0.0, b0, -r, 0.0, -b0]  # pixel-major, channel-minor
   np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
   # The biased variance would give -1 for r, and eps inside the sqrt would give ~0 for b.
   assert abs(got[0] + 1.0) > 0.25 and abs(got[2]) > 0.3
@@ -79,13 +85,18 @@ def test_targets_are_invariant_to_the_input_normalization_per_channel():
 
 def test_mae_loss_is_mse_over_target_tokens_in_ascending_order():
   rng = np.random.default_rng(1)
-  video = jnp.asarray(rng.normal(size=(2, 2, 4, 4, 3)), jnp.float32)   # tubelet (2,2,2): 4 tokens
+  video = jnp.asarray(rng.normal(size=(2, 2, 4, 4, 3)), jnp.float32)  # tubelet (2,2,2): 4 tokens
   m = _mask_out([[1], [3]], [[0, 2, 3], [0, 1, 2]], 4)
   targets = np.asarray(losses.pixel_targets(video, (2, 2, 2)))
   pred = rng.normal(size=(2, 3, 24)).astype(np.float32)
   got = float(losses.mae_loss(video, jnp.asarray(pred), m, (2, 2, 2)))
-  want = np.mean([(pred[b, r] - targets[b, t]) ** 2
-                  for b, row in enumerate([[0, 2, 3], [0, 1, 2]]) for r, t in enumerate(row)])
+  want = np.mean(
+    [
+      (pred[b, r] - targets[b, t]) ** 2
+      for b, row in enumerate([[0, 2, 3], [0, 1, 2]])
+      for r, t in enumerate(row)
+    ]
+  )
   np.testing.assert_allclose(got, want, rtol=1e-6)
   # Zero predictions on 8-pixel tubelets: mean square of a unit-std (ddof 1) sample is 7/8.
   zero = float(losses.mae_loss(video, jnp.zeros((2, 3, 24)), m, (2, 2, 2)))
@@ -112,7 +123,9 @@ def test_targets_carry_no_gradient_and_shape_errors_are_clear():
   assert not np.any(np.asarray(g_video))
   g_pred = jax.grad(lambda p: losses.mae_loss(video, p, m, (2, 2, 2)))(pred)
   assert np.all(np.asarray(g_pred) != 0)
-  with pytest.raises(ValueError, match=r"predictions \(1, 3, 12\) do not match targets \(1, 3, 24\)"):
+  with pytest.raises(
+    ValueError, match=r"predictions \(1, 3, 12\) do not match targets \(1, 3, 24\)"
+  ):
     losses.mae_loss(video, pred[..., :12], m, (2, 2, 2))
   with pytest.raises(ValueError, match="not divisible by the tubelet"):
     losses.patchify(jnp.zeros((1, 3, 4, 4, 3)), (2, 2, 2))

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mgvm import masking
 from mgvm.masking import random as rnd
@@ -17,9 +18,9 @@ SMALL = (4, 4, 4)
 BASE = (8, 14, 14)  # 16 frames at 224^2, tubelet 2x16x16
 
 CONFIGS = {
-    "random": {"kind": "random", "ratio": 0.9},
-    "tube": {"kind": "tube", "ratio": 0.9},
-    "running_cell": {"kind": "running_cell", "ratio": 0.9, "decoder_ratio": 0.5},
+  "random": {"kind": "random", "ratio": 0.9},
+  "tube": {"kind": "tube", "ratio": 0.9},
+  "running_cell": {"kind": "running_cell", "ratio": 0.9, "decoder_ratio": 0.5},
 }
 KINDS = sorted(CONFIGS)
 
@@ -46,12 +47,17 @@ def _call(kind, grid, batch=4, seed=0, **overrides):
 
 # (kind, grid, K, M): K, M worked out by hand from the reference formulas.
 SHAPE_CASES = [
-    ("random", BASE, 1568 - 1411, 1411),  # int(0.9 * 1568) = 1411 masked
-    ("tube", BASE, 8 * 20, 8 * 176),  # int(0.9 * 196) = 176 masked per slice (docs/algorithms.md §1.2)
-    ("running_cell", BASE, 8 * 20, 8 * 98),  # 2 of 4 cell positions decoded: 98 per slice
-    ("random", SMALL, 64 - 57, 57),  # int(0.9 * 64) = 57
-    ("tube", SMALL, 4 * 2, 4 * 14),  # int(0.9 * 16) = 14
-    ("running_cell", SMALL, 4 * 2, 4 * 8),
+  ("random", BASE, 1568 - 1411, 1411),  # int(0.9 * 1568) = 1411 masked
+  (
+    "tube",
+    BASE,
+    8 * 20,
+    8 * 176,
+  ),  # int(0.9 * 196) = 176 masked per slice (docs/algorithms.md §1.2)
+  ("running_cell", BASE, 8 * 20, 8 * 98),  # 2 of 4 cell positions decoded: 98 per slice
+  ("random", SMALL, 64 - 57, 57),  # int(0.9 * 64) = 57
+  ("tube", SMALL, 4 * 2, 4 * 14),  # int(0.9 * 16) = 14
+  ("running_cell", SMALL, 4 * 2, 4 * 8),
 ]
 
 
@@ -62,8 +68,11 @@ def test_shapes_static_under_eval_shape(kind, grid, k, m):
   video = jax.ShapeDtypeStruct((3, 2 * grid[0], 16 * grid[1], 16 * grid[2], 3), jnp.float32)
   out = jax.eval_shape(masker, jax.random.key(0), video, None)
   assert (out.ids_keep.shape, out.ids_target.shape, out.mask.shape) == ((3, k), (3, m), (3, n))
-  assert (out.ids_keep.dtype, out.ids_target.dtype, out.mask.dtype) == (jnp.int32, jnp.int32,
-                                                                       jnp.bool_)
+  assert (out.ids_keep.dtype, out.ids_target.dtype, out.mask.dtype) == (
+    jnp.int32,
+    jnp.int32,
+    jnp.bool_,
+  )
   assert (masker.num_keep, masker.num_target, masker.num_tokens) == (k, m, n)
 
 
@@ -123,8 +132,9 @@ def test_tube_same_spatial_mask_in_every_slice():
   np.testing.assert_array_equal(per_slice.sum(-1), np.full((4, t), 176))
   np.testing.assert_array_equal(per_slice, np.repeat(per_slice[:, :1], t, axis=1))
   keep = out.ids_keep.reshape(4, t, 20)
-  np.testing.assert_array_equal(keep - keep[:, :1], np.broadcast_to(
-      np.arange(t)[None, :, None] * h * w, keep.shape))
+  np.testing.assert_array_equal(
+    keep - keep[:, :1], np.broadcast_to(np.arange(t)[None, :, None] * h * w, keep.shape)
+  )
 
 
 def test_random_exact_count_and_not_tube_shaped():
@@ -151,16 +161,17 @@ def test_masks_differ_across_samples_and_keys(kind):
 # [[queue[q], queue[q+1]], [queue[q+2], queue[q+3]]], tiled over the 4x4 slice. Decoded (0)
 # positions of one 4x4 slice (index i*4 + j) for each pointer value:
 DECODED_BY_POINTER = {
-    0: [4, 5, 6, 7, 12, 13, 14, 15],  # unit [[1,1],[0,0]]: odd rows
-    1: [1, 3, 4, 6, 9, 11, 12, 14],  # unit [[1,0],[0,1]]: anti-diagonal
-    2: [0, 1, 2, 3, 8, 9, 10, 11],  # unit [[0,0],[1,1]]: even rows
-    3: [0, 2, 5, 7, 8, 10, 13, 15],  # unit [[0,1],[1,0]]: diagonal
+  0: [4, 5, 6, 7, 12, 13, 14, 15],  # unit [[1,1],[0,0]]: odd rows
+  1: [1, 3, 4, 6, 9, 11, 12, 14],  # unit [[1,0],[0,1]]: anti-diagonal
+  2: [0, 1, 2, 3, 8, 9, 10, 11],  # unit [[0,0],[1,1]]: even rows
+  3: [0, 2, 5, 7, 8, 10, 13, 15],  # unit [[0,1],[1,0]]: diagonal
 }
 # Grid (3, 4, 4): pointers per phase are (p+1, p+2, p+3) mod 4.
 POINTERS_BY_PHASE = {0: (1, 2, 3), 1: (2, 3, 0), 2: (3, 0, 1), 3: (0, 1, 2)}
-PHASE_ROWS = {p: np.concatenate([16 * t + np.array(DECODED_BY_POINTER[q])
-                                 for t, q in enumerate(qs)])
-              for p, qs in POINTERS_BY_PHASE.items()}
+PHASE_ROWS = {
+  p: np.concatenate([16 * t + np.array(DECODED_BY_POINTER[q]) for t, q in enumerate(qs)])
+  for p, qs in POINTERS_BY_PHASE.items()
+}
 
 
 def test_running_cell_table_matches_hand_worked_pattern():
@@ -212,8 +223,9 @@ def test_running_cell_encoder_mask_is_tube_and_targets_may_be_visible():
 
 
 def test_from_boolean_mask_hand_case():
-  out = masking.from_boolean_mask(np.array([[True, False, True, False],
-                                            [False, True, True, False]]))
+  out = masking.from_boolean_mask(
+    np.array([[True, False, True, False], [False, True, True, False]])
+  )
   np.testing.assert_array_equal(out.ids_keep, [[1, 3], [0, 3]])
   np.testing.assert_array_equal(out.ids_target, [[0, 2], [1, 2]])
   assert out.ids_keep.dtype == jnp.int32 and out.mask.dtype == jnp.bool_
@@ -242,9 +254,15 @@ def test_build_accepts_config_dict_and_defaults():
   assert masker.params == {"ratio": 0.9, "decoder_ratio": 0.5}
 
 
-@pytest.mark.parametrize("config,grid,match", [
-    ({"kind": "tubes", "ratio": 0.9}, SMALL, r"unknown kind 'tubes'; known kinds: everest, "
-     r"mgmae, mgtc, random, running_cell, tube"),
+@pytest.mark.parametrize(
+  "config,grid,match",
+  [
+    (
+      {"kind": "tubes", "ratio": 0.9},
+      SMALL,
+      r"unknown kind 'tubes'; known kinds: everest, "
+      r"mgmae, mgtc, random, running_cell, tube",
+    ),
     ({"ratio": 0.9}, SMALL, "no 'kind'"),
     ({"kind": "tube", "ratoi": 0.9}, SMALL, r"does not accept key 'ratoi' \(did you mean 'ratio'"),
     ({"kind": "random", "ratio": 0.9, "decoder_ratio": 0.5}, SMALL, "accepted keys: kind, ratio"),
@@ -259,7 +277,8 @@ def test_build_accepts_config_dict_and_defaults():
     ({"kind": "tube", "ratio": 0.9}, (4, 4), r"\(T', h, w\)"),
     ({"kind": "tube", "ratio": 0.9}, (0, 4, 4), ">= 1"),
     ({"kind": "tube", "ratio": 0.9}, (4, 4.0, 4), "ints"),
-])
+  ],
+)
 def test_build_errors(config, grid, match):
   with pytest.raises(ValueError, match=match):
     masking.build(config, grid)
@@ -271,8 +290,10 @@ def test_build_errors(config, grid, match):
 @pytest.mark.parametrize("kind", KINDS)
 def test_same_output_on_8_device_mesh(kind):
   if jax.device_count() < 8:
-    pytest.skip("needs 8 devices: run with XLA_FLAGS=--xla_force_host_platform_device_count=8 "
-                "(tests/conftest.py sets it)")
+    pytest.skip(
+      "needs 8 devices: run with XLA_FLAGS=--xla_force_host_platform_device_count=8 "
+      "(tests/conftest.py sets it)"
+    )
   masker, expected = _call(kind, SMALL, batch=8, seed=7)  # jit on the default (one) device
   key = jax.random.key(7)
   video = _video(8, SMALL)

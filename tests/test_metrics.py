@@ -20,24 +20,31 @@ def _read_events(path):
   """Events of a TFRecord event file, checking the record framing and CRCs."""
   from tensorboard.compat.proto import event_pb2
   from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
   events = []
   with open(path, "rb") as f:
     data = f.read()
   pos = 0
   while pos < len(data):
-    header = data[pos:pos + 8]
+    header = data[pos : pos + 8]
     (length,) = struct.unpack("<Q", header)
-    assert struct.unpack("<I", data[pos + 8:pos + 12])[0] == masked_crc32c(header)
-    body = data[pos + 12:pos + 12 + length]
-    assert struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])[0] == masked_crc32c(body)
+    assert struct.unpack("<I", data[pos + 8 : pos + 12])[0] == masked_crc32c(header)
+    body = data[pos + 12 : pos + 12 + length]
+    assert struct.unpack("<I", data[pos + 12 + length : pos + 16 + length])[0] == masked_crc32c(
+      body
+    )
     events.append(event_pb2.Event.FromString(body))
     pos += 16 + length
   return events
 
 
 def _scalars(events):
-  return [(e.step, v.tag, v.simple_value) for e in events if e.HasField("summary")
-          for v in e.summary.value]
+  return [
+    (e.step, v.tag, v.simple_value)
+    for e in events
+    if e.HasField("summary")
+    for v in e.summary.value
+  ]
 
 
 def test_jsonl_and_tensorboard(tmp_path):
@@ -47,25 +54,27 @@ def test_jsonl_and_tensorboard(tmp_path):
     w.write(2, {"loss": 0.25})
     with pytest.raises(TypeError, match="'bad'"):
       w.write(3, {"bad": jnp.ones(3)})
-  assert metrics.read_metrics(workdir) == [{"step": 1, "loss": 0.5, "lr": 1e-3},
-                                           {"step": 2, "loss": 0.25}]
+  assert metrics.read_metrics(workdir) == [
+    {"step": 1, "loss": 0.5, "lr": 1e-3},
+    {"step": 2, "loss": 0.25},
+  ]
   files = glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
   assert len(files) == 1
   events = _read_events(files[0])
   assert events[0].file_version == "brain.Event:2"
-  assert _scalars(events) == [(1, "loss", 0.5), (1, "lr", pytest.approx(1e-3)),
-                              (2, "loss", 0.25)]
+  assert _scalars(events) == [(1, "loss", 0.5), (1, "lr", pytest.approx(1e-3)), (2, "loss", 0.25)]
 
 
 @pytest.mark.slow
 def test_no_tensorflow_import(tmp_path):
   """The GPU image has no TensorFlow: these modules must write event files without it."""
   code = (
-      "import sys\n"
-      "import mgvm.metrics, mgvm.train.optim, mgvm.train.mixup, mgvm.train.checkpoint\n"
-      f"w = mgvm.metrics.MetricWriter({str(tmp_path)!r}, progress=False)\n"
-      "w.write(1, {'loss': 1.0}); w.close()\n"
-      "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
+    "import sys\n"
+    "import mgvm.metrics, mgvm.train.optim, mgvm.train.mixup, mgvm.train.checkpoint\n"
+    f"w = mgvm.metrics.MetricWriter({str(tmp_path)!r}, progress=False)\n"
+    "w.write(1, {'loss': 1.0}); w.close()\n"
+    "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+  )
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)
   assert glob.glob(str(tmp_path / "tensorboard" / "events.*"))
@@ -97,8 +106,9 @@ def test_plot_curves(tmp_path):
   with open(path, "w") as f:
     for step in range(0, 50, 5):
       f.write(json.dumps({"step": step, "loss": 1.0 / (step + 1), "lr": step * 1e-4}) + "\n")
-  png = metrics.plot_curves(path, str(tmp_path / "plots" / "curves.png"), keys=("loss", "lr"),
-                            title="tiny run")
+  png = metrics.plot_curves(
+    path, str(tmp_path / "plots" / "curves.png"), keys=("loss", "lr"), title="tiny run"
+  )
   with open(png, "rb") as f:
     data = f.read()
   assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
@@ -130,6 +140,7 @@ def test_log_and_progress(tmp_path, capsys):
 def test_missing_tensorboard_warns_once(tmp_path, monkeypatch, caplog):
   def unavailable(*args, **kwargs):
     raise ImportError("no module named tensorboard")
+
   monkeypatch.setattr(metrics, "_EventWriter", unavailable)
   monkeypatch.setattr(metrics, "_TfWriter", unavailable)
   monkeypatch.setattr(metrics, "_WARNED_NO_TENSORBOARD", False)

@@ -12,12 +12,12 @@ import pytest
 from mgvm import masking
 from mgvm.masking import mgmae
 
-GRID = (4, 4, 4)     # 8 frames x 64 x 64, tubelet (2, 16, 16)
+GRID = (4, 4, 4)  # 8 frames x 64 x 64, tubelet (2, 16, 16)
 FRAMES, SIZE, P = 8, 64, 16
-V = 8                # the square moves +8 px in x per frame: one token column per slice
-ONE_SEED = 0.9375    # 16 - int(0.9375 * 16) = 1 seed token, k = int(16 * 0.0625) = 1 per slice
+V = 8  # the square moves +8 px in x per frame: one token column per slice
+ONE_SEED = 0.9375  # 16 - int(0.9375 * 16) = 1 seed token, k = int(16 * 0.0625) = 1 per slice
 BATCH = 8
-KEY = 2              # seeds 3 of the 8 samples on column 2 (the tracking tests need >= 2)
+KEY = 2  # seeds 3 of the 8 samples on column 2 (the tracking tests need >= 2)
 
 
 def _clip(batch=2, seed=0):
@@ -29,7 +29,7 @@ def _clip(batch=2, seed=0):
   for t in range(FRAMES):
     x0 = V * t
     w = min(16, SIZE - x0)
-    video[:, t, 16:32, x0:x0 + w, :2] = tex[:, :, :w]
+    video[:, t, 16:32, x0 : x0 + w, :2] = tex[:, :, :w]
     video[:, t, ..., 2] = t
   return jnp.asarray(video)
 
@@ -44,8 +44,9 @@ def exact_flow(frame_a, frame_b):
 def _volume(**options):
   """mask_volume of `_clip(BATCH)` with key KEY, one seed token (token_rand unless overridden)."""
   options = {"ratio": ONE_SEED, "init": "token_rand", **options}
-  return mgmae.mask_volume(jax.random.key(KEY), _clip(BATCH), grid=GRID, flow_fn=exact_flow,
-                           **options)
+  return mgmae.mask_volume(
+    jax.random.key(KEY), _clip(BATCH), grid=GRID, flow_fn=exact_flow, **options
+  )
 
 
 def _seeds():
@@ -64,15 +65,17 @@ def _runner(**options):
 
 def _visible_per_slice(out):
   keep = np.asarray(out.ids_keep).reshape(BATCH, 4, -1)
-  return [[sorted(divmod(int(n) % 16, 4) for n in keep[b, t]) for t in range(4)]
-          for b in range(BATCH)]
+  return [
+    [sorted(divmod(int(n) % 16, 4) for n in keep[b, t]) for t in range(4)] for b in range(BATCH)
+  ]
 
 
 # ----------------------------------------------------------------------------- tracking
 
 
-@pytest.mark.parametrize("init,bug", [("token_rand", False), ("token_rand", True),
-                                      ("mix_gauss", False)])
+@pytest.mark.parametrize(
+  "init,bug", [("token_rand", False), ("token_rand", True), ("mix_gauss", False)]
+)
 def test_visible_token_follows_the_square_before_and_after_the_base(init, bug):
   # The seed token at base frame 4 is column 2: in slice t' (frames 2t', 2t'+1) the seed has
   # moved by 16 (t' - 2) px, i.e. it sits on column t' (and half on t' + 1 in frame 2t' + 1).
@@ -98,7 +101,7 @@ def test_bug_variant_warps_the_first_half_forward_in_time():
   x = np.arange(64)
   for bug, shift in ((False, -V), (True, +V)):
     rows = np.asarray(_volume(reproduce_warp_bug=bug))[b, :, 16 * seeds[b][0] + 8]  # [T, W]
-    np.testing.assert_array_equal(rows[4] == 1, (x >= 32) & (x < 48))                # base
+    np.testing.assert_array_equal(rows[4] == 1, (x >= 32) & (x < 48))  # base
     np.testing.assert_array_equal(rows[3] == 1, (x >= 32 + shift) & (x < 48 + shift))
     np.testing.assert_array_equal(rows[5] == 1, (x >= 40) & (x < 56))
 
@@ -126,17 +129,18 @@ def test_propagate_and_hole_filling_with_a_per_sample_base_against_a_numpy_chain
   init = np.asarray(jax.random.uniform(jax.random.key(1), (BATCH, SIZE, SIZE), minval=0.5))
   vols = {}
   for filling in ("consist", "none"):
-    vols[filling] = vol = np.asarray(mgmae.propagate(jnp.asarray(init), flows, base,
-                                                     hole_filling=filling))
+    vols[filling] = vol = np.asarray(
+      mgmae.propagate(jnp.asarray(init), flows, base, hole_filling=filling)
+    )
     for b in range(BATCH):
       s = int(base[b])
       ref = [None] * FRAMES
       ref[s] = init[b]
-      for k in range(s + 1, FRAMES):      # map_k(x) = map_{k-1}(x + F_{k->k-1}), F = -V
+      for k in range(s + 1, FRAMES):  # map_k(x) = map_{k-1}(x + F_{k->k-1}), F = -V
         ref[k] = _shift(ref[k - 1], -V)
         if filling == "consist":
           ref[k] = np.where(ref[k] == 0, init[b], ref[k])
-      for k in range(s - 1, -1, -1):      # map_k(x) = map_{k+1}(x + F_{k->k+1}), F = +V
+      for k in range(s - 1, -1, -1):  # map_k(x) = map_{k+1}(x + F_{k->k+1}), F = +V
         ref[k] = _shift(ref[k + 1], V)
         if filling == "consist":
           ref[k] = np.where(ref[k] == 0, init[b], ref[k])
@@ -188,17 +192,18 @@ def test_mix_gauss_by_hand(mix):
   for b in range(2):
     seeds = [(i, j) for i in range(4) for j in range(4) if tok[b, 8 * i, 8 * j] == 1]
     assert len(seeds) == 4 and np.isclose(tok[b], 1e-8).sum() == 1024 - 4 * 64
-    bumps = np.stack([np.exp(-((x - 8 * j - 3.5) / 8) ** 2 - ((y - 8 * i - 3.5) / 8) ** 2)
-                      for i, j in seeds])
+    bumps = np.stack(
+      [np.exp(-(((x - 8 * j - 3.5) / 8) ** 2) - ((y - 8 * i - 3.5) / 8) ** 2) for i, j in seeds]
+    )
     ref = bumps.max(0) if mix == "max" else bumps.sum(0)
     np.testing.assert_allclose(got[b], ref / ref.max(), rtol=1e-5, atol=1e-7)
     if mix == "max":
-      peak = np.exp(-2 * (0.5 / 8) ** 2)       # the 4 pixels nearest a centre (8i + 3.5)
+      peak = np.exp(-2 * (0.5 / 8) ** 2)  # the 4 pixels nearest a centre (8i + 3.5)
       for i, j in seeds:
-        np.testing.assert_allclose(got[b, 8 * i + 3:8 * i + 5, 8 * j + 3:8 * j + 5], 1.0)
+        np.testing.assert_allclose(got[b, 8 * i + 3 : 8 * i + 5, 8 * j + 3 : 8 * j + 5], 1.0)
       i, j = seeds[0]
-      near = bumps[0, 8 * i + 3, 8 * j + 7]    # 3.5 px right, 0.5 px up of the centre
-      np.testing.assert_allclose(near, np.exp(-(3.5 / 8) ** 2 - (0.5 / 8) ** 2), rtol=1e-6)
+      near = bumps[0, 8 * i + 3, 8 * j + 7]  # 3.5 px right, 0.5 px up of the centre
+      np.testing.assert_allclose(near, np.exp(-((3.5 / 8) ** 2) - (0.5 / 8) ** 2), rtol=1e-6)
       assert got[b].max() == 1.0 and got[b, 8 * i + 3, 8 * j + 7] >= near / peak - 1e-6
 
 
@@ -215,14 +220,17 @@ def test_pixel_rand_and_token_rand_counts():
 
 
 def test_counts_per_slice_topk_on_all_and_one_trace():
-  assert mgmae.visible_per_slice((8, 14, 14), 0.9) == 19      # int(196 * 0.1) = int(19.6)
+  assert mgmae.visible_per_slice((8, 14, 14), 0.9) == 19  # int(196 * 0.1) = int(19.6)
   assert mgmae.mgmae_counts((8, 14, 14), 0.9) == (152, 1568 - 152)
   built = masking.build({"kind": "mgmae"}, (8, 14, 14))
   assert (built.num_keep, built.num_target) == (152, 1416) and built.kind == "mgmae"
   video = _clip(BATCH)
   # The compose priority's call (ratio 0.9: 16 - int(14.4) = 2 seeds, k = int(1.6) = 1 per slice).
-  scores = np.asarray(mgmae.token_scores(
-      mgmae.mask_volume(jax.random.key(6), video, grid=GRID, flow_fn=exact_flow), GRID))
+  scores = np.asarray(
+    mgmae.token_scores(
+      mgmae.mask_volume(jax.random.key(6), video, grid=GRID, flow_fn=exact_flow), GRID
+    )
+  )
   for on_all in (False, True):
     m = mgmae.mgmae_masker(GRID, exact_flow, ratio=0.9, topk_on_all=on_all)
     assert (m.num_keep, m.num_target) == (4, 60)
@@ -244,7 +252,7 @@ def test_counts_per_slice_topk_on_all_and_one_trace():
       if on_all:
         expected = np.sort(np.argsort(-scores[b], kind="stable")[:4])
       else:
-        expected = [t * 16 + np.argmax(scores[b, t * 16:(t + 1) * 16]) for t in range(4)]
+        expected = [t * 16 + np.argmax(scores[b, t * 16 : (t + 1) * 16]) for t in range(4)]
         assert (np.bincount(keep[b] // 16, minlength=4) == 1).all()
       np.testing.assert_array_equal(keep[b], expected)
     if on_all:  # the global top-4 is not one per slice in every sample
@@ -261,12 +269,14 @@ def test_random_base_frame_keeps_shapes_and_the_initial_map_at_the_base():
 
 def test_compose_priority_is_the_token_score():
   video = _clip(BATCH)
-  prio = mgmae.compose_priority(jax.random.key(3), BATCH, GRID, video=video, ratio=0.75,
-                                flow_fn=exact_flow)
+  prio = mgmae.compose_priority(
+    jax.random.key(3), BATCH, GRID, video=video, ratio=0.75, flow_fn=exact_flow
+  )
   vol = mgmae.mask_volume(jax.random.key(3), video, grid=GRID, ratio=0.75, flow_fn=exact_flow)
   np.testing.assert_array_equal(prio, mgmae.token_scores(vol, GRID))
-  composed = masking.build({"kind": "mgmae", "ratio": 0.75, "compress": {"kind": "mgtc",
-                                                                         "ratio": 0.25}}, GRID)
+  composed = masking.build(
+    {"kind": "mgmae", "ratio": 0.75, "compress": {"kind": "mgtc", "ratio": 0.25}}, GRID
+  )
   assert (composed.num_keep, composed.num_target) == (16, 48 - 16)
   with pytest.raises(ValueError, match="needs video"):
     mgmae.compose_priority(jax.random.key(3), BATCH, GRID, video=None, ratio=0.75)
@@ -287,8 +297,12 @@ def test_same_masks_on_8_devices_as_on_1():
 
 
 def test_errors_name_the_key():
-  for key, value in (("init", "gauss"), ("base_frame", "last"), ("hole_filling", "prev"),
-                     ("gauss_mix", "mean")):
+  for key, value in (
+    ("init", "gauss"),
+    ("base_frame", "last"),
+    ("hole_filling", "prev"),
+    ("gauss_mix", "mean"),
+  ):
     with pytest.raises(ValueError, match=f"{key} must be one of"):
       masking.build({"kind": "mgmae", key: value}, GRID)
   with pytest.raises(ValueError, match="did you mean 'base_frame'"):
@@ -310,11 +324,12 @@ def test_with_the_default_flow_estimator_the_visible_token_follows_the_square():
   video = np.zeros((batch, FRAMES, SIZE, SIZE, 3), np.float32)
   for t in range(FRAMES):
     w = min(16, SIZE - V * t)
-    video[:, t, 16:32, V * t:V * t + w] = tex[:, :, :w]
+    video[:, t, 16:32, V * t : V * t + w] = tex[:, :, :w]
   video = jnp.asarray(video)
   options = dict(ratio=ONE_SEED, init="token_rand")
-  base = np.asarray(mgmae.mask_volume(jax.random.key(11), video, grid=GRID, flow_fn=exact_flow,
-                                      **options))[:, 4]
+  base = np.asarray(
+    mgmae.mask_volume(jax.random.key(11), video, grid=GRID, flow_fn=exact_flow, **options)
+  )[:, 4]
   on_square = [b for b in range(batch) if base[b, 24, 40] == 1.0]  # seed token (1, 2) at frame 4
   assert on_square, "no sample seeded on the square: pick another key"
   m = masking.build({"kind": "mgmae", **options}, GRID)

@@ -23,10 +23,10 @@ def _video(b=2, t=3, h=8, w=8, c=2):
 
 def test_smooth_one_hot():
   got = mixup.smooth_one_hot(jnp.array([2, 0]), 4, 0.1)
-  np.testing.assert_allclose(np.asarray(got), [[0.025, 0.025, 0.925, 0.025],
-                                               [0.925, 0.025, 0.025, 0.025]], rtol=1e-6)
-  np.testing.assert_allclose(np.asarray(mixup.smooth_one_hot(jnp.array([1]), 3, 0.0)),
-                             [[0, 1, 0]])
+  np.testing.assert_allclose(
+    np.asarray(got), [[0.025, 0.025, 0.925, 0.025], [0.925, 0.025, 0.025, 0.025]], rtol=1e-6
+  )
+  np.testing.assert_allclose(np.asarray(mixup.smooth_one_hot(jnp.array([1]), 3, 0.0)), [[0, 1, 0]])
   with pytest.raises(ValueError, match="smoothing"):
     mixup.smooth_one_hot(jnp.array([1]), 3, 1.0)
 
@@ -37,16 +37,20 @@ def test_soft_cross_entropy():
   # Row 0: p = (1/4, 3/4) -> -(0.5 log 1/4 + 0.5 log 3/4); row 1: -log 1/2.
   expect = (-(0.5 * math.log(0.25) + 0.5 * math.log(0.75)) + math.log(2.0)) / 2
   np.testing.assert_allclose(float(mixup.soft_cross_entropy(logits, targets)), expect, rtol=1e-6)
-  np.testing.assert_allclose(float(mixup.soft_cross_entropy(logits, targets)),
-                             float(optax.softmax_cross_entropy(logits, targets).mean()), rtol=1e-6)
+  np.testing.assert_allclose(
+    float(mixup.soft_cross_entropy(logits, targets)),
+    float(optax.softmax_cross_entropy(logits, targets).mean()),
+    rtol=1e-6,
+  )
 
 
 def test_apply_mixup_exact():
   video = _video(b=3)
   targets = jnp.eye(3)
   out, t = mixup.apply_mixup(video, targets, 0.25)
-  np.testing.assert_allclose(np.asarray(out[0]), np.asarray(0.25 * video[0] + 0.75 * video[2]),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(out[0]), np.asarray(0.25 * video[0] + 0.75 * video[2]), rtol=1e-6
+  )
   np.testing.assert_allclose(np.asarray(out[1]), np.asarray(video[1]), rtol=1e-6)  # middle
   np.testing.assert_allclose(np.asarray(t), [[0.25, 0, 0.75], [0, 1, 0], [0.75, 0, 0.25]])
 
@@ -93,7 +97,7 @@ def test_cutmix_same_box_all_frames_and_lam_correction():
     if box.any():  # a rectangle
       rows, cols = np.nonzero(box.any(1))[0], np.nonzero(box.any(0))[0]
       assert box.sum() == len(rows) * len(cols)
-      assert box[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()
+      assert box[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].all()
     np.testing.assert_allclose(np.asarray(t.sum(-1)), 1.0, rtol=1e-6)
 
 
@@ -101,14 +105,17 @@ def test_mixup_only_exact_and_targets_sum():
   video = _video(b=2)
   targets = mixup.smooth_one_hot(jnp.array([0, 1]), 3, 0.1)
   out, t = jax.jit(functools.partial(mixup.mixup_cutmix, cutmix_alpha=0.0))(
-      jax.random.key(3), video, targets)
+    jax.random.key(3), video, targets
+  )
   # Recover lam from sample 0 (value 1 + frame) mixed with sample 1 (value 2 + frame).
   lam = 2.0 - float(out[0, 0, 0, 0, 0])
-  np.testing.assert_allclose(np.asarray(out), np.asarray(mixup.apply_mixup(video, targets, lam)[0]),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(out), np.asarray(mixup.apply_mixup(video, targets, lam)[0]), rtol=1e-5, atol=1e-6
+  )
   np.testing.assert_allclose(np.asarray(t.sum(-1)), 1.0, rtol=1e-6)
-  np.testing.assert_allclose(np.asarray(t), np.asarray(mixup.apply_mixup(video, targets, lam)[1]),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(t), np.asarray(mixup.apply_mixup(video, targets, lam)[1]), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_identity_cases():

@@ -52,7 +52,7 @@ def _attention_numpy(x, attn):
   p = lambda v: np.asarray(v[...], np.float64)
   d = x.shape[-1]
   qkv = x @ p(attn.qkv.kernel)
-  q, k, v = qkv[..., :d] + p(attn.q_bias), qkv[..., d:2 * d], qkv[..., 2 * d:] + p(attn.v_bias)
+  q, k, v = qkv[..., :d] + p(attn.q_bias), qkv[..., d : 2 * d], qkv[..., 2 * d :] + p(attn.v_bias)
   h, dh = attn.num_heads, d // attn.num_heads
   split = lambda t: t.reshape(t.shape[0], t.shape[1], h, dh).transpose(0, 2, 1, 3)
   logits = split(q) @ split(k).transpose(0, 1, 3, 2) / math.sqrt(dh)
@@ -68,8 +68,9 @@ def test_attention_matches_numpy_with_learned_q_v_bias_and_zero_k_bias():
   attn.q_bias[...] = jax.random.normal(keys[0], (12,))
   attn.v_bias[...] = jax.random.normal(keys[1], (12,))
   x = np.asarray(jax.random.normal(keys[2], (2, 5, 12)), np.float64)
-  np.testing.assert_allclose(attn(jnp.asarray(x, jnp.float32)), _attention_numpy(x, attn),
-                             atol=2e-5)
+  np.testing.assert_allclose(
+    attn(jnp.asarray(x, jnp.float32)), _attention_numpy(x, attn), atol=2e-5
+  )
   no_bias = vit.Attention(12, 3, qkv_bias=False, rngs=nnx.Rngs(0))
   assert no_bias.q_bias is None and no_bias.v_bias is None
 
@@ -84,10 +85,15 @@ def test_block_is_pre_ln_with_exact_gelu_and_layer_scale():
     return (t - mu) / np.sqrt(var + 1e-6) * np.asarray(norm.scale[...]) + np.asarray(norm.bias[...])
 
   from scipy.special import erf
+
   gelu = lambda t: 0.5 * t * (1 + erf(t / math.sqrt(2)))
   y = x + 0.1 * _attention_numpy(ln(x, block.norm1), block.attn)
-  hidden = gelu(ln(y, block.norm2) @ np.asarray(block.mlp.fc1.kernel[...]) + np.asarray(block.mlp.fc1.bias[...]))
-  want = y + 0.1 * (hidden @ np.asarray(block.mlp.fc2.kernel[...]) + np.asarray(block.mlp.fc2.bias[...]))
+  hidden = gelu(
+    ln(y, block.norm2) @ np.asarray(block.mlp.fc1.kernel[...]) + np.asarray(block.mlp.fc1.bias[...])
+  )
+  want = y + 0.1 * (
+    hidden @ np.asarray(block.mlp.fc2.kernel[...]) + np.asarray(block.mlp.fc2.bias[...])
+  )
   np.testing.assert_allclose(block(jnp.asarray(x, jnp.float32)), want, atol=5e-5)
 
 
@@ -121,7 +127,10 @@ def test_named_sizes_parameter_counts_and_decoder_depths():
   # Decoder depth 4 for S/B and 12 for L/H (the official scripts); L/H checked on the spec
   # (building them, even abstractly, costs tens of seconds on 2 cores).
   assert [vit.resolve_size(s).decoder_depth for s in "SBLH"] == [4, 4, 12, 12]
-  assert [(vit.resolve_size(s).dim, vit.resolve_size(s).decoder_heads) for s in "LH"] == [(1024, 8), (1280, 8)]
+  assert [(vit.resolve_size(s).dim, vit.resolve_size(s).decoder_heads) for s in "LH"] == [
+    (1024, 8),
+    (1280, 8),
+  ]
   for size, depth in (("S", 4), ("B", 4)):
     mae = nnx.eval_shape(lambda: models.VideoMAE(size, rngs=nnx.Rngs(0)))
     spec = models.SIZES[size]
@@ -138,7 +147,9 @@ def test_size_errors_are_clear():
     models.VideoViT(None, dim=64, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="dim=50 is not divisible by its number of heads 4"):
     models.VideoViT(None, dim=50, depth=1, num_heads=4, rngs=nnx.Rngs(0))
-  with pytest.raises(ValueError, match=r"num_frames=5 is not a positive multiple of the tubelet \(2, 16, 16\)"):
+  with pytest.raises(
+    ValueError, match=r"num_frames=5 is not a positive multiple of the tubelet \(2, 16, 16\)"
+  ):
     models.VideoViT(**TINY, num_frames=5, image_size=32, rngs=nnx.Rngs(0))
   enc = models.VideoViT(**TINY, num_frames=4, image_size=32, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match=r"height=40 is not a positive multiple"):
@@ -152,8 +163,16 @@ def test_other_clip_sizes_build_the_table_for_the_actual_grid():
 
 
 def _tiny_mae(**kw):
-  return models.VideoMAE(**TINY, decoder_dim=16, decoder_heads=2, decoder_depth=1, num_frames=4,
-                         image_size=32, rngs=nnx.Rngs(0), **kw)
+  return models.VideoMAE(
+    **TINY,
+    decoder_dim=16,
+    decoder_heads=2,
+    decoder_depth=1,
+    num_frames=4,
+    image_size=32,
+    rngs=nnx.Rngs(0),
+    **kw,
+  )
 
 
 def test_mae_predicts_ids_target_rows_and_trains_through_the_loss():
@@ -167,6 +186,7 @@ def test_mae_predicts_ids_target_rows_and_trains_through_the_loss():
     def loss_fn(model):
       pred, _ = model(v, m)
       return losses.mae_loss(v, pred, m, model.tubelet)
+
     return nnx.value_and_grad(loss_fn)(model)
 
   pred, aux = nnx.jit(lambda model, v, m: model(v, m))(mae, video, m)
@@ -194,8 +214,7 @@ def test_mae_decoder_sees_mask_tokens_at_the_target_positions():
 
 
 def test_classifier_head_init_scale_pooling_and_token_compression():
-  clf = models.VideoClassifier(**TINY, num_classes=5, num_frames=4, image_size=32,
-                               rngs=nnx.Rngs(0))
+  clf = models.VideoClassifier(**TINY, num_classes=5, num_frames=4, image_size=32, rngs=nnx.Rngs(0))
   assert float(jnp.std(clf.head.kernel[...])) < 0.02 * 0.001 * 1.5
   np.testing.assert_array_equal(clf.head.bias[...], 0)
   assert clf.encoder.norm is None
@@ -212,10 +231,17 @@ def test_classifier_head_init_scale_pooling_and_token_compression():
 
 
 def test_drop_path_and_dropout_are_stochastic_only_in_training():
-  clf = models.VideoClassifier(**TINY, num_classes=3, num_frames=4, image_size=32,
-                               drop_path_rate=0.5, fc_drop_rate=0.5, rngs=nnx.Rngs(0))
+  clf = models.VideoClassifier(
+    **TINY,
+    num_classes=3,
+    num_frames=4,
+    image_size=32,
+    drop_path_rate=0.5,
+    fc_drop_rate=0.5,
+    rngs=nnx.Rngs(0),
+  )
   rates = [b.drop_path.rate for b in clf.encoder.blocks]
-  assert rates == [0.0, 0.5]                       # linear schedule from 0
+  assert rates == [0.0, 0.5]  # linear schedule from 0
   video = jax.random.normal(jax.random.key(9), (4, 4, 32, 32, 3))
   train = nnx.jit(lambda m, v, key: m(v, deterministic=False, rngs=nnx.Rngs(dropout=key))[0])
   evaluate = nnx.jit(lambda m, v: m(v)[0])

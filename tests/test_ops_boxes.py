@@ -15,10 +15,15 @@ from mgvm import ops
 
 def test_iou_and_giou_by_hand():
   a = np.array([[0.0, 0.0, 1.0, 1.0]], np.float32)
-  b = np.array([[0.5, 0.0, 1.5, 1.0],  # overlaps a by half: inter 0.5, union 1.5
-                [2.0, 0.0, 3.0, 1.0],  # disjoint, enclosing box 3×1
-                [0.0, 0.0, 1.0, 1.0],  # identical
-                [0.25, 0.25, 0.75, 0.75]], np.float32)  # inside a
+  b = np.array(
+    [
+      [0.5, 0.0, 1.5, 1.0],  # overlaps a by half: inter 0.5, union 1.5
+      [2.0, 0.0, 3.0, 1.0],  # disjoint, enclosing box 3×1
+      [0.0, 0.0, 1.0, 1.0],  # identical
+      [0.25, 0.25, 0.75, 0.75],
+    ],
+    np.float32,
+  )  # inside a
   iou, union = jax.jit(ops.box_iou)(a, b)
   np.testing.assert_allclose(iou, [[1 / 3, 0.0, 1.0, 0.25]], rtol=1e-6)
   np.testing.assert_allclose(union, [[1.5, 2.0, 1.0, 1.0]], rtol=1e-6)
@@ -86,25 +91,32 @@ def test_apply_deltas_matches_detectron2():
   w = boxes[0, 0, 2] - boxes[0, 0, 0]
   assert float(ours[0, 0, 2] - ours[0, 0, 0]) == pytest.approx(w * 100000.0 / 16, rel=1e-5)
   other = ops.apply_deltas(deltas[0, :3], boxes[0, :3], weights=(10, 10, 5, 5), scale_clamp=1.0)
-  np.testing.assert_allclose(other, _detectron2_apply_deltas(deltas[0, :3], boxes[0, :3],
-                                                             (10, 10, 5, 5), 1.0), rtol=2e-5)
+  np.testing.assert_allclose(
+    other, _detectron2_apply_deltas(deltas[0, :3], boxes[0, :3], (10, 10, 5, 5), 1.0), rtol=2e-5
+  )
 
 
 def test_enlarge_and_clip_by_hand():
-  boxes = np.array([[10.0, 20.0, 29.0, 59.0],  # 20 × 40 px in EVAD's inclusive pixels
-                    [0.0, 0.0, 9.0, 9.0],
-                    [90.0, 40.0, 99.0, 49.0]], np.float32)
+  boxes = np.array(
+    [
+      [10.0, 20.0, 29.0, 59.0],  # 20 × 40 px in EVAD's inclusive pixels
+      [0.0, 0.0, 9.0, 9.0],
+      [90.0, 40.0, 99.0, 49.0],
+    ],
+    np.float32,
+  )
   # EVAD: pad each side by 0.4·(w+1)/2 = 4 px in x and 0.2·(h+1)/2 = 4 px in y (box 0),
   # 2 px and 1 px (boxes 1, 2); clip to [0, W−1] × [0, H−1] for an image H=50, W=100.
   out = jax.jit(ops.enlarge_boxes)(boxes, (0.4, 0.2), (50, 100))
-  np.testing.assert_allclose(out, [[6.0, 16.0, 33.0, 49.0],
-                                   [0.0, 0.0, 11.0, 10.0],
-                                   [88.0, 39.0, 99.0, 49.0]], rtol=1e-6)
+  np.testing.assert_allclose(
+    out, [[6.0, 16.0, 33.0, 49.0], [0.0, 0.0, 11.0, 10.0], [88.0, 39.0, 99.0, 49.0]], rtol=1e-6
+  )
   # the plain continuous rule: +40 % width / +20 % height about the centre, clip to [0, W]
   plain = ops.enlarge_boxes(boxes[:1], (0.4, 0.2), (100, 100), pixel_offset=0.0)
   np.testing.assert_allclose(plain, [[10 - 3.8, 20 - 3.9, 29 + 3.8, 59 + 3.9]], rtol=1e-6)
-  np.testing.assert_allclose(ops.enlarge_boxes(boxes[:1], 0.4, (100, 100)),
-                             [[6.0, 12.0, 33.0, 67.0]], rtol=1e-6)
+  np.testing.assert_allclose(
+    ops.enlarge_boxes(boxes[:1], 0.4, (100, 100)), [[6.0, 12.0, 33.0, 67.0]], rtol=1e-6
+  )
   # per-image sizes for boxes [B, K, 4]
   sizes = np.array([[50, 100], [30, 20]])
   per_image = ops.enlarge_boxes(np.stack([boxes, boxes]), (0.4, 0.2), sizes)

@@ -37,8 +37,12 @@ def _bilinear(fmap: np.ndarray, y: np.float32, x: np.float32) -> np.ndarray:
     x_high = x_low + 1
   ly, lx = F32(y - y_low), F32(x - x_low)
   hy, hx = F32(1) - ly, F32(1) - lx
-  return (hy * hx * fmap[y_low, x_low] + hy * lx * fmap[y_low, x_high]
-          + ly * hx * fmap[y_high, x_low] + ly * lx * fmap[y_high, x_high])
+  return (
+    hy * hx * fmap[y_low, x_low]
+    + hy * lx * fmap[y_low, x_high]
+    + ly * hx * fmap[y_high, x_low]
+    + ly * lx * fmap[y_high, x_high]
+  )
 
 
 def _reference(features, boxes, batch_index, oh, ow, scale, ratio, aligned):
@@ -70,14 +74,29 @@ def _reference(features, boxes, batch_index, oh, ow, scale, ratio, aligned):
 # Map 9×11 at scale 0.5: the input image is 18×22 px.
 H, W, SCALE = 9, 11, 0.5
 CASES = {
-  "inside": np.array([[1.0, 2.0, 20.0, 15.0], [0.0, 0.0, 22.0, 18.0], [3.3, 4.7, 9.1, 6.2],
-                      [10.0, 1.0, 21.5, 17.5]]),
-  "partly_outside": np.array([[-6.0, -4.0, 8.0, 9.0], [15.0, 10.0, 30.0, 26.0],
-                              [-3.0, 5.0, 25.0, 12.0], [5.0, -9.0, 12.0, 30.0]]),
-  "outside": np.array([[30.0, 2.0, 40.0, 10.0], [-20.0, -20.0, -5.0, -6.0], [2.0, 24.0, 9.0, 36.0],
-                       [-2.5, -2.5, -0.5, -0.5], [22.5, 18.5, 24.0, 20.0]]),
-  "tiny": np.array([[4.0, 4.0, 4.6, 4.3], [7.2, 3.1, 7.2, 3.1], [20.9, 17.9, 21.4, 18.6],
-                    [5.0, 5.0, 4.5, 4.0]]),
+  "inside": np.array(
+    [[1.0, 2.0, 20.0, 15.0], [0.0, 0.0, 22.0, 18.0], [3.3, 4.7, 9.1, 6.2], [10.0, 1.0, 21.5, 17.5]]
+  ),
+  "partly_outside": np.array(
+    [
+      [-6.0, -4.0, 8.0, 9.0],
+      [15.0, 10.0, 30.0, 26.0],
+      [-3.0, 5.0, 25.0, 12.0],
+      [5.0, -9.0, 12.0, 30.0],
+    ]
+  ),
+  "outside": np.array(
+    [
+      [30.0, 2.0, 40.0, 10.0],
+      [-20.0, -20.0, -5.0, -6.0],
+      [2.0, 24.0, 9.0, 36.0],
+      [-2.5, -2.5, -0.5, -0.5],
+      [22.5, 18.5, 24.0, 20.0],
+    ]
+  ),
+  "tiny": np.array(
+    [[4.0, 4.0, 4.6, 4.3], [7.2, 3.1, 7.2, 3.1], [20.9, 17.9, 21.4, 18.6], [5.0, 5.0, 4.5, 4.0]]
+  ),
 }
 
 
@@ -108,11 +127,14 @@ def _torch_roi_align():
   torch = pytest.importorskip("torch")
   try:
     import torchvision
+
     torch.ops.torchvision.roi_align(torch.zeros(1, 1, 2, 2), torch.zeros(1, 5), 1.0, 1, 1, 2, True)
   except Exception as e:  # noqa: BLE001 - any import / dispatch failure means no compiled kernel
     first_line = str(e).splitlines()[0] if str(e) else ""
-    pytest.skip(f"torchvision's compiled roi_align does not run here ({type(e).__name__}: "
-                f"{first_line}); test_matches_kernel_rule checks the kernel's rule instead")
+    pytest.skip(
+      f"torchvision's compiled roi_align does not run here ({type(e).__name__}: "
+      f"{first_line}); test_matches_kernel_rule checks the kernel's rule instead"
+    )
   return torch, torchvision
 
 
@@ -132,8 +154,10 @@ def test_matches_torchvision_kernel(aligned):
       theirs = theirs.numpy().transpose(0, 2, 3, 1)
       ours = np.asarray(roi_align(feats, boxes.astype(F32), bi, (oh, ow), SCALE, ratio, aligned))
       worst[name] = max(worst.get(name, 0.0), float(np.abs(ours - theirs).max()))
-  print(f"\ntorchvision {torchvision.__version__} compiled roi_align, aligned={aligned}, "
-        f"max |ours - kernel| per case: {worst}")
+  print(
+    f"\ntorchvision {torchvision.__version__} compiled roi_align, aligned={aligned}, "
+    f"max |ours - kernel| per case: {worst}"
+  )
   assert max(worst.values()) <= 1e-5, worst
 
 
@@ -158,9 +182,12 @@ def test_multilevel_equals_per_level_select():
   ours = np.asarray(multilevel_roi_align(feats, strides, boxes, bi, (7, 7), 2))
   level = np.asarray(levels(boxes, 2, 5))
   assert set(level.tolist()) == {0, 1, 2, 3}  # every level is exercised
-  expected = np.concatenate([
-      _reference(feats[lv], boxes[k:k + 1], bi[k:k + 1], 7, 7, 1 / strides[lv], 2, True)
-      for k, lv in enumerate(level)])
+  expected = np.concatenate(
+    [
+      _reference(feats[lv], boxes[k : k + 1], bi[k : k + 1], 7, 7, 1 / strides[lv], 2, True)
+      for k, lv in enumerate(level)
+    ]
+  )
   np.testing.assert_allclose(ours, expected, atol=1e-5, rtol=0)
   with pytest.raises(ValueError, match="powers of two"):
     ops.multilevel_roi_align(feats, (4, 8, 12, 32), boxes, bi, 7)

@@ -22,8 +22,18 @@ def _names(tree):
 
 def _abstract_classifier():
   """A depth-2 VideoClassifier with ShapeDtypeStruct params (no init compute)."""
-  return nnx.eval_shape(lambda: VideoClassifier(None, num_classes=3, dim=16, depth=2, num_heads=2,
-                                                num_frames=4, image_size=32, rngs=nnx.Rngs(0)))
+  return nnx.eval_shape(
+    lambda: VideoClassifier(
+      None,
+      num_classes=3,
+      dim=16,
+      depth=2,
+      num_heads=2,
+      num_frames=4,
+      image_size=32,
+      rngs=nnx.Rngs(0),
+    )
+  )
 
 
 # ---------------------------------------------------------------------------- schedule
@@ -31,18 +41,19 @@ def _abstract_classifier():
 
 def test_schedule_hand_values():
   # base 1.5e-4 x 2048 / 256 = 1.2e-3 peak; min 1e-5 x 8 = 8e-5 end.
-  sched = optim.lr_schedule(base_lr=1.5e-4, min_lr=1e-5, global_batch_size=2048,
-                            warmup_steps=5, total_steps=15)
+  sched = optim.lr_schedule(
+    base_lr=1.5e-4, min_lr=1e-5, global_batch_size=2048, warmup_steps=5, total_steps=15
+  )
   peak, end = 1.2e-3, 8e-5
   expect = {
-      0: 0.0,
-      2: peak * 2 / 4,      # linspace(0, peak, 5)[2]
-      4: peak,              # warmup reaches the peak at its last step
-      5: peak,              # cosine i = 0
-      10: end + 0.5 * (peak - end),  # i = 5 of 10: cos(pi / 2) = 0
-      14: end + 0.5 * (peak - end) * (1 + math.cos(math.pi * 9 / 10)),
-      15: end,
-      1000: end,
+    0: 0.0,
+    2: peak * 2 / 4,  # linspace(0, peak, 5)[2]
+    4: peak,  # warmup reaches the peak at its last step
+    5: peak,  # cosine i = 0
+    10: end + 0.5 * (peak - end),  # i = 5 of 10: cos(pi / 2) = 0
+    14: end + 0.5 * (peak - end) * (1 + math.cos(math.pi * 9 / 10)),
+    15: end,
+    1000: end,
   }
   for step, value in expect.items():
     np.testing.assert_allclose(float(sched(step)), value, rtol=1e-6, atol=1e-12, err_msg=str(step))
@@ -51,31 +62,35 @@ def test_schedule_hand_values():
 def test_schedule_matches_reference_table():
   base, final, warmup, total = 3e-4, 1e-6, 7, 40
   # The reference builds the whole per-step table with numpy.
-  table = np.concatenate([
+  table = np.concatenate(
+    [
       np.linspace(0, base, warmup),
-      final + 0.5 * (base - final) * (1 + np.cos(np.pi * np.arange(total - warmup) /
-                                                 (total - warmup)))])
-  sched = optim.lr_schedule(base_lr=base, min_lr=final, global_batch_size=256,
-                            warmup_steps=warmup, total_steps=total)
+      final
+      + 0.5 * (base - final) * (1 + np.cos(np.pi * np.arange(total - warmup) / (total - warmup))),
+    ]
+  )
+  sched = optim.lr_schedule(
+    base_lr=base, min_lr=final, global_batch_size=256, warmup_steps=warmup, total_steps=total
+  )
   got = jax.jit(jax.vmap(sched))(jnp.arange(total))
   np.testing.assert_allclose(np.asarray(got), table, rtol=1e-5, atol=1e-12)
 
 
 def test_schedule_no_warmup_and_bad_args():
-  sched = optim.lr_schedule(base_lr=1e-3, min_lr=0.0, global_batch_size=512, warmup_steps=0,
-                            total_steps=4)
+  sched = optim.lr_schedule(
+    base_lr=1e-3, min_lr=0.0, global_batch_size=512, warmup_steps=0, total_steps=4
+  )
   np.testing.assert_allclose(float(sched(0)), 2e-3, rtol=1e-6)
   with pytest.raises(ValueError, match="warmup_steps"):
-    optim.lr_schedule(base_lr=1e-3, min_lr=0.0, global_batch_size=8, warmup_steps=5,
-                      total_steps=5)
+    optim.lr_schedule(base_lr=1e-3, min_lr=0.0, global_batch_size=8, warmup_steps=5, total_steps=5)
   with pytest.raises(ValueError, match="global_batch_size"):
-    optim.lr_schedule(base_lr=1e-3, min_lr=0.0, global_batch_size=0, warmup_steps=0,
-                      total_steps=5)
+    optim.lr_schedule(base_lr=1e-3, min_lr=0.0, global_batch_size=0, warmup_steps=0, total_steps=5)
 
 
 def test_describe_lr():
-  text = optim.describe_lr({"base_lr": 1.5e-4, "min_lr": 1e-5, "warmup_steps": 40,
-                            "weight_decay": 0.05}, 2048)
+  text = optim.describe_lr(
+    {"base_lr": 1.5e-4, "min_lr": 1e-5, "warmup_steps": 40, "weight_decay": 0.05}, 2048
+  )
   assert text.startswith("peak lr 1.2e-3 = base_lr 1.5e-4 x global batch 2048 / 256"), text
   assert "min lr 8e-5" in text
 
@@ -84,19 +99,33 @@ def test_describe_lr():
 
 
 def test_decay_mask_videomae():
-  model = nnx.eval_shape(lambda: VideoMAE(None, dim=16, depth=1, num_heads=2, decoder_depth=1,
-                                          num_frames=4, image_size=32, rngs=nnx.Rngs(0)))
+  model = nnx.eval_shape(
+    lambda: VideoMAE(
+      None,
+      dim=16,
+      depth=1,
+      num_heads=2,
+      decoder_depth=1,
+      num_frames=4,
+      image_size=32,
+      rngs=nnx.Rngs(0),
+    )
+  )
   _, params = nnx.split(model, nnx.Param)
   mask = _names(optim.decay_mask(params))
   decayed = {k for k, v in mask.items() if v}
   assert decayed == {
-      "encoder/patch_embed/proj/kernel",
-      "encoder/blocks/0/attn/qkv/kernel", "encoder/blocks/0/attn/proj/kernel",
-      "encoder/blocks/0/mlp/fc1/kernel", "encoder/blocks/0/mlp/fc2/kernel",
-      "encoder_to_decoder/kernel",
-      "decoder/blocks/0/attn/qkv/kernel", "decoder/blocks/0/attn/proj/kernel",
-      "decoder/blocks/0/mlp/fc1/kernel", "decoder/blocks/0/mlp/fc2/kernel",
-      "decoder/head/kernel",
+    "encoder/patch_embed/proj/kernel",
+    "encoder/blocks/0/attn/qkv/kernel",
+    "encoder/blocks/0/attn/proj/kernel",
+    "encoder/blocks/0/mlp/fc1/kernel",
+    "encoder/blocks/0/mlp/fc2/kernel",
+    "encoder_to_decoder/kernel",
+    "decoder/blocks/0/attn/qkv/kernel",
+    "decoder/blocks/0/attn/proj/kernel",
+    "decoder/blocks/0/mlp/fc1/kernel",
+    "decoder/blocks/0/mlp/fc2/kernel",
+    "decoder/head/kernel",
   }
   # The mask token is 3-D but never decayed; biases and norms are 1-D.
   assert mask["mask_token"] is False
@@ -105,12 +134,21 @@ def test_decay_mask_videomae():
 
 
 def test_decay_mask_names():
-  tree = {"pos_embed": jnp.zeros((1, 8, 4)), "cls_token": jnp.zeros((1, 1, 4)),
-          "proj": {"kernel": jnp.zeros((4, 4)), "bias": jnp.zeros((4,))},
-          "rel_bias": jnp.zeros((3, 3)), "gamma": jnp.zeros((4,))}
+  tree = {
+    "pos_embed": jnp.zeros((1, 8, 4)),
+    "cls_token": jnp.zeros((1, 1, 4)),
+    "proj": {"kernel": jnp.zeros((4, 4)), "bias": jnp.zeros((4,))},
+    "rel_bias": jnp.zeros((3, 3)),
+    "gamma": jnp.zeros((4,)),
+  }
   assert _names(optim.decay_mask(tree)) == {
-      "pos_embed": False, "cls_token": False, "proj/kernel": True, "proj/bias": False,
-      "rel_bias": False, "gamma": False}
+    "pos_embed": False,
+    "cls_token": False,
+    "proj/kernel": True,
+    "proj/bias": False,
+    "rel_bias": False,
+    "gamma": False,
+  }
 
 
 # ------------------------------------------------------------------------ layer decay
@@ -118,9 +156,11 @@ def test_decay_mask_names():
 
 def test_layer_ids_tiny_classifier():
   _, params = nnx.split(_abstract_classifier(), nnx.Param)
-  ids = {k: optim.layer_index(p, 2)
-         for p, _ in jax.tree_util.tree_leaves_with_path(params)
-         for k in ["/".join(optim.path_names(p))]}
+  ids = {
+    k: optim.layer_index(p, 2)
+    for p, _ in jax.tree_util.tree_leaves_with_path(params)
+    for k in ["/".join(optim.path_names(p))]
+  }
   assert ids["encoder/patch_embed/proj/kernel"] == 0
   assert ids["encoder/patch_embed/proj/bias"] == 0
   assert ids["encoder/blocks/0/attn/qkv/kernel"] == 1
@@ -149,19 +189,38 @@ def test_layer_ids_reference_names():
 # ---------------------------------------------------------------------- one AdamW step
 
 
-CFG = dict(base_lr=1e-3, min_lr=0.0, warmup_steps=0, weight_decay=0.05, b1=0.9, b2=0.95,
-           eps=1e-8, layer_decay=1.0, clip_grad_norm=0.0)
+CFG = dict(
+  base_lr=1e-3,
+  min_lr=0.0,
+  warmup_steps=0,
+  weight_decay=0.05,
+  b1=0.9,
+  b2=0.95,
+  eps=1e-8,
+  layer_decay=1.0,
+  clip_grad_norm=0.0,
+)
 
 
 def _tree():
-  params = {"encoder": {"patch_embed": {"kernel": jnp.array([[1.0, -2.0], [0.5, 3.0]])},
-                        "blocks": {"0": {"kernel": jnp.array([[0.3, 0.1], [-0.2, 0.4]]),
-                                         "bias": jnp.array([0.1, -0.1])}}},
-            "head": {"kernel": jnp.array([[2.0], [-1.0]]), "bias": jnp.array([0.25])}}
-  grads = {"encoder": {"patch_embed": {"kernel": jnp.array([[0.1, 0.2], [-0.3, 0.4]])},
-                       "blocks": {"0": {"kernel": jnp.array([[1.0, -0.5], [0.2, 0.0]]),
-                                        "bias": jnp.array([0.3, 0.6])}}},
-           "head": {"kernel": jnp.array([[-0.7], [0.05]]), "bias": jnp.array([2.0])}}
+  params = {
+    "encoder": {
+      "patch_embed": {"kernel": jnp.array([[1.0, -2.0], [0.5, 3.0]])},
+      "blocks": {
+        "0": {"kernel": jnp.array([[0.3, 0.1], [-0.2, 0.4]]), "bias": jnp.array([0.1, -0.1])}
+      },
+    },
+    "head": {"kernel": jnp.array([[2.0], [-1.0]]), "bias": jnp.array([0.25])},
+  }
+  grads = {
+    "encoder": {
+      "patch_embed": {"kernel": jnp.array([[0.1, 0.2], [-0.3, 0.4]])},
+      "blocks": {
+        "0": {"kernel": jnp.array([[1.0, -0.5], [0.2, 0.0]]), "bias": jnp.array([0.3, 0.6])}
+      },
+    },
+    "head": {"kernel": jnp.array([[-0.7], [0.05]]), "bias": jnp.array([2.0])},
+  }
   return params, grads
 
 
@@ -170,8 +229,7 @@ def test_adamw_steps_by_hand(layer_decay, clip):
   cfg = dict(CFG, layer_decay=layer_decay, clip_grad_norm=clip)
   params, grads = _tree()
   grads2 = jax.tree.map(lambda g: -0.5 * g + 0.1, grads)
-  tx, sched = optim.make_optimizer(cfg, params, global_batch_size=512, total_steps=10,
-                                   num_layers=1)
+  tx, sched = optim.make_optimizer(cfg, params, global_batch_size=512, total_steps=10, num_layers=1)
   lr = 1e-3 * 512 / 256  # no warmup, cosine at i = 0 and i = 1 (of 10)
   lrs = [float(sched(0)), float(sched(1))]
   np.testing.assert_allclose(lrs[0], lr, rtol=1e-6)
@@ -181,8 +239,13 @@ def test_adamw_steps_by_hand(layer_decay, clip):
     updates, state = jax.jit(tx.update)(g, state, p)
     p = optax.apply_updates(p, updates)
   # num_layers=1: patch_embed -> 0, blocks/0 -> 1, head -> 2.
-  scales = {"encoder/patch_embed/kernel": layer_decay ** 2, "encoder/blocks/0/kernel": layer_decay,
-            "encoder/blocks/0/bias": layer_decay, "head/kernel": 1.0, "head/bias": 1.0}
+  scales = {
+    "encoder/patch_embed/kernel": layer_decay**2,
+    "encoder/blocks/0/kernel": layer_decay,
+    "encoder/blocks/0/bias": layer_decay,
+    "head/kernel": 1.0,
+    "head/bias": 1.0,
+  }
   hand = _hand_adamw(params, (grads, grads2), lrs, cfg, scales, clip)
   for k, value in _names(p).items():
     np.testing.assert_allclose(np.asarray(value), hand[k], rtol=1e-5, atol=1e-7, err_msg=k)
@@ -192,22 +255,36 @@ def test_lr_multipliers_by_hand():
   """`lr_multipliers={"head": 8}` (EVAD's detection-head LR) scales the head's whole update."""
   cfg = dict(CFG, layer_decay=0.5, lr_multipliers={"head": 8.0})
   params, grads = _tree()
-  tx, sched = optim.make_optimizer(cfg, params, global_batch_size=512, total_steps=10,
-                                   num_layers=1)
+  tx, sched = optim.make_optimizer(cfg, params, global_batch_size=512, total_steps=10, num_layers=1)
   state = tx.init(params)
   updates, state = tx.update(grads, state, params)
   p = optax.apply_updates(params, updates)
-  scales = {"encoder/patch_embed/kernel": 0.25, "encoder/blocks/0/kernel": 0.5,
-            "encoder/blocks/0/bias": 0.5, "head/kernel": 8.0, "head/bias": 8.0}
+  scales = {
+    "encoder/patch_embed/kernel": 0.25,
+    "encoder/blocks/0/kernel": 0.5,
+    "encoder/blocks/0/bias": 0.5,
+    "head/kernel": 8.0,
+    "head/bias": 8.0,
+  }
   hand = _hand_adamw(params, (grads,), [float(sched(0))], cfg, scales, 0.0)
   for k, value in _names(p).items():
     np.testing.assert_allclose(np.asarray(value), hand[k], rtol=1e-5, atol=1e-7, err_msg=k)
   with pytest.raises(ValueError, match=r"\['localizer'\], which the model does not have"):
-    optim.make_optimizer(dict(CFG, lr_multipliers={"localizer": 8.0}), params,
-                         global_batch_size=8, total_steps=10, num_layers=1)
+    optim.make_optimizer(
+      dict(CFG, lr_multipliers={"localizer": 8.0}),
+      params,
+      global_batch_size=8,
+      total_steps=10,
+      num_layers=1,
+    )
   with pytest.raises(ValueError, match="must be > 0"):
-    optim.make_optimizer(dict(CFG, lr_multipliers={"head": 0.0}), params,
-                         global_batch_size=8, total_steps=10, num_layers=1)
+    optim.make_optimizer(
+      dict(CFG, lr_multipliers={"head": 0.0}),
+      params,
+      global_batch_size=8,
+      total_steps=10,
+      num_layers=1,
+    )
 
 
 def _hand_adamw(params, grads_list, lrs, cfg, scales, clip):
@@ -219,12 +296,12 @@ def _hand_adamw(params, grads_list, lrs, cfg, scales, clip):
   for t, (grads, lr) in enumerate(zip(grads_list, lrs), start=1):
     g = {k: np.asarray(x, np.float64) for k, x in _names(grads).items()}
     if clip:
-      norm = math.sqrt(sum(float((x ** 2).sum()) for x in g.values()))
+      norm = math.sqrt(sum(float((x**2).sum()) for x in g.values()))
       g = {k: x * min(1.0, clip / norm) for k, x in g.items()}
     for k in p:
       m[k] = b1 * m[k] + (1 - b1) * g[k]
       v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
-      mhat, vhat = m[k] / (1 - b1 ** t), v[k] / (1 - b2 ** t)
+      mhat, vhat = m[k] / (1 - b1**t), v[k] / (1 - b2**t)
       decay = wd * p[k] if p[k].ndim >= 2 else 0.0
       p[k] = p[k] - lr * scales[k] * (mhat / (np.sqrt(vhat) + eps) + decay)
   return p
@@ -262,6 +339,7 @@ def test_make_optimizer_on_nnx_state():
   def step(params, opt_state):
     def loss_fn(p):
       return jnp.mean(nnx.merge(graphdef, p)(x) ** 2)
+
     grads = jax.grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
@@ -272,7 +350,7 @@ def test_make_optimizer_on_nnx_state():
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
   # The scale of each update follows its layer (embedding 0.75^3 ... head 1).
   scales = _names(optim.layer_decay_scales(params, 2, 0.75))
-  assert scales["encoder/patch_embed/kernel"] == pytest.approx(0.75 ** 3)
+  assert scales["encoder/patch_embed/kernel"] == pytest.approx(0.75**3)
   assert scales["encoder/blocks/1/bias"] == pytest.approx(0.75)
   assert scales["fc_norm/scale"] == 1.0
 
@@ -284,8 +362,10 @@ def test_config_errors():
   with pytest.raises(KeyError, match="base_lr"):
     optim.make_optimizer(bad, params, global_batch_size=8, total_steps=5, num_layers=1)
   with pytest.raises(ValueError, match="layer_decay"):
-    optim.make_optimizer(dict(CFG, layer_decay=1.5), params, global_batch_size=8,
-                         total_steps=5, num_layers=1)
+    optim.make_optimizer(
+      dict(CFG, layer_decay=1.5), params, global_batch_size=8, total_steps=5, num_layers=1
+    )
   with pytest.raises(ValueError, match="num_layers=0"):
-    optim.make_optimizer(dict(CFG, layer_decay=0.5), params, global_batch_size=8,
-                         total_steps=5, num_layers=0)
+    optim.make_optimizer(
+      dict(CFG, layer_decay=0.5), params, global_batch_size=8, total_steps=5, num_layers=0
+    )

@@ -17,8 +17,7 @@ from flax import nnx  # noqa: E402
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from mgvm import masking  # noqa: E402
-from mgvm import weights  # noqa: E402
+from mgvm import masking, weights  # noqa: E402
 from mgvm.train import losses  # noqa: E402
 
 TOL = 1e-5
@@ -29,11 +28,25 @@ NUM_MASKED = 18
 
 def hf_config(**overrides):
   kwargs = dict(
-      image_size=S, patch_size=16, num_channels=C, num_frames=T, tubelet_size=2,
-      hidden_size=72, num_hidden_layers=2, num_attention_heads=3, intermediate_size=288,
-      decoder_hidden_size=40, decoder_num_hidden_layers=2, decoder_num_attention_heads=2,
-      decoder_intermediate_size=160, layer_norm_eps=1e-6, qv_bias=True,
-      hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    image_size=S,
+    patch_size=16,
+    num_channels=C,
+    num_frames=T,
+    tubelet_size=2,
+    hidden_size=72,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    intermediate_size=288,
+    decoder_hidden_size=40,
+    decoder_num_hidden_layers=2,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=160,
+    layer_norm_eps=1e-6,
+    qv_bias=True,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+  )
   kwargs.update(overrides)
   return transformers.VideoMAEConfig(**kwargs)
 
@@ -95,10 +108,15 @@ def assert_hidden_close(ours, theirs):
 
 @pytest.fixture(scope="module")
 def pretrain_pair():
-  hf = fix_hardcoded_eps(randomize(transformers.VideoMAEForPreTraining(
-      hf_config(use_mean_pooling=False, norm_pix_loss=True)), seed=1))
-  mae = weights.load_torch_checkpoint(hf.state_dict(), kind="pretrain", num_frames=T, image_size=S,
-                                      num_heads=3, decoder_heads=2)
+  hf = fix_hardcoded_eps(
+    randomize(
+      transformers.VideoMAEForPreTraining(hf_config(use_mean_pooling=False, norm_pix_loss=True)),
+      seed=1,
+    )
+  )
+  mae = weights.load_torch_checkpoint(
+    hf.state_dict(), kind="pretrain", num_frames=T, image_size=S, num_heads=3, decoder_heads=2
+  )
   return hf, mae
 
 
@@ -141,8 +159,9 @@ def test_bare_videomae_model_matches_classifier_encoder():
   # A bare `VideoMAEModel` (keys without the `videomae.` prefix) with mean pooling has no
   # final LayerNorm, like the classifier's encoder.
   hf = randomize(transformers.VideoMAEModel(hf_config(use_mean_pooling=True)), seed=3)
-  clf = weights.load_torch_checkpoint(hf.state_dict(), kind="classifier", num_classes=5,
-                                      num_frames=T, image_size=S, num_heads=3)
+  clf = weights.load_torch_checkpoint(
+    hf.state_dict(), kind="classifier", num_classes=5, num_frames=T, image_size=S, num_heads=3
+  )
   pixel_values, _, video = inputs(2)
   with torch.no_grad():
     expected = hf(pixel_values).last_hidden_state
@@ -152,8 +171,12 @@ def test_bare_videomae_model_matches_classifier_encoder():
 
 
 def test_classification_logits_match(tmp_path):
-  hf = fix_hardcoded_eps(randomize(transformers.VideoMAEForVideoClassification(
-      hf_config(use_mean_pooling=True, num_labels=7)), seed=2))
+  hf = fix_hardcoded_eps(
+    randomize(
+      transformers.VideoMAEForVideoClassification(hf_config(use_mean_pooling=True, num_labels=7)),
+      seed=2,
+    )
+  )
   hf.save_pretrained(tmp_path)  # config.json + model.safetensors; heads come from config.json
   clf = weights.load_torch_checkpoint(tmp_path, kind="classifier")
   assert clf.num_classes == 7 and clf.grid == (3, 3, 3) and clf.encoder.num_heads == 3

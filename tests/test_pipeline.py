@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 
 import numpy as np
 import pytest
@@ -15,8 +14,16 @@ from mgvm.data import pipeline, sampling, video_ops
 # Video v (its label): VIDEOS[v] = (num_frames, fps). Frame i has red = 8 i, so the decoded
 # (and cropped, resized) frame tells which source frame it was; blue grows left to right, so
 # a horizontal flip shows.
-VIDEOS = [(12, 30.0), (5, 25.0), (20, 50.0), (31, 29.97), (8, 10.0), (16, 24.0), (25, 60.0),
-          (9, 15.0)]
+VIDEOS = [
+  (12, 30.0),
+  (5, 25.0),
+  (20, 50.0),
+  (31, 29.97),
+  (8, 10.0),
+  (16, 24.0),
+  (25, 60.0),
+  (9, 15.0),
+]
 H, W, T, S = 24, 32, 4, 16
 
 
@@ -29,8 +36,9 @@ def _jpeg(value):
 def _record(v):
   n, fps = VIDEOS[v]
   frames = [_jpeg(8 * i) for i in range(n)]
-  return fmt.encode_example(video_id=f"vid{v}", fps=fps, jpeg_frames=frames, height=H, width=W,
-                            label=v)
+  return fmt.encode_example(
+    video_id=f"vid{v}", fps=fps, jpeg_frames=frames, height=H, width=W, label=v
+  )
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +79,25 @@ def _assert_batches_equal(a, b):
 
 @pytest.mark.parametrize("mode, target_fps", [("pretrain", 10.0), ("finetune", None)])
 def test_train_batches_use_fps_sampling_and_decode_those_frames(shards, mode, target_fps):
-  ds = pipeline.make_dataset(shards, mode=mode, num_frames=T, image_size=S, batch_size=4,
-                             target_fps=target_fps, frame_stride=3, seed=1)
+  ds = pipeline.make_dataset(
+    shards,
+    mode=mode,
+    num_frames=T,
+    image_size=S,
+    batch_size=4,
+    target_fps=target_fps,
+    frame_stride=3,
+    seed=1,
+  )
   batches = _take(ds, 5)  # 20 clips: crosses an epoch boundary (8 videos)
   for b in batches:
     assert b["video"].shape == (4, T, S, S, 3) and b["video"].dtype == np.float32
     assert b["label"].dtype == np.int32 and b["label"].shape == (4,)
     assert b["frame_indices"].shape == (4, T) and b["frame_indices"].dtype == np.int32
     assert b["fps"].dtype == np.float32 and b["stride"].dtype == np.float32
-    for label, idx, fps, stride, video in zip(b["label"], b["frame_indices"], b["fps"],
-                                              b["stride"], b["video"]):
+    for label, idx, fps, stride, video in zip(
+      b["label"], b["frame_indices"], b["fps"], b["stride"], b["video"]
+    ):
       n, src_fps = VIDEOS[label]
       assert fps == np.float32(src_fps)
       expected_stride = sampling.stride_for_np(src_fps, target_fps, 3)
@@ -95,14 +112,22 @@ def test_train_batches_use_fps_sampling_and_decode_those_frames(shards, mode, ta
 
 
 def test_finetune_without_flip(shards):
-  ds = pipeline.make_dataset(shards, mode="finetune", num_frames=T, image_size=S, batch_size=8,
-                             flip=False)
+  ds = pipeline.make_dataset(
+    shards, mode="finetune", num_frames=T, image_size=S, batch_size=8, flip=False
+  )
   assert not any(_flipped(b["video"]).any() for b in _take(ds, 2))
 
 
 def test_train_stream_is_deterministic_and_resumes_exactly(shards):
-  kwargs = dict(mode="finetune", num_frames=T, image_size=S, batch_size=3, target_fps=8.0,
-                seed=5, shuffle_buffer=4)
+  kwargs = dict(
+    mode="finetune",
+    num_frames=T,
+    image_size=S,
+    batch_size=3,
+    target_fps=8.0,
+    seed=5,
+    shuffle_buffer=4,
+  )
   ds = pipeline.make_dataset(shards, **kwargs)
   full = _take(ds, 6)
   _assert_batches_equal(full, _take(ds, 6))  # a second fresh iterator of the same dataset
@@ -118,8 +143,16 @@ def test_eval_views_padding_and_mask(tmp_path):
   with tf.io.TFRecordWriter(path) as writer:
     for v in range(5):
       writer.write(_record(v))
-  ds = pipeline.make_dataset(path, mode="eval", num_frames=T, image_size=S, batch_size=4,
-                             target_fps=10.0, num_clips=2, num_crops=3)
+  ds = pipeline.make_dataset(
+    path,
+    mode="eval",
+    num_frames=T,
+    image_size=S,
+    batch_size=4,
+    target_fps=10.0,
+    num_clips=2,
+    num_crops=3,
+  )
   batches = list(pipeline.iterate_numpy(ds))
   assert len(batches) == 8  # 5 videos x 6 views = 30 -> 8 batches of 4
   assert [int(b["mask"].sum()) for b in batches] == [4] * 7 + [2]
@@ -157,16 +190,34 @@ def test_hosts_get_disjoint_shards_and_equal_eval_steps(shards):
   assert steps == 2  # 4 videos per host, 1 view each
   labels = []
   for i in range(2):
-    ds = pipeline.make_dataset(shards, mode="eval", num_frames=T, image_size=S, batch_size=3,
-                               process_index=i, process_count=2, eval_batches=steps + 1)
+    ds = pipeline.make_dataset(
+      shards,
+      mode="eval",
+      num_frames=T,
+      image_size=S,
+      batch_size=3,
+      process_index=i,
+      process_count=2,
+      eval_batches=steps + 1,
+    )
     batches = list(pipeline.iterate_numpy(ds))
     assert len(batches) == steps + 1 and not batches[-1]["mask"].any()
     labels.append({int(l) for b in batches for l, m in zip(b["label"], b["mask"]) if m})
   assert labels == [{0, 1, 4, 5}, {2, 3, 6, 7}]
   with pytest.raises(tf.errors.InvalidArgumentError, match="eval_batches=1"):
-    list(pipeline.iterate_numpy(pipeline.make_dataset(
-        shards, mode="eval", num_frames=T, image_size=S, batch_size=3, process_count=2,
-        eval_batches=1)))
+    list(
+      pipeline.iterate_numpy(
+        pipeline.make_dataset(
+          shards,
+          mode="eval",
+          num_frames=T,
+          image_size=S,
+          batch_size=3,
+          process_count=2,
+          eval_batches=1,
+        )
+      )
+    )
 
 
 def test_clear_errors(tmp_path, shards):
@@ -195,32 +246,51 @@ def test_clear_errors(tmp_path, shards):
 
 def test_fps_augmentation_draws_a_rate_per_clip_and_reports_it(shards):
   choices = (5.0, 10.0, 20.0)
-  ds = pipeline.make_dataset(shards, mode="pretrain", num_frames=T, image_size=S, batch_size=8,
-                             target_fps=list(choices), seed=3)
+  ds = pipeline.make_dataset(
+    shards,
+    mode="pretrain",
+    num_frames=T,
+    image_size=S,
+    batch_size=8,
+    target_fps=list(choices),
+    seed=3,
+  )
   used = set()
   for b in _take(ds, 4):
-    for label, idx, stride, clip_fps, video in zip(b["label"], b["frame_indices"], b["stride"],
-                                                   b["clip_fps"], b["video"]):
+    for label, idx, stride, clip_fps, video in zip(
+      b["label"], b["frame_indices"], b["stride"], b["clip_fps"], b["video"]
+    ):
       n, src_fps = VIDEOS[label]
       target = [f for f in choices if np.float32(sampling.stride_for_np(src_fps, f)) == stride]
       assert len(target) == 1, (src_fps, stride)
       used.add(target[0])
       np.testing.assert_allclose(clip_fps, target[0], rtol=1e-6)
       np.testing.assert_array_equal(
-          idx, sampling.clip_indices_np(n, sampling.stride_for_np(src_fps, target[0]), T, idx[0]))
+        idx, sampling.clip_indices_np(n, sampling.stride_for_np(src_fps, target[0]), T, idx[0])
+      )
       np.testing.assert_array_equal(_source_frames(video), idx)
   assert used == set(choices)
   with pytest.raises(ValueError, match="eval takes one target_fps"):
-    pipeline.make_dataset(shards, mode="eval", num_frames=T, image_size=S, batch_size=2,
-                          target_fps=[5.0, 10.0])
+    pipeline.make_dataset(
+      shards, mode="eval", num_frames=T, image_size=S, batch_size=2, target_fps=[5.0, 10.0]
+    )
 
 
 def test_segment_sampling_train_and_eval(shards):
-  ds = pipeline.make_dataset(shards, mode="finetune", num_frames=T, image_size=S, batch_size=8,
-                             temporal="segment", flip=False, seed=2)
+  ds = pipeline.make_dataset(
+    shards,
+    mode="finetune",
+    num_frames=T,
+    image_size=S,
+    batch_size=8,
+    temporal="segment",
+    flip=False,
+    seed=2,
+  )
   for b in _take(ds, 2):
-    for label, idx, stride, clip_fps, video in zip(b["label"], b["frame_indices"], b["stride"],
-                                                   b["clip_fps"], b["video"]):
+    for label, idx, stride, clip_fps, video in zip(
+      b["label"], b["frame_indices"], b["stride"], b["clip_fps"], b["video"]
+    ):
       n, src_fps = VIDEOS[label]
       assert stride == np.float32(n / T)
       np.testing.assert_allclose(clip_fps, src_fps * T / n, rtol=1e-5)
@@ -230,11 +300,20 @@ def test_segment_sampling_train_and_eval(shards):
       else:
         np.testing.assert_array_equal(idx, np.arange(T) * n // T)
       np.testing.assert_array_equal(_source_frames(video), idx)
-  ev = pipeline.make_dataset(shards, mode="eval", num_frames=T, image_size=S, batch_size=6,
-                             temporal="segment", num_clips=2, num_crops=3)
+  ev = pipeline.make_dataset(
+    shards,
+    mode="eval",
+    num_frames=T,
+    image_size=S,
+    batch_size=6,
+    temporal="segment",
+    num_clips=2,
+    num_crops=3,
+  )
   for b in pipeline.iterate_numpy(ev):
-    for label, view, idx, video, real in zip(b["label"], b["view"], b["frame_indices"],
-                                             b["video"], b["mask"]):
+    for label, view, idx, video, real in zip(
+      b["label"], b["view"], b["frame_indices"], b["video"], b["mask"]
+    ):
       if real:
         expected = sampling.segment_eval_indices_np(VIDEOS[label][0], T, 2)[view // 3]
         np.testing.assert_array_equal(idx, expected)
@@ -254,7 +333,9 @@ def test_repeated_augmentation_gives_consecutive_views_of_one_decoded_clip(shard
   assert differ >= 5  # different crops / flips of the same frames
   assert len({int(l) for b in batches for l in b["label"]}) >= 4  # 6 videos, mostly distinct
   # Resume skips batch_size / num_sample videos per step.
-  _assert_batches_equal(batches[2:], _take(pipeline.make_dataset(shards, start_step=2, **kwargs), 1))
+  _assert_batches_equal(
+    batches[2:], _take(pipeline.make_dataset(shards, start_step=2, **kwargs), 1)
+  )
   with pytest.raises(ValueError, match="multiple of num_sample"):
     pipeline.make_dataset(shards, **{**kwargs, "batch_size": 3})
 
@@ -262,18 +343,22 @@ def test_repeated_augmentation_gives_consecutive_views_of_one_decoded_clip(shard
 def test_rand_augment_spec_and_mode_errors(shards):
   assert pipeline.parse_rand_augment("") is None
   assert pipeline.parse_rand_augment("rand-m7-n4-mstd0.5-inc1") == dict(
-      magnitude=7.0, num_layers=4, magnitude_std=0.5)
-  assert pipeline.parse_rand_augment("rand-m9-n2-p0.7") == dict(magnitude=9.0, num_layers=2,
-                                                                prob=0.7)
+    magnitude=7.0, num_layers=4, magnitude_std=0.5
+  )
+  assert pipeline.parse_rand_augment("rand-m9-n2-p0.7") == dict(
+    magnitude=9.0, num_layers=2, prob=0.7
+  )
   for bad, match in [("auto-m7", "rand-m7"), ("rand-m7-x3", "'x3'"), ("rand-m7-inc0", "inc1")]:
     with pytest.raises(ValueError, match=match):
       pipeline.parse_rand_augment(bad)
   with pytest.raises(ValueError, match="fine-tuning augmentations"):
-    pipeline.make_dataset(shards, mode="pretrain", num_frames=T, image_size=S, batch_size=2,
-                          random_erase=0.25)
+    pipeline.make_dataset(
+      shards, mode="pretrain", num_frames=T, image_size=S, batch_size=2, random_erase=0.25
+    )
   with pytest.raises(ValueError, match="temporal"):
-    pipeline.make_dataset(shards, mode="eval", num_frames=T, image_size=S, batch_size=2,
-                          temporal="sparse")
+    pipeline.make_dataset(
+      shards, mode="eval", num_frames=T, image_size=S, batch_size=2, temporal="sparse"
+    )
 
 
 def test_random_erasing_and_rand_augment_change_only_what_they_should(shards):
@@ -289,7 +374,8 @@ def test_random_erasing_and_rand_augment_change_only_what_they_should(shards):
     rows, cols = np.flatnonzero(changed[0].any(1)), np.flatnonzero(changed[0].any(0))
     assert changed[0].sum() == len(rows) * len(cols)  # a rectangle
     assert np.ptp(rows) + 1 == len(rows) and np.ptp(cols) + 1 == len(cols)
-  augmented = _take(pipeline.make_dataset(
-      shards, rand_augment="rand-m9-n4-mstd0.5-inc1-p1.0", **kwargs), 1)[0]
+  augmented = _take(
+    pipeline.make_dataset(shards, rand_augment="rand-m9-n4-mstd0.5-inc1-p1.0", **kwargs), 1
+  )[0]
   np.testing.assert_array_equal(plain["frame_indices"], augmented["frame_indices"])
   assert sum(not np.allclose(a, b) for a, b in zip(plain["video"], augmented["video"])) >= 6

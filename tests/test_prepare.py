@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from mgvm.data import format as fmt
 from mgvm.data import prepare
-from tests.video_files import index_of as _index, write_video as _write
+from tests.video_files import index_of as _index
+from tests.video_files import write_video as _write
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,9 @@ def videos(tmp_path_factory):
   (root / "empty.mp4").write_bytes(b"")
   (root / "corrupt.mp4").write_bytes(bytes(range(256)) * 20)
   csv = root / "train.csv"
-  csv.write_text("ntsc.mp4 4\nclip.webm 1\nempty.mp4 2\nmissing.mp4 0\ncorrupt.mp4 3\n"
-                 "short.mp4 0\n")
+  csv.write_text(
+    "ntsc.mp4 4\nclip.webm 1\nempty.mp4 2\nmissing.mp4 0\ncorrupt.mp4 3\nshort.mp4 0\n"
+  )
   return root, csv
 
 
@@ -42,19 +44,31 @@ def _read(out, split="train"):
     for record in tf.data.TFRecordDataset(path):
       ex = fmt.parse_example(record)
       frames = [_index(tf.io.decode_jpeg(f).numpy()) for f in ex["frames"]]
-      rows.append((ex["id"].numpy().decode(), float(ex["fps"]), int(ex["label"]),
-                   int(ex["num_frames"]), int(ex["height"]), frames))
+      rows.append(
+        (
+          ex["id"].numpy().decode(),
+          float(ex["fps"]),
+          int(ex["label"]),
+          int(ex["num_frames"]),
+          int(ex["height"]),
+          frames,
+        )
+      )
   return rows
 
 
 def test_prepare_writes_the_usable_videos_and_lists_the_rest(videos, tmp_path):
   root, csv = videos
-  summary = prepare.prepare(str(csv), str(tmp_path), root=str(root), workers=1,
-                            videos_per_shard=2, log=lambda _: None)
+  summary = prepare.prepare(
+    str(csv), str(tmp_path), root=str(root), workers=1, videos_per_shard=2, log=lambda _: None
+  )
   assert (summary["listed"], summary["written"], summary["skipped"]) == (6, 3, 3)
   assert summary["skipped_by_reason"] == {"empty": 1, "missing": 1, "unreadable": 1}
   assert [(s["line"], s["reason"]) for s in summary["skipped_files"]] == [
-      (3, "empty"), (4, "missing"), (5, "unreadable")]
+    (3, "empty"),
+    (4, "missing"),
+    (5, "unreadable"),
+  ]
   assert summary["frames"] == 30 + 12 + 3
   assert json.loads((tmp_path / "train.summary.json").read_text()) == summary
   rows = _read(tmp_path)
@@ -66,8 +80,15 @@ def test_prepare_writes_the_usable_videos_and_lists_the_rest(videos, tmp_path):
 
 def test_max_fps_and_short_side_are_what_is_stored(videos, tmp_path):
   root, csv = videos
-  prepare.prepare(str(csv), str(tmp_path), root=str(root), max_fps=10, short_side=32,
-                  workers=1, log=lambda _: None)
+  prepare.prepare(
+    str(csv),
+    str(tmp_path),
+    root=str(root),
+    max_fps=10,
+    short_side=32,
+    workers=1,
+    log=lambda _: None,
+  )
   ntsc = _read(tmp_path)[0]
   assert ntsc[1] == 10 and ntsc[4] == 32
   assert ntsc[5] == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 29]  # nearest to k / 10 s
@@ -77,10 +98,12 @@ def test_max_fps_and_short_side_are_what_is_stored(videos, tmp_path):
 def test_rerun_resumes_and_workers_do_not_change_the_bytes(videos, tmp_path):
   root, csv = videos
   one, two = tmp_path / "one", tmp_path / "two"
-  prepare.prepare(str(csv), str(one), root=str(root), workers=1, videos_per_shard=2,
-                  log=lambda _: None)
-  prepare.prepare(str(csv), str(two), root=str(root), workers=2, videos_per_shard=2,
-                  log=lambda _: None)
+  prepare.prepare(
+    str(csv), str(one), root=str(root), workers=1, videos_per_shard=2, log=lambda _: None
+  )
+  prepare.prepare(
+    str(csv), str(two), root=str(root), workers=2, videos_per_shard=2, log=lambda _: None
+  )
   names = sorted(os.path.basename(p) for p in glob.glob(str(one / "*.tfrecord")))
   assert names == sorted(os.path.basename(p) for p in glob.glob(str(two / "*.tfrecord")))
   for name in names:
@@ -89,8 +112,9 @@ def test_rerun_resumes_and_workers_do_not_change_the_bytes(videos, tmp_path):
   os.remove(one / names[1])
   mtimes = {n: os.path.getmtime(one / n) for n in (names[0], names[2])}
   messages = []
-  summary = prepare.prepare(str(csv), str(one), root=str(root), workers=1, videos_per_shard=2,
-                            log=messages.append)
+  summary = prepare.prepare(
+    str(csv), str(one), root=str(root), workers=1, videos_per_shard=2, log=messages.append
+  )
   assert "2 of 3 shards already written" in messages[0] and "shard 1/1" in messages[1]
   assert {n: os.path.getmtime(one / n) for n in mtimes} == mtimes
   assert (one / names[1]).read_bytes() == (two / names[1]).read_bytes()
@@ -100,12 +124,22 @@ def test_rerun_resumes_and_workers_do_not_change_the_bytes(videos, tmp_path):
 def test_rerun_with_another_shard_size_leaves_no_stale_shards(videos, tmp_path):
   root, csv = videos
   for per_shard in (2, 3):
-    summary = prepare.prepare(str(csv), str(tmp_path), root=str(root), workers=1,
-                              videos_per_shard=per_shard, log=lambda _: None)
+    summary = prepare.prepare(
+      str(csv),
+      str(tmp_path),
+      root=str(root),
+      workers=1,
+      videos_per_shard=per_shard,
+      log=lambda _: None,
+    )
   assert sorted(os.listdir(tmp_path / prepare.SHARD_INFO_DIR)) == [
-      f"{name}.json" for name in summary["shards"]]
-  assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "*.tfrecord"))) == (
-      summary["shards"]) == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    f"{name}.json" for name in summary["shards"]
+  ]
+  assert (
+    sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "*.tfrecord")))
+    == (summary["shards"])
+    == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+  )
   assert [r[0] for r in _read(tmp_path)] == ["ntsc", "clip", "short"]
 
 
@@ -114,25 +148,57 @@ def test_cli_names_the_bad_line(videos, tmp_path):
   root, _ = videos
   bad = tmp_path / "bad.csv"
   bad.write_text("ntsc.mp4 4\nclip.webm four\n")
-  proc = subprocess.run([sys.executable, "-m", "mgvm.data.prepare", "--csv", str(bad), "--root",
-                         str(root), "--out", str(tmp_path / "out")], capture_output=True,
-                        text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "mgvm.data.prepare",
+      "--csv",
+      str(bad),
+      "--root",
+      str(root),
+      "--out",
+      str(tmp_path / "out"),
+    ],
+    capture_output=True,
+    text=True,
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )
   assert proc.returncode != 0 and "bad.csv:2: label 'four' is not an integer" in proc.stderr
 
 
 @pytest.mark.slow
 def test_cli_shows_progress_and_writes_the_summary(videos, tmp_path):
   root, csv = videos
-  proc = subprocess.run([sys.executable, "-m", "mgvm.data.prepare", "--csv", str(csv), "--root",
-                         str(root), "--out", str(tmp_path), "--workers", "1",
-                         "--videos-per-shard", "3"], capture_output=True, text=True,
-                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "mgvm.data.prepare",
+      "--csv",
+      str(csv),
+      "--root",
+      str(root),
+      "--out",
+      str(tmp_path),
+      "--workers",
+      "1",
+      "--videos-per-shard",
+      "3",
+    ],
+    capture_output=True,
+    text=True,
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "prepare train: 100%" in proc.stderr and "6/6" in proc.stderr  # the tqdm bar
   assert "3 of 6 videos written, 3 skipped" in proc.stdout
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert summary["splits"]["train"]["skipped_by_reason"] == {
-      "empty": 1, "missing": 1, "unreadable": 1}
+    "empty": 1,
+    "missing": 1,
+    "unreadable": 1,
+  }
 
 
 @pytest.mark.slow
@@ -140,19 +206,24 @@ def test_prepared_videos_train_and_evaluate(videos, tmp_path):
   """The shards feed `train.py`'s loop and `eval.py` unchanged (`data.source=tfrecord`)."""
   from configs import finetune
   from mgvm.run import evaluate as eval_run
-  from tests.helpers import tiny
   from mgvm.run import train as train_run
+  from tests.helpers import tiny
+
   root, csv = videos
   out = tmp_path / "data"
-  prepare.prepare(str(csv), str(out), root=str(root), split="train", workers=1,
-                  log=lambda _: None)
+  prepare.prepare(str(csv), str(out), root=str(root), split="train", workers=1, log=lambda _: None)
   prepare.prepare(str(csv), str(out), root=str(root), split="val", workers=1, log=lambda _: None)
   gathered = json.loads((out / "summary.json").read_text())  # every split, plus totals
   assert sorted(gathered["splits"]) == ["train", "val"]
   assert (gathered["listed"], gathered["written"], gathered["skipped"]) == (12, 6, 6)
   assert gathered["splits"]["val"] == json.loads((out / "val.summary.json").read_text())
-  config = tiny(finetune.get_config("runlocal"), num_classes=5, total_steps=2, log_every_steps=1,
-                checkpoint_every_steps=2)
+  config = tiny(
+    finetune.get_config("runlocal"),
+    num_classes=5,
+    total_steps=2,
+    log_every_steps=1,
+    checkpoint_every_steps=2,
+  )
   config.optim.warmup_steps = 1
   config.data.update(source="tfrecord", dir=str(out), target_fps=10.0, shuffle_buffer=4)
   config.eval.update(split="val", num_clips=2, num_crops=1)
@@ -164,24 +235,39 @@ def test_prepared_videos_train_and_evaluate(videos, tmp_path):
 def test_ava_boxes_become_keyframes(tmp_path):
   """--boxes: AVA rows at seconds 1 and 2 of a 10 fps video land on frames 10 and 20."""
   from mgvm.data import detection
+
   root = tmp_path / "movies"
   root.mkdir()
   _write(root / "movie.mp4", 30, 10)
   (root / "list.csv").write_text("movie.mp4 0\n")
   (root / "boxes.csv").write_text(
-      "movie,1,0.1,0.2,0.5,0.6,3,0\n"      # person 0 at 1 s: actions 3 and 1
-      "movie,1,0.1,0.2,0.5,0.6,1,0\n"
-      "movie,2,0.0,0.0,0.25,0.5,2,1\n"     # person 1 at 2 s
-      "movie,9,0.0,0.0,0.25,0.5,2,1\n"     # past the 3-s video
-      "other,1,0.0,0.0,0.25,0.5,2,1\n")    # a video that is not listed
+    "movie,1,0.1,0.2,0.5,0.6,3,0\n"  # person 0 at 1 s: actions 3 and 1
+    "movie,1,0.1,0.2,0.5,0.6,1,0\n"
+    "movie,2,0.0,0.0,0.25,0.5,2,1\n"  # person 1 at 2 s
+    "movie,9,0.0,0.0,0.25,0.5,2,1\n"  # past the 3-s video
+    "other,1,0.0,0.0,0.25,0.5,2,1\n"
+  )  # a video that is not listed
   out = str(tmp_path / "out")
-  summary = prepare.prepare(str(root / "list.csv"), out, root=str(root), split="val",
-                            boxes=str(root / "boxes.csv"), log=lambda _: None)
+  summary = prepare.prepare(
+    str(root / "list.csv"),
+    out,
+    root=str(root),
+    split="val",
+    boxes=str(root / "boxes.csv"),
+    log=lambda _: None,
+  )
   assert summary["annotated_frames"] == 2 and summary["boxes_outside"] == 1
-  ds = detection.make_detection_dataset(sorted(glob.glob(os.path.join(out, "val-*"))),
-                                        mode="eval", num_frames=4, image_size=32, batch_size=2,
-                                        num_classes=5, max_boxes=2, frame_stride=1,
-                                        keyframes_per_video=0)
+  ds = detection.make_detection_dataset(
+    sorted(glob.glob(os.path.join(out, "val-*"))),
+    mode="eval",
+    num_frames=4,
+    image_size=32,
+    batch_size=2,
+    num_classes=5,
+    max_boxes=2,
+    frame_stride=1,
+    keyframes_per_video=0,
+  )
   batch = next(ds.as_numpy_iterator())
   assert batch["keyframe"].tolist() == [10, 20]
   np.testing.assert_array_equal(batch["frame_indices"], [[8, 9, 10, 11], [18, 19, 20, 21]])
@@ -196,16 +282,23 @@ def test_ava_boxes_become_keyframes(tmp_path):
 def test_act_pickle_frames_map_by_their_rate(tmp_path):
   """ACT ground truth: 1-based frame f at (f - 1) / fps s; boxes divided by the resolution."""
   import pickle
+
   tube = np.array([[1, 10, 20, 30, 40], [11, 12, 22, 32, 42]], np.float32)
-  layout = {"labels": ["Biking", "Diving"], "gttubes": {"movie": {1: [tube]}},
-            "nframes": {"movie": 30}, "train_videos": [["movie"]], "test_videos": [[]],
-            "resolution": {"movie": (100, 200)}}
+  layout = {
+    "labels": ["Biking", "Diving"],
+    "gttubes": {"movie": {1: [tube]}},
+    "nframes": {"movie": 30},
+    "train_videos": [["movie"]],
+    "test_videos": [[]],
+    "resolution": {"movie": (100, 200)},
+  }
   path = tmp_path / "gt.pkl"
   path.write_bytes(pickle.dumps(layout, protocol=2))
   boxes = prepare.read_boxes(str(path), frame_fps=10.0)
   assert [(t, lab) for t, _, lab in boxes["movie"]] == [(0.0, (1,)), (1.0, (1,))]
-  np.testing.assert_allclose([b for _, b, _ in boxes["movie"]],
-                             [(0.05, 0.2, 0.15, 0.4), (0.06, 0.22, 0.16, 0.42)], rtol=1e-6)
+  np.testing.assert_allclose(
+    [b for _, b, _ in boxes["movie"]], [(0.05, 0.2, 0.15, 0.4), (0.06, 0.22, 0.16, 0.42)], rtol=1e-6
+  )
   rows, labels, outside = prepare.frame_annotations(boxes["movie"], fps=5.0, num_frames=6)
   assert [len(r) for r in rows] == [4, 0, 0, 0, 0, 4] and outside == 0  # 1 s at 5 fps: frame 5
   with pytest.raises(ValueError, match="--boxes-fps"):

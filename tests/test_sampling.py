@@ -19,8 +19,10 @@ def test_stride_from_fps_or_fixed():
   assert float(s.stride_for(tf.constant(25.0), None, 3)) == 3.0
 
 
-@pytest.mark.parametrize("target_fps, frame_stride, match", [
-    (-1.0, 4, "target_fps"), (None, 0, "frame_stride"), (None, 2.5, "frame_stride")])
+@pytest.mark.parametrize(
+  "target_fps, frame_stride, match",
+  [(-1.0, 4, "target_fps"), (None, 0, "frame_stride"), (None, 2.5, "frame_stride")],
+)
 def test_bad_stride_arguments_name_the_value(target_fps, frame_stride, match):
   with pytest.raises(ValueError, match=match):
     s.stride_for_np(25.0, target_fps, frame_stride)
@@ -32,8 +34,9 @@ def test_hand_computed_indices():
   # 30 fps -> 10 fps: every third frame.
   np.testing.assert_array_equal(s.clip_indices_np(100, 3.0, 4, start=5), [5, 8, 11, 14])
   # 25 fps -> 10 fps: i * 2.5 + 0.5 = 0.5, 3, 5.5, 8, 10.5, 13, 15.5, 18 -> floor.
-  np.testing.assert_array_equal(s.clip_indices_np(100, 2.5, 8, start=10),
-                                [10, 13, 15, 18, 20, 23, 25, 28])
+  np.testing.assert_array_equal(
+    s.clip_indices_np(100, 2.5, 8, start=10), [10, 13, 15, 18, 20, 23, 25, 28]
+  )
   # Upsampling (target fps above the source): frames repeat.
   np.testing.assert_array_equal(s.clip_indices_np(100, 0.5, 6), [0, 1, 1, 2, 2, 3])
   # A 5-frame video shorter than the span (7) wraps around.
@@ -73,14 +76,20 @@ def test_tf_equals_numpy_on_a_grid():
     stride_tf = s.stride_for(tf.constant(fps, tf.float32), target, 4)
     assert float(stride_tf) == stride_np
     start = int(rng.integers(0, 2 * n))
-    np.testing.assert_array_equal(s.clip_indices(n, stride_tf, num_out, start).numpy(),
-                                  s.clip_indices_np(n, stride_np, num_out, start))
+    np.testing.assert_array_equal(
+      s.clip_indices(n, stride_tf, num_out, start).numpy(),
+      s.clip_indices_np(n, stride_np, num_out, start),
+    )
     assert int(s.clip_span(stride_tf, num_out)) == s.clip_span_np(stride_np, num_out)
     assert int(s.max_start(n, stride_tf, num_out)) == s.max_start_np(n, stride_np, num_out)
-    np.testing.assert_array_equal(s.eval_starts(n, stride_tf, num_out, clips).numpy(),
-                                  s.eval_starts_np(n, stride_np, num_out, clips))
-    np.testing.assert_array_equal(s.eval_indices(n, stride_tf, num_out, clips).numpy(),
-                                  s.eval_indices_np(n, stride_np, num_out, clips))
+    np.testing.assert_array_equal(
+      s.eval_starts(n, stride_tf, num_out, clips).numpy(),
+      s.eval_starts_np(n, stride_np, num_out, clips),
+    )
+    np.testing.assert_array_equal(
+      s.eval_indices(n, stride_tf, num_out, clips).numpy(),
+      s.eval_indices_np(n, stride_np, num_out, clips),
+    )
 
 
 def test_tf_train_start_uniform_deterministic_and_graph_equal():
@@ -105,22 +114,25 @@ def test_bad_counts_raise():
 def _videomae_ssv2_test_indices(n, num_segment, chunk):
   """The reference's SSv2 test sampling, transcribed: both index lists sorted, then [chunk::2]."""
   tick = n / float(num_segment)
-  both = [int(tick / 2.0 + tick * x) for x in range(num_segment)] + \
-         [int(tick * x) for x in range(num_segment)]
+  both = [int(tick / 2.0 + tick * x) for x in range(num_segment)] + [
+    int(tick * x) for x in range(num_segment)
+  ]
   return np.sort(np.array(both))[chunk::2]
 
 
 def test_segment_eval_by_hand_and_against_the_reference_rule():
   # n = 30, T = 4: tick 7.5 -> first frames 0, 7, 15, 22; middles 3.75, 11.25, 18.75, 26.25.
-  np.testing.assert_array_equal(s.segment_eval_indices_np(30, 4, 2),
-                                [[0, 7, 15, 22], [3, 11, 18, 26]])
+  np.testing.assert_array_equal(
+    s.segment_eval_indices_np(30, 4, 2), [[0, 7, 15, 22], [3, 11, 18, 26]]
+  )
   for n in range(1, 90):
     got = s.segment_eval_indices_np(n, 16, 2)
     for chunk in (0, 1):
       np.testing.assert_array_equal(got[chunk], _videomae_ssv2_test_indices(n, 16, chunk))
     np.testing.assert_array_equal(s.segment_eval_indices(n, 16, 2).numpy(), got)
-  np.testing.assert_array_equal(s.segment_eval_indices(31, 5, 3).numpy(),
-                                s.segment_eval_indices_np(31, 5, 3))
+  np.testing.assert_array_equal(
+    s.segment_eval_indices(31, 5, 3).numpy(), s.segment_eval_indices_np(31, 5, 3)
+  )
 
 
 def test_segment_train_one_frame_per_segment():
@@ -128,8 +140,10 @@ def test_segment_train_one_frame_per_segment():
   seen = np.zeros((4, 35), bool)
   rng = np.random.default_rng(0)
   for i in range(200):
-    for idx in (s.segment_train_indices(35, 4, [0, i]).numpy(),
-                s.segment_train_indices_np(35, 4, rng)):
+    for idx in (
+      s.segment_train_indices(35, 4, [0, i]).numpy(),
+      s.segment_train_indices_np(35, 4, rng),
+    ):
       assert idx.dtype == np.int32 and idx.shape == (4,)
       assert np.all(idx // 8 == np.arange(4)), idx
       seen[np.arange(4), idx] = True

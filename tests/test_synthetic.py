@@ -16,8 +16,9 @@ import tensorflow as tf
 from mgvm.data import format as fmt
 from mgvm.data import synthetic as sy
 
-TINY = sy.SyntheticConfig(image_size=32, min_seconds=0.5, max_seconds=1.0, min_fps=10.0,
-                          max_fps=20.0)
+TINY = sy.SyntheticConfig(
+  image_size=32, min_seconds=0.5, max_seconds=1.0, min_fps=10.0, max_fps=20.0
+)
 SPLITS = {"train": 5, "val": 2}
 
 
@@ -47,8 +48,9 @@ def _warp_back(frame: np.ndarray, flow: np.ndarray) -> np.ndarray:
   x0, y0 = np.floor(sx).astype(int), np.floor(sy_).astype(int)
   fx, fy = (sx - x0)[..., None], (sy_ - y0)[..., None]
   f = frame.astype(np.float64)
-  return ((f[y0, x0] * (1 - fx) + f[y0, x0 + 1] * fx) * (1 - fy)
-          + (f[y0 + 1, x0] * (1 - fx) + f[y0 + 1, x0 + 1] * fx) * fy)
+  return (f[y0, x0] * (1 - fx) + f[y0, x0 + 1] * fx) * (1 - fy) + (
+    f[y0 + 1, x0] * (1 - fx) + f[y0 + 1, x0 + 1] * fx
+  ) * fy
 
 
 def _records(path: str) -> list[bytes]:
@@ -82,19 +84,35 @@ def test_config_rejects_bad_values_by_name():
   with pytest.raises(ValueError, match="background_detail"):
     sy.SyntheticConfig(background_detail=-1)
   assert sy.SyntheticConfig.from_dict(json.loads(json.dumps(TINY.to_dict()))) == TINY
-  assert sy.CLASSES == ("still", "move_left", "move_right", "move_up", "move_down",
-                        "move_up_left", "move_up_right", "move_down_left", "move_down_right",
-                        "rotate_cw", "rotate_ccw", "grow", "shrink", "bounce", "sway")
+  assert sy.CLASSES == (
+    "still",
+    "move_left",
+    "move_right",
+    "move_up",
+    "move_down",
+    "move_up_left",
+    "move_up_right",
+    "move_down_left",
+    "move_down_right",
+    "rotate_cw",
+    "rotate_ccw",
+    "grow",
+    "shrink",
+    "bounce",
+    "sway",
+  )
 
 
 def test_the_configs_copy_of_the_class_list_is_the_data_sets():
   """configs/common.py lists the classes without importing TensorFlow; the copy must not drift."""
   from configs import common
+
   assert common.synthetic_classes() == tuple(sy.CLASSES)
 
 
 def test_background_detail_scales_the_fine_texture_only():
   """Same scene, same colours; detail 0 leaves a smooth blend (small pixel-to-pixel steps)."""
+
   def background(detail):
     config = dataclasses.replace(TINY, background_detail=detail)
     return sy.sample_scene(config, 0, "train", 3).background.astype(np.float64)
@@ -111,11 +129,16 @@ def test_background_detail_scales_the_fine_texture_only():
 
 @pytest.mark.slow
 def test_rendering_needs_no_tensorflow():
-  code = ("import sys, mgvm.data.synthetic as s; "
-          "v = s.render_video(s.SyntheticConfig(image_size=16, min_seconds=0.2, max_seconds=0.2),"
-          " 0, 'train', 0, with_flow=True); assert 'tensorflow' not in sys.modules")
-  subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(
-      os.path.dirname(os.path.abspath(__file__))))
+  code = (
+    "import sys, mgvm.data.synthetic as s; "
+    "v = s.render_video(s.SyntheticConfig(image_size=16, min_seconds=0.2, max_seconds=0.2),"
+    " 0, 'train', 0, with_flow=True); assert 'tensorflow' not in sys.modules"
+  )
+  subprocess.run(
+    [sys.executable, "-c", code],
+    check=True,
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )
 
 
 # ------------------------------------------------------------------------------ determinism
@@ -125,12 +148,21 @@ def test_same_seed_same_video_other_index_or_split_other_video():
   a = sy.render_video(TINY, 3, "train", 7, with_flow=True)
   b = sy.render_video(TINY, 3, "train", 7, with_flow=True)
   assert a.id == b.id and a.fps == b.fps and a.label == b.label
-  for field in ("frames", "actor_boxes", "actor_labels", "object_boxes", "object_displacement",
-                "flow"):
+  for field in (
+    "frames",
+    "actor_boxes",
+    "actor_labels",
+    "object_boxes",
+    "object_displacement",
+    "flow",
+  ):
     np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
   assert sy.encode_video(a) == sy.encode_video(b)
-  for other in (sy.render_video(TINY, 3, "train", 8), sy.render_video(TINY, 3, "val", 7),
-                sy.render_video(TINY, 4, "train", 7)):
+  for other in (
+    sy.render_video(TINY, 3, "train", 8),
+    sy.render_video(TINY, 3, "val", 7),
+    sy.render_video(TINY, 4, "train", 7),
+  ):
     assert other.frames.shape != a.frames.shape or not np.array_equal(other.frames, a.frames)
 
 
@@ -158,8 +190,11 @@ def test_fps_override_shows_the_same_motion_at_the_same_times():
     diff = np.abs(fast.frames[::3][:n].astype(int) - slow.frames)
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
     # Per-frame displacement scales with 1 / fps: 3 fast steps make one slow step.
-    steps = fast.object_displacement[:3 * (slow.num_frames - 1)].reshape(
-        slow.num_frames - 1, 3, -1, 2).sum(1)
+    steps = (
+      fast.object_displacement[: 3 * (slow.num_frames - 1)]
+      .reshape(slow.num_frames - 1, 3, -1, 2)
+      .sum(1)
+    )
     np.testing.assert_allclose(steps, slow.object_displacement[:-1], atol=1e-4)
 
 
@@ -178,8 +213,10 @@ def test_one_frame_does_not_tell_the_classes_apart():
     assert all(moved)  # every class but "still" changes the picture
   # Sampling never sees the class: one-class configs give the same scenes up to the motion.
   for index in range(3):
-    scenes = [sy.sample_scene(dataclasses.replace(TINY, classes=(name,)), 0, "train", index)
-              for name in sy.CLASSES]
+    scenes = [
+      sy.sample_scene(dataclasses.replace(TINY, classes=(name,)), 0, "train", index)
+      for name in sy.CLASSES
+    ]
     first = sy.render_scene(scenes[0], fps=10.0).frames[0]
     for name, scene in zip(sy.CLASSES, scenes):
       assert scene.objects[0].motion == name
@@ -207,8 +244,9 @@ def test_each_class_has_its_motion_signature():
     elif name.startswith("move_"):
       direction = np.array(sy._DIRECTIONS[name])
       np.testing.assert_allclose(move, actor.speed * t[:, None] * direction, atol=1e-3)
-      np.testing.assert_allclose(v.object_displacement[:, 0],
-                                 np.tile(actor.speed / fps * direction, (len(t), 1)), atol=1e-4)
+      np.testing.assert_allclose(
+        v.object_displacement[:, 0], np.tile(actor.speed / fps * direction, (len(t), 1)), atol=1e-4
+      )
     elif name in ("rotate_cw", "rotate_ccw"):
       _, angles, _ = scene.with_motion(0, name).poses(t)
       sign = 1 if name == "rotate_cw" else -1
@@ -250,7 +288,7 @@ def test_everything_stays_inside_and_distractors_are_slow():
     v = sy.render_scene(scene, fps=10.0)
     assert v.actor_boxes.shape == (v.num_frames, scene.num_actors, 4)
     assert v.object_boxes.shape == (v.num_frames, len(scene.objects), 4)
-    np.testing.assert_array_equal(v.object_boxes[:, :scene.num_actors], v.actor_boxes)
+    np.testing.assert_array_equal(v.object_boxes[:, : scene.num_actors], v.actor_boxes)
     assert v.actor_labels.shape == (v.num_frames, scene.num_actors)
     assert v.label == v.actor_labels[0, 0]
 
@@ -262,8 +300,9 @@ def test_flow_of_a_translation_is_exact():
   config = dataclasses.replace(TINY, image_size=48, min_seconds=1.0, max_seconds=1.0)
   base = _solo(sy.sample_scene(config, 0, "val", 1), "move_right")
   # One pixel per frame: frame i+1 is frame i shifted right inside the actor.
-  scene = dataclasses.replace(base, objects=(
-      dataclasses.replace(base.objects[0], speed=8.0, center=(16.0, 24.0)),))
+  scene = dataclasses.replace(
+    base, objects=(dataclasses.replace(base.objects[0], speed=8.0, center=(16.0, 24.0)),)
+  )
   v = sy.render_scene(scene, fps=8.0, with_flow=True)
   assert v.flow.shape == (v.num_frames - 1, 48, 48, 2)
   on = (v.flow == (1.0, 0.0)).all(-1)
@@ -289,10 +328,16 @@ def test_flow_of_a_rotation_or_scaling_is_exact(motion, step):
   base = _solo(sy.sample_scene(config, 0, "train", 4), motion)
   fps = 4.0  # per frame: a quarter turn or 3x, about a pixel corner: pixel centres map to centres
   radius = 7.0 if motion == "grow" else 10.0  # 21 px after growing: still inside
-  actor = dataclasses.replace(base.objects[0], center=(24.0, 24.0), spin=np.pi / 2 * fps,
-                              scale_rate=np.log(3.0) * fps, radius=radius)
-  v = sy.render_scene(dataclasses.replace(base, objects=(actor,), duration=0.5), fps=fps,
-                      with_flow=True)
+  actor = dataclasses.replace(
+    base.objects[0],
+    center=(24.0, 24.0),
+    spin=np.pi / 2 * fps,
+    scale_rate=np.log(3.0) * fps,
+    radius=radius,
+  )
+  v = sy.render_scene(
+    dataclasses.replace(base, objects=(actor,), duration=0.5), fps=fps, with_flow=True
+  )
   assert v.num_frames == 2
   flow = v.flow[0]
   on = (flow != 0).any(-1)
@@ -307,24 +352,32 @@ def test_flow_of_a_rotation_or_scaling_is_exact(motion, step):
 
 @pytest.mark.parametrize("motion", ["rotate_ccw", "shrink", "move_down_left", "bounce"])
 def test_flow_warps_the_next_frame_back_best(motion):
-  config = dataclasses.replace(TINY, image_size=64, min_seconds=1.0, max_seconds=1.0,
-                               camera_pan=True, pan_speed=(0.1, 0.1))
+  config = dataclasses.replace(
+    TINY, image_size=64, min_seconds=1.0, max_seconds=1.0, camera_pan=True, pan_speed=(0.1, 0.1)
+  )
   scene = _solo(sy.sample_scene(config, 0, "train", 3), motion)
   v = sy.render_scene(scene, fps=12.0, with_flow=True)
   pan = v.flow[:, :1, :1]
-  np.testing.assert_allclose(pan[:, 0, 0], np.tile(np.asarray(scene.pan) / 12.0, (len(pan), 1)),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    pan[:, 0, 0], np.tile(np.asarray(scene.pan) / 12.0, (len(pan), 1)), rtol=1e-5
+  )
   actor = _interior(np.abs(v.flow - pan).sum(-1) > 0)
   background = _interior(np.abs(v.flow - pan).sum(-1) == 0)
   assert actor.sum() > 100 * len(actor) // 2
   error = {}
   for k in (0.0, 0.5, 1.0, 1.5):  # the true flow, and its actor part scaled by k
-    e = [np.abs(_warp_back(v.frames[i + 1], pan[i] + k * (v.flow[i] - pan[i]))
-                - v.frames[i]).mean(-1) for i in range(v.num_frames - 1)]
+    e = [
+      np.abs(_warp_back(v.frames[i + 1], pan[i] + k * (v.flow[i] - pan[i])) - v.frames[i]).mean(-1)
+      for i in range(v.num_frames - 1)
+    ]
     error[k] = np.concatenate([ei[m] for ei, m in zip(e, actor)]).mean()
     if k == 1.0:
-      still = np.concatenate([np.abs(v.frames[i + 1].astype(float) - v.frames[i]).mean(-1)[
-          background[i]] for i in range(v.num_frames - 1)]).mean()
+      still = np.concatenate(
+        [
+          np.abs(v.frames[i + 1].astype(float) - v.frames[i]).mean(-1)[background[i]]
+          for i in range(v.num_frames - 1)
+        ]
+      ).mean()
       assert np.concatenate([ei[m] for ei, m in zip(e, background)]).mean() < 0.5 * still
   assert error[1.0] < min(error[0.5], error[1.5]) and error[1.0] < 0.5 * error[0.0], error
 
@@ -355,8 +408,10 @@ def test_records_parse_and_match_the_rendered_videos(written):
   out, config, _ = written
   files = sy.split_files(out, "train")
   assert [os.path.basename(f) for f in files] == [
-      "train-00000-of-00003.tfrecord", "train-00001-of-00003.tfrecord",
-      "train-00002-of-00003.tfrecord"]
+    "train-00000-of-00003.tfrecord",
+    "train-00001-of-00003.tfrecord",
+    "train-00002-of-00003.tfrecord",
+  ]
   records = [r for f in files for r in _records(f)]
   assert len(records) == SPLITS["train"]
   for index, record in enumerate(records):
@@ -369,14 +424,16 @@ def test_records_parse_and_match_the_rendered_videos(written):
     frames = np.stack([tf.io.decode_jpeg(f).numpy() for f in ex["frames"]])
     diff = np.abs(frames.astype(int) - video.frames)
     assert diff.mean() < 3 and diff.max() < 60
-    np.testing.assert_allclose(ex[fmt.REGION_BBOX].to_tensor().numpy().reshape(n, a, 4),
-                               video.actor_boxes)
-    np.testing.assert_array_equal(ex[fmt.REGION_LABEL].to_tensor().numpy(), video.actor_labels)
-    np.testing.assert_allclose(ex[fmt.OBJECT_BBOX].to_tensor().numpy().reshape(n, o, 4),
-                               video.object_boxes)
     np.testing.assert_allclose(
-        ex[fmt.OBJECT_DISPLACEMENT].to_tensor().numpy().reshape(n, o, 2),
-        video.object_displacement)
+      ex[fmt.REGION_BBOX].to_tensor().numpy().reshape(n, a, 4), video.actor_boxes
+    )
+    np.testing.assert_array_equal(ex[fmt.REGION_LABEL].to_tensor().numpy(), video.actor_labels)
+    np.testing.assert_allclose(
+      ex[fmt.OBJECT_BBOX].to_tensor().numpy().reshape(n, o, 4), video.object_boxes
+    )
+    np.testing.assert_allclose(
+      ex[fmt.OBJECT_DISPLACEMENT].to_tensor().numpy().reshape(n, o, 2), video.object_displacement
+    )
     context = tf.train.SequenceExample.FromString(record).context.feature
     assert context[fmt.LABEL_TEXT].bytes_list.value[0].decode() == video.label_text
 
@@ -394,7 +451,8 @@ def test_dataset_info_describes_the_data(written):
     assert sum(entry["fps_histogram"].values()) == count
     assert all(os.path.exists(os.path.join(out, f)) for f in entry["files"])
     assert entry["num_frames"] == sum(
-        sy.sample_scene(config, 2, split, i).num_frames() for i in range(count))
+      sy.sample_scene(config, 2, split, i).num_frames() for i in range(count)
+    )
   assert set(info["fps_histogram"]) <= {"10-20", "20-30"}
   with pytest.raises(KeyError, match="'test'"):
     sy.split_files(out, "test")
@@ -402,15 +460,18 @@ def test_dataset_info_describes_the_data(written):
 
 def test_shards_do_not_depend_on_workers_or_shard_size(written, tmp_path):
   out, config, _ = written
-  sy.write_dataset(str(tmp_path / "a"), config, splits=SPLITS, seed=2, videos_per_shard=2,
-                   workers=2)
+  sy.write_dataset(
+    str(tmp_path / "a"), config, splits=SPLITS, seed=2, videos_per_shard=2, workers=2
+  )
   for split in SPLITS:
-    for mine, theirs in zip(sy.split_files(out, split), sy.split_files(str(tmp_path / "a"), split),
-                            strict=True):
+    for mine, theirs in zip(
+      sy.split_files(out, split), sy.split_files(str(tmp_path / "a"), split), strict=True
+    ):
       with open(mine, "rb") as f, open(theirs, "rb") as g:
         assert f.read() == g.read()
-  sy.write_dataset(str(tmp_path / "b"), config, splits=SPLITS, seed=2, videos_per_shard=3,
-                   workers=2)
+  sy.write_dataset(
+    str(tmp_path / "b"), config, splits=SPLITS, seed=2, videos_per_shard=3, workers=2
+  )
   for split in SPLITS:
     one = [r for f in sy.split_files(out, split) for r in _records(f)]
     other = [r for f in sy.split_files(str(tmp_path / "b"), split) for r in _records(f)]
@@ -428,16 +489,13 @@ def test_ensure_dataset_reuses_and_regenerates(tmp_path):
   changed = dataclasses.replace(TINY, jpeg_quality=70)
   info = sy.ensure_dataset(out, changed, splits=splits, seed=0, log=logs.append, workers=1)
   assert info["config"]["jpeg_quality"] == 70 and os.stat(shard).st_mtime_ns != stamp
-  info = sy.ensure_dataset(out, changed, splits={"train": 2, "val": 1}, seed=0, log=None,
-                           workers=1)
+  info = sy.ensure_dataset(out, changed, splits={"train": 2, "val": 1}, seed=0, log=None, workers=1)
   assert info["splits"]["train"]["num_videos"] == 2
-  info = sy.ensure_dataset(out, changed, splits={"train": 2, "val": 1}, seed=1, log=None,
-                           workers=1)
+  info = sy.ensure_dataset(out, changed, splits={"train": 2, "val": 1}, seed=1, log=None, workers=1)
   assert info["seed"] == 1
   # Missing shards are regenerated too.
   os.remove(sy.split_files(out, "val")[0])
-  sy.ensure_dataset(out, changed, splits={"train": 2, "val": 1}, seed=1, log=logs.append,
-                    workers=1)
+  sy.ensure_dataset(out, changed, splits={"train": 2, "val": 1}, seed=1, log=logs.append, workers=1)
   assert "generating" in logs[-2] and os.path.exists(sy.split_files(out, "val")[0])
 
 
@@ -446,17 +504,41 @@ def test_stale_shards_are_removed_and_missing_splits_are_reported(tmp_path):
   sy.write_dataset(out, TINY, splits={"train": 4}, videos_per_shard=1, workers=1)
   assert len(sy.split_files(out, "train")) == 4
   sy.write_dataset(out, TINY, splits={"train": 4}, videos_per_shard=2, workers=1)
-  assert sorted(os.listdir(out)) == [sy.INFO_FILE, "train-00000-of-00002.tfrecord",
-                                     "train-00001-of-00002.tfrecord"]
+  assert sorted(os.listdir(out)) == [
+    sy.INFO_FILE,
+    "train-00000-of-00002.tfrecord",
+    "train-00001-of-00002.tfrecord",
+  ]
   with pytest.raises(FileNotFoundError, match="'val'"):
     sy.split_files(str(tmp_path / "nothing"), "val")
 
 
 def test_cli_writes_and_prints_a_summary(tmp_path, capsys):
   out = str(tmp_path / "cli")
-  info = sy.main(["--out", out, "--train", "2", "--val", "1", "--test", "1", "--image-size",
-                  "32", "--min-seconds", "0.5", "--max-seconds", "0.5", "--workers", "1",
-                  "--seed", "4", "--max-distractors", "1"])
+  info = sy.main(
+    [
+      "--out",
+      out,
+      "--train",
+      "2",
+      "--val",
+      "1",
+      "--test",
+      "1",
+      "--image-size",
+      "32",
+      "--min-seconds",
+      "0.5",
+      "--max-seconds",
+      "0.5",
+      "--workers",
+      "1",
+      "--seed",
+      "4",
+      "--max-distractors",
+      "1",
+    ]
+  )
   line = capsys.readouterr().out.strip()
   assert line.startswith("wrote train 2, val 1, test 1 videos") and line.endswith(" s")
   assert info["seed"] == 4 and info["config"]["image_size"] == 32
@@ -468,11 +550,12 @@ def test_cli_writes_and_prints_a_summary(tmp_path, capsys):
 
 def test_tfds_builder_builds_offline_and_matches_render_video(tmp_path):
   import tensorflow_datasets as tfds
+
   from mgvm.data import synthetic_tfds
+
   config = synthetic_tfds.make_config("test_tiny", TINY, splits={"train": 3, "val": 1}, seed=6)
   builder = synthetic_tfds.MgvmSynthetic(config=config, data_dir=str(tmp_path))
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   assert builder.info.splits["train"].num_examples == 3
   assert builder.info.features["label"].names == list(sy.CLASSES)
   seen = set()

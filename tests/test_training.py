@@ -13,13 +13,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from configs import finetune, pretrain  # noqa: E402
-from tests.helpers import tiny  # noqa: E402
 from mgvm import metrics as metrics_lib  # noqa: E402
-from mgvm.tasks import finetune as finetune_task  # noqa: E402
 from mgvm.run import evaluate as eval_run  # noqa: E402
-from mgvm.train import checkpoint as checkpoint_lib  # noqa: E402
 from mgvm.run import train as train_run  # noqa: E402
+from mgvm.tasks import finetune as finetune_task  # noqa: E402
+from mgvm.train import checkpoint as checkpoint_lib  # noqa: E402
 from mgvm.workdir import checkpoint_dir  # noqa: E402
+from tests.helpers import tiny  # noqa: E402
 
 
 def _records(workdir):
@@ -29,8 +29,14 @@ def _records(workdir):
 @pytest.mark.slow
 def test_pretrain_finetune_eval_chain(tmp_path, synthetic_dir):
   pre_dir, ft_dir = str(tmp_path / "pretrain"), str(tmp_path / "finetune")
-  config = tiny(pretrain.get_config("runlocal"), synthetic_dir, total_steps=4, log_every_steps=2,
-                checkpoint_every_steps=2, tensorboard=True)
+  config = tiny(
+    pretrain.get_config("runlocal"),
+    synthetic_dir,
+    total_steps=4,
+    log_every_steps=2,
+    checkpoint_every_steps=2,
+    tensorboard=True,
+  )
   result = train_run.train(config, pre_dir, log=lambda _: None)
   assert result["step"] == 4 and result["step_cache_size"] == 1
   records = _records(pre_dir)
@@ -42,12 +48,18 @@ def test_pretrain_finetune_eval_chain(tmp_path, synthetic_dir):
 
   pre_eval = eval_run.evaluate(config, pre_dir, log=lambda _: None)
   saved = json.load(open(os.path.join(pre_dir, "eval", "val.json")))
-  assert saved["num_clips"] == 6                        # 6 val videos, padded batch of 8
+  assert saved["num_clips"] == 6  # 6 val videos, padded batch of 8
   assert 0 < saved["loss"] < 5 and saved["psnr"] > 5 and pre_eval["loss"] == saved["loss"]
 
   messages = []
-  config = tiny(finetune.get_config("runlocal"), synthetic_dir, total_steps=3, log_every_steps=1,
-                 checkpoint_every_steps=3, init_from=pre_dir)
+  config = tiny(
+    finetune.get_config("runlocal"),
+    synthetic_dir,
+    total_steps=3,
+    log_every_steps=1,
+    checkpoint_every_steps=3,
+    init_from=pre_dir,
+  )
   config.mixup.enabled = True
   train_run.train(config, ft_dir, log=messages.append)
   assert any("init_from" in m and "decoder" in m for m in messages)
@@ -67,8 +79,14 @@ def _params(workdir):
 @pytest.mark.slow
 def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, synthetic_dir, monkeypatch):
   def config():
-    return tiny(pretrain.get_config("runlocal"), synthetic_dir, total_steps=6, log_every_steps=1,
-                 checkpoint_every_steps=100)
+    return tiny(
+      pretrain.get_config("runlocal"),
+      synthetic_dir,
+      total_steps=6,
+      log_every_steps=1,
+      checkpoint_every_steps=100,
+    )
+
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   train_run.train(config(), straight, log=lambda _: None)
 
@@ -77,11 +95,12 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, synthetic_dir
   def write_and_preempt(self, step, values):
     write(self, step, values)
     if step == 3:
-      os.kill(os.getpid(), signal.SIGTERM)      # what a scheduler sends before preempting
+      os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler sends before preempting
+
   monkeypatch.setattr(metrics_lib.MetricWriter, "write", write_and_preempt)
   first = train_run.train(config(), resumed, log=lambda _: None)
   monkeypatch.setattr(metrics_lib.MetricWriter, "write", write)
-  assert first["preempted"] and first["step"] == 4        # saved at the next step, then stopped
+  assert first["preempted"] and first["step"] == 4  # saved at the next step, then stopped
   second = train_run.train(config(), resumed, log=lambda _: None)
   assert second["step"] == 6 and not second["preempted"]
   assert [r["step"] for r in _records(resumed)] == [1, 2, 3, 4, 5, 6]
@@ -93,8 +112,14 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, synthetic_dir
 @pytest.mark.slow
 def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, synthetic_dir, monkeypatch):
   def config():
-    return tiny(pretrain.get_config("runlocal"), synthetic_dir, total_steps=5, log_every_steps=1,
-                 checkpoint_every_steps=2)
+    return tiny(
+      pretrain.get_config("runlocal"),
+      synthetic_dir,
+      total_steps=5,
+      log_every_steps=1,
+      checkpoint_every_steps=2,
+    )
+
   straight, crashed = str(tmp_path / "straight"), str(tmp_path / "crashed")
   train_run.train(config(), straight, log=lambda _: None)
   write = metrics_lib.MetricWriter.write
@@ -103,6 +128,7 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, synthetic_d
     write(self, step, values)
     if step == 3:
       raise KeyboardInterrupt("simulated crash")
+
   monkeypatch.setattr(metrics_lib.MetricWriter, "write", write_and_crash)
   with pytest.raises(KeyboardInterrupt):
     train_run.train(config(), crashed, log=lambda _: None)
@@ -115,13 +141,20 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, synthetic_d
 
 @pytest.mark.slow
 def test_a_non_finite_loss_stops_the_run_before_anything_is_saved(tmp_path, synthetic_dir):
-  config = tiny(pretrain.get_config("runlocal"), synthetic_dir, total_steps=4, log_every_steps=4,
-                 checkpoint_every_steps=1)
-  config.optim.update(base_lr=1e38, warmup_steps=0)        # the first update overflows
+  config = tiny(
+    pretrain.get_config("runlocal"),
+    synthetic_dir,
+    total_steps=4,
+    log_every_steps=4,
+    checkpoint_every_steps=1,
+  )
+  config.optim.update(base_lr=1e38, warmup_steps=0)  # the first update overflows
   with pytest.raises(train_run.NonFiniteLossError, match="step 1"):
     train_run.train(config, str(tmp_path), log=lambda _: None)
-  assert checkpoint_lib.Checkpointer(checkpoint_dir(str(tmp_path)),
-                                     save_every_steps=1).latest_step() is None
+  assert (
+    checkpoint_lib.Checkpointer(checkpoint_dir(str(tmp_path)), save_every_steps=1).latest_step()
+    is None
+  )
 
 
 @pytest.mark.slow
@@ -129,16 +162,28 @@ def test_motion_guided_compression_in_pretraining_finetuning_and_eval(tmp_path, 
   """`compress=mgtc`: pre-training masks among the kept tokens; the classifier trains and is
   evaluated on the kept tokens only (grid (4, 2, 2): 12 of 16 tokens)."""
   pre_dir, ft_dir = str(tmp_path / "pretrain"), str(tmp_path / "finetune")
-  config = tiny(pretrain.get_config("runlocal,masker=tube,compress=mgtc"), synthetic_dir,
-                 total_steps=3, log_every_steps=1, checkpoint_every_steps=3)
+  config = tiny(
+    pretrain.get_config("runlocal,masker=tube,compress=mgtc"),
+    synthetic_dir,
+    total_steps=3,
+    log_every_steps=1,
+    checkpoint_every_steps=3,
+  )
   assert train_run.train(config, pre_dir, log=lambda _: None)["step"] == 3
   assert np.isfinite(_records(pre_dir)[-1]["loss"])
-  config = tiny(finetune.get_config("runlocal,compress=mgtc"), synthetic_dir, total_steps=3,
-                 log_every_steps=1, checkpoint_every_steps=3, init_from=pre_dir)
+  config = tiny(
+    finetune.get_config("runlocal,compress=mgtc"),
+    synthetic_dir,
+    total_steps=3,
+    log_every_steps=1,
+    checkpoint_every_steps=3,
+    init_from=pre_dir,
+  )
   train_run.train(config, ft_dir, log=lambda _: None)
   result = eval_run.evaluate(config, ft_dir, log=lambda _: None)
   assert result["compression"]["tokens"] == "12 of 16" and result["compression"]["kind"] == "mgtc"
   from benchmarks import compression_at_inference as study  # the study script on this run
+
   rows = study.measure(config, ft_dir, [0.0, 0.5], split="val")
   assert [r["tokens"] for r in rows] == [16, 8]
   assert rows[1]["gflops_per_clip"] < 0.9 * rows[0]["gflops_per_clip"]  # embedding is not cut

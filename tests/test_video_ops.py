@@ -31,9 +31,11 @@ def _box(fn, *args):
 @pytest.mark.parametrize("name", ["multi_scale_crop", "random_resized_crop", "random_flip"])
 def test_random_ops_eager_equals_graph_and_one_geometry_per_clip(name):
   clip = _clip()
-  op = {"multi_scale_crop": lambda f, s: ops.multi_scale_crop(f, 24, s),
-        "random_resized_crop": lambda f, s: ops.random_resized_crop(f, 24, s),
-        "random_flip": lambda f, s: ops.random_flip(tf.cast(f, tf.float32), s)}[name]
+  op = {
+    "multi_scale_crop": lambda f, s: ops.multi_scale_crop(f, 24, s),
+    "random_resized_crop": lambda f, s: ops.random_resized_crop(f, 24, s),
+    "random_flip": lambda f, s: ops.random_flip(tf.cast(f, tf.float32), s),
+  }[name]
   for i in range(4):
     seed = tf.constant([7, i], tf.int64)
     eager = op(clip, seed).numpy()
@@ -49,9 +51,11 @@ def test_random_ops_eager_equals_graph_and_one_geometry_per_clip(name):
 @pytest.mark.parametrize("name", ["resize_center_crop", "spatial_crops", "normalize"])
 def test_deterministic_ops_eager_equals_graph(name):
   clip = _clip(h=37, w=61)
-  op = {"resize_center_crop": lambda f: ops.resize_center_crop(f, 24),
-        "spatial_crops": lambda f: ops.spatial_crops(f, 24, 3),
-        "normalize": ops.normalize}[name]
+  op = {
+    "resize_center_crop": lambda f: ops.resize_center_crop(f, 24),
+    "spatial_crops": lambda f: ops.spatial_crops(f, 24, 3),
+    "normalize": ops.normalize,
+  }[name]
   np.testing.assert_array_equal(op(clip).numpy(), _in_graph(op, clip))
 
 
@@ -78,8 +82,9 @@ def test_decode_frames_decodes_only_the_chosen_frames():
   assert ops.decode_frames(broken, [1, 0]).shape == (2, 16, 24, 3)
 
 
-def _reference_multi_scale_boxes(h, w, size, scales=(1, .875, .75, .66), max_distort=1,
-                                 more_fix_crop=True):
+def _reference_multi_scale_boxes(
+  h, w, size, scales=(1, 0.875, 0.75, 0.66), max_distort=1, more_fix_crop=True
+):
   """Every (y, x, h, w) GroupMultiScaleCrop can choose, from its written rules."""
   base = min(h, w)
   sides = [int(base * s) for s in scales]
@@ -121,8 +126,8 @@ def test_multi_scale_crop_cuts_the_chosen_box():
     y, x, h, w = _box(ops.multi_scale_crop_box, 40, 56, 32, seed)
     out = ops.multi_scale_crop(image, 32, seed).numpy()[0]
     if (h, w) == (32, 32):
-      np.testing.assert_array_equal(out, image[0, y:y + 32, x:x + 32])
-    expected = tf.image.resize(image[:, y:y + h, x:x + w], [32, 32]).numpy()[0]
+      np.testing.assert_array_equal(out, image[0, y : y + 32, x : x + 32])
+    expected = tf.image.resize(image[:, y : y + h, x : x + w], [32, 32]).numpy()[0]
     np.testing.assert_array_equal(out, expected)
 
 
@@ -134,8 +139,9 @@ def test_random_resized_crop_box_matches_torchvision_rules():
     # The same draws through the torchvision rules: first of 10 attempts that fits.
     s_area, s_ratio, s_y, s_x = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
     area = h * w * tf.random.stateless_uniform([10], s_area, 0.08, 1.0, tf.float64).numpy()
-    logr = tf.random.stateless_uniform([10], s_ratio, math.log(3 / 4), math.log(4 / 3),
-                                       tf.float64).numpy()
+    logr = tf.random.stateless_uniform(
+      [10], s_ratio, math.log(3 / 4), math.log(4 / 3), tf.float64
+    ).numpy()
     for a, r in zip(area, np.exp(logr)):
       cw, ch = int(round(math.sqrt(a * r))), int(round(math.sqrt(a / r)))
       if 0 < cw <= w and 0 < ch <= h:
@@ -147,10 +153,14 @@ def test_random_resized_crop_box_matches_torchvision_rules():
     assert 0 <= y <= h - ch and 0 <= x <= w - cw
 
 
-@pytest.mark.parametrize("h, w, box", [
-    (40, 100, (0, 23, 40, 53)),   # too wide: h = H, w = round(40 * 4/3) = 53, centred
-    (100, 40, (23, 0, 53, 40)),   # too tall: w = W, h = round(40 / (3/4)) = 53
-    (40, 45, (0, 0, 40, 45))])    # aspect within range: the whole image
+@pytest.mark.parametrize(
+  "h, w, box",
+  [
+    (40, 100, (0, 23, 40, 53)),  # too wide: h = H, w = round(40 * 4/3) = 53, centred
+    (100, 40, (23, 0, 53, 40)),  # too tall: w = W, h = round(40 / (3/4)) = 53
+    (40, 45, (0, 0, 40, 45)),
+  ],
+)  # aspect within range: the whole image
 def test_random_resized_crop_fallback_is_a_centre_crop(h, w, box):
   # An area fraction of 4 never fits, so all attempts fail.
   assert _box(ops.random_resized_crop_box, h, w, [0, 1], (4.0, 4.0)) == box
@@ -188,17 +198,19 @@ def test_spatial_crops_start_centre_end():
   out = ops.spatial_crops(wide, 8, 3).numpy()
   assert out.shape == (3, 2, 8, 8, 3)
   for k, start in enumerate([0, 2, 5]):
-    np.testing.assert_array_equal(out[k], wide[:, :, start:start + 8])
+    np.testing.assert_array_equal(out[k], wide[:, :, start : start + 8])
   tall = _clip(t=2, h=14, w=8)  # along H: 0, 3, 6
   out = ops.spatial_crops(tall, 8, 3).numpy()
   for k, start in enumerate([0, 3, 6]):
-    np.testing.assert_array_equal(out[k], tall[:, start:start + 8])
-  np.testing.assert_array_equal(ops.spatial_crops(wide, 8, 1).numpy()[0],
-                                ops.resize_center_crop(wide, 8).numpy())
+    np.testing.assert_array_equal(out[k], tall[:, start : start + 8])
+  np.testing.assert_array_equal(
+    ops.spatial_crops(wide, 8, 1).numpy()[0], ops.resize_center_crop(wide, 8).numpy()
+  )
   # Resized first: 16 x 26 -> 8 x 13, then the same crops.
   big = _clip(t=1, h=16, w=26)
-  np.testing.assert_allclose(ops.spatial_crops(big, 8, 3).numpy()[2],
-                             ops.resize_short_side(big, 8).numpy()[:, :, 5:13])
+  np.testing.assert_allclose(
+    ops.spatial_crops(big, 8, 3).numpy()[2], ops.resize_short_side(big, 8).numpy()[:, :, 5:13]
+  )
 
 
 def test_normalize_exact_values():

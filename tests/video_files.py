@@ -14,13 +14,13 @@ def frame_with_index(index: int) -> np.ndarray:
   img = np.zeros((H, W, 3), np.uint8)
   for bit in range(8):
     if (index >> bit) & 1:
-      img[:, 16 * bit:16 * bit + 16] = 255
+      img[:, 16 * bit : 16 * bit + 16] = 255
   return img
 
 
 def index_of(img: np.ndarray) -> int:
   w = img.shape[1] // 8
-  return sum(1 << b for b in range(8) if img[:, w * b:w * b + w].mean() > 128)
+  return sum(1 << b for b in range(8) if img[:, w * b : w * b + w].mean() > 128)
 
 
 def write_video(path, n, rate, codec="libx264", times=None):

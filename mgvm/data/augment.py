@@ -21,10 +21,23 @@ from typing import Sequence
 import tensorflow as tf
 
 # timm `_RAND_INCREASING_TRANSFORMS`, in its order (the op index of `rand_augment_params`).
-OP_NAMES = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing",
-            "SolarizeIncreasing", "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing",
-            "BrightnessIncreasing", "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel",
-            "TranslateYRel")
+OP_NAMES = (
+  "AutoContrast",
+  "Equalize",
+  "Invert",
+  "Rotate",
+  "PosterizeIncreasing",
+  "SolarizeIncreasing",
+  "SolarizeAdd",
+  "ColorIncreasing",
+  "ContrastIncreasing",
+  "BrightnessIncreasing",
+  "SharpnessIncreasing",
+  "ShearX",
+  "ShearY",
+  "TranslateXRel",
+  "TranslateYRel",
+)
 MAX_LEVEL = 10.0
 # timm's `_FILL`: VideoMAE's `create_random_augment` passes no `img_mean`, so this grey is used.
 FILL = (128, 128, 128)
@@ -62,6 +75,7 @@ def _f64(value) -> tf.Tensor:
 
 
 # ----------------------------------------------------------------------------- pixel ops (PIL)
+
 
 @_plain
 def invert(frames) -> tf.Tensor:
@@ -120,11 +134,11 @@ def equalize(frames) -> tf.Tensor:
   t, pixels = shape[0], shape[1] * shape[2]
   # One histogram per (frame, channel): offset every value by 256 * (3 * frame + channel).
   offsets = 256 * tf.reshape(tf.range(t * 3), [t, 1, 1, 3])
-  hist = tf.math.bincount(tf.reshape(x + offsets, [-1]), minlength=t * 3 * 256,
-                          maxlength=t * 3 * 256)
+  hist = tf.math.bincount(
+    tf.reshape(x + offsets, [-1]), minlength=t * 3 * 256, maxlength=t * 3 * 256
+  )
   hist = tf.reshape(hist, [t * 3, 256])
-  last = 255 - tf.argmax(tf.cast(tf.reverse(hist, [1]) > 0, tf.int32), axis=1,
-                         output_type=tf.int32)
+  last = 255 - tf.argmax(tf.cast(tf.reverse(hist, [1]) > 0, tf.int32), axis=1, output_type=tf.int32)
   step = (pixels - tf.gather(hist, last, batch_dims=1)) // 255  # [t * 3]
   safe = tf.maximum(step, 1)[:, None]
   before = tf.cumsum(hist, axis=1, exclusive=True)
@@ -180,7 +194,7 @@ def smooth(frames) -> tf.Tensor:
   h, w = tf.shape(f)[1], tf.shape(f)[2]
   total = tf.constant(0.5, tf.float32)
   for dy in (2, 1, 0):  # PIL accumulates row y+1, then y, then y-1, each row left to right
-    row = [f[:, dy:h - 2 + dy, dx:w - 2 + dx] * weights[dy][dx] for dx in range(3)]
+    row = [f[:, dy : h - 2 + dy, dx : w - 2 + dx] * weights[dy][dx] for dx in range(3)]
     total = total + ((row[0] + row[1]) + row[2])
   inner = _u8(tf.floor(tf.clip_by_value(total, 0.0, 255.0)))
   inner = tf.pad(inner, [[0, 0], [1, 1], [1, 1], [0, 0]])
@@ -195,6 +209,7 @@ def sharpness(frames, factor) -> tf.Tensor:
 
 
 # ------------------------------------------------------------------------- geometric ops (PIL)
+
 
 @_plain
 def affine(frames, matrix, fill: Sequence[int] = FILL) -> tf.Tensor:
@@ -306,9 +321,16 @@ def translate_y(frames, pixels, fill: Sequence[int] = FILL) -> tf.Tensor:
 
 # ------------------------------------------------------------------------------ RandAugment
 
+
 @_plain
-def rand_augment_params(seed, *, magnitude: float = 7.0, num_layers: int = 4,
-                        magnitude_std: float = 0.5, prob: float = 0.5) -> dict[str, tf.Tensor]:
+def rand_augment_params(
+  seed,
+  *,
+  magnitude: float = 7.0,
+  num_layers: int = 4,
+  magnitude_std: float = 0.5,
+  prob: float = 0.5,
+) -> dict[str, tf.Tensor]:
   """One clip's RandAugment draw, as timm's `RandAugment` / `AugmentOp` make it.
 
   Returns [num_layers] tensors: `op` (int32 index into OP_NAMES, uniform with replacement),
@@ -348,23 +370,23 @@ def _layer(x, op, apply, magnitude, sign, fill) -> tf.Tensor:
   shape = tf.shape(x)
   height, width = tf.cast(shape[1], tf.float64), tf.cast(shape[2], tf.float64)
   matrices = {
-      "Rotate": lambda: rotation_matrix(height, width, level * 30.0 * sign),
-      "ShearX": lambda: _shear_x_matrix(level * 0.3 * sign),
-      "ShearY": lambda: _shear_y_matrix(level * 0.3 * sign),
-      "TranslateXRel": lambda: _translate_x_matrix(level * 0.45 * sign * width),
-      "TranslateYRel": lambda: _translate_y_matrix(level * 0.45 * sign * height),
+    "Rotate": lambda: rotation_matrix(height, width, level * 30.0 * sign),
+    "ShearX": lambda: _shear_x_matrix(level * 0.3 * sign),
+    "ShearY": lambda: _shear_y_matrix(level * 0.3 * sign),
+    "TranslateXRel": lambda: _translate_x_matrix(level * 0.45 * sign * width),
+    "TranslateYRel": lambda: _translate_y_matrix(level * 0.45 * sign * height),
   }
   pixel_ops = {
-      "AutoContrast": lambda: autocontrast(x),
-      "Equalize": lambda: equalize(x),
-      "Invert": lambda: invert(x),
-      "PosterizeIncreasing": lambda: posterize(x, 4 - tf.cast(tf.floor(level * 4.0), tf.int32)),
-      "SolarizeIncreasing": lambda: solarize(x, 256 - tf.cast(tf.floor(level * 256.0), tf.int32)),
-      "SolarizeAdd": lambda: solarize_add(x, tf.cast(tf.floor(level * 110.0), tf.int32)),
-      "ColorIncreasing": lambda: color(x, enhance),
-      "ContrastIncreasing": lambda: contrast(x, enhance),
-      "BrightnessIncreasing": lambda: brightness(x, enhance),
-      "SharpnessIncreasing": lambda: sharpness(x, enhance),
+    "AutoContrast": lambda: autocontrast(x),
+    "Equalize": lambda: equalize(x),
+    "Invert": lambda: invert(x),
+    "PosterizeIncreasing": lambda: posterize(x, 4 - tf.cast(tf.floor(level * 4.0), tf.int32)),
+    "SolarizeIncreasing": lambda: solarize(x, 256 - tf.cast(tf.floor(level * 256.0), tf.int32)),
+    "SolarizeAdd": lambda: solarize_add(x, tf.cast(tf.floor(level * 110.0), tf.int32)),
+    "ColorIncreasing": lambda: color(x, enhance),
+    "ContrastIncreasing": lambda: contrast(x, enhance),
+    "BrightnessIncreasing": lambda: brightness(x, enhance),
+    "SharpnessIncreasing": lambda: sharpness(x, enhance),
   }
 
   def geometric():
@@ -377,8 +399,9 @@ def _layer(x, op, apply, magnitude, sign, fill) -> tf.Tensor:
 
 
 @_plain
-def apply_rand_augment(frames, params: dict[str, tf.Tensor],
-                       fill: Sequence[int] = FILL) -> tf.Tensor:
+def apply_rand_augment(
+  frames, params: dict[str, tf.Tensor], fill: Sequence[int] = FILL
+) -> tf.Tensor:
   """Applies the layers drawn by `rand_augment_params` in order, the same to every frame.
 
   frames: uint8 or float [T, H, W, 3] in [0, 255] (float is rounded to uint8 first, as the
@@ -391,17 +414,25 @@ def apply_rand_augment(frames, params: dict[str, tf.Tensor],
   magnitude, sign = params["magnitude"], params["sign"]
 
   def body(i, x):
-    return i + 1, tf.ensure_shape(_layer(x, op[i], apply[i], magnitude[i], sign[i], fill),
-                                  static_shape)
+    return i + 1, tf.ensure_shape(
+      _layer(x, op[i], apply[i], magnitude[i], sign[i], fill), static_shape
+    )
 
   _, x = tf.while_loop(lambda i, _: i < tf.size(op), body, (tf.constant(0), x))
   return tf.ensure_shape(tf.cast(x, tf.float32), static_shape)
 
 
 @_plain
-def rand_augment(frames, seed, *, magnitude: float = 7.0, num_layers: int = 4,
-                 magnitude_std: float = 0.5, prob: float = 0.5,
-                 fill: Sequence[int] = FILL) -> tf.Tensor:
+def rand_augment(
+  frames,
+  seed,
+  *,
+  magnitude: float = 7.0,
+  num_layers: int = 4,
+  magnitude_std: float = 0.5,
+  prob: float = 0.5,
+  fill: Sequence[int] = FILL,
+) -> tf.Tensor:
   """VideoMAE's RandAugment `rand-m7-n4-mstd0.5-inc1` on one clip, one draw for all frames.
 
   frames: uint8 or float [T, H, W, 3] in [0, 255]; returns float32 [T, H, W, 3] in [0, 255].
@@ -415,17 +446,26 @@ def rand_augment(frames, seed, *, magnitude: float = 7.0, num_layers: int = 4,
   `--train_interpolation bicubic`. Unlike Pillow >= 10, which rejects it, posterize to 0 bits
   (magnitude 10) gives black, as older Pillow did.
   """
-  params = rand_augment_params(seed, magnitude=magnitude, num_layers=num_layers,
-                               magnitude_std=magnitude_std, prob=prob)
+  params = rand_augment_params(
+    seed, magnitude=magnitude, num_layers=num_layers, magnitude_std=magnitude_std, prob=prob
+  )
   return apply_rand_augment(frames, params, fill)
 
 
 # ---------------------------------------------------------------------------- random erasing
 
+
 @_plain
-def random_erasing(video, seed, *, prob: float = 0.25, area=(0.02, 1 / 3),
-                   log_ratio=(math.log(0.3), math.log(1 / 0.3)), attempts: int | None = None,
-                   same_for_all_frames: bool = True) -> tf.Tensor:
+def random_erasing(
+  video,
+  seed,
+  *,
+  prob: float = 0.25,
+  area=(0.02, 1 / 3),
+  log_ratio=(math.log(0.3), math.log(1 / 0.3)),
+  attempts: int | None = None,
+  same_for_all_frames: bool = True,
+) -> tf.Tensor:
   """VideoMAE's `RandomErasing(reprob, mode="pixel", max_count=1)` on a normalised clip.
 
   video: float [T, H, W, C]; returns the same dtype and shape. With probability `prob` one box
@@ -454,10 +494,12 @@ def random_erasing(video, seed, *, prob: float = 0.25, area=(0.02, 1 / 3),
   s_do, s_area, s_ratio, s_y, s_x, s_noise = tf.unstack(_split(seed, 6))
   do = tf.random.stateless_uniform([n], s_do, dtype=tf.float64) < prob
   hf, wf = tf.cast(h_img, tf.float64), tf.cast(w_img, tf.float64)
-  target = hf * wf * tf.random.stateless_uniform([n, attempts], s_area, area[0], area[1],
-                                                 tf.float64)
-  aspect = tf.exp(tf.random.stateless_uniform([n, attempts], s_ratio, log_ratio[0],
-                                              log_ratio[1], tf.float64))
+  target = (
+    hf * wf * tf.random.stateless_uniform([n, attempts], s_area, area[0], area[1], tf.float64)
+  )
+  aspect = tf.exp(
+    tf.random.stateless_uniform([n, attempts], s_ratio, log_ratio[0], log_ratio[1], tf.float64)
+  )
   hs = tf.cast(tf.round(tf.sqrt(target * aspect)), tf.int32)
   ws = tf.cast(tf.round(tf.sqrt(target / aspect)), tf.int32)
   fits = (ws < w_img) & (hs < h_img)
@@ -466,15 +508,27 @@ def random_erasing(video, seed, *, prob: float = 0.25, area=(0.02, 1 / 3),
   h = tf.gather(hs, first, batch_dims=1)
   w = tf.gather(ws, first, batch_dims=1)
   # random.randint(0, side - box): uniform over side - box + 1 offsets.
-  top = tf.cast(tf.floor(tf.random.stateless_uniform([n], s_y, dtype=tf.float64)
-                         * tf.cast(h_img - h + 1, tf.float64)), tf.int32)
-  left = tf.cast(tf.floor(tf.random.stateless_uniform([n], s_x, dtype=tf.float64)
-                          * tf.cast(w_img - w + 1, tf.float64)), tf.int32)
+  top = tf.cast(
+    tf.floor(
+      tf.random.stateless_uniform([n], s_y, dtype=tf.float64) * tf.cast(h_img - h + 1, tf.float64)
+    ),
+    tf.int32,
+  )
+  left = tf.cast(
+    tf.floor(
+      tf.random.stateless_uniform([n], s_x, dtype=tf.float64) * tf.cast(w_img - w + 1, tf.float64)
+    ),
+    tf.int32,
+  )
   ys = tf.range(h_img)[None, :, None]
   xs = tf.range(w_img)[None, None, :]
-  box = ((ys >= top[:, None, None]) & (ys < (top + h)[:, None, None])
-         & (xs >= left[:, None, None]) & (xs < (left + w)[:, None, None])
-         & erase[:, None, None])[..., None]  # [n, H, W, 1]
+  box = (
+    (ys >= top[:, None, None])
+    & (ys < (top + h)[:, None, None])
+    & (xs >= left[:, None, None])
+    & (xs < (left + w)[:, None, None])
+    & erase[:, None, None]
+  )[..., None]  # [n, H, W, 1]
 
   def _erase():
     noise = tf.random.stateless_normal(shape, s_noise, dtype=video.dtype)

@@ -31,11 +31,11 @@ class DecodeError(Exception):
 
 @dataclasses.dataclass(eq=False)
 class Decoded:
-  frames: np.ndarray | list     # uint8 [N, H, W, 3], or the `convert`ed frames
-  fps: float                    # the rate of `frames` (constant)
-  source_fps: float             # the stream's average rate
-  timestamps: np.ndarray        # float64 [N] seconds of the chosen source frames
-  height: int = 0               # of the stored (resized) frames
+  frames: np.ndarray | list  # uint8 [N, H, W, 3], or the `convert`ed frames
+  fps: float  # the rate of `frames` (constant)
+  source_fps: float  # the stream's average rate
+  timestamps: np.ndarray  # float64 [N] seconds of the chosen source frames
+  height: int = 0  # of the stored (resized) frames
   width: int = 0
 
 
@@ -65,6 +65,7 @@ def constant_rate_indices(timestamps: np.ndarray, rate: float) -> np.ndarray:
 
 def _open(path: str):
   import av  # imported here: listing / parsing code never needs it
+
   if not os.path.exists(path):
     raise DecodeError(path, "missing")
   if os.path.getsize(path) == 0:
@@ -144,8 +145,14 @@ def _decode_streaming(path, max_fps, short_side, convert) -> Decoded:
       raise _decode_error(path, e, k) from None
     if k != len(pts):
       raise _Mismatch()
-  return Decoded(frames=kept, fps=float(fps), source_fps=float(source_fps), timestamps=t[picked],
-                 height=size[0] if size else 0, width=size[1] if size else 0)
+  return Decoded(
+    frames=kept,
+    fps=float(fps),
+    source_fps=float(source_fps),
+    timestamps=t[picked],
+    height=size[0] if size else 0,
+    width=size[1] if size else 0,
+  )
 
 
 def _decode_in_memory(path, max_fps, short_side, convert) -> Decoded:
@@ -157,8 +164,9 @@ def _decode_in_memory(path, max_fps, short_side, convert) -> Decoded:
       for frame in container.decode(stream):
         if frame.pts is None and frame.time is None:
           continue
-        times.append(float(frame.time) if frame.time is not None
-                     else float(frame.pts * stream.time_base))
+        times.append(
+          float(frame.time) if frame.time is not None else float(frame.pts * stream.time_base)
+        )
         frames.append(frame)
     except Exception as e:
       raise _decode_error(path, e, len(frames)) from None
@@ -170,14 +178,23 @@ def _decode_in_memory(path, max_fps, short_side, convert) -> Decoded:
     source_fps, fps = _rates(stream, t, max_fps)
     picked = constant_rate_indices(t, fps)  # into the time-sorted frames
     height, width = _resize_shape(frames[0].height, frames[0].width, short_side)
-    images = [convert(frames[i].to_ndarray(format="rgb24", width=width, height=height))
-              for i in order[picked]]
-  return Decoded(frames=images, fps=float(fps), source_fps=float(source_fps), timestamps=t[picked],
-                 height=height, width=width)
+    images = [
+      convert(frames[i].to_ndarray(format="rgb24", width=width, height=height))
+      for i in order[picked]
+    ]
+  return Decoded(
+    frames=images,
+    fps=float(fps),
+    source_fps=float(source_fps),
+    timestamps=t[picked],
+    height=height,
+    width=width,
+  )
 
 
-def decode(path: str, *, max_fps: float | None = None, short_side: int | None = None,
-           convert=None) -> Decoded:
+def decode(
+  path: str, *, max_fps: float | None = None, short_side: int | None = None, convert=None
+) -> Decoded:
   """The frames of `path` on a constant grid (see the module docstring).
 
   Memory stays bounded by the *kept* frames: a first pass reads the packets' timestamps without

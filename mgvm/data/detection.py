@@ -22,13 +22,15 @@ import tensorflow as tf
 
 from mgvm.data import format as fmt
 from mgvm.data import sampling, video_ops
-from mgvm.data.pipeline import AUTOTUNE, parse_record, sub_seed, host_files
+from mgvm.data.pipeline import AUTOTUNE, host_files, parse_record, sub_seed
 
 
 def keyframe_clip_indices(num_frames_src, keyframe, stride, num_frames: int) -> tf.Tensor:
   """int32 [num_frames]: `clamp(k + floor((j − T//2) · stride + 0.5), 0, n − 1)`."""
-  offsets = tf.floor((tf.range(num_frames, dtype=tf.float64) - float(num_frames // 2))
-                     * tf.cast(stride, tf.float64) + 0.5)
+  offsets = tf.floor(
+    (tf.range(num_frames, dtype=tf.float64) - float(num_frames // 2)) * tf.cast(stride, tf.float64)
+    + 0.5
+  )
   idx = tf.cast(keyframe, tf.float64) + offsets
   return tf.cast(tf.clip_by_value(idx, 0.0, tf.cast(num_frames_src - 1, tf.float64)), tf.int32)
 
@@ -37,8 +39,7 @@ def annotated_frames(boxes: tf.RaggedTensor) -> tf.Tensor:
   """int32 [M]: frames with at least one box (every frame when none has one)."""
   has = boxes.row_lengths() > 0
   every = tf.range(tf.cast(boxes.nrows(), tf.int32))
-  return tf.cond(tf.reduce_any(has), lambda: tf.cast(tf.where(has)[:, 0], tf.int32),
-                 lambda: every)
+  return tf.cond(tf.reduce_any(has), lambda: tf.cast(tf.where(has)[:, 0], tf.int32), lambda: every)
 
 
 def eval_keyframes(candidates, count: int) -> tf.Tensor:
@@ -55,8 +56,11 @@ def keyframe_targets(boxes_flat, labels, *, image_size: int, max_boxes: int, num
   """(boxes [G, 4] px, valid [G], actions [G, C], num_truncated) from one frame's annotations."""
   boxes = tf.reshape(tf.cast(boxes_flat, tf.float32), [-1, 4])
   labels = tf.cast(labels, tf.int32)
-  check = tf.debugging.assert_equal(tf.shape(boxes)[0], tf.shape(labels)[0], message=(
-      "region/bbox and region/label/index disagree on the number of boxes"))
+  check = tf.debugging.assert_equal(
+    tf.shape(boxes)[0],
+    tf.shape(labels)[0],
+    message=("region/bbox and region/label/index disagree on the number of boxes"),
+  )
   with tf.control_dependencies([check]):
     boxes = tf.clip_by_value(boxes, 0.0, 1.0) * float(image_size)
   same = tf.reduce_all(tf.equal(boxes[:, None], boxes[None]), axis=-1)  # [n, n]
@@ -64,8 +68,9 @@ def keyframe_targets(boxes_flat, labels, *, image_size: int, max_boxes: int, num
   earlier = tf.linalg.band_part(tf.ones([n, n], tf.bool), -1, 0) & ~tf.eye(n, dtype=tf.bool)
   first = ~tf.reduce_any(same & earlier, axis=1)
   in_range = (labels >= 0) & (labels < num_classes)
-  one_hot = tf.one_hot(tf.where(in_range, labels, 0), num_classes) * tf.cast(
-      in_range, tf.float32)[:, None]
+  one_hot = (
+    tf.one_hot(tf.where(in_range, labels, 0), num_classes) * tf.cast(in_range, tf.float32)[:, None]
+  )
   actions = tf.minimum(tf.matmul(tf.cast(same, tf.float32), one_hot), 1.0)
   boxes, actions = tf.boolean_mask(boxes, first), tf.boolean_mask(actions, first)
   count = tf.shape(boxes)[0]
@@ -74,28 +79,47 @@ def keyframe_targets(boxes_flat, labels, *, image_size: int, max_boxes: int, num
   boxes = tf.pad(boxes[:kept], [[0, pad], [0, 0]])
   actions = tf.pad(actions[:kept], [[0, pad], [0, 0]])
   valid = tf.range(max_boxes) < kept
-  return (tf.ensure_shape(boxes, [max_boxes, 4]), valid,
-          tf.ensure_shape(actions, [max_boxes, num_classes]), count - kept)
+  return (
+    tf.ensure_shape(boxes, [max_boxes, 4]),
+    valid,
+    tf.ensure_shape(actions, [max_boxes, num_classes]),
+    count - kept,
+  )
 
 
-def _clip_and_targets(ex, n, keyframe, stride, *, num_frames, image_size, max_boxes,
-                      num_classes):
+def _clip_and_targets(ex, n, keyframe, stride, *, num_frames, image_size, max_boxes, num_classes):
   indices = keyframe_clip_indices(n, keyframe, stride, num_frames)
   frames = video_ops.decode_frames(ex["frames"], indices)
-  frames = tf.image.resize(tf.cast(frames, tf.float32), [image_size, image_size],
-                           method="bilinear")
+  frames = tf.image.resize(tf.cast(frames, tf.float32), [image_size, image_size], method="bilinear")
   boxes, valid, actions, truncated = keyframe_targets(
-      ex[fmt.REGION_BBOX][keyframe], ex[fmt.REGION_LABEL][keyframe], image_size=image_size,
-      max_boxes=max_boxes, num_classes=num_classes)
+    ex[fmt.REGION_BBOX][keyframe],
+    ex[fmt.REGION_LABEL][keyframe],
+    image_size=image_size,
+    max_boxes=max_boxes,
+    num_classes=num_classes,
+  )
   return indices, frames, boxes, valid, actions, truncated
 
 
-def make_detection_dataset(files: str | Sequence[str], *, mode: str, num_frames: int,
-                           image_size: int, batch_size: int, num_classes: int, max_boxes: int,
-                           target_fps: float | None = None, frame_stride: int = 4,
-                           keyframes_per_video: int = 1, flip: bool = False, seed: int = 0,
-                           shuffle_buffer: int = 256, start_step: int = 0,
-                           process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
+def make_detection_dataset(
+  files: str | Sequence[str],
+  *,
+  mode: str,
+  num_frames: int,
+  image_size: int,
+  batch_size: int,
+  num_classes: int,
+  max_boxes: int,
+  target_fps: float | None = None,
+  frame_stride: int = 4,
+  keyframes_per_video: int = 1,
+  flip: bool = False,
+  seed: int = 0,
+  shuffle_buffer: int = 256,
+  start_step: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> tf.data.Dataset:
   """Batched detection clips for this host (see the module docstring).
 
   Keyframes are frames with boxes (AVA-like data annotates one frame per second; the synthetic
@@ -106,18 +130,25 @@ def make_detection_dataset(files: str | Sequence[str], *, mode: str, num_frames:
   """
   if mode not in ("train", "eval"):
     raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
-  for name, value in (("num_frames", num_frames), ("image_size", image_size),
-                      ("batch_size", batch_size), ("num_classes", num_classes),
-                      ("max_boxes", max_boxes)):
+  for name, value in (
+    ("num_frames", num_frames),
+    ("image_size", image_size),
+    ("batch_size", batch_size),
+    ("num_classes", num_classes),
+    ("max_boxes", max_boxes),
+  ):
     if int(value) != value or value < 1:
       raise ValueError(f"{name} must be an integer >= 1, got {value}")
   if int(keyframes_per_video) != keyframes_per_video or keyframes_per_video < 0:
-    raise ValueError(f"keyframes_per_video must be an integer >= 0 (0: every annotated frame), "
-                     f"got {keyframes_per_video}")
+    raise ValueError(
+      f"keyframes_per_video must be an integer >= 0 (0: every annotated frame), "
+      f"got {keyframes_per_video}"
+    )
   files = host_files(files, process_index, process_count)
   parse = lambda s: parse_record(s, lambda x: fmt.parse_example(x, with_annotations=True))  # noqa: E731
-  common = dict(num_frames=num_frames, image_size=image_size, max_boxes=max_boxes,
-                num_classes=num_classes)
+  common = dict(
+    num_frames=num_frames, image_size=image_size, max_boxes=max_boxes, num_classes=num_classes
+  )
   fps_target = target_fps or None
 
   if mode == "train":
@@ -125,29 +156,47 @@ def make_detection_dataset(files: str | Sequence[str], *, mode: str, num_frames:
 
     def process(position, serialized):
       ex, n = parse(serialized)
-      s_key, s_flip = tf.unstack(tf.random.experimental.stateless_split(
-          tf.random.experimental.stateless_fold_in(base, position), 2))
+      s_key, s_flip = tf.unstack(
+        tf.random.experimental.stateless_split(
+          tf.random.experimental.stateless_fold_in(base, position), 2
+        )
+      )
       candidates = annotated_frames(ex[fmt.REGION_BBOX])
-      keyframe = tf.gather(candidates, tf.random.stateless_uniform(
-          [], s_key, 0, tf.size(candidates), dtype=tf.int32))
+      keyframe = tf.gather(
+        candidates, tf.random.stateless_uniform([], s_key, 0, tf.size(candidates), dtype=tf.int32)
+      )
       stride = sampling.stride_for(ex["fps"], fps_target, frame_stride)
       indices, frames, boxes, valid, actions, truncated = _clip_and_targets(
-          ex, n, keyframe, stride, **common)
+        ex, n, keyframe, stride, **common
+      )
       if flip:
         do = tf.random.stateless_uniform([], s_flip) < 0.5
         frames = tf.where(do, tf.reverse(frames, [2]), frames)
-        flipped = tf.stack([image_size - boxes[:, 2], boxes[:, 1], image_size - boxes[:, 0],
-                            boxes[:, 3]], -1)
+        flipped = tf.stack(
+          [image_size - boxes[:, 2], boxes[:, 1], image_size - boxes[:, 0], boxes[:, 3]], -1
+        )
         boxes = tf.where(do & valid[:, None], flipped, boxes)
-      return {"video": video_ops.normalize(frames), "boxes": boxes, "box_valid": valid,
-              "actions": actions, "keyframe": keyframe, "frame_indices": indices,
-              "num_truncated": truncated}
+      return {
+        "video": video_ops.normalize(frames),
+        "boxes": boxes,
+        "box_valid": valid,
+        "actions": actions,
+        "keyframe": keyframe,
+        "frame_indices": indices,
+        "num_truncated": truncated,
+      }
 
     ds = tf.data.Dataset.from_tensor_slices(files).repeat()
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), block_length=1,
-                       num_parallel_calls=AUTOTUNE, deterministic=True)
-    ds = ds.shuffle(shuffle_buffer, seed=sub_seed(seed, process_index, 1),
-                    reshuffle_each_iteration=True)
+    ds = ds.interleave(
+      tf.data.TFRecordDataset,
+      cycle_length=min(len(files), 8),
+      block_length=1,
+      num_parallel_calls=AUTOTUNE,
+      deterministic=True,
+    )
+    ds = ds.shuffle(
+      shuffle_buffer, seed=sub_seed(seed, process_index, 1), reshuffle_each_iteration=True
+    )
     ds = ds.enumerate().skip(start_step * batch_size)
     ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
@@ -158,11 +207,19 @@ def make_detection_dataset(files: str | Sequence[str], *, mode: str, num_frames:
 
     def one(keyframe):
       indices, frames, boxes, valid, actions, truncated = _clip_and_targets(
-          ex, n, keyframe, stride, **common)
-      return {"video": video_ops.normalize(frames), "boxes": boxes, "box_valid": valid,
-              "actions": actions, "keyframe": keyframe, "frame_indices": indices,
-              "num_truncated": truncated, "video_index": tf.cast(video_index, tf.int32),
-              "mask": tf.constant(True)}
+        ex, n, keyframe, stride, **common
+      )
+      return {
+        "video": video_ops.normalize(frames),
+        "boxes": boxes,
+        "box_valid": valid,
+        "actions": actions,
+        "keyframe": keyframe,
+        "frame_indices": indices,
+        "num_truncated": truncated,
+        "video_index": tf.cast(video_index, tf.int32),
+        "mask": tf.constant(True),
+      }
 
     keyframes = eval_keyframes(annotated_frames(ex[fmt.REGION_BBOX]), keyframes_per_video)
     return tf.data.Dataset.from_tensor_slices(keyframes).map(one)
@@ -172,8 +229,12 @@ def make_detection_dataset(files: str | Sequence[str], *, mode: str, num_frames:
 
   def pad(batch):
     real = tf.shape(batch["mask"])[0]
-    return tf.nest.map_structure(lambda x: tf.ensure_shape(
+    return tf.nest.map_structure(
+      lambda x: tf.ensure_shape(
         tf.pad(x, [[0, batch_size - real]] + [[0, 0]] * (x.shape.rank - 1)),
-        [batch_size] + x.shape[1:]), batch)
+        [batch_size] + x.shape[1:],
+      ),
+      batch,
+    )
 
   return ds.map(pad).prefetch(AUTOTUNE)

@@ -38,6 +38,7 @@ _log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class Annotation:
   """One person box of a frame: xyxy float32 (normalised or pixels), its labels, its track."""
+
   box_xyxy: np.ndarray
   labels: tuple[int, ...]
   person_id: int | None = None
@@ -51,6 +52,7 @@ class DetectionAnnotations:
   with a box). `splits`: split name -> videos (ACT: `train1`, `test1`, ...). `dropped`: counts of
   rows left out, by reason.
   """
+
   frames: dict[Hashable, list[Annotation]]
   class_names: dict[int, str]
   videos: list[str]
@@ -66,11 +68,16 @@ class DetectionAnnotations:
 
 def ground_truth_tuples(frames: dict[Hashable, list[Annotation]]) -> list[tuple]:
   """`(frame_key, box, class_id)` per box and label, the ground truth input of `frame_map`."""
-  return [(key, a.box_xyxy, label) for key, annotations in frames.items()
-          for a in annotations for label in a.labels]
+  return [
+    (key, a.box_xyxy, label)
+    for key, annotations in frames.items()
+    for a in annotations
+    for label in a.labels
+  ]
 
 
 # ----------------------------------------------------------------------------------------- AVA
+
 
 def _ava_rows(path: str, sizes: tuple[int, ...]):
   """(line number, fields) of the non-blank lines of an AVA CSV, checking the field count."""
@@ -82,8 +89,9 @@ def _ava_rows(path: str, sizes: tuple[int, ...]):
       fields = [x.strip() for x in text.split(",")]
       if len(fields) not in sizes:
         want = " or ".join(str(s) for s in sizes)
-        raise ValueError(f"{path}:{number}: expected {want} comma-separated fields, got "
-                         f"{len(fields)}: {text!r}")
+        raise ValueError(
+          f"{path}:{number}: expected {want} comma-separated fields, got {len(fields)}: {text!r}"
+        )
       yield number, fields
 
 
@@ -115,12 +123,17 @@ def _int_field(text: str, what: str, where: str) -> int:
 
 def read_ava_excluded(path: str) -> set[tuple[str, int]]:
   """Frame keys `(video_id, timestamp)` of an excluded-timestamps CSV (`video_id,timestamp`)."""
-  return {(fields[0], _timestamp(fields[1], f"{path}:{number}"))
-          for number, fields in _ava_rows(path, (2,))}
+  return {
+    (fields[0], _timestamp(fields[1], f"{path}:{number}"))
+    for number, fields in _ava_rows(path, (2,))
+  }
 
 
-def read_ava(path: str, label_map: dict[int, str] | None = None,
-             excluded: Iterable[tuple[str, int]] | None = None) -> DetectionAnnotations:
+def read_ava(
+  path: str,
+  label_map: dict[int, str] | None = None,
+  excluded: Iterable[tuple[str, int]] | None = None,
+) -> DetectionAnnotations:
   """AVA ground truth CSV (7 or 8 fields) into per-frame person annotations.
 
   Rows with the same frame, box and person id (or the same frame and box without a person
@@ -138,8 +151,12 @@ def read_ava(path: str, label_map: dict[int, str] | None = None,
   frames: dict = {}
   by_person: dict = {}
   videos: dict[str, None] = {}
-  dropped = {"excluded_rows": 0, "excluded_frames": 0, "unknown_label_rows": 0,
-             "duplicate_label_rows": 0}
+  dropped = {
+    "excluded_rows": 0,
+    "excluded_frames": 0,
+    "unknown_label_rows": 0,
+    "duplicate_label_rows": 0,
+  }
   excluded_seen = set()
   for number, fields in _ava_rows(path, (7, 8)):
     where = f"{path}:{number}"
@@ -167,15 +184,22 @@ def read_ava(path: str, label_map: dict[int, str] | None = None,
       labels.append(action)
   dropped["excluded_frames"] = len(excluded_seen)
   _report(path, dropped)
-  out = {key: [Annotation(np.asarray(box, dtype=np.float32), tuple(labels), person)
-               for box, person, labels in entries] for key, entries in frames.items()}
+  out = {
+    key: [
+      Annotation(np.asarray(box, dtype=np.float32), tuple(labels), person)
+      for box, person, labels in entries
+    ]
+    for key, entries in frames.items()
+  }
   names = dict(label_map) if label_map else {}
-  return DetectionAnnotations(frames=out, class_names=names, videos=list(videos),
-                              dropped=dropped)
+  return DetectionAnnotations(frames=out, class_names=names, videos=list(videos), dropped=dropped)
 
 
-def read_ava_predictions(path: str, class_ids: Iterable[int] | None = None,
-                         excluded: Iterable[tuple[str, int]] | None = None) -> list[tuple]:
+def read_ava_predictions(
+  path: str,
+  class_ids: Iterable[int] | None = None,
+  excluded: Iterable[tuple[str, int]] | None = None,
+) -> list[tuple]:
   """AVA submission CSV `video_id,timestamp,x1,y1,x2,y2,action_id,score` -> `frame_map` input.
 
   Returns `(frame_key, box float64 [4], action_id, score)` in file order. Action ids not in
@@ -220,7 +244,7 @@ def read_label_map(path: str) -> dict[int, str]:
   while pos < len(text):
     m = _TOKEN.match(text, pos)
     if m is None:
-      raise ValueError(f"{path}:{line}: cannot parse {text[pos:pos + 20]!r}")
+      raise ValueError(f"{path}:{line}: cannot parse {text[pos : pos + 20]!r}")
     if m.group(1) is not None:
       tokens.append(("str", re.sub(r"\\(.)", r"\1", m.group(1)), line))
     elif m.group(2) is not None:
@@ -281,12 +305,14 @@ def _report(path: str, counts: dict[str, int]) -> None:
 
 # ------------------------------------------------------------------------------- ACT pickles
 
+
 class UnsafePickleError(pickle.UnpicklingError):
   """A pickle asked for something other than NumPy arrays and plain containers."""
 
 
 def _numpy_module(name: str):
   import importlib
+
   for prefix in ("numpy._core", "numpy.core"):
     try:
       return importlib.import_module(f"{prefix}.{name}")
@@ -298,7 +324,11 @@ def _numpy_module(name: str):
 def _latin1_encode(text, encoding="latin1", errors="strict"):
   """`_codecs.encode` as protocol-2 pickles of bytes use it, restricted to latin-1."""
   if not isinstance(text, str) or encoding.lower().replace("_", "-") not in (
-      "latin1", "latin-1", "iso-8859-1", "iso8859-1"):
+    "latin1",
+    "latin-1",
+    "iso-8859-1",
+    "iso8859-1",
+  ):
     raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r}")
   return text.encode("latin-1", errors)
 
@@ -306,8 +336,11 @@ def _latin1_encode(text, encoding="latin1", errors="strict"):
 def _allowed_globals() -> dict[tuple[str, str], object]:
   multiarray = _numpy_module("multiarray")
   numeric = _numpy_module("numeric")
-  allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-             ("_codecs", "encode"): _latin1_encode}
+  allowed = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
+  }
   for prefix in ("numpy.core", "numpy._core"):
     allowed[(f"{prefix}.multiarray", "_reconstruct")] = multiarray._reconstruct
     allowed[(f"{prefix}.multiarray", "scalar")] = multiarray.scalar
@@ -319,7 +352,6 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-
   def __init__(self, file, path: str):
     super().__init__(file, encoding="latin1")
     self._path = path
@@ -330,8 +362,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
       return self._allowed[(module, name)]
     except KeyError:
       raise UnsafePickleError(
-          f"{self._path}: refusing to load {module}.{name}: only NumPy arrays and plain "
-          "containers are allowed in annotation pickles") from None
+        f"{self._path}: refusing to load {module}.{name}: only NumPy arrays and plain "
+        "containers are allowed in annotation pickles"
+      ) from None
 
   def persistent_load(self, pid):
     raise UnsafePickleError(f"{self._path}: refusing a persistent id in an annotation pickle")
@@ -367,15 +400,15 @@ def read_act_pickle(path: str, normalize: bool = False) -> DetectionAnnotations:
   splits = {}
   for part in ("train", "test"):
     lists = data[f"{part}_videos"]
-    if not isinstance(lists, (list, tuple)) or not all(isinstance(v, (list, tuple))
-                                                      for v in lists):
+    if not isinstance(lists, (list, tuple)) or not all(isinstance(v, (list, tuple)) for v in lists):
       raise ValueError(f"{path}: {part}_videos must be a list of video lists (one per split)")
     for k, videos in enumerate(lists, 1):
       splits[f"{part}{k}"] = [str(v) for v in videos]
   for key in ("gttubes", "nframes", "resolution"):
     if not isinstance(data[key], dict):
-      raise ValueError(f"{path}: {key} must be a dict keyed by video, got "
-                       f"{type(data[key]).__name__}")
+      raise ValueError(
+        f"{path}: {key} must be a dict keyed by video, got {type(data[key]).__name__}"
+      )
   num_frames = {str(v): int(n) for v, n in data["nframes"].items()}
   resolution = {str(v): (int(hw[0]), int(hw[1])) for v, hw in data["resolution"].items()}
 
@@ -399,8 +432,10 @@ def read_act_pickle(path: str, normalize: bool = False) -> DetectionAnnotations:
       for t, tube in enumerate(tubes_by_class[cls]):
         tube = np.asarray(tube)
         if tube.ndim != 2 or tube.shape[1] != 5:
-          raise ValueError(f"{where}[{t}]: expected an [n, 5] array (frame, x1, y1, x2, y2), "
-                           f"got shape {tube.shape}")
+          raise ValueError(
+            f"{where}[{t}]: expected an [n, 5] array (frame, x1, y1, x2, y2), "
+            f"got shape {tube.shape}"
+          )
         tube = tube.astype(np.float64)
         if not np.all(np.isfinite(tube)):
           raise ValueError(f"{where}[{t}]: non-finite value")
@@ -409,26 +444,34 @@ def read_act_pickle(path: str, normalize: bool = False) -> DetectionAnnotations:
           raise ValueError(f"{where}[{t}]: frame numbers must be integers >= 1 (1-based)")
         bad = np.nonzero((tube[:, 3] < tube[:, 1]) | (tube[:, 4] < tube[:, 2]))[0]
         if bad.size:
-          raise ValueError(f"{where}[{t}]: row {bad[0]} has x2 < x1 or y2 < y1: "
-                           f"{tube[bad[0]].tolist()}")
+          raise ValueError(
+            f"{where}[{t}]: row {bad[0]} has x2 < x1 or y2 < y1: {tube[bad[0]].tolist()}"
+          )
         limit = num_frames.get(str(video))
         if limit is not None:
           outside += int(np.sum(numbers > limit))
         boxes = (tube[:, 1:] / scale).astype(np.float32)
         for number, box in zip(numbers.astype(np.int64), boxes):
           frames.setdefault((str(video), int(number)), []).append(
-              Annotation(box, (int(cls),), tube_id))
+            Annotation(box, (int(cls),), tube_id)
+          )
         tube_id += 1
   if outside:
     _log.warning("%s: %d boxes lie on frame numbers beyond the video's nframes", path, outside)
   videos = sorted(set(num_frames) | {str(v) for v in data["gttubes"]})
-  return DetectionAnnotations(frames=dict(sorted(frames.items())), class_names=class_names,
-                              videos=videos, splits=splits, num_frames=num_frames,
-                              resolution=resolution)
+  return DetectionAnnotations(
+    frames=dict(sorted(frames.items())),
+    class_names=class_names,
+    videos=videos,
+    splits=splits,
+    num_frames=num_frames,
+    resolution=resolution,
+  )
 
 
-def select_videos(annotations: DetectionAnnotations, videos: Iterable[str]
-                  ) -> dict[Hashable, list[Annotation]]:
+def select_videos(
+  annotations: DetectionAnnotations, videos: Iterable[str]
+) -> dict[Hashable, list[Annotation]]:
   """The frames of the given videos (e.g. `annotations.splits["test1"]`); keys are (video, ...)."""
   wanted = set(videos)
   return {key: a for key, a in annotations.frames.items() if key[0] in wanted}

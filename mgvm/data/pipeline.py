@@ -38,16 +38,19 @@ def list_files(files: str | Sequence[str]) -> list[str]:
   return out
 
 
-def host_files(files: str | Sequence[str], process_index: int = 0,
-               process_count: int = 1) -> list[str]:
+def host_files(
+  files: str | Sequence[str], process_index: int = 0, process_count: int = 1
+) -> list[str]:
   """This host's shards: every `process_count`-th file starting at `process_index`."""
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index must be in [0, {process_count}), got {process_index}")
   all_files = list_files(files)
   mine = all_files[process_index::process_count]
   if not mine:
-    raise ValueError(f"process {process_index} of {process_count} gets no files: only "
-                     f"{len(all_files)} match {files!r}; write at least {process_count} shards")
+    raise ValueError(
+      f"process {process_index} of {process_count} gets no files: only "
+      f"{len(all_files)} match {files!r}; write at least {process_count} shards"
+    )
   return mine
 
 
@@ -57,16 +60,24 @@ def count_records(files: Sequence[str]) -> int:
   return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
 
 
-def eval_num_batches(files: str | Sequence[str], *, batch_size: int, num_clips: int = 1,
-                     num_crops: int = 1, process_count: int = 1) -> int:
+def eval_num_batches(
+  files: str | Sequence[str],
+  *,
+  batch_size: int,
+  num_clips: int = 1,
+  num_crops: int = 1,
+  process_count: int = 1,
+) -> int:
   """Batches the busiest host needs in eval mode: pass it to every host as `eval_batches`.
 
   Every host then runs the same number of steps (the others pad with fully-masked batches).
   """
   all_files = list_files(files)
   views = num_clips * num_crops
-  counts = [count_records(all_files[i::process_count]) if all_files[i::process_count] else 0
-            for i in range(process_count)]
+  counts = [
+    count_records(all_files[i::process_count]) if all_files[i::process_count] else 0
+    for i in range(process_count)
+  ]
   return max(math.ceil(n * views / batch_size) for n in counts)
 
 
@@ -108,7 +119,7 @@ def parse_rand_augment(spec: str) -> dict | None:
   for part in parts[1:]:
     key = next((k for k in ("mstd", "inc", "m", "n", "p") if part.startswith(k)), None)
     try:
-      value = float(part[len(key):]) if key else None
+      value = float(part[len(key) :]) if key else None
     except ValueError:
       value = None
     if value is None:
@@ -121,15 +132,33 @@ def parse_rand_augment(spec: str) -> dict | None:
   return kwargs
 
 
-def _check_args(mode, num_frames, image_size, batch_size, target_fps, frame_stride,
-                shuffle_buffer, num_clips, num_crops, start_step, temporal, num_sample,
-                rand_augment, random_erase):
+def _check_args(
+  mode,
+  num_frames,
+  image_size,
+  batch_size,
+  target_fps,
+  frame_stride,
+  shuffle_buffer,
+  num_clips,
+  num_crops,
+  start_step,
+  temporal,
+  num_sample,
+  rand_augment,
+  random_erase,
+):
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-  for name, value in [("num_frames", num_frames), ("image_size", image_size),
-                      ("batch_size", batch_size), ("shuffle_buffer", shuffle_buffer),
-                      ("num_clips", num_clips), ("num_crops", num_crops),
-                      ("num_sample", num_sample)]:
+  for name, value in [
+    ("num_frames", num_frames),
+    ("image_size", image_size),
+    ("batch_size", batch_size),
+    ("shuffle_buffer", shuffle_buffer),
+    ("num_clips", num_clips),
+    ("num_crops", num_crops),
+    ("num_sample", num_sample),
+  ]:
     if int(value) != value or value < 1:
       raise ValueError(f"{name} must be an integer >= 1, got {value}")
   if int(start_step) != start_step or start_step < 0:
@@ -141,15 +170,21 @@ def _check_args(mode, num_frames, image_size, batch_size, target_fps, frame_stri
   if mode == "eval" and choices and len(choices) > 1:
     raise ValueError(f"eval takes one target_fps, got the list {list(choices)}")
   if batch_size % num_sample:
-    raise ValueError(f"batch_size={batch_size} must be a multiple of num_sample={num_sample} "
-                     f"(each video gives num_sample consecutive clips)")
+    raise ValueError(
+      f"batch_size={batch_size} must be a multiple of num_sample={num_sample} "
+      f"(each video gives num_sample consecutive clips)"
+    )
   if not 0 <= random_erase <= 1:
     raise ValueError(f"random_erase must be a probability in [0, 1], got {random_erase}")
   if mode != "finetune" and (rand_augment or random_erase):
-    raise ValueError(f"rand_augment and random_erase are fine-tuning augmentations; "
-                     f"mode={mode!r} got rand_augment={rand_augment!r}, random_erase={random_erase}")
+    raise ValueError(
+      f"rand_augment and random_erase are fine-tuning augmentations; "
+      f"mode={mode!r} got rand_augment={rand_augment!r}, random_erase={random_erase}"
+    )
   if mode == "eval" and num_sample != 1:
-    raise ValueError(f"num_sample (repeated augmentation) is for training, got {num_sample} in eval")
+    raise ValueError(
+      f"num_sample (repeated augmentation) is for training, got {num_sample} in eval"
+    )
   return choices, parse_rand_augment(rand_augment)
 
 
@@ -157,8 +192,10 @@ def _train_indices(fps, n, *, num_frames, temporal, fps_choices, frame_stride, s
   """(indices int32 [T], stride float64): the clip's source frames in training."""
   s_time, s_fps = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   if temporal == "segment":
-    return (sampling.segment_train_indices(n, num_frames, s_time),
-            tf.cast(n, tf.float64) / float(num_frames))
+    return (
+      sampling.segment_train_indices(n, num_frames, s_time),
+      tf.cast(n, tf.float64) / float(num_frames),
+    )
   if fps_choices is None:
     stride = sampling.stride_for(fps, None, frame_stride)
   elif len(fps_choices) == 1:
@@ -172,8 +209,10 @@ def _train_indices(fps, n, *, num_frames, temporal, fps_choices, frame_stride, s
 def _eval_indices(fps, n, *, num_frames, temporal, fps_choices, frame_stride, num_clips):
   """(indices int32 [K, T], stride float64): the evaluation clips' source frames."""
   if temporal == "segment":
-    return (sampling.segment_eval_indices(n, num_frames, num_clips),
-            tf.cast(n, tf.float64) / float(num_frames))
+    return (
+      sampling.segment_eval_indices(n, num_frames, num_clips),
+      tf.cast(n, tf.float64) / float(num_frames),
+    )
   stride = sampling.stride_for(fps, fps_choices[0] if fps_choices else None, frame_stride)
   return sampling.eval_indices(n, stride, num_frames, num_clips), stride
 
@@ -183,14 +222,31 @@ def _clip_fps(fps, stride):
   return tf.cast(tf.cast(tf.cast(fps, tf.float32), tf.float64) / stride, tf.float32)
 
 
-def make_dataset(files: str | Sequence[str], *, mode: str, num_frames: int, image_size: int,
-                 batch_size: int, target_fps: float | Sequence[float] | None = None,
-                 frame_stride: int = 4, temporal: str = "dense", seed: int = 0,
-                 shuffle_buffer: int = 256, num_clips: int = 1, num_crops: int = 1,
-                 flip: bool = True, crop_scale: tuple[float, float] = (0.08, 1.0),
-                 rand_augment: str = "", random_erase: float = 0.0, num_sample: int = 1,
-                 start_step: int = 0, process_index: int = 0, process_count: int = 1,
-                 eval_batches: int | None = None, parse_fn=None) -> tf.data.Dataset:
+def make_dataset(
+  files: str | Sequence[str],
+  *,
+  mode: str,
+  num_frames: int,
+  image_size: int,
+  batch_size: int,
+  target_fps: float | Sequence[float] | None = None,
+  frame_stride: int = 4,
+  temporal: str = "dense",
+  seed: int = 0,
+  shuffle_buffer: int = 256,
+  num_clips: int = 1,
+  num_crops: int = 1,
+  flip: bool = True,
+  crop_scale: tuple[float, float] = (0.08, 1.0),
+  rand_augment: str = "",
+  random_erase: float = 0.0,
+  num_sample: int = 1,
+  start_step: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
+  eval_batches: int | None = None,
+  parse_fn=None,
+) -> tf.data.Dataset:
   """Batched clips for this host; see docs/data.md for the element keys.
 
   `files`: paths or glob patterns. `batch_size` is per host. Train modes ("pretrain":
@@ -206,41 +262,72 @@ def make_dataset(files: str | Sequence[str], *, mode: str, num_frames: int, imag
   `parse_fn(serialized) -> dict` reads another record format (default `format.parse_example`).
   """
   fps_choices, ra_kwargs = _check_args(
-      mode, num_frames, image_size, batch_size, target_fps, frame_stride, shuffle_buffer,
-      num_clips, num_crops, start_step, temporal, num_sample, rand_augment, random_erase)
+    mode,
+    num_frames,
+    image_size,
+    batch_size,
+    target_fps,
+    frame_stride,
+    shuffle_buffer,
+    num_clips,
+    num_crops,
+    start_step,
+    temporal,
+    num_sample,
+    rand_augment,
+    random_erase,
+  )
   files = host_files(files, process_index, process_count)
   parse_fn = parse_fn or fmt.parse_example
   if mode == "eval":
-    return _eval_dataset(files, num_frames=num_frames, image_size=image_size,
-                         batch_size=batch_size, fps_choices=fps_choices, frame_stride=frame_stride,
-                         temporal=temporal, num_clips=num_clips, num_crops=num_crops,
-                         eval_batches=eval_batches, parse_fn=parse_fn)
+    return _eval_dataset(
+      files,
+      num_frames=num_frames,
+      image_size=image_size,
+      batch_size=batch_size,
+      fps_choices=fps_choices,
+      frame_stride=frame_stride,
+      temporal=temporal,
+      num_clips=num_clips,
+      num_crops=num_crops,
+      eval_batches=eval_batches,
+      parse_fn=parse_fn,
+    )
   if eval_batches is not None:
     raise ValueError(f"eval_batches is for mode='eval', got mode={mode!r}")
   base = tf.constant([seed, process_index], tf.int64)
   file_seed = tf.random.experimental.stateless_fold_in(base, 0)
 
   def epoch_files(epoch):  # a fresh stateless permutation of the shards per epoch
-    keys = tf.random.stateless_uniform([len(files)], tf.random.experimental.stateless_fold_in(
-        file_seed, epoch))
+    keys = tf.random.stateless_uniform(
+      [len(files)], tf.random.experimental.stateless_fold_in(file_seed, epoch)
+    )
     return tf.data.Dataset.from_tensor_slices(tf.gather(tf.constant(files), tf.argsort(keys)))
 
   ds = tf.data.Dataset.counter().flat_map(epoch_files)
-  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), block_length=1,
-                     num_parallel_calls=AUTOTUNE, deterministic=True)
-  ds = ds.shuffle(shuffle_buffer, seed=sub_seed(seed, process_index, 1),
-                  reshuffle_each_iteration=False)
+  ds = ds.interleave(
+    tf.data.TFRecordDataset,
+    cycle_length=min(len(files), 8),
+    block_length=1,
+    num_parallel_calls=AUTOTUNE,
+    deterministic=True,
+  )
+  ds = ds.shuffle(
+    shuffle_buffer, seed=sub_seed(seed, process_index, 1), reshuffle_each_iteration=False
+  )
   videos_per_batch = batch_size // num_sample
   ds = ds.enumerate().skip(start_step * videos_per_batch)  # skip before parsing / decoding
 
   def augment_clip(frames, seed):
     """One augmented, normalised view of the decoded clip."""
     s_crop, s_flip, s_rand_augment, s_erase = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 4))
+      tf.random.experimental.stateless_split(seed, 4)
+    )
     if mode == "pretrain":
       return video_ops.normalize(video_ops.multi_scale_crop(frames, image_size, s_crop))
     if ra_kwargs is not None:  # on the decoded frames, before the crop (as VideoMAE)
       from mgvm.data import augment
+
       frames = augment.rand_augment(frames, s_rand_augment, **ra_kwargs)
     frames = video_ops.random_resized_crop(frames, image_size, s_crop, scale=tuple(crop_scale))
     if flip:
@@ -248,52 +335,90 @@ def make_dataset(files: str | Sequence[str], *, mode: str, num_frames: int, imag
     video = video_ops.normalize(frames)
     if random_erase:
       from mgvm.data import augment
+
       video = augment.random_erasing(video, s_erase, prob=random_erase)
     return video
 
   def process(position, serialized):
     ex, n = parse_record(serialized, parse_fn)
     example_seed = tf.random.experimental.stateless_fold_in(
-        tf.random.experimental.stateless_fold_in(base, 1), position)
+      tf.random.experimental.stateless_fold_in(base, 1), position
+    )
     s_time, s_views = tf.unstack(tf.random.experimental.stateless_split(example_seed, 2))
-    indices, stride = _train_indices(ex["fps"], n, num_frames=num_frames, temporal=temporal,
-                                     fps_choices=fps_choices, frame_stride=frame_stride,
-                                     seed=s_time)
+    indices, stride = _train_indices(
+      ex["fps"],
+      n,
+      num_frames=num_frames,
+      temporal=temporal,
+      fps_choices=fps_choices,
+      frame_stride=frame_stride,
+      seed=s_time,
+    )
     frames = video_ops.decode_frames(ex["frames"], indices)
-    views = [augment_clip(frames, tf.random.experimental.stateless_fold_in(s_views, j))
-             for j in range(num_sample)]
+    views = [
+      augment_clip(frames, tf.random.experimental.stateless_fold_in(s_views, j))
+      for j in range(num_sample)
+    ]
     video = tf.ensure_shape(tf.stack(views), [num_sample, num_frames, image_size, image_size, 3])
     repeat = lambda x: tf.repeat(x[None], num_sample, axis=0)  # noqa: E731
-    return {"video": video, "label": repeat(ex["label"]), "frame_indices": repeat(indices),
-            "fps": repeat(ex["fps"]), "stride": repeat(tf.cast(stride, tf.float32)),
-            "clip_fps": repeat(_clip_fps(ex["fps"], stride))}
+    return {
+      "video": video,
+      "label": repeat(ex["label"]),
+      "frame_indices": repeat(indices),
+      "fps": repeat(ex["fps"]),
+      "stride": repeat(tf.cast(stride, tf.float32)),
+      "clip_fps": repeat(_clip_fps(ex["fps"], stride)),
+    }
 
   ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
   ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE, deterministic=True)
   return ds.prefetch(AUTOTUNE)
 
 
-def _eval_dataset(files, *, num_frames, image_size, batch_size, fps_choices, frame_stride,
-                  temporal, num_clips, num_crops, eval_batches, parse_fn):
+def _eval_dataset(
+  files,
+  *,
+  num_frames,
+  image_size,
+  batch_size,
+  fps_choices,
+  frame_stride,
+  temporal,
+  num_clips,
+  num_crops,
+  eval_batches,
+  parse_fn,
+):
   views = num_clips * num_crops
 
   def process(video_index, serialized):
     ex, n = parse_record(serialized, parse_fn)
-    indices, stride = _eval_indices(ex["fps"], n, num_frames=num_frames, temporal=temporal,
-                                    fps_choices=fps_choices, frame_stride=frame_stride,
-                                    num_clips=num_clips)  # [K, T]
+    indices, stride = _eval_indices(
+      ex["fps"],
+      n,
+      num_frames=num_frames,
+      temporal=temporal,
+      fps_choices=fps_choices,
+      frame_stride=frame_stride,
+      num_clips=num_clips,
+    )  # [K, T]
     frames = video_ops.decode_frames(ex["frames"], tf.reshape(indices, [-1]))
     crops = video_ops.spatial_crops(frames, image_size, num_crops)  # [C, K*T, S, S, 3]
     crops = tf.reshape(crops, [num_crops, num_clips, num_frames, image_size, image_size, 3])
     crops = tf.transpose(crops, [1, 0, 2, 3, 4, 5])  # view = clip * num_crops + crop
     video = video_ops.normalize(tf.reshape(crops, [views, num_frames, image_size, image_size, 3]))
     per_view = lambda x: tf.fill([views], x)
-    return {"video": video, "label": per_view(ex["label"]),
-            "frame_indices": tf.repeat(indices, num_crops, axis=0),
-            "fps": per_view(ex["fps"]), "stride": per_view(tf.cast(stride, tf.float32)),
-            "clip_fps": per_view(_clip_fps(ex["fps"], stride)),
-            "video_index": per_view(tf.cast(video_index, tf.int32)),
-            "view": tf.range(views, dtype=tf.int32), "mask": tf.ones([views], tf.bool)}
+    return {
+      "video": video,
+      "label": per_view(ex["label"]),
+      "frame_indices": tf.repeat(indices, num_crops, axis=0),
+      "fps": per_view(ex["fps"]),
+      "stride": per_view(tf.cast(stride, tf.float32)),
+      "clip_fps": per_view(_clip_fps(ex["fps"], stride)),
+      "video_index": per_view(tf.cast(video_index, tf.int32)),
+      "view": tf.range(views, dtype=tf.int32),
+      "mask": tf.ones([views], tf.bool),
+    }
 
   def pad(batch):
     real = tf.shape(batch["mask"])[0]
@@ -313,14 +438,17 @@ def _eval_dataset(files, *, num_frames, image_size, batch_size, fps_choices, fra
 
     def check(i, item):  # one batch past the end is pulled to detect overflow
       batch, is_real = item
-      ok = tf.debugging.Assert(tf.logical_not(is_real & (i >= eval_batches)), [
-          f"eval data on this host needs more than eval_batches={eval_batches} batches"])
+      ok = tf.debugging.Assert(
+        tf.logical_not(is_real & (i >= eval_batches)),
+        [f"eval data on this host needs more than eval_batches={eval_batches} batches"],
+      )
       with tf.control_dependencies([ok]):
         return i, tf.nest.map_structure(tf.identity, batch)
 
     blank = tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), ds.element_spec)
     ds = ds.map(lambda batch: (batch, True)).concatenate(
-        tf.data.Dataset.from_tensors((blank, False)).repeat())
+      tf.data.Dataset.from_tensors((blank, False)).repeat()
+    )
     ds = ds.take(eval_batches + 1).enumerate().map(check)
     ds = ds.filter(lambda i, _: i < eval_batches).map(lambda _, batch: batch)
   return ds.prefetch(AUTOTUNE)

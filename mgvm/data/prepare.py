@@ -49,27 +49,33 @@ def _video_id(entry: video_list.Entry, root: str) -> str:
   return os.path.splitext(rel)[0].replace(os.sep, "/")
 
 
-def boxes_by_video(annotations, offset: float = 0.0,
-                   frame_fps: float | None = None) -> dict[str, list[tuple]]:
+def boxes_by_video(
+  annotations, offset: float = 0.0, frame_fps: float | None = None
+) -> dict[str, list[tuple]]:
   """{video: [(seconds, box_xyxy tuple, labels tuple)]} from `DetectionAnnotations` keyed by
   (video, second) (AVA; `offset` subtracted) or, with `frame_fps`, by (video, 1-based frame)."""
   out: dict[str, list[tuple]] = {}
   for (video, when), people in sorted(annotations.frames.items()):
     seconds = (when - 1) / frame_fps if frame_fps else float(when) - offset
     for a in people:
-      out.setdefault(video, []).append((seconds, tuple(float(v) for v in a.box_xyxy),
-                                        tuple(a.labels)))
+      out.setdefault(video, []).append(
+        (seconds, tuple(float(v) for v in a.box_xyxy), tuple(a.labels))
+      )
   return out
 
 
-def read_boxes(path: str, *, offset: float = 0.0, frame_fps: float | None = None,
-               label_map: str = "") -> dict[str, list[tuple]]:
+def read_boxes(
+  path: str, *, offset: float = 0.0, frame_fps: float | None = None, label_map: str = ""
+) -> dict[str, list[tuple]]:
   """`boxes_by_video` of an AVA CSV or (`.pkl`, needs `frame_fps`) an ACT pickle."""
   from mgvm.data import detection_annotations as da
+
   if path.endswith(".pkl"):
     if not frame_fps or frame_fps <= 0:
-      raise ValueError(f"{path}: an ACT pickle numbers frames; give --boxes-fps (the rate they "
-                       f"were extracted at, e.g. 25 for UCF101-24, 30 for JHMDB)")
+      raise ValueError(
+        f"{path}: an ACT pickle numbers frames; give --boxes-fps (the rate they "
+        f"were extracted at, e.g. 25 for UCF101-24, 30 for JHMDB)"
+      )
     return boxes_by_video(da.read_act_pickle(path, normalize=True), frame_fps=frame_fps)
   names = da.read_label_map(label_map) if label_map else None
   return boxes_by_video(da.read_ava(path, label_map=names), offset)
@@ -78,6 +84,7 @@ def read_boxes(path: str, *, offset: float = 0.0, frame_fps: float | None = None
 def frame_annotations(boxes: list[tuple], fps: float, num_frames: int):
   """(per-frame region/bbox rows, per-frame labels, outside count) for one decoded video."""
   import numpy as np
+
   rows = [[] for _ in range(num_frames)]
   labels = [[] for _ in range(num_frames)]
   outside = 0
@@ -89,13 +96,17 @@ def frame_annotations(boxes: list[tuple], fps: float, num_frames: int):
     for action in actions:
       rows[k].extend(box)
       labels[k].append(action)
-  return ([np.asarray(r, np.float32) for r in rows], [np.asarray(v, np.int64) for v in labels],
-          outside)
+  return (
+    [np.asarray(r, np.float32) for r in rows],
+    [np.asarray(v, np.int64) for v in labels],
+    outside,
+  )
 
 
 def _write_shard(task) -> dict:
   """Decodes and writes one shard; returns its stats (also stored next to the shard)."""
   import tensorflow as tf
+
   from mgvm.data import format as fmt
 
   out, split, shard, num_shards, entries, root, short_side, max_fps, quality, boxes = task
@@ -105,29 +116,45 @@ def _write_shard(task) -> dict:
   with tf.io.TFRecordWriter(tmp) as writer:
     for entry in entries:
       try:
-        video = dec.decode(entry.path, max_fps=max_fps, short_side=short_side,
-                           convert=dec.jpeg_encoder(quality))  # holds JPEGs, not frames
+        video = dec.decode(
+          entry.path, max_fps=max_fps, short_side=short_side, convert=dec.jpeg_encoder(quality)
+        )  # holds JPEGs, not frames
       except dec.DecodeError as e:
-        skipped.append({"line": entry.line, "path": entry.path, "reason": e.reason,
-                        "detail": e.detail})
+        skipped.append(
+          {"line": entry.line, "path": entry.path, "reason": e.reason, "detail": e.detail}
+        )
         continue
       video_id = _video_id(entry, root)
       extra = None
       if boxes is not None:
-        rows, labels, missed = frame_annotations(boxes.get(video_id, []), video.fps,
-                                                 len(video.frames))
+        rows, labels, missed = frame_annotations(
+          boxes.get(video_id, []), video.fps, len(video.frames)
+        )
         outside += missed
         annotated += sum(len(r) > 0 for r in rows)
         extra = {fmt.REGION_BBOX: rows, fmt.REGION_LABEL: labels}
-      writer.write(fmt.encode_example(
-          video_id=video_id, fps=video.fps, jpeg_frames=video.frames,
-          height=video.height, width=video.width,
-          label=-1 if entry.label is None else entry.label, annotations=extra))
+      writer.write(
+        fmt.encode_example(
+          video_id=video_id,
+          fps=video.fps,
+          jpeg_frames=video.frames,
+          height=video.height,
+          width=video.width,
+          label=-1 if entry.label is None else entry.label,
+          annotations=extra,
+        )
+      )
       written.append(entry.line)
       frames += len(video.frames)
   os.replace(tmp, os.path.join(out, name))
-  stats = {"shard": name, "written": written, "skipped": skipped, "frames": frames,
-           "annotated_frames": annotated, "boxes_outside": outside}
+  stats = {
+    "shard": name,
+    "written": written,
+    "skipped": skipped,
+    "frames": frames,
+    "annotated_frames": annotated,
+    "boxes_outside": outside,
+  }
   info = os.path.join(out, SHARD_INFO_DIR, f"{name}.json")
   with open(info + ".tmp", "w") as f:
     json.dump(stats, f)
@@ -148,18 +175,32 @@ def _gather_summaries(out: str) -> dict:
     with open(path) as f:
       summary = json.load(f)
     splits[summary["split"]] = summary
-  totals = {key: sum(s[key] for s in splits.values())
-            for key in ("listed", "written", "skipped", "frames")}
+  totals = {
+    key: sum(s[key] for s in splits.values()) for key in ("listed", "written", "skipped", "frames")
+  }
   gathered = {**totals, "splits": splits}
   _write_json(os.path.join(out, "summary.json"), gathered)
   return gathered
 
 
-def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
-            short_side: int | None = None, max_fps: float | None = None, workers: int = 1,
-            videos_per_shard: int = 64, jpeg_quality: int = 90, log=print,
-            progress: bool = False, boxes: str = "", boxes_offset: float = 0.0,
-            boxes_fps: float | None = None, label_map: str = "") -> dict:
+def prepare(
+  csv: str,
+  out: str,
+  *,
+  root: str = "",
+  split: str | None = None,
+  short_side: int | None = None,
+  max_fps: float | None = None,
+  workers: int = 1,
+  videos_per_shard: int = 64,
+  jpeg_quality: int = 90,
+  log=print,
+  progress: bool = False,
+  boxes: str = "",
+  boxes_offset: float = 0.0,
+  boxes_fps: float | None = None,
+  label_map: str = "",
+) -> dict:
   """Writes `out/<split>-*.tfrecord`, `out/<split>.summary.json` and `out/summary.json`.
 
   Returns the split's summary. `progress` shows a tqdm bar of videos done on stderr. `boxes`:
@@ -177,8 +218,9 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
   if boxes:
     by_video = read_boxes(boxes, offset=boxes_offset, frame_fps=boxes_fps, label_map=label_map)
     unknown = sorted({_video_id(e, root) for e in entries} - set(by_video))
-    log(f"prepare: {boxes}: boxes for {len(by_video)} videos; {len(unknown)} listed videos "
-        f"have none")
+    log(
+      f"prepare: {boxes}: boxes for {len(by_video)} videos; {len(unknown)} listed videos have none"
+    )
   os.makedirs(os.path.join(out, SHARD_INFO_DIR), exist_ok=True)
   num_shards = -(-len(entries) // videos_per_shard)
   tasks, done = [], []
@@ -189,11 +231,15 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
       with open(info) as f:
         done.append(json.load(f))
       continue
-    chunk = entries[shard * videos_per_shard:(shard + 1) * videos_per_shard]
-    chunk_boxes = None if by_video is None else {
-        v: by_video[v] for v in (_video_id(e, root) for e in chunk) if v in by_video}
-    tasks.append((out, split, shard, num_shards, chunk, root, short_side, max_fps, jpeg_quality,
-                  chunk_boxes))
+    chunk = entries[shard * videos_per_shard : (shard + 1) * videos_per_shard]
+    chunk_boxes = (
+      None
+      if by_video is None
+      else {v: by_video[v] for v in (_video_id(e, root) for e in chunk) if v in by_video}
+    )
+    tasks.append(
+      (out, split, shard, num_shards, chunk, root, short_side, max_fps, jpeg_quality, chunk_boxes)
+    )
   if done:
     log(f"prepare: {len(done)} of {num_shards} shards already written, resuming")
   start = time.time()
@@ -202,12 +248,20 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
     bar = None
     if progress:
       import tqdm
-      bar = stack.enter_context(tqdm.tqdm(
-          total=len(entries), initial=sum(len(r["written"]) + len(r["skipped"]) for r in done),
-          unit="video", desc=f"prepare {split}", file=sys.stderr))
+
+      bar = stack.enter_context(
+        tqdm.tqdm(
+          total=len(entries),
+          initial=sum(len(r["written"]) + len(r["skipped"]) for r in done),
+          unit="video",
+          desc=f"prepare {split}",
+          file=sys.stderr,
+        )
+      )
     if workers > 1 and len(tasks) > 1:
       written = stack.enter_context(processes.pool(min(workers, len(tasks)))).imap_unordered(
-          _write_shard, tasks)
+        _write_shard, tasks
+      )
     else:
       written = map(_write_shard, tasks)
     for i, stats in enumerate(written, 1):
@@ -228,26 +282,40 @@ def prepare(csv: str, out: str, *, root: str = "", split: str | None = None,
         os.remove(info)
   skipped = sorted((s for r in results for s in r["skipped"]), key=lambda s: s["line"])
   summary = {
-      "csv": os.path.abspath(csv), "split": split, "listed": len(entries),
-      "written": sum(len(r["written"]) for r in results), "skipped": len(skipped),
-      "skipped_by_reason": dict(sorted(collections.Counter(s["reason"] for s in skipped).items())),
-      "frames": sum(r["frames"] for r in results), "shards": [r["shard"] for r in results],
-      "short_side": short_side, "max_fps": max_fps, "skipped_files": skipped}
+    "csv": os.path.abspath(csv),
+    "split": split,
+    "listed": len(entries),
+    "written": sum(len(r["written"]) for r in results),
+    "skipped": len(skipped),
+    "skipped_by_reason": dict(sorted(collections.Counter(s["reason"] for s in skipped).items())),
+    "frames": sum(r["frames"] for r in results),
+    "shards": [r["shard"] for r in results],
+    "short_side": short_side,
+    "max_fps": max_fps,
+    "skipped_files": skipped,
+  }
   if boxes:
-    summary.update(boxes=os.path.abspath(boxes), boxes_offset=boxes_offset,
-                   annotated_frames=sum(r.get("annotated_frames", 0) for r in results),
-                   boxes_outside=sum(r.get("boxes_outside", 0) for r in results))
+    summary.update(
+      boxes=os.path.abspath(boxes),
+      boxes_offset=boxes_offset,
+      annotated_frames=sum(r.get("annotated_frames", 0) for r in results),
+      boxes_outside=sum(r.get("boxes_outside", 0) for r in results),
+    )
   path = os.path.join(out, f"{split}.summary.json")
   _write_json(path, summary)
   _gather_summaries(out)
-  log(f"prepare: {summary['written']} of {len(entries)} videos written, {len(skipped)} skipped "
-      f"{summary['skipped_by_reason']}, {summary['frames']} frames in "
-      f"{time.time() - start:.1f} s; summary {path}")
+  log(
+    f"prepare: {summary['written']} of {len(entries)} videos written, {len(skipped)} skipped "
+    f"{summary['skipped_by_reason']}, {summary['frames']} frames in "
+    f"{time.time() - start:.1f} s; summary {path}"
+  )
   return summary
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  p = argparse.ArgumentParser(prog="python -m mgvm.data.prepare", description=__doc__.split("\n")[0])
+  p = argparse.ArgumentParser(
+    prog="python -m mgvm.data.prepare", description=__doc__.split("\n")[0]
+  )
   p.add_argument("--csv", required=True, help="video list: 'path label' per line")
   p.add_argument("--root", default="", help="directory the list's relative paths start from")
   p.add_argument("--out", required=True, help="output directory")
@@ -259,17 +327,37 @@ def main(argv: Sequence[str] | None = None) -> dict:
   p.add_argument("--jpeg-quality", type=int, default=90)
   p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
   p.add_argument("--boxes", default="", help="detection ground truth, AVA CSV layout")
-  p.add_argument("--boxes-offset", type=float, default=0.0,
-                 help="seconds of the video's first frame in the CSV's clock (AVA cuts: 900)")
-  p.add_argument("--boxes-fps", type=float, default=None,
-                 help="with an ACT .pkl: frame rate of its frame numbers (UCF101 25, JHMDB 30)")
+  p.add_argument(
+    "--boxes-offset",
+    type=float,
+    default=0.0,
+    help="seconds of the video's first frame in the CSV's clock (AVA cuts: 900)",
+  )
+  p.add_argument(
+    "--boxes-fps",
+    type=float,
+    default=None,
+    help="with an ACT .pkl: frame rate of its frame numbers (UCF101 25, JHMDB 30)",
+  )
   p.add_argument("--label-map", default="", help="pbtxt label map: actions outside are skipped")
   a = p.parse_args(argv)
   try:
-    return prepare(a.csv, a.out, root=a.root, split=a.split, short_side=a.short_side,
-                   max_fps=a.max_fps, workers=a.workers, videos_per_shard=a.videos_per_shard,
-                   jpeg_quality=a.jpeg_quality, progress=not a.no_progress, boxes=a.boxes,
-                   boxes_offset=a.boxes_offset, boxes_fps=a.boxes_fps, label_map=a.label_map)
+    return prepare(
+      a.csv,
+      a.out,
+      root=a.root,
+      split=a.split,
+      short_side=a.short_side,
+      max_fps=a.max_fps,
+      workers=a.workers,
+      videos_per_shard=a.videos_per_shard,
+      jpeg_quality=a.jpeg_quality,
+      progress=not a.no_progress,
+      boxes=a.boxes,
+      boxes_offset=a.boxes_offset,
+      boxes_fps=a.boxes_fps,
+      label_map=a.label_map,
+    )
   except (video_list.VideoListError, ValueError, FileNotFoundError) as e:
     sys.exit(f"prepare: {e}")
 

@@ -13,4 +13,5 @@ def pool(workers: int):
   """
   methods = multiprocessing.get_all_start_methods()
   return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn").Pool(
-      workers)
+    workers
+  )

@@ -79,8 +79,7 @@ def max_start_np(num_frames: int, stride: float, num_out: int) -> int:
   return max(0, int(num_frames) - clip_span_np(stride, num_out))
 
 
-def train_start_np(num_frames: int, stride: float, num_out: int,
-                   rng: np.random.Generator) -> int:
+def train_start_np(num_frames: int, stride: float, num_out: int, rng: np.random.Generator) -> int:
   """A start drawn uniformly from [0, max_start]."""
   return int(rng.integers(0, max_start_np(num_frames, stride, num_out) + 1))
 
@@ -97,8 +96,12 @@ def eval_starts_np(num_frames: int, stride: float, num_out: int, num_clips: int 
 
 def eval_indices_np(num_frames: int, stride: float, num_out: int, num_clips: int = 1) -> np.ndarray:
   """int32 [num_clips, num_out]: the evaluation clips' source indices."""
-  return np.stack([clip_indices_np(num_frames, stride, num_out, s)
-                   for s in eval_starts_np(num_frames, stride, num_out, num_clips)])
+  return np.stack(
+    [
+      clip_indices_np(num_frames, stride, num_out, s)
+      for s in eval_starts_np(num_frames, stride, num_out, num_clips)
+    ]
+  )
 
 
 def segment_train_indices_np(num_frames: int, num_out: int, rng: np.random.Generator) -> np.ndarray:
@@ -129,8 +132,9 @@ def check_target_fps_choices(target_fps) -> tuple[float, ...] | None:
     return None
   choices = tuple(float(f) for f in np.atleast_1d(np.asarray(target_fps, dtype=np.float64)))
   if not choices or any(not f > 0 for f in choices):
-    raise ValueError(f"target_fps must be None, 0, a number > 0 or a list of numbers > 0, "
-                     f"got {target_fps}")
+    raise ValueError(
+      f"target_fps must be None, 0, a number > 0 or a list of numbers > 0, got {target_fps}"
+    )
   return choices
 
 
@@ -214,8 +218,9 @@ def segment_train_indices(num_frames, num_out: int, seed) -> tf.Tensor:
   n = tf.cast(num_frames, tf.int64)
   i = tf.range(num_out, dtype=tf.int64)
   width = n // num_out
-  offsets = tf.random.stateless_uniform([num_out], seed, minval=0,
-                                        maxval=tf.maximum(width, 1), dtype=tf.int64)
+  offsets = tf.random.stateless_uniform(
+    [num_out], seed, minval=0, maxval=tf.maximum(width, 1), dtype=tf.int64
+  )
   return tf.cast(tf.where(width > 0, i * width + offsets, i * n // num_out), tf.int32)
 
 

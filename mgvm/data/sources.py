@@ -13,10 +13,11 @@ from typing import Callable
 @dataclasses.dataclass(frozen=True)
 class Source:
   """The shards of each split plus what is known about the labels."""
+
   root: str
   files: dict[str, list[str]]
   class_names: tuple[str, ...] = ()
-  parse_fn: Callable | None = None   # record parser; None = mgvm.data.format.parse_example
+  parse_fn: Callable | None = None  # record parser; None = mgvm.data.format.parse_example
 
   @property
   def num_classes(self) -> int:
@@ -24,8 +25,10 @@ class Source:
 
   def split(self, name: str) -> list[str]:
     if name not in self.files or not self.files[name]:
-      raise FileNotFoundError(f"no shards for split {name!r} under {self.root} "
-                              f"(splits found: {sorted(k for k, v in self.files.items() if v)})")
+      raise FileNotFoundError(
+        f"no shards for split {name!r} under {self.root} "
+        f"(splits found: {sorted(k for k, v in self.files.items() if v)})"
+      )
     return self.files[name]
 
 
@@ -35,6 +38,7 @@ def default_root() -> str:
 
 def _synthetic(data_config, log: Callable[[str], None]) -> Source:
   from mgvm.data import synthetic
+
   sc = data_config.synthetic.to_dict()
   counts = {"train": sc.pop("num_train"), "val": sc.pop("num_val"), "test": sc.pop("num_test")}
   seed = sc.pop("seed")
@@ -64,21 +68,30 @@ def _tfrecord(data_config) -> Source:
 def _tfds(data_config) -> Source:
   """A data set built by a `mgvm.data.video_tfds` builder (`tfds_name` under data_dir `dir`)."""
   import tensorflow_datasets as tfds
+
   from mgvm.data import video_tfds  # registers the builders
+
   if not data_config.tfds_name:
-    raise ValueError('config.data.source="tfds" needs config.data.tfds_name, e.g. "mgvm_ucf101/split1"')
+    raise ValueError(
+      'config.data.source="tfds" needs config.data.tfds_name, e.g. "mgvm_ucf101/split1"'
+    )
   try:
     builder = tfds.builder(data_config.tfds_name, data_dir=data_config.dir or None)
   except Exception as e:  # unknown name / config: tfds lists the known ones
     raise ValueError(f"config.data.tfds_name={data_config.tfds_name!r}: {e}") from None
   if not builder.is_prepared():
     raise FileNotFoundError(
-        f"{data_config.tfds_name} is not built under {builder.data_dir}: build it once with "
-        f"builder.download_and_prepare(download_config=tfds.download.DownloadConfig("
-        f"manual_dir=...)) (docs/data.md, 'Standard data sets')")
+      f"{data_config.tfds_name} is not built under {builder.data_dir}: build it once with "
+      f"builder.download_and_prepare(download_config=tfds.download.DownloadConfig("
+      f"manual_dir=...)) (docs/data.md, 'Standard data sets')"
+    )
   files = {split: video_tfds.tfrecord_files(builder, split) for split in builder.info.splits}
-  return Source(str(builder.data_dir), files, video_tfds.class_names(builder),
-                parse_fn=video_tfds.make_parser(builder))
+  return Source(
+    str(builder.data_dir),
+    files,
+    video_tfds.class_names(builder),
+    parse_fn=video_tfds.make_parser(builder),
+  )
 
 
 def resolve(data_config, log: Callable[[str], None] = print) -> Source:
@@ -89,5 +102,6 @@ def resolve(data_config, log: Callable[[str], None] = print) -> Source:
     return _tfrecord(data_config)
   if data_config.source == "tfds":
     return _tfds(data_config)
-  raise ValueError(f"config.data.source must be 'synthetic', 'tfrecord' or 'tfds', "
-                   f"got {data_config.source!r}")
+  raise ValueError(
+    f"config.data.source must be 'synthetic', 'tfrecord' or 'tfds', got {data_config.source!r}"
+  )

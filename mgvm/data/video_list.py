@@ -17,9 +17,9 @@ class VideoListError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-  path: str            # absolute, or joined with the list's root
-  label: int | None    # None for unlabelled (pre-training) lists
-  line: int            # 1-based line number in the list file
+  path: str  # absolute, or joined with the list's root
+  label: int | None  # None for unlabelled (pre-training) lists
+  line: int  # 1-based line number in the list file
 
 
 def _parse_line(text: str) -> tuple[str, str | None]:
@@ -31,8 +31,9 @@ def _parse_line(text: str) -> tuple[str, str | None]:
     return fields[0], None
   if len(fields) == 2:
     return fields[0], fields[1]
-  raise ValueError(f"expected 'path label', got {len(fields)} fields (use 'path,label' when the "
-                   "path has spaces)")
+  raise ValueError(
+    f"expected 'path label', got {len(fields)} fields (use 'path,label' when the path has spaces)"
+  )
 
 
 def read_list(list_path: str, root: str = "") -> list[Entry]:
@@ -62,8 +63,9 @@ def read_list(list_path: str, root: str = "") -> list[Entry]:
     if entries and (label is None) != (entries[0].label is None):
       first = entries[0]
       raise VideoListError(
-          f"{where}: {'no label' if label is None else 'a label'} here, but line {first.line} "
-          f"{'has none' if first.label is None else 'has one'}: a list is labelled on every "
-          "line or on none")
+        f"{where}: {'no label' if label is None else 'a label'} here, but line {first.line} "
+        f"{'has none' if first.label is None else 'has one'}: a list is labelled on every "
+        "line or on none"
+      )
     entries.append(Entry(os.path.join(root, path) if root else path, label, number))
   return entries

@@ -45,8 +45,11 @@ def decode_frames(jpegs: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
   """
   indices = tf.convert_to_tensor(indices)
   unique, position = tf.unique(tf.reshape(indices, [-1]))
-  decoded = tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=3), tf.gather(jpegs, unique),
-                      fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+  decoded = tf.map_fn(
+    lambda b: tf.io.decode_jpeg(b, channels=3),
+    tf.gather(jpegs, unique),
+    fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+  )
   frames = tf.gather(decoded, position)
   return tf.reshape(frames, tf.concat([tf.shape(indices), tf.shape(decoded)[1:]], 0))
 
@@ -54,7 +57,7 @@ def decode_frames(jpegs: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
 def crop_and_resize(frames: tf.Tensor, box, size: int) -> tf.Tensor:
   """float32 [T, size, size, 3]: crops `box = (y, x, h, w)` from every frame, resizes bilinearly."""
   y, x, h, w = box
-  crop = frames[:, y:y + h, x:x + w, :]
+  crop = frames[:, y : y + h, x : x + w, :]
   out = tf.image.resize(crop, [size, size], method="bilinear")
   return tf.ensure_shape(tf.cast(out, tf.float32), [frames.shape[0], size, size, 3])
 
@@ -64,8 +67,15 @@ def _hw(frames):
   return shape[1], shape[2]
 
 
-def multi_scale_crop_box(height, width, size: int, seed, scales: Sequence[float] = MULTI_SCALES,
-                         max_distort: int = 1, more_fix_crop: bool = True):
+def multi_scale_crop_box(
+  height,
+  width,
+  size: int,
+  seed,
+  scales: Sequence[float] = MULTI_SCALES,
+  max_distort: int = 1,
+  more_fix_crop: bool = True,
+):
   """(y, x, h, w) int32 scalars chosen as VideoMAE's `GroupMultiScaleCrop` does.
 
   Candidate sides `int(min(H, W) * scale)`, each replaced by `size` when within 3 px of it;
@@ -80,8 +90,9 @@ def multi_scale_crop_box(height, width, size: int, seed, scales: Sequence[float]
   base = tf.cast(tf.minimum(height, width), tf.float64)
   sides = tf.cast(tf.floor(base * tf.constant(scales, tf.float64)), tf.int32)
   sides = tf.where(tf.abs(sides - size) < 3, size, sides)
-  pairs = [(i, j) for i in range(len(scales)) for j in range(len(scales))
-           if abs(i - j) <= max_distort]  # (h index, w index), the reference's order
+  pairs = [
+    (i, j) for i in range(len(scales)) for j in range(len(scales)) if abs(i - j) <= max_distort
+  ]  # (h index, w index), the reference's order
   offsets = FIX_OFFSETS + (MORE_FIX_OFFSETS if more_fix_crop else ())
   seed_pair, seed_offset = tf.unstack(_split(seed, 2))
   k = _randint(seed_pair, len(pairs))
@@ -93,16 +104,23 @@ def multi_scale_crop_box(height, width, size: int, seed, scales: Sequence[float]
   return y, x, h, w
 
 
-def multi_scale_crop(frames: tf.Tensor, size: int, seed, scales: Sequence[float] = MULTI_SCALES,
-                     max_distort: int = 1, more_fix_crop: bool = True) -> tf.Tensor:
+def multi_scale_crop(
+  frames: tf.Tensor,
+  size: int,
+  seed,
+  scales: Sequence[float] = MULTI_SCALES,
+  max_distort: int = 1,
+  more_fix_crop: bool = True,
+) -> tf.Tensor:
   """Pre-training crop (VideoMAE `GroupMultiScaleCrop`): float32 [T, size, size, 3]."""
   height, width = _hw(frames)
   box = multi_scale_crop_box(height, width, size, seed, scales, max_distort, more_fix_crop)
   return crop_and_resize(frames, box, size)
 
 
-def random_resized_crop_box(height, width, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                            attempts: int = 10):
+def random_resized_crop_box(
+  height, width, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), attempts: int = 10
+):
   """(y, x, h, w) int32 scalars with torchvision `RandomResizedCrop` semantics.
 
   `attempts` candidates (area fraction ~ U(scale), log aspect ~ U(log ratio),
@@ -118,8 +136,11 @@ def random_resized_crop_box(height, width, seed, scale=(0.08, 1.0), ratio=(3 / 4
   hf, wf = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
   s_area, s_ratio, s_y, s_x = tf.unstack(_split(seed, 4))
   area = hf * wf * tf.random.stateless_uniform([attempts], s_area, scale[0], scale[1], tf.float64)
-  aspect = tf.exp(tf.random.stateless_uniform([attempts], s_ratio, math.log(ratio[0]),
-                                              math.log(ratio[1]), tf.float64))
+  aspect = tf.exp(
+    tf.random.stateless_uniform(
+      [attempts], s_ratio, math.log(ratio[0]), math.log(ratio[1]), tf.float64
+    )
+  )
   ws = tf.cast(tf.round(tf.sqrt(area * aspect)), tf.int32)
   hs = tf.cast(tf.round(tf.sqrt(area / aspect)), tf.int32)
   fits = (ws > 0) & (ws <= width) & (hs > 0) & (hs <= height)
@@ -135,8 +156,9 @@ def random_resized_crop_box(height, width, seed, scale=(0.08, 1.0), ratio=(3 / 4
   return y, x, h, w
 
 
-def random_resized_crop(frames: tf.Tensor, size: int, seed, scale=(0.08, 1.0),
-                        ratio=(3 / 4, 4 / 3)) -> tf.Tensor:
+def random_resized_crop(
+  frames: tf.Tensor, size: int, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+) -> tf.Tensor:
   """Fine-tuning crop: one `random_resized_crop_box` for all frames, float32 [T, size, size, 3]."""
   _check_size(size)
   height, width = _hw(frames)
@@ -165,7 +187,7 @@ def resize_center_crop(frames: tf.Tensor, size: int) -> tf.Tensor:
   resized = resize_short_side(frames, size)
   height, width = _hw(resized)
   y, x = (height - size) // 2, (width - size) // 2
-  out = resized[:, y:y + size, x:x + size, :]
+  out = resized[:, y : y + size, x : x + size, :]
   return tf.ensure_shape(out, [frames.shape[0], size, size, 3])
 
 
@@ -188,7 +210,7 @@ def spatial_crops(frames: tf.Tensor, size: int, num_crops: int = 3) -> tf.Tensor
   for k in range(num_crops):
     start = tf.cast(tf.floor(float(k) * step), tf.int32)
     y, x = tf.where(along_h, start, 0), tf.where(along_h, 0, start)
-    views.append(resized[:, y:y + size, x:x + size, :])
+    views.append(resized[:, y : y + size, x : x + size, :])
   return tf.ensure_shape(tf.stack(views), [num_crops, frames.shape[0], size, size, 3])
 
 

@@ -75,15 +75,22 @@ class ManualDirError(VideoListError):
 @dataclasses.dataclass(eq=False)
 class MgvmVideoConfig(tfds.core.BuilderConfig):
   """How videos are stored: resize, rate cap, JPEG quality; `split_number` for UCF101 / HMDB51."""
-  short_side: int | None = 320       # resize so the short side is this many px (None: keep)
-  max_fps: float | None = None       # cap the stored rate (None: the source rate)
+
+  short_side: int | None = 320  # resize so the short side is this many px (None: keep)
+  max_fps: float | None = None  # cap the stored rate (None: the source rate)
   jpeg_quality: int = 90
-  split_number: int = 1              # the official split (UCF101 / HMDB51 only)
+  split_number: int = 1  # the official split (UCF101 / HMDB51 only)
 
 
-def make_config(name: str, *, short_side: int | None = 320, max_fps: float | None = None,
-                jpeg_quality: int = 90, split_number: int = 1,
-                description: str | None = None) -> MgvmVideoConfig:
+def make_config(
+  name: str,
+  *,
+  short_side: int | None = 320,
+  max_fps: float | None = None,
+  jpeg_quality: int = 90,
+  split_number: int = 1,
+  description: str | None = None,
+) -> MgvmVideoConfig:
   """A builder config named `name` (it names the data directory: keep names unique)."""
   if short_side is not None and short_side < 1:
     raise ValueError(f"short_side must be >= 1 or None, got {short_side}")
@@ -92,16 +99,23 @@ def make_config(name: str, *, short_side: int | None = 320, max_fps: float | Non
   if split_number not in (1, 2, 3):
     raise ValueError(f"split_number must be 1, 2 or 3, got {split_number}")
   return MgvmVideoConfig(
-      name=name, description=description or (
-          f"short side {short_side or 'kept'}, rate {f'<= {max_fps}' if max_fps else 'kept'}"),
-      short_side=short_side, max_fps=max_fps, jpeg_quality=jpeg_quality,
-      split_number=split_number)
+    name=name,
+    description=description
+    or (f"short side {short_side or 'kept'}, rate {f'<= {max_fps}' if max_fps else 'kept'}"),
+    short_side=short_side,
+    max_fps=max_fps,
+    jpeg_quality=jpeg_quality,
+    split_number=split_number,
+  )
 
 
 def _split_configs() -> list[MgvmVideoConfig]:
-  return [make_config(f"split{n}", split_number=n,
-                      description=f"official split {n}; short side 320, source rate")
-          for n in (1, 2, 3)]
+  return [
+    make_config(
+      f"split{n}", split_number=n, description=f"official split {n}; short side 320, source rate"
+    )
+    for n in (1, 2, 3)
+  ]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -110,10 +124,11 @@ def _split_configs() -> list[MgvmVideoConfig]:
 @dataclasses.dataclass(frozen=True)
 class Item:
   """One listed video."""
+
   video_id: str
   path: str
-  label: int          # UNLABELLED (-1) when the split has no labels
-  where: str          # FILE:LINE (or FILE entry N) that listed it
+  label: int  # UNLABELLED (-1) when the split has no labels
+  where: str  # FILE:LINE (or FILE entry N) that listed it
 
 
 def _read_lines(path: str) -> list[str]:
@@ -125,25 +140,30 @@ def _decode_task(task) -> tuple:
   """Worker: (jpegs, fps, height, width) or (None, reason, detail)."""
   path, short_side, max_fps, quality = task
   try:
-    video = dec.decode(path, max_fps=max_fps, short_side=short_side,
-                       convert=dec.jpeg_encoder(quality))  # holds JPEGs, not frames
+    video = dec.decode(
+      path, max_fps=max_fps, short_side=short_side, convert=dec.jpeg_encoder(quality)
+    )  # holds JPEGs, not frames
   except dec.DecodeError as e:
     return None, e.reason, e.detail
   return video.frames, video.fps, video.height, video.width
 
 
 def _features() -> tfds.features.FeaturesDict:
-  return tfds.features.FeaturesDict({
+  return tfds.features.FeaturesDict(
+    {
       "id": tfds.features.Text(),
       "frames": tfds.features.Sequence(
-          tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg")),
+        tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg")
+      ),
       "fps": tfds.features.Scalar(np.float32, doc="rate of the stored frames (constant)"),
       "num_frames": tfds.features.Scalar(np.int64),
       "height": tfds.features.Scalar(np.int64, doc="stored frame height (px)"),
       "width": tfds.features.Scalar(np.int64, doc="stored frame width (px)"),
       "label": tfds.features.Scalar(
-          np.int64, doc="index into info.metadata['class_names']; -1 when unlabelled"),
-  })
+        np.int64, doc="index into info.metadata['class_names']; -1 when unlabelled"
+      ),
+    }
+  )
 
 
 class _VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -162,8 +182,8 @@ class _VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=_features(), supervised_keys=("frames", "label"),
-        metadata=tfds.core.MetadataDict())
+      features=_features(), supervised_keys=("frames", "label"), metadata=tfds.core.MetadataDict()
+    )
 
   def download_and_prepare(self, *, download_config=None, **kwargs):
     """As tfds's, but never looks for a prepared copy on GCS (these data sets are not there)."""
@@ -183,8 +203,14 @@ class _VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     splits, class_names = self._read_splits(root)
     cfg = self.builder_config
     meta = self.info.metadata
-    meta.update(class_names=list(class_names), unlabelled_label=UNLABELLED,
-                short_side=cfg.short_side, max_fps=cfg.max_fps, counts={}, omitted_splits={})
+    meta.update(
+      class_names=list(class_names),
+      unlabelled_label=UNLABELLED,
+      short_side=cfg.short_side,
+      max_fps=cfg.max_fps,
+      counts={},
+      omitted_splits={},
+    )
     generators = {}
     for split, items in splits.items():
       if not items:
@@ -192,13 +218,20 @@ class _VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         log.warning("%s: split %r lists no videos; left out", self.name, split)
       elif not any(os.path.isfile(item.path) for item in items):
         meta["omitted_splits"][split] = f"none of the {len(items)} listed videos exists"
-        log.warning("%s: none of the %d videos listed for split %r exists (e.g. %s); split "
-                    "left out", self.name, len(items), split, items[0].path)
+        log.warning(
+          "%s: none of the %d videos listed for split %r exists (e.g. %s); split left out",
+          self.name,
+          len(items),
+          split,
+          items[0].path,
+        )
       else:
         generators[split] = self._generate_examples(split, items)
     if not generators:
-      raise ManualDirError(f"{self.name}: no split has any video under {root} "
-                           f"({meta['omitted_splits']})\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise ManualDirError(
+        f"{self.name}: no split has any video under {root} "
+        f"({meta['omitted_splits']})\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     return generators
 
   def _decoded(self, items: Sequence[Item]) -> Iterator[tuple]:
@@ -217,42 +250,80 @@ class _VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     unique = []
     for item in items:
       if item.video_id in seen:
-        skipped.append({"where": item.where, "path": item.path, "reason": "duplicate",
-                        "detail": f"id {item.video_id!r} listed before"})
+        skipped.append(
+          {
+            "where": item.where,
+            "path": item.path,
+            "reason": "duplicate",
+            "detail": f"id {item.video_id!r} listed before",
+          }
+        )
       else:
         seen.add(item.video_id)
         unique.append(item)
     for item, result in zip(unique, self._decoded(unique)):
       if result[0] is None:
-        skipped.append({"where": item.where, "path": item.path, "reason": result[1],
-                        "detail": result[2]})
+        skipped.append(
+          {"where": item.where, "path": item.path, "reason": result[1], "detail": result[2]}
+        )
         continue
       jpegs, fps, h, w = result
       written += 1
       frames += len(jpegs)
-      yield item.video_id, {"id": item.video_id, "frames": jpegs, "fps": np.float32(fps),
-                            "num_frames": len(jpegs), "height": h, "width": w,
-                            "label": item.label}
+      yield (
+        item.video_id,
+        {
+          "id": item.video_id,
+          "frames": jpegs,
+          "fps": np.float32(fps),
+          "num_frames": len(jpegs),
+          "height": h,
+          "width": w,
+          "label": item.label,
+        },
+      )
     self._report(split, items, skipped, written, frames)
 
   def _report(self, split, items, skipped, written, frames):
     by_reason = dict(sorted(collections.Counter(s["reason"] for s in skipped).items()))
     for s in skipped[:_WARN_EACH]:
-      log.warning("%s/%s: skipped %s (%s%s) listed at %s", self.name, split, s["path"],
-                  s["reason"], f": {s['detail']}" if s["detail"] else "", s["where"])
+      log.warning(
+        "%s/%s: skipped %s (%s%s) listed at %s",
+        self.name,
+        split,
+        s["path"],
+        s["reason"],
+        f": {s['detail']}" if s["detail"] else "",
+        s["where"],
+      )
     report_path = self.data_path / SKIP_REPORT.format(split=split)
-    counts = {"listed": len(items), "written": written, "skipped": len(skipped),
-              "skipped_by_reason": by_reason, "frames": frames}
-    report_path.write_text(json.dumps({"split": split, **counts, "skipped_files": skipped},
-                                      indent=1))
+    counts = {
+      "listed": len(items),
+      "written": written,
+      "skipped": len(skipped),
+      "skipped_by_reason": by_reason,
+      "frames": frames,
+    }
+    report_path.write_text(
+      json.dumps({"split": split, **counts, "skipped_files": skipped}, indent=1)
+    )
     self.info.metadata["counts"][split] = counts
     if skipped:
       final = getattr(self, "_final_data_path", self.data_path)
-      log.warning("%s/%s: %d of %d listed videos skipped %s; list in %s", self.name, split,
-                  len(skipped), len(items), by_reason, final / report_path.name)
+      log.warning(
+        "%s/%s: %d of %d listed videos skipped %s; list in %s",
+        self.name,
+        split,
+        len(skipped),
+        len(items),
+        by_reason,
+        final / report_path.name,
+      )
     if not written:
-      raise ManualDirError(f"{self.name}/{split}: none of the {len(items)} listed videos could "
-                           f"be used ({by_reason}); e.g. {skipped[0]['path']}")
+      raise ManualDirError(
+        f"{self.name}/{split}: none of the {len(items)} listed videos could "
+        f"be used ({by_reason}); e.g. {skipped[0]['path']}"
+      )
 
 
 def _video_id(path: str, root: str) -> str:
@@ -302,8 +373,9 @@ manual_dir/
         items.append(Item(_video_id(e.path, root), e.path, label, where))
       splits[split] = items
     if not splits:
-      raise ManualDirError(f"{root}: none of {[f'{s}.csv' for s in self.LIST_SPLITS]} "
-                           f"found\n{instructions}")
+      raise ManualDirError(
+        f"{root}: none of {[f'{s}.csv' for s in self.LIST_SPLITS]} found\n{instructions}"
+      )
     names_path = os.path.join(root, "classes.txt")
     if os.path.isfile(names_path):
       names = [line.strip() for line in _read_lines(names_path)]
@@ -316,8 +388,9 @@ manual_dir/
         dup = next(n for n in names if names.count(n) > 1)
         raise ManualDirError(f"{names_path}:{names.index(dup) + 1}: class {dup!r} repeated")
       if top[0] > len(names):
-        raise ManualDirError(f"{top[1]}: label {top[0] - 1} but {names_path} names only "
-                             f"{len(names)} classes")
+        raise ManualDirError(
+          f"{top[1]}: label {top[0] - 1} but {names_path} names only {len(names)} classes"
+        )
     else:
       names = [str(i) for i in range(top[0])]
     return splits, names
@@ -353,8 +426,9 @@ manual_dir/
       if len(fields) != 2 or not fields[0].isdigit():
         raise ManualDirError(f"{ind_path}:{number}: expected 'index ClassName', got {raw!r}")
       if int(fields[0]) != len(names) + 1:
-        raise ManualDirError(f"{ind_path}:{number}: index {fields[0]}, expected "
-                             f"{len(names) + 1} (1-based, in order)")
+        raise ManualDirError(
+          f"{ind_path}:{number}: index {fields[0]}, expected {len(names) + 1} (1-based, in order)"
+        )
       names.append(fields[1])
     if not names:
       raise ManualDirError(f"{ind_path}: no classes")
@@ -362,8 +436,9 @@ manual_dir/
     n = self.builder_config.split_number
     splits = {}
     for split, stem, labelled in (("train", "trainlist", True), ("test", "testlist", False)):
-      path = _require(os.path.join(lists, f"{stem}{n:02d}.txt"), f"UCF101 {split} list",
-                      instructions)
+      path = _require(
+        os.path.join(lists, f"{stem}{n:02d}.txt"), f"UCF101 {split} list", instructions
+      )
       splits[split] = self._read_list(path, root, index, names, labelled)
     return splits, names
 
@@ -376,9 +451,11 @@ manual_dir/
         continue
       where = f"{path}:{number}"
       if len(fields) > 2 or (labelled and len(fields) != 2):
-        raise ManualDirError(f"{where}: expected "
-                             f"{'Class/video.avi label' if labelled else 'Class/video.avi'}, "
-                             f"got {raw!r}")
+        raise ManualDirError(
+          f"{where}: expected "
+          f"{'Class/video.avi label' if labelled else 'Class/video.avi'}, "
+          f"got {raw!r}"
+        )
       rel = fields[0]
       folder, _, name = rel.partition("/")
       if not name or "/" in name:
@@ -390,12 +467,16 @@ manual_dir/
         if not fields[1].isdigit() or not 1 <= int(fields[1]) <= len(names):
           raise ManualDirError(f"{where}: label {fields[1]!r} is not in 1..{len(names)}")
         if int(fields[1]) - 1 != label:
-          raise ManualDirError(f"{where}: label {fields[1]} ({names[int(fields[1]) - 1]}) "
-                               f"disagrees with the folder {folder!r}")
+          raise ManualDirError(
+            f"{where}: label {fields[1]} ({names[int(fields[1]) - 1]}) "
+            f"disagrees with the folder {folder!r}"
+          )
       video = os.path.join(root, "UCF-101", folder, name)
       if not os.path.exists(video):  # the official lists and some copies disagree on one case
-        for a, b in (("HandstandPushups", "HandStandPushups"),
-                     ("HandStandPushups", "HandstandPushups")):
+        for a, b in (
+          ("HandstandPushups", "HandStandPushups"),
+          ("HandStandPushups", "HandstandPushups"),
+        ):
           other = os.path.join(root, "UCF-101", folder, name.replace(a, b))
           if a in name and os.path.exists(other):
             video = other
@@ -450,7 +531,8 @@ Classes: the <class> names of the split files, sorted alphabetically (label = po
           continue
         video = os.path.join(root, "hmdb51", cls, fields[0])
         splits["train" if fields[1] == "1" else "test"].append(
-            Item(f"{cls}/{os.path.splitext(fields[0])[0]}", video, label, where))
+          Item(f"{cls}/{os.path.splitext(fields[0])[0]}", video, label, where)
+        )
     return splits, names
 
 
@@ -473,32 +555,49 @@ Classes: the labels of train.csv sorted alphabetically. Listed clips that are no
 skipped (reason `missing`) and counted in <split>.skipped.json.
 """
 
-  BUILDER_CONFIGS = [make_config(f"k{n}", description=f"Kinetics-{n}; short side 320, source "
-                                 "rate (the classes come from the CSVs: the name only keeps the "
-                                 "versions apart)") for n in (400, 600, 700)]
+  BUILDER_CONFIGS = [
+    make_config(
+      f"k{n}",
+      description=f"Kinetics-{n}; short side 320, source "
+      "rate (the classes come from the CSVs: the name only keeps the "
+      "versions apart)",
+    )
+    for n in (400, 600, 700)
+  ]
 
-  SPLITS = (("train", ("train.csv",), ("train",)),
-            ("validation", ("validate.csv", "val.csv"), ("val", "validate")),
-            ("test", ("test.csv",), ("test",)))
+  SPLITS = (
+    ("train", ("train.csv",), ("train",)),
+    ("validation", ("validate.csv", "val.csv"), ("val", "validate")),
+    ("test", ("test.csv",), ("test",)),
+  )
 
   def _read_splits(self, root):
     rows: dict[str, list[tuple[str, str, str]]] = {}  # split -> (where, stem, label text)
     for split, csv_names, _dirs in self.SPLITS:
-      path = next((os.path.join(root, c) for c in csv_names
-                   if os.path.isfile(os.path.join(root, c))), None)
+      path = next(
+        (os.path.join(root, c) for c in csv_names if os.path.isfile(os.path.join(root, c))), None
+      )
       if path is not None:
         rows[split] = self._read_csv(path)
     if not rows:
-      raise ManualDirError(f"{root}: no Kinetics CSV (train.csv, validate.csv, test.csv)\n"
-                           f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise ManualDirError(
+        f"{root}: no Kinetics CSV (train.csv, validate.csv, test.csv)\n"
+        f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     source = "train" if "train" in rows else next(iter(rows))
     if source != "train":
       log.warning("%s: no train.csv; class names taken from the %s CSV", self.name, source)
     names = sorted({label for _, _, label in rows[source] if label})
     expected = {"k400": 400, "k600": 600, "k700": 700}.get(self.builder_config.name)
     if expected and len(names) != expected:
-      log.warning("%s/%s: the %s CSV has %d classes, not %d", self.name,
-                  self.builder_config.name, source, len(names), expected)
+      log.warning(
+        "%s/%s: the %s CSV has %d classes, not %d",
+        self.name,
+        self.builder_config.name,
+        source,
+        len(names),
+        expected,
+      )
     index = {name: i for i, name in enumerate(names)}
     splits = {}
     for split, _, dirs in self.SPLITS:
@@ -522,8 +621,9 @@ skipped (reason `missing`) and counted in <split>.skipped.json.
       header = next(reader, None)
       need = ("youtube_id", "time_start", "time_end")
       if header is None or any(h not in header for h in need):
-        raise ManualDirError(f"{path}:1: header must have {', '.join(need)} (and label), got "
-                             f"{header}")
+        raise ManualDirError(
+          f"{path}:1: header must have {', '.join(need)} (and label), got {header}"
+        )
       col = {h: i for i, h in enumerate(header)}
       for row in reader:
         where = f"{path}:{reader.line_num}"
@@ -538,8 +638,9 @@ skipped (reason `missing`) and counted in <split>.skipped.json.
           except ValueError:
             value = -1.0
           if value < 0 or value != int(value):
-            raise ManualDirError(f"{where}: {key} {row[col[key]]!r} is not a whole number of "
-                                 "seconds")
+            raise ManualDirError(
+              f"{where}: {key} {row[col[key]]!r} is not a whole number of seconds"
+            )
           times.append(int(value))
         youtube_id = row[col["youtube_id"]].strip()
         if not youtube_id:
@@ -583,13 +684,15 @@ manual_dir/
 Class of a video: its template without the brackets, looked up in labels.json.
 """
 
-  SPLITS = (("train", "train", True), ("validation", "validation", True),
-            ("test", "test", False))
+  SPLITS = (("train", "train", True), ("validation", "validation", True), ("test", "test", False))
 
   def _read_splits(self, root):
     labels_dir = os.path.join(root, "labels")
-    labels_path = _require(os.path.join(labels_dir, "something-something-v2-labels.json"),
-                           "SSv2 class names", self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    labels_path = _require(
+      os.path.join(labels_dir, "something-something-v2-labels.json"),
+      "SSv2 class names",
+      self.MANUAL_DOWNLOAD_INSTRUCTIONS,
+    )
     table = self._load_json(labels_path)
     if not isinstance(table, dict) or not table:
       raise ManualDirError(f"{labels_path}: expected a JSON object {{class name: index}}")
@@ -598,8 +701,9 @@ Class of a video: its template without the brackets, looked up in labels.json.
       try:
         index[name] = int(value)
       except (TypeError, ValueError):
-        raise ManualDirError(f"{labels_path}: class {name!r} has index {value!r}, not an "
-                             "integer") from None
+        raise ManualDirError(
+          f"{labels_path}: class {name!r} has index {value!r}, not an integer"
+        ) from None
     if sorted(index.values()) != list(range(len(index))):
       raise ManualDirError(f"{labels_path}: indices are not 0..{len(index) - 1}")
     names = sorted(index, key=index.get)
@@ -612,8 +716,10 @@ Class of a video: its template without the brackets, looked up in labels.json.
         continue
       splits[split] = self._read_split(path, root, index, labelled)
     if not splits:
-      raise ManualDirError(f"{labels_dir}: no something-something-v2-{{train,validation,test}}"
-                           f".json\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise ManualDirError(
+        f"{labels_dir}: no something-something-v2-{{train,validation,test}}"
+        f".json\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     return splits, names
 
   @staticmethod
@@ -643,8 +749,10 @@ Class of a video: its template without the brackets, looked up in labels.json.
           raise ManualDirError(f"{where} (id {video_id}): no 'template'")
         name = template.replace("[", "").replace("]", "")
         if name not in index:
-          raise ManualDirError(f"{where} (id {video_id}): template {template!r} -> {name!r} is "
-                               "not in something-something-v2-labels.json")
+          raise ManualDirError(
+            f"{where} (id {video_id}): template {template!r} -> {name!r} is "
+            "not in something-something-v2-labels.json"
+          )
         label = index[name]
       video = os.path.join(videos, f"{video_id}.webm")
       if not os.path.exists(video) and os.path.exists(os.path.join(videos, f"{video_id}.mp4")):
@@ -670,14 +778,17 @@ def skip_report(builder: tfds.core.DatasetBuilder, split: str) -> dict:
 def tfrecord_files(builder: tfds.core.DatasetBuilder, split: str) -> list[str]:
   """The shard paths of a prepared split (TFRecord files of tfds-serialised `tf.train.Example`s)."""
   if not builder.is_prepared():
-    raise FileNotFoundError(f"{builder.info.full_name} is not prepared under "
-                            f"{builder.data_dir}: run download_and_prepare first")
+    raise FileNotFoundError(
+      f"{builder.info.full_name} is not prepared under "
+      f"{builder.data_dir}: run download_and_prepare first"
+    )
   file_format = builder.info.file_format
   if file_format is not None and file_format != tfds.core.FileFormat.TFRECORD:
     raise ValueError(f"{builder.info.full_name} is stored as {file_format.value}, not tfrecord")
   if split not in builder.info.splits:
-    raise KeyError(f"{builder.info.full_name} has no split {split!r}; it has "
-                   f"{sorted(builder.info.splits)}")
+    raise KeyError(
+      f"{builder.info.full_name} has no split {split!r}; it has {sorted(builder.info.splits)}"
+    )
   return [os.fspath(p) for p in builder.info.splits[split].filepaths]
 
 
@@ -688,18 +799,23 @@ class _KeepJpeg(tfds.decode.SkipDecoding):
     return serialized_example
 
 
-def parse_example(serialized: tf.Tensor, features: tfds.features.FeaturesDict
-                  ) -> dict[str, tf.Tensor]:
+def parse_example(
+  serialized: tf.Tensor, features: tfds.features.FeaturesDict
+) -> dict[str, tf.Tensor]:
   """One record of these builders → exactly `mgvm.data.format.parse_example`'s dict.
 
   Graph-mode safe; the frames stay JPEG bytes ([num_frames] tf.string, not decoded).
   """
-  ex = features.deserialize_example(serialized,
-                                    decoders={"frames": _KeepJpeg()})
-  return {"id": ex["id"], "fps": tf.cast(ex["fps"], tf.float32),
-          "num_frames": tf.cast(ex["num_frames"], tf.int32),
-          "height": tf.cast(ex["height"], tf.int32), "width": tf.cast(ex["width"], tf.int32),
-          "label": tf.cast(ex["label"], tf.int32), "frames": ex["frames"]}
+  ex = features.deserialize_example(serialized, decoders={"frames": _KeepJpeg()})
+  return {
+    "id": ex["id"],
+    "fps": tf.cast(ex["fps"], tf.float32),
+    "num_frames": tf.cast(ex["num_frames"], tf.int32),
+    "height": tf.cast(ex["height"], tf.int32),
+    "width": tf.cast(ex["width"], tf.int32),
+    "label": tf.cast(ex["label"], tf.int32),
+    "frames": ex["frames"],
+  }
 
 
 def make_parser(builder: tfds.core.DatasetBuilder):

@@ -18,8 +18,13 @@ class ViewAggregator:
     self.views: dict[int, int] = {}
     self.labels: dict[int, int] = {}
 
-  def add(self, probs: np.ndarray, video_index: np.ndarray, labels: np.ndarray,
-          mask: np.ndarray | None = None) -> None:
+  def add(
+    self,
+    probs: np.ndarray,
+    video_index: np.ndarray,
+    labels: np.ndarray,
+    mask: np.ndarray | None = None,
+  ) -> None:
     probs, video_index, labels = np.asarray(probs), np.asarray(video_index), np.asarray(labels)
     mask = np.ones(len(probs), bool) if mask is None else np.asarray(mask, bool)
     for p, v, y in zip(probs[mask], video_index[mask], labels[mask]):
@@ -38,9 +43,12 @@ class ViewAggregator:
     labels = np.asarray([self.labels[v] for v in order])
     out = {f"top{k}": topk_accuracy(probs, labels, k) for k in ks if k <= self.num_classes}
     counts = set(self.views.values())
-    out.update(num_videos=len(order), num_views=int(sum(self.views.values())),
-               views_per_video=counts.pop() if len(counts) == 1 else -1,
-               chance=1.0 / self.num_classes)
+    out.update(
+      num_videos=len(order),
+      num_views=int(sum(self.views.values())),
+      views_per_video=counts.pop() if len(counts) == 1 else -1,
+      chance=1.0 / self.num_classes,
+    )
     return out
 
 
@@ -65,10 +73,18 @@ def predict_fn(graphdef: nnx.GraphDef, compressor=None):
   return predict
 
 
-def evaluate(graphdef: nnx.GraphDef, params, batches: Iterable[dict], mesh, num_classes: int,
-             ks: Sequence[int] = (1, 5), compressor=None) -> dict[str, float | int]:
+def evaluate(
+  graphdef: nnx.GraphDef,
+  params,
+  batches: Iterable[dict],
+  mesh,
+  num_classes: int,
+  ks: Sequence[int] = (1, 5),
+  compressor=None,
+) -> dict[str, float | int]:
   """Top-k accuracy of `params` over every view of every video in `batches` (eval-mode batches)."""
   from mgvm.sharding import to_global
+
   predict = predict_fn(graphdef, compressor)
   agg = ViewAggregator(num_classes)
   for batch in batches:

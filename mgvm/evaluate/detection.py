@@ -22,6 +22,7 @@ def _predict(graphdef: nnx.GraphDef):
     out, _ = nnx.merge(graphdef, params)(video, deterministic=True)
     person = person_scores(out["person_logits"][-1])
     return person, out["boxes"][-1], jax.nn.sigmoid(out["actions"][-1])
+
   return predict
 
 
@@ -36,8 +37,9 @@ def select_people(person: np.ndarray, threshold: float) -> np.ndarray:
   return keep if keep.any() else np.ones_like(keep)
 
 
-def batch_detections(batch: dict[str, np.ndarray], person, boxes, actions, image_hw,
-                     threshold: float) -> tuple[list, list]:
+def batch_detections(
+  batch: dict[str, np.ndarray], person, boxes, actions, image_hw, threshold: float
+) -> tuple[list, list]:
   """(detections, ground truth) of one batch in `frame_map`'s tuple form, boxes normalised."""
   h, w = image_hw
   scale = np.asarray([w, h, w, h], np.float64)
@@ -45,8 +47,9 @@ def batch_detections(batch: dict[str, np.ndarray], person, boxes, actions, image
   mask = np.asarray(batch.get("mask", np.ones(len(person), bool)), bool)
   for i in np.flatnonzero(mask):
     key = (int(batch["video_index"][i]), int(batch["keyframe"][i]))
-    for box, labels in zip(batch["boxes"][i][batch["box_valid"][i]],
-                           batch["actions"][i][batch["box_valid"][i]]):
+    for box, labels in zip(
+      batch["boxes"][i][batch["box_valid"][i]], batch["actions"][i][batch["box_valid"][i]]
+    ):
       for c in np.flatnonzero(labels > 0.5):
         gts.append((key, tuple(np.asarray(box, np.float64) / scale), int(c)))
     for p in np.flatnonzero(select_people(np.asarray(person[i]), threshold)):
@@ -75,11 +78,21 @@ def encoder_gflops(graphdef: nnx.GraphDef, params, video) -> float:
   return flops_of(encode.lower(params, video).compile()) / clips_per_device(video) / 1e9
 
 
-def evaluate(graphdef: nnx.GraphDef, params, batches: Iterable[dict], mesh, *, num_classes: int,
-             image_hw, person_threshold: float = 0.7, iou_threshold: float = 0.5) -> dict[str, Any]:
+def evaluate(
+  graphdef: nnx.GraphDef,
+  params,
+  batches: Iterable[dict],
+  mesh,
+  *,
+  num_classes: int,
+  image_hw,
+  person_threshold: float = 0.7,
+  iou_threshold: float = 0.5,
+) -> dict[str, Any]:
   """frame-mAP of `params` over every keyframe in `batches` (`mgvm.data.detection` eval mode)."""
   from mgvm.evaluate.frame_map import frame_map
   from mgvm.sharding import to_global
+
   predict, total_gflops, enc_gflops = None, None, None
   dets, gts, keyframes, truncated = [], [], 0, 0
   for batch in batches:
@@ -99,7 +112,14 @@ def evaluate(graphdef: nnx.GraphDef, params, batches: Iterable[dict], mesh, *, n
     raise ValueError("no evaluation keyframes were seen (is the split empty?)")
   result = frame_map(dets, gts, iou_threshold=iou_threshold, class_ids=range(num_classes))
   per_class = {int(k): (None if np.isnan(v) else float(v)) for k, v in result["per_class"].items()}
-  return {"frame_map": float(result["mAP"]), "per_class_ap": per_class,
-          "iou_threshold": iou_threshold, "num_keyframes": keyframes,
-          "num_gt": len(gts), "num_detections": len(dets), "truncated_gt_boxes": truncated,
-          "gflops_per_clip": total_gflops, "encoder_gflops_per_clip": enc_gflops}
+  return {
+    "frame_map": float(result["mAP"]),
+    "per_class_ap": per_class,
+    "iou_threshold": iou_threshold,
+    "num_keyframes": keyframes,
+    "num_gt": len(gts),
+    "num_detections": len(dets),
+    "truncated_gt_boxes": truncated,
+    "gflops_per_clip": total_gflops,
+    "encoder_gflops_per_clip": enc_gflops,
+  }

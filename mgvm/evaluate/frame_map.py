@@ -43,10 +43,12 @@ def iou_xyxy(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
   """
   a = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
   b = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
-  iw = np.maximum(0.0, np.minimum(a[:, None, 2], b[None, :, 2]) -
-                  np.maximum(a[:, None, 0], b[None, :, 0]))
-  ih = np.maximum(0.0, np.minimum(a[:, None, 3], b[None, :, 3]) -
-                  np.maximum(a[:, None, 1], b[None, :, 1]))
+  iw = np.maximum(
+    0.0, np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+  )
+  ih = np.maximum(
+    0.0, np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+  )
   inter = iw * ih
   area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
   area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
@@ -55,8 +57,9 @@ def iou_xyxy(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def precision_recall(scores: np.ndarray, tp: np.ndarray, num_gt: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def precision_recall(
+  scores: np.ndarray, tp: np.ndarray, num_gt: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Cumulative precision and recall of detections ranked by score (ties later-first)."""
   scores = np.asarray(scores, dtype=np.float64)
   tp = np.asarray(tp, dtype=bool)
@@ -84,9 +87,14 @@ def voc_average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
   return float(np.sum((r[steps] - r[steps - 1]) * p[steps]))
 
 
-def frame_map(detections: Iterable, ground_truth: Iterable, iou_threshold: float = 0.5,
-              class_ids: Iterable[int] | None = None, excluded: Iterable[Hashable] | None = None,
-              frame_order: str = "score") -> dict:
+def frame_map(
+  detections: Iterable,
+  ground_truth: Iterable,
+  iou_threshold: float = 0.5,
+  class_ids: Iterable[int] | None = None,
+  excluded: Iterable[Hashable] | None = None,
+  frame_order: str = "score",
+) -> dict:
   """Frame-level mAP at one IoU threshold.
 
   Args:
@@ -102,26 +110,33 @@ def frame_map(detections: Iterable, ground_truth: Iterable, iou_threshold: float
     `{"mAP": float, "per_class": {class_id: AP}, "num_gt": {class_id: int},
     "dropped_degenerate": int}`; mAP is NaN when no class has ground truth.
   """
-  result = _evaluate(detections, ground_truth, (float(iou_threshold),), class_ids, excluded,
-                     frame_order)
+  result = _evaluate(
+    detections, ground_truth, (float(iou_threshold),), class_ids, excluded, frame_order
+  )
   per_class = {c: aps[0] for c, aps in result["per_class"].items()}
-  return {"mAP": _nanmean(per_class.values()), "per_class": per_class,
-          "num_gt": result["num_gt"], "dropped_degenerate": result["dropped_degenerate"]}
+  return {
+    "mAP": _nanmean(per_class.values()),
+    "per_class": per_class,
+    "num_gt": result["num_gt"],
+    "dropped_degenerate": result["dropped_degenerate"],
+  }
 
 
-def strict_frame_map(detections: Iterable, ground_truth: Iterable,
-                     class_ids: Iterable[int] | None = None,
-                     excluded: Iterable[Hashable] | None = None,
-                     frame_order: str = "score",
-                     iou_thresholds: Sequence[float] = STRICT_IOU_THRESHOLDS) -> dict:
+def strict_frame_map(
+  detections: Iterable,
+  ground_truth: Iterable,
+  class_ids: Iterable[int] | None = None,
+  excluded: Iterable[Hashable] | None = None,
+  frame_order: str = "score",
+  iou_thresholds: Sequence[float] = STRICT_IOU_THRESHOLDS,
+) -> dict:
   """EVAD's STRICT_EVAL: mAP at IoU .50:.05:.95, their mean (`AP`), `AP50` and `AP75`.
 
   Fractions in [0, 1] (EVAD prints them x100). `per_threshold` maps each threshold to its mAP.
   """
   thresholds = tuple(float(t) for t in iou_thresholds)
   result = _evaluate(detections, ground_truth, thresholds, class_ids, excluded, frame_order)
-  maps = [_nanmean(aps[k] for aps in result["per_class"].values())
-          for k in range(len(thresholds))]
+  maps = [_nanmean(aps[k] for aps in result["per_class"].values()) for k in range(len(thresholds))]
   out = {"AP": float(np.mean(maps)), "per_threshold": dict(zip(thresholds, maps))}
   for name, t in (("AP50", 0.5), ("AP75", 0.75)):
     near = [k for k, u in enumerate(thresholds) if abs(u - t) < 1e-9]
@@ -137,8 +152,11 @@ def _evaluate(detections, ground_truth, thresholds, class_ids, excluded, frame_o
     if not 0.0 < t <= 1.0:
       raise ValueError(f"IoU threshold must be in (0, 1], got {t}")
   thr = np.asarray(thresholds, dtype=np.float64)
-  wanted = None if class_ids is None else sorted({_class_id(c, f"class_ids entry {c!r}")
-                                                  for c in class_ids})
+  wanted = (
+    None
+    if class_ids is None
+    else sorted({_class_id(c, f"class_ids entry {c!r}") for c in class_ids})
+  )
   # One id per frame key, numbered in order of the frame's first detection (the stream order).
   frame_ids: dict = {}
   d_frame, d_box, d_cls, d_score = _columns(detections, 4, "detections", frame_ids)
@@ -175,8 +193,11 @@ def _evaluate(detections, ground_truth, thresholds, class_ids, excluded, frame_o
     if c < d:
       tp[:, a:b] = _match_frame(db[a:b], dc[a:b], gb[c:d], gc[c:d], thr)
 
-  classes = wanted if wanted is not None else sorted(set(np.unique(gc).tolist()) |
-                                                     set(np.unique(dc).tolist()))
+  classes = (
+    wanted
+    if wanted is not None
+    else sorted(set(np.unique(gc).tolist()) | set(np.unique(dc).tolist()))
+  )
   num_gt = {int(c): int(n) for c, n in zip(*np.unique(gc, return_counts=True))}
   # Rank each class by descending score, ties later-first in the stream: what a stable
   # argsort(scores)[::-1] over the stream-ordered scores gives.
@@ -192,8 +213,11 @@ def _evaluate(detections, ground_truth, thresholds, class_ids, excluded, frame_o
     lo, hi = np.searchsorted(cls_sorted, [cls, cls + 1])
     hits = tp[:, ranked[lo:hi]]
     per_class[cls] = [_average_precision(hits[k], n) for k in range(thr.size)]
-  return {"per_class": per_class, "num_gt": {c: num_gt.get(c, 0) for c in classes},
-          "dropped_degenerate": int(degenerate.sum())}
+  return {
+    "per_class": per_class,
+    "num_gt": {c: num_gt.get(c, 0) for c in classes},
+    "dropped_degenerate": int(degenerate.sum()),
+  }
 
 
 def _match_frame(det_boxes, det_cls, gt_boxes, gt_cls, thr) -> np.ndarray:
@@ -228,8 +252,10 @@ def _columns(entries: Iterable, size: int, name: str, frame_ids: dict) -> tuple:
     except TypeError:
       items = ()
     if len(items) != size:
-      raise ValueError(f"{name}[{k}]: expected a {size}-tuple (frame_key, box, class_id"
-                       f"{', score' if size == 4 else ''}), got {entry!r}")
+      raise ValueError(
+        f"{name}[{k}]: expected a {size}-tuple (frame_key, box, class_id"
+        f"{', score' if size == 4 else ''}), got {entry!r}"
+      )
     frames.append(frame_ids.setdefault(items[0], len(frame_ids)))
     boxes.append(items[1])
     classes.append(items[2])
@@ -248,8 +274,9 @@ def _columns(entries: Iterable, size: int, name: str, frame_ids: dict) -> tuple:
     raise ValueError(f"{where(int(np.argmax(bad)))}: box has a non-finite coordinate")
   bad = (box[:, 2] < box[:, 0]) | (box[:, 3] < box[:, 1])
   if bad.any():
-    raise ValueError(f"{where(int(np.argmax(bad)))}: box has x2 < x1 or y2 < y1 "
-                     "(expected x1, y1, x2, y2)")
+    raise ValueError(
+      f"{where(int(np.argmax(bad)))}: box has x2 < x1 or y2 < y1 (expected x1, y1, x2, y2)"
+    )
   cls = np.asarray(classes)
   if cls.dtype.kind not in "iu" or cls.ndim != 1:
     cls = np.asarray([_class_id(c, where(k)) for k, c in enumerate(classes)], dtype=np.int64)

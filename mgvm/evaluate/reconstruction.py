@@ -13,7 +13,9 @@ from mgvm.masking.core import Masker
 from mgvm.train import losses
 
 
-def reconstruct_pixels(video: jax.Array, pred: jax.Array, m, tubelet) -> tuple[jax.Array, jax.Array]:
+def reconstruct_pixels(
+  video: jax.Array, pred: jax.Array, m, tubelet
+) -> tuple[jax.Array, jax.Array]:
   """Predicted and true target tubelets in [0, 1] pixels, [B, M, P·C] each.
 
   Predictions are normalized-pixel values; they are mapped back with each true tubelet's
@@ -29,12 +31,16 @@ def reconstruct_pixels(video: jax.Array, pred: jax.Array, m, tubelet) -> tuple[j
   return jnp.clip(recon, 0.0, 1.0).reshape(b, -1, pc), raw.reshape(b, -1, pc)
 
 
-def per_clip_metrics(model, masker: Masker, video: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
+def per_clip_metrics(
+  model, masker: Masker, video: jax.Array, key: jax.Array
+) -> dict[str, jax.Array]:
   """[B] normalized-pixel loss and PSNR (dB, peak 1) over each clip's hidden target tubelets."""
   tokens = model.encoder.embed(video)
   m = masker(key, video, tokens)
   pred, _ = model(video, m, tokens=tokens, deterministic=True)
-  targets = jnp.take_along_axis(losses.pixel_targets(video, model.tubelet), m.ids_target[..., None], 1)
+  targets = jnp.take_along_axis(
+    losses.pixel_targets(video, model.tubelet), m.ids_target[..., None], 1
+  )
   weights = losses.target_weights(m)
   count = jnp.maximum(weights.sum(1), 1.0)
   loss = (jnp.mean(jnp.square(pred.astype(jnp.float32) - targets), -1) * weights).sum(1) / count
@@ -43,8 +49,9 @@ def per_clip_metrics(model, masker: Masker, video: jax.Array, key: jax.Array) ->
   return {"loss": loss, "psnr": -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))}
 
 
-def evaluate(graphdef: nnx.GraphDef, params, masker: Masker, batches: Iterable[dict], mesh,
-             seed: int = 0) -> dict[str, float | int]:
+def evaluate(
+  graphdef: nnx.GraphDef, params, masker: Masker, batches: Iterable[dict], mesh, seed: int = 0
+) -> dict[str, float | int]:
   """Mean loss and PSNR over every real (unpadded) clip; batch i is masked with fold_in(key, i)."""
   from mgvm.sharding import to_global
 
@@ -55,8 +62,9 @@ def evaluate(graphdef: nnx.GraphDef, params, masker: Masker, batches: Iterable[d
   key = jax.random.key(seed)
   sums, count = {"loss": 0.0, "psnr": 0.0}, 0
   for i, batch in enumerate(batches):
-    out = jax.device_get(run(params, to_global({"video": batch["video"]}, mesh)["video"],
-                             jax.random.fold_in(key, i)))
+    out = jax.device_get(
+      run(params, to_global({"video": batch["video"]}, mesh)["video"], jax.random.fold_in(key, i))
+    )
     mask = np.asarray(batch.get("mask", np.ones(len(batch["video"]), bool)), bool)
     for k in sums:
       sums[k] += float(np.asarray(out[k])[mask].sum())

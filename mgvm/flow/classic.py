@@ -38,8 +38,9 @@ def _filter(x: jax.Array, taps: tuple[float, ...], axis: int) -> jax.Array:
   p = jnp.pad(x, pad, mode="edge")
   p = p.reshape(-1, 1, *p.shape[-2:])
   kernel = jnp.asarray(taps, jnp.float32).reshape((1, 1, -1, 1) if axis == -2 else (1, 1, 1, -1))
-  out = jax.lax.conv_general_dilated(p, kernel, (1, 1), "VALID",
-                                     precision=jax.lax.Precision.HIGHEST)
+  out = jax.lax.conv_general_dilated(
+    p, kernel, (1, 1), "VALID", precision=jax.lax.Precision.HIGHEST
+  )
   return out.reshape(*lead, h, w)
 
 
@@ -61,17 +62,20 @@ def _gradients(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _median3(x: jax.Array) -> jax.Array:
   """Separable 3×3 median of [H, W] (median of 3 along rows, then along columns; edge padded)."""
+
   def med(p, axis):
     n = p.shape[axis] - 2
     a, b, c = (jax.lax.slice_in_dim(p, i, i + n, axis=axis) for i in range(3))
     return jnp.maximum(jnp.minimum(a, b), jnp.minimum(jnp.maximum(a, b), c))
+
   p = jnp.pad(x, 1, mode="edge")
   return med(med(p, 1), 0)
 
 
 def _grid(h: int, w: int) -> tuple[jax.Array, jax.Array]:
-  ys, xs = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                        indexing="ij")
+  ys, xs = jnp.meshgrid(
+    jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij"
+  )
   return xs, ys
 
 
@@ -85,8 +89,12 @@ def _extend(x: jax.Array, h: jax.Array, w: jax.Array) -> jax.Array:
 def _cubic_weights(t: jax.Array) -> tuple[jax.Array, ...]:
   """Keys (a = -0.5, Catmull–Rom) weights of the taps at offsets -1, 0, 1, 2 for fraction t."""
   t2, t3 = t * t, t * t * t
-  return (-0.5 * t3 + t2 - 0.5 * t, 1.5 * t3 - 2.5 * t2 + 1, -1.5 * t3 + 2 * t2 + 0.5 * t,
-          0.5 * t3 - 0.5 * t2)
+  return (
+    -0.5 * t3 + t2 - 0.5 * t,
+    1.5 * t3 - 2.5 * t2 + 1,
+    -1.5 * t3 + 2 * t2 + 0.5 * t,
+    0.5 * t3 - 0.5 * t2,
+  )
 
 
 def _sample_cubic(image: jax.Array, x: jax.Array, y: jax.Array, h, w) -> jax.Array:
@@ -120,7 +128,8 @@ def _refine(a, b, flow, h, w, *, iterations: int, window: tuple[float, ...], reg
     ix, iy = 0.5 * (ax + bx) * inside, 0.5 * (ay + by) * inside
     it = (bw - a) * inside
     sxx, sxy, syy, sxt, syt = _smooth(
-        jnp.stack([ix * ix, ix * iy, iy * iy, ix * it, iy * it]), window)
+      jnp.stack([ix * ix, ix * iy, iy * iy, ix * it, iy * it]), window
+    )
     sxx, syy = sxx + reg, syy + reg
     det = sxx * syy - sxy * sxy
     du = -(syy * sxt - sxy * syt) / det
@@ -142,8 +151,18 @@ def _grey(frame: jax.Array) -> jax.Array:
   return jnp.mean(frame.astype(jnp.float32), axis=-1)
 
 
-def flow_one(a: jax.Array, b: jax.Array, *, levels: int, iterations: int, sigma: float,
-             reg: float, median: bool, presmooth: float = 1.0, min_size: int = 8) -> jax.Array:
+def flow_one(
+  a: jax.Array,
+  b: jax.Array,
+  *,
+  levels: int,
+  iterations: int,
+  sigma: float,
+  reg: float,
+  median: bool,
+  presmooth: float = 1.0,
+  min_size: int = 8,
+) -> jax.Array:
   """Flow [H, W, 2] from grey a to grey b [H, W] (one sample).
 
   Every level lives in an [H, W] buffer (edge-extended), so one `lax.scan` body serves all
@@ -158,8 +177,12 @@ def flow_one(a: jax.Array, b: jax.Array, *, levels: int, iterations: int, sigma:
     sizes.append(pyramid[-1].shape[1:])
   if presmooth > 0:
     pyramid = [_smooth(p, _gaussian(presmooth)) for p in pyramid]
-  buffers = jnp.stack([jnp.pad(p, ((0, 0), (0, height - p.shape[1]), (0, width - p.shape[2])),
-                               mode="edge") for p in pyramid[::-1]])
+  buffers = jnp.stack(
+    [
+      jnp.pad(p, ((0, 0), (0, height - p.shape[1]), (0, width - p.shape[2])), mode="edge")
+      for p in pyramid[::-1]
+    ]
+  )
   hs, ws = (jnp.asarray(v, jnp.int32) for v in zip(*sizes[::-1]))
   window = _gaussian(sigma)
   xs, ys = _grid(height, width)
@@ -167,8 +190,7 @@ def flow_one(a: jax.Array, b: jax.Array, *, levels: int, iterations: int, sigma:
   def level(flow, inputs):
     frames, h, w = inputs
     flow = _extend(2.0 * sample(flow, 0.5 * xs, 0.5 * ys, outside="edge"), h, w)
-    flow = _refine(frames[0], frames[1], flow, h, w, iterations=iterations, window=window,
-                   reg=reg)
+    flow = _refine(frames[0], frames[1], flow, h, w, iterations=iterations, window=window, reg=reg)
     if median:
       flow = _extend(jnp.stack([_median3(flow[..., 0]), _median3(flow[..., 1])], -1), h, w)
     return flow, None
@@ -177,22 +199,34 @@ def flow_one(a: jax.Array, b: jax.Array, *, levels: int, iterations: int, sigma:
   return flow
 
 
-def estimate(frame_a: jax.Array, frame_b: jax.Array, *, levels: int = 4, iterations: int = 5,
-             sigma: float = 1.5, reg: float = 1e-2, median: bool = True,
-             presmooth: float = 1.0, scale: float = 1.0) -> jax.Array:
+def estimate(
+  frame_a: jax.Array,
+  frame_b: jax.Array,
+  *,
+  levels: int = 4,
+  iterations: int = 5,
+  sigma: float = 1.5,
+  reg: float = 1e-2,
+  median: bool = True,
+  presmooth: float = 1.0,
+  scale: float = 1.0,
+) -> jax.Array:
   """float32 [B, H, W, 2] (dx, dy) px with frame_b(x + flow(x)) ≈ frame_a(x).
 
   Frames are float [B, H, W, C] at any intensity scale (grey = channel mean). `scale` < 1
   estimates at round(scale · H) × round(scale · W) and upsamples (bilinear, vectors / scale).
   """
   if frame_a.shape != frame_b.shape or frame_a.ndim != 4:
-    raise ValueError(f"need two frames [B, H, W, C] of one shape, got {frame_a.shape} and "
-                     f"{frame_b.shape}")
+    raise ValueError(
+      f"need two frames [B, H, W, C] of one shape, got {frame_a.shape} and {frame_b.shape}"
+    )
   if not 0 < scale <= 1:
     raise ValueError(f"scale must be in (0, 1], got {scale}")
   if levels < 1 or iterations < 0 or sigma <= 0 or reg <= 0:
-    raise ValueError(f"need levels >= 1, iterations >= 0, sigma > 0, reg > 0; got {levels}, "
-                     f"{iterations}, {sigma}, {reg}")
+    raise ValueError(
+      f"need levels >= 1, iterations >= 0, sigma > 0, reg > 0; got {levels}, "
+      f"{iterations}, {sigma}, {reg}"
+    )
   bsz, height, width, _ = frame_a.shape
   a, b = _grey(frame_a), _grey(frame_b)
   h, w = height, width
@@ -200,8 +234,16 @@ def estimate(frame_a: jax.Array, frame_b: jax.Array, *, levels: int = 4, iterati
     h, w = max(1, round(scale * height)), max(1, round(scale * width))
     a = jax.image.resize(a, (bsz, h, w), "linear")
     b = jax.image.resize(b, (bsz, h, w), "linear")
-  one = lambda fa, fb: flow_one(fa, fb, levels=levels, iterations=iterations, sigma=sigma,
-                                reg=reg, median=median, presmooth=presmooth)
+  one = lambda fa, fb: flow_one(
+    fa,
+    fb,
+    levels=levels,
+    iterations=iterations,
+    sigma=sigma,
+    reg=reg,
+    median=median,
+    presmooth=presmooth,
+  )
   flow = jax.vmap(one)(a, b)
   if (h, w) != (height, width):
     flow = jax.image.resize(flow, (bsz, height, width, 2), "linear")

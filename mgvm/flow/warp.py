@@ -51,11 +51,14 @@ def warp(image: jax.Array, flow: jax.Array) -> jax.Array:
   `flow` is float [B, H, W, 2] = (dx, dy) px on the output grid.
   """
   if image.ndim != 4 or flow.ndim != 4 or flow.shape[-1] != 2 or image.shape[:3] != flow.shape[:3]:
-    raise ValueError(f"need image [B, H, W, C] and flow [B, H, W, 2] on the same grid, got "
-                     f"{image.shape} and {flow.shape}")
+    raise ValueError(
+      f"need image [B, H, W, C] and flow [B, H, W, 2] on the same grid, got "
+      f"{image.shape} and {flow.shape}"
+    )
   h, w = image.shape[1:3]
-  ys, xs = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                        indexing="ij")
+  ys, xs = jnp.meshgrid(
+    jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij"
+  )
 
   def one(img, f):
     return sample(img, xs + f[..., 0], ys + f[..., 1], outside="zero")

@@ -22,17 +22,25 @@ from mgvm.masking import compose, mgmae, motion, random
 from mgvm.masking.core import Grid, Masker, MaskOut, check_grid, from_boolean_mask
 
 BUILDERS: dict[str, Callable[..., Masker]] = {
-    "random": random.build_random,
-    "tube": random.build_tube,
-    "running_cell": random.build_running_cell,
-    "mgmae": mgmae.build_mgmae,
+  "random": random.build_random,
+  "tube": random.build_tube,
+  "running_cell": random.build_running_cell,
+  "mgmae": mgmae.build_mgmae,
 }
 COMPRESSORS: dict[str, Callable[..., Masker]] = {
-    "mgtc": motion.build_mgtc,
-    "everest": motion.build_everest,
+  "mgtc": motion.build_mgtc,
+  "everest": motion.build_everest,
 }
 
-__all__ = ["BUILDERS", "COMPRESSORS", "Masker", "MaskOut", "accepted_keys", "build", "from_boolean_mask"]
+__all__ = [
+  "BUILDERS",
+  "COMPRESSORS",
+  "Masker",
+  "MaskOut",
+  "accepted_keys",
+  "build",
+  "from_boolean_mask",
+]
 
 
 def accepted_keys(kind: str) -> dict[str, Any]:
@@ -57,12 +65,15 @@ def _options(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     if name not in keys:
       close = difflib.get_close_matches(name, keys, n=1)
       hint = f" (did you mean {close[0]!r}?)" if close else ""
-      raise ValueError(f"masking kind {kind!r} does not accept key {name!r}{hint}; "
-                       f"accepted keys: {listing}")
+      raise ValueError(
+        f"masking kind {kind!r} does not accept key {name!r}{hint}; accepted keys: {listing}"
+      )
   missing = [k for k, d in keys.items() if d is inspect.Parameter.empty and k not in params]
   if missing:
-    raise ValueError(f"masking kind {kind!r} needs key(s) {', '.join(map(repr, missing))}; "
-                     f"accepted keys: {listing}")
+    raise ValueError(
+      f"masking kind {kind!r} needs key(s) {', '.join(map(repr, missing))}; "
+      f"accepted keys: {listing}"
+    )
   return params
 
 
@@ -91,11 +102,15 @@ def build(config: Any, grid: Grid) -> Masker:
   if compress_config is None:
     return kinds[kind](grid, **_options(kind, params))
   if kind in COMPRESSORS:
-    raise ValueError(f"masking kind {kind!r} is a compressor itself; 'compress' goes with a "
-                     f"masker ({', '.join(sorted(compose.PRIORITIES))})")
+    raise ValueError(
+      f"masking kind {kind!r} is a compressor itself; 'compress' goes with a "
+      f"masker ({', '.join(sorted(compose.PRIORITIES))})"
+    )
   compressor_kind = compress_config.pop("kind")
   if compressor_kind not in COMPRESSORS:
-    raise ValueError(f"compress kind {compressor_kind!r} is not a compressor; known: "
-                     f"{', '.join(sorted(COMPRESSORS))}")
+    raise ValueError(
+      f"compress kind {compressor_kind!r} is not a compressor; known: "
+      f"{', '.join(sorted(COMPRESSORS))}"
+    )
   compressor = COMPRESSORS[compressor_kind](grid, **_options(compressor_kind, compress_config))
   return compose.build_composed(grid, kind, params, compressor)

@@ -50,26 +50,31 @@ class Masker:
     """N = T'·h·w."""
     return math.prod(self.grid)
 
-  def __call__(self, key: jax.Array, video: jax.Array | None = None,
-               tokens: jax.Array | None = None) -> MaskOut:
+  def __call__(
+    self, key: jax.Array, video: jax.Array | None = None, tokens: jax.Array | None = None
+  ) -> MaskOut:
     return self.fn(key, video, tokens)
 
 
 # ----------------------------------------------------------------------------- traced helpers
 
 
-def batch_size(video: jax.Array | None, tokens: jax.Array | None,
-               num_tokens: int | None = None) -> int:
+def batch_size(
+  video: jax.Array | None, tokens: jax.Array | None, num_tokens: int | None = None
+) -> int:
   """Static batch size from `video` [B, T, H, W, 3] or `tokens` [B, N, D] (whichever is given)."""
   if video is None and tokens is None:
-    raise ValueError("a masker needs `video` [B, T, H, W, 3] or `tokens` [B, N, D] to know the "
-                     "batch size; both are None")
+    raise ValueError(
+      "a masker needs `video` [B, T, H, W, 3] or `tokens` [B, N, D] to know the "
+      "batch size; both are None"
+    )
   if tokens is not None:
     if tokens.ndim != 3:
       raise ValueError(f"tokens must be [B, N, D]; got shape {tokens.shape}")
     if num_tokens is not None and tokens.shape[1] != num_tokens:
-      raise ValueError(f"tokens hold {tokens.shape[1]} tokens but the masker's grid has "
-                       f"{num_tokens}")
+      raise ValueError(
+        f"tokens hold {tokens.shape[1]} tokens but the masker's grid has {num_tokens}"
+      )
   if video is not None and tokens is not None and video.shape[0] != tokens.shape[0]:
     raise ValueError(f"video batch {video.shape[0]} != tokens batch {tokens.shape[0]}")
   return int((video if video is not None else tokens).shape[0])
@@ -129,14 +134,17 @@ def from_boolean_mask(mask: Any) -> MaskOut:
   bad = np.flatnonzero(counts != counts[0]) if arr.shape[0] else []
   if len(bad):
     r = int(bad[0])
-    raise ValueError(f"row 0 masks {int(counts[0])} tokens, row {r} masks {int(counts[r])}; "
-                     "every row must mask the same number")
+    raise ValueError(
+      f"row 0 masks {int(counts[0])} tokens, row {r} masks {int(counts[r])}; "
+      "every row must mask the same number"
+    )
   b, n = arr.shape
   m = int(counts[0]) if b else 0
   ids_target = np.nonzero(arr)[1].reshape(b, m)  # row-major: ascending within a row
   ids_keep = np.nonzero(~arr)[1].reshape(b, n - m)
-  return MaskOut(jnp.asarray(ids_keep, jnp.int32), jnp.asarray(ids_target, jnp.int32),
-                 jnp.asarray(arr))
+  return MaskOut(
+    jnp.asarray(ids_keep, jnp.int32), jnp.asarray(ids_target, jnp.int32), jnp.asarray(arr)
+  )
 
 
 # ----------------------------------------------------------------------------- validation
@@ -176,8 +184,12 @@ def check_fraction(name: str, value: Any) -> float:
 def check_split(kind: str, ratio: float, total: int, num_masked: int, what: str) -> None:
   """Fail when `int(ratio * total)` masks nothing or hides everything."""
   if num_masked == 0:
-    raise ValueError(f"masking kind {kind!r}: ratio={ratio} masks int({ratio} * {total}) = 0 of "
-                     f"the {total} {what}; no token would be masked")
+    raise ValueError(
+      f"masking kind {kind!r}: ratio={ratio} masks int({ratio} * {total}) = 0 of "
+      f"the {total} {what}; no token would be masked"
+    )
   if num_masked >= total:
-    raise ValueError(f"masking kind {kind!r}: ratio={ratio} masks all {total} {what}; "
-                     "no visible token would be left")
+    raise ValueError(
+      f"masking kind {kind!r}: ratio={ratio} masks all {total} {what}; "
+      "no visible token would be left"
+    )

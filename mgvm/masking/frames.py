@@ -35,8 +35,10 @@ def select_frame_indices(energy: jax.Array, num_frames: int, mode: str = "segmen
     raise ValueError(f"cannot select {num_frames} frames from a window of {window}")
   if mode == "segment":
     if window % num_frames:
-      raise ValueError(f"segment selection needs the window ({window}) to be a multiple of "
-                       f"num_frames ({num_frames})")
+      raise ValueError(
+        f"segment selection needs the window ({window}) to be a multiple of "
+        f"num_frames ({num_frames})"
+      )
     length = window // num_frames
     best = jnp.argmax(energy.reshape(b, num_frames, length), axis=-1)  # first max on ties
     return (best + jnp.arange(num_frames) * length).astype(jnp.int32)

@@ -40,8 +40,15 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from mgvm.masking.core import (Grid, Masker, MaskOut, batch_size, check_fraction, mask_from_ids,
-                               split_by_scores)
+from mgvm.masking.core import (
+  Grid,
+  Masker,
+  MaskOut,
+  batch_size,
+  check_fraction,
+  mask_from_ids,
+  split_by_scores,
+)
 
 INITS = ("mix_gauss", "token_rand", "pixel_rand")
 GAUSS_MIX = ("max", "sum")
@@ -57,8 +64,10 @@ def default_flow(frame_a: jax.Array, frame_b: jax.Array) -> jax.Array:
   try:
     from mgvm import flow
   except ImportError as e:
-    raise ImportError("masking kind 'mgmae' needs an optical-flow estimator: mgvm.flow is not "
-                      "available; pass flow_fn to mgmae.mgmae_masker / mgmae_mask") from e
+    raise ImportError(
+      "masking kind 'mgmae' needs an optical-flow estimator: mgvm.flow is not "
+      "available; pass flow_fn to mgmae.mgmae_masker / mgmae_mask"
+    ) from e
   return flow.estimate(frame_a, frame_b)
 
 
@@ -87,10 +96,19 @@ def _tubelet(video_shape, grid: Grid) -> tuple[int, int, int]:
 # ----------------------------------------------------------------------------- initial maps
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3),
-                   static_argnames=("ratio", "init", "gauss_mix"))
-def initial_map(key: jax.Array, batch: int, size: tuple[int, int], grid: Grid, *,
-                ratio: float = 0.9, init: str = "mix_gauss", gauss_mix: str = "max") -> jax.Array:
+@functools.partial(
+  jax.jit, static_argnums=(1, 2, 3), static_argnames=("ratio", "init", "gauss_mix")
+)
+def initial_map(
+  key: jax.Array,
+  batch: int,
+  size: tuple[int, int],
+  grid: Grid,
+  *,
+  ratio: float = 0.9,
+  init: str = "mix_gauss",
+  gauss_mix: str = "max",
+) -> jax.Array:
   """float32 [B, H, W]: the base frame's initial map at pixel resolution `size` = (H, W)."""
   if init not in INITS:
     raise ValueError(f"mgmae init must be one of {INITS}, got {init!r}")
@@ -116,7 +134,7 @@ def initial_map(key: jax.Array, batch: int, size: tuple[int, int], grid: Grid, *
   xs = jnp.arange(width, dtype=jnp.float32)
   gy = jnp.square((ys[None, None, :] - mu_y[..., None]) / ph)  # [B, num_vis, H]
   gx = jnp.square((xs[None, None, :] - mu_x[..., None]) / pw)  # [B, num_vis, W]
-  bumps = jnp.exp(-gy[..., :, None] - gx[..., None, :])        # [B, num_vis, H, W]
+  bumps = jnp.exp(-gy[..., :, None] - gx[..., None, :])  # [B, num_vis, H, W]
   m = bumps.max(axis=1) if gauss_mix == "max" else bumps.sum(axis=1)
   return m / m.max(axis=(1, 2), keepdims=True)
 
@@ -157,8 +175,9 @@ def base_index(key: jax.Array, batch: int, frames: int, base_frame: str) -> jax.
 
 
 @functools.partial(jax.jit, static_argnums=(2,), static_argnames=("reproduce_warp_bug",))
-def pair_flows(video: jax.Array, base: jax.Array, flow_fn: FlowFn, *,
-               reproduce_warp_bug: bool = False) -> jax.Array:
+def pair_flows(
+  video: jax.Array, base: jax.Array, flow_fn: FlowFn, *, reproduce_warp_bug: bool = False
+) -> jax.Array:
   """float32 [T − 1, B, H, W, 2]: flow of each adjacent pair in the direction its warp needs.
 
   Pair k (frames k, k+1): `flow_fn(frame_{k+1}, frame_k)` when k ≥ base (warps frame k+1 from
@@ -178,8 +197,9 @@ def pair_flows(video: jax.Array, base: jax.Array, flow_fn: FlowFn, *,
 
 
 @functools.partial(jax.jit, static_argnames=("hole_filling",))
-def propagate(init_map: jax.Array, flows: jax.Array, base: jax.Array, *,
-              hole_filling: str = "consist") -> jax.Array:
+def propagate(
+  init_map: jax.Array, flows: jax.Array, base: jax.Array, *, hole_filling: str = "consist"
+) -> jax.Array:
   """float32 [B, T, H, W]: `init_map` [B, H, W] on frame `base` [B], chained outward along
   `flows` [T − 1, B, H, W, 2] (as `pair_flows`); one scan warps both directions at once."""
   if hole_filling not in HOLE_FILLING:
@@ -201,8 +221,8 @@ def propagate(init_map: jax.Array, flows: jax.Array, base: jax.Array, *,
 
   ks = jnp.arange(frames - 1)
   _, (after, before) = jax.lax.scan(step, (init_map, init_map), (ks, flows, flows[::-1]))
-  after = jnp.concatenate([init_map[None], after])           # frame k valid for k >= base
-  before = jnp.concatenate([before[::-1], init_map[None]])   # frame k valid for k <= base
+  after = jnp.concatenate([init_map[None], after])  # frame k valid for k >= base
+  before = jnp.concatenate([before[::-1], init_map[None]])  # frame k valid for k <= base
   t = jnp.arange(frames)[:, None, None, None]
   return jnp.moveaxis(jnp.where(t >= base[None, :, None, None], after, before), 0, 1)
 
@@ -210,12 +230,32 @@ def propagate(init_map: jax.Array, flows: jax.Array, base: jax.Array, *,
 # ----------------------------------------------------------------------------- mask volume
 
 
-@functools.partial(jax.jit, static_argnames=("grid", "ratio", "init", "gauss_mix", "base_frame",
-                                             "hole_filling", "reproduce_warp_bug", "flow_fn"))
-def mask_volume(key: jax.Array, video: jax.Array, *, grid: Grid, ratio: float = 0.9,
-                init: str = "mix_gauss", gauss_mix: str = "max", base_frame: str = "middle",
-                hole_filling: str = "consist", reproduce_warp_bug: bool = False,
-                flow_fn: FlowFn | None = None) -> jax.Array:
+@functools.partial(
+  jax.jit,
+  static_argnames=(
+    "grid",
+    "ratio",
+    "init",
+    "gauss_mix",
+    "base_frame",
+    "hole_filling",
+    "reproduce_warp_bug",
+    "flow_fn",
+  ),
+)
+def mask_volume(
+  key: jax.Array,
+  video: jax.Array,
+  *,
+  grid: Grid,
+  ratio: float = 0.9,
+  init: str = "mix_gauss",
+  gauss_mix: str = "max",
+  base_frame: str = "middle",
+  hole_filling: str = "consist",
+  reproduce_warp_bug: bool = False,
+  flow_fn: FlowFn | None = None,
+) -> jax.Array:
   """float32 [B, T, H, W]: the per-frame warped maps of `video` [B, T, H, W, C] (visualisation).
 
   The initial map is `initial_map(key, ...)` whatever the base frame; a random base frame is
@@ -224,8 +264,7 @@ def mask_volume(key: jax.Array, video: jax.Array, *, grid: Grid, ratio: float = 
   _tubelet(video.shape, grid)
   base_key = jax.random.fold_in(key, 1) if base_frame == "random" else key
   base = base_index(base_key, b, frames, base_frame)
-  init_map = initial_map(key, b, (height, width), grid, ratio=ratio, init=init,
-                         gauss_mix=gauss_mix)
+  init_map = initial_map(key, b, (height, width), grid, ratio=ratio, init=init, gauss_mix=gauss_mix)
   if frames == 1:
     return init_map[:, None]
   flows = pair_flows(video, base, flow_fn or default_flow, reproduce_warp_bug=reproduce_warp_bug)
@@ -256,21 +295,43 @@ def select(scores: jax.Array, grid: Grid, ratio: float, *, topk_on_all: bool = F
   return MaskOut(keep, rest, mask_from_ids(keep, n))
 
 
-def mgmae_mask(key: jax.Array, video: jax.Array | None = None, tokens: jax.Array | None = None,
-               *, grid: Grid, ratio: float = 0.9, init: str = "mix_gauss",
-               gauss_mix: str = "max", base_frame: str = "middle", hole_filling: str = "consist",
-               topk_on_all: bool = False, reproduce_warp_bug: bool = False,
-               flow_fn: FlowFn | None = None) -> MaskOut:
+def mgmae_mask(
+  key: jax.Array,
+  video: jax.Array | None = None,
+  tokens: jax.Array | None = None,
+  *,
+  grid: Grid,
+  ratio: float = 0.9,
+  init: str = "mix_gauss",
+  gauss_mix: str = "max",
+  base_frame: str = "middle",
+  hole_filling: str = "consist",
+  topk_on_all: bool = False,
+  reproduce_warp_bug: bool = False,
+  flow_fn: FlowFn | None = None,
+) -> MaskOut:
   """MGMAE masking of `video` [B, T, H, W, C] (see the module docstring)."""
   if video is None:
-    raise ValueError("masking kind 'mgmae' warps a map along the optical flow of the clip: call "
-                     "masker(key, video, tokens) with video [B, T, H, W, 3]")
+    raise ValueError(
+      "masking kind 'mgmae' warps a map along the optical flow of the clip: call "
+      "masker(key, video, tokens) with video [B, T, H, W, 3]"
+    )
   batch_size(video, tokens, math.prod(grid))
-  volume = mask_volume(key, video, grid=grid, ratio=ratio, init=init, gauss_mix=gauss_mix,
-                       base_frame=base_frame, hole_filling=hole_filling,
-                       reproduce_warp_bug=reproduce_warp_bug, flow_fn=flow_fn)
-  return select(jax.lax.stop_gradient(token_scores(volume, grid)), grid, ratio,
-                topk_on_all=topk_on_all)
+  volume = mask_volume(
+    key,
+    video,
+    grid=grid,
+    ratio=ratio,
+    init=init,
+    gauss_mix=gauss_mix,
+    base_frame=base_frame,
+    hole_filling=hole_filling,
+    reproduce_warp_bug=reproduce_warp_bug,
+    flow_fn=flow_fn,
+  )
+  return select(
+    jax.lax.stop_gradient(token_scores(volume, grid)), grid, ratio, topk_on_all=topk_on_all
+  )
 
 
 # ----------------------------------------------------------------------------- builders
@@ -282,43 +343,81 @@ def _choice(name: str, value, options) -> str:
   return value
 
 
-def mgmae_masker(grid: Grid, flow_fn: FlowFn | None = None, *, ratio: float = 0.9,
-                 init: str = "mix_gauss", gauss_mix: str = "max", base_frame: str = "middle",
-                 hole_filling: str = "consist", topk_on_all: bool = False,
-                 reproduce_warp_bug: bool = False) -> Masker:
+def mgmae_masker(
+  grid: Grid,
+  flow_fn: FlowFn | None = None,
+  *,
+  ratio: float = 0.9,
+  init: str = "mix_gauss",
+  gauss_mix: str = "max",
+  base_frame: str = "middle",
+  hole_filling: str = "consist",
+  topk_on_all: bool = False,
+  reproduce_warp_bug: bool = False,
+) -> Masker:
   """`build_mgmae` with an injectable `flow_fn(frame_a, frame_b) -> [B, H, W, 2]` (None: default)."""
   ratio = check_fraction("ratio", ratio)
-  params = {"ratio": ratio, "init": _choice("init", init, INITS),
-            "gauss_mix": _choice("gauss_mix", gauss_mix, GAUSS_MIX),
-            "base_frame": _choice("base_frame", base_frame, BASE_FRAMES),
-            "hole_filling": _choice("hole_filling", hole_filling, HOLE_FILLING),
-            "topk_on_all": bool(topk_on_all), "reproduce_warp_bug": bool(reproduce_warp_bug)}
+  params = {
+    "ratio": ratio,
+    "init": _choice("init", init, INITS),
+    "gauss_mix": _choice("gauss_mix", gauss_mix, GAUSS_MIX),
+    "base_frame": _choice("base_frame", base_frame, BASE_FRAMES),
+    "hole_filling": _choice("hole_filling", hole_filling, HOLE_FILLING),
+    "topk_on_all": bool(topk_on_all),
+    "reproduce_warp_bug": bool(reproduce_warp_bug),
+  }
   hw, k = grid[1] * grid[2], visible_per_slice(grid, ratio)
   if not 1 <= k < hw:
-    raise ValueError(f"masking kind 'mgmae': ratio={ratio} keeps int({hw} * (1 - {ratio})) = {k} "
-                     f"of the {hw} tokens per slice visible; it must keep at least 1 and mask "
-                     "at least 1")
+    raise ValueError(
+      f"masking kind 'mgmae': ratio={ratio} keeps int({hw} * (1 - {ratio})) = {k} "
+      f"of the {hw} tokens per slice visible; it must keep at least 1 and mask "
+      "at least 1"
+    )
   num_keep, num_target = mgmae_counts(grid, ratio)
   fn = functools.partial(mgmae_mask, grid=grid, flow_fn=flow_fn, **params)
   return Masker("mgmae", grid, num_keep, num_target, fn, params)
 
 
-def build_mgmae(grid: Grid, *, ratio: float = 0.9, init: str = "mix_gauss",
-                gauss_mix: str = "max", base_frame: str = "middle",
-                hole_filling: str = "consist", topk_on_all: bool = False,
-                reproduce_warp_bug: bool = False) -> Masker:
+def build_mgmae(
+  grid: Grid,
+  *,
+  ratio: float = 0.9,
+  init: str = "mix_gauss",
+  gauss_mix: str = "max",
+  base_frame: str = "middle",
+  hole_filling: str = "consist",
+  topk_on_all: bool = False,
+  reproduce_warp_bug: bool = False,
+) -> Masker:
   """MGMAE motion-guided masking with the default flow estimator (`mgvm.flow.estimate`)."""
-  return mgmae_masker(grid, None, ratio=ratio, init=init, gauss_mix=gauss_mix,
-                      base_frame=base_frame, hole_filling=hole_filling, topk_on_all=topk_on_all,
-                      reproduce_warp_bug=reproduce_warp_bug)
+  return mgmae_masker(
+    grid,
+    None,
+    ratio=ratio,
+    init=init,
+    gauss_mix=gauss_mix,
+    base_frame=base_frame,
+    hole_filling=hole_filling,
+    topk_on_all=topk_on_all,
+    reproduce_warp_bug=reproduce_warp_bug,
+  )
 
 
-def compose_priority(key: jax.Array, b: int, grid: Grid, *, video: jax.Array | None,
-                     ratio: float, flow_fn: FlowFn | None = None) -> jax.Array:
+def compose_priority(
+  key: jax.Array,
+  b: int,
+  grid: Grid,
+  *,
+  video: jax.Array | None,
+  ratio: float,
+  flow_fn: FlowFn | None = None,
+) -> jax.Array:
   """Composition priority [B, N]: the token scores of `mgmae_mask` (default options, `ratio`)."""
   if video is None:
-    raise ValueError("masking kind 'mgmae' with 'compress' ranks tokens by the warped mask "
-                     "volume of the clip: its priority needs video=[B, T, H, W, 3]")
+    raise ValueError(
+      "masking kind 'mgmae' with 'compress' ranks tokens by the warped mask "
+      "volume of the clip: its priority needs video=[B, T, H, W, 3]"
+    )
   if video.shape[0] != b:
     raise ValueError(f"video batch {video.shape[0]} != {b}")
   return token_scores(mask_volume(key, video, grid=grid, ratio=ratio, flow_fn=flow_fn), grid)

@@ -28,7 +28,15 @@ import math
 import jax
 import jax.numpy as jnp
 
-from mgvm.masking.core import Grid, Masker, MaskOut, batch_size, check_fraction, mask_from_ids, split_by_scores
+from mgvm.masking.core import (
+  Grid,
+  Masker,
+  MaskOut,
+  batch_size,
+  check_fraction,
+  mask_from_ids,
+  split_by_scores,
+)
 
 METRICS = ("l1", "l2")
 FIRST = ("keep", "next")
@@ -47,8 +55,9 @@ def _tubelet(video: jax.Array, grid: Grid) -> tuple[int, int, int]:
   return frames // t, height // h, width // w
 
 
-def mgtc_scores(video: jax.Array, grid: Grid, *, metric: str = "l1", sub_blocks: int = 1,
-                first: str = "keep") -> jax.Array:
+def mgtc_scores(
+  video: jax.Array, grid: Grid, *, metric: str = "l1", sub_blocks: int = 1, first: str = "keep"
+) -> jax.Array:
   """float32 [B, N]: each token's pixel change against the co-located token one slice earlier.
 
   With `first="keep"` the first slice scores +inf (always kept).
@@ -67,7 +76,7 @@ def mgtc_scores(video: jax.Array, grid: Grid, *, metric: str = "l1", sub_blocks:
   b, c = video.shape[0], video.shape[-1]
   x = video.astype(jnp.float32).reshape(b, t, pt, h, s, ph // s, w, s, pw // s, c)
   d = x[:, 1:] - x[:, :-1]  # [B, T'-1, pt, h, s, ph/s, w, s, pw/s, C]
-  axes = (2, 5, 8, 9)       # pixels and channels of one sub-block
+  axes = (2, 5, 8, 9)  # pixels and channels of one sub-block
   if metric == "l1":
     per_block = jnp.mean(jnp.abs(d), axis=axes)
   else:
@@ -97,17 +106,22 @@ def compress(scores: jax.Array, num_keep: int) -> MaskOut:
 def _mgtc(key, video, tokens, *, grid, num_keep, metric, sub_blocks, first):
   del key, tokens  # deterministic; pixels only
   if video is None:
-    raise ValueError("masking kind 'mgtc' scores pixels: call masker(key, video, tokens) with "
-                     "the clip video [B, T, H, W, 3]")
-  return compress(mgtc_scores(video, grid, metric=metric, sub_blocks=sub_blocks, first=first),
-                  num_keep)
+    raise ValueError(
+      "masking kind 'mgtc' scores pixels: call masker(key, video, tokens) with "
+      "the clip video [B, T, H, W, 3]"
+    )
+  return compress(
+    mgtc_scores(video, grid, metric=metric, sub_blocks=sub_blocks, first=first), num_keep
+  )
 
 
 def _everest(key, video, tokens, *, grid, num_keep):
   del key
   if tokens is None:
-    raise ValueError("masking kind 'everest' scores the patch embeddings: call "
-                     "masker(key, video, tokens) with tokens = model.encoder.embed(video)")
+    raise ValueError(
+      "masking kind 'everest' scores the patch embeddings: call "
+      "masker(key, video, tokens) with tokens = model.encoder.embed(video)"
+    )
   batch_size(video, tokens, math.prod(grid))
   return compress(everest_scores(tokens, grid), num_keep)
 
@@ -117,16 +131,21 @@ def _check_count(kind: str, grid: Grid, ratio: float, num_keep: int, first_slice
   if grid[0] < 2:
     raise ValueError(f"masking kind {kind!r} compares consecutive slices; grid {grid} has one")
   if not 1 <= num_keep < n:
-    raise ValueError(f"masking kind {kind!r}: ratio={ratio} keeps int((1 - {ratio}) * {n}) = "
-                     f"{num_keep} of {n} tokens; it must keep at least 1 and drop at least 1")
+    raise ValueError(
+      f"masking kind {kind!r}: ratio={ratio} keeps int((1 - {ratio}) * {n}) = "
+      f"{num_keep} of {n} tokens; it must keep at least 1 and drop at least 1"
+    )
   if first_slice and num_keep < grid[1] * grid[2]:
-    raise ValueError(f"masking kind {kind!r} with first='keep' keeps the whole first slice "
-                     f"({grid[1] * grid[2]} tokens) but ratio={ratio} keeps only {num_keep}; "
-                     f"lower the ratio or use first='next'")
+    raise ValueError(
+      f"masking kind {kind!r} with first='keep' keeps the whole first slice "
+      f"({grid[1] * grid[2]} tokens) but ratio={ratio} keeps only {num_keep}; "
+      f"lower the ratio or use first='next'"
+    )
 
 
-def build_mgtc(grid: Grid, *, ratio: float, metric: str = "l1", sub_blocks: int = 1,
-               first: str = "keep") -> Masker:
+def build_mgtc(
+  grid: Grid, *, ratio: float, metric: str = "l1", sub_blocks: int = 1, first: str = "keep"
+) -> Masker:
   """MGTC compressor: drops the `ratio` lowest pixel-change tokens of each clip."""
   ratio = check_fraction("ratio", ratio)
   if metric not in METRICS:
@@ -137,8 +156,9 @@ def build_mgtc(grid: Grid, *, ratio: float, metric: str = "l1", sub_blocks: int 
     raise ValueError(f"masking kind 'mgtc': sub_blocks must be an integer >= 1, got {sub_blocks}")
   num_keep = compressed_count(grid, ratio)
   _check_count("mgtc", grid, ratio, num_keep, first == "keep")
-  fn = functools.partial(_mgtc, grid=grid, num_keep=num_keep, metric=metric,
-                         sub_blocks=int(sub_blocks), first=first)
+  fn = functools.partial(
+    _mgtc, grid=grid, num_keep=num_keep, metric=metric, sub_blocks=int(sub_blocks), first=first
+  )
   params = {"ratio": ratio, "metric": metric, "sub_blocks": int(sub_blocks), "first": first}
   return Masker("mgtc", grid, num_keep, 0, fn, params)
 

@@ -16,8 +16,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mgvm.masking.core import (Grid, Masker, MaskOut, batch_size, check_fraction, check_split,
-                               mask_from_ids, split_by_scores, tile_over_time)
+from mgvm.masking.core import (
+  Grid,
+  Masker,
+  MaskOut,
+  batch_size,
+  check_fraction,
+  check_split,
+  mask_from_ids,
+  split_by_scores,
+  tile_over_time,
+)
 
 # The running cell is a 2x2 unit whose 4 bits rotate through a cyclic queue: 4 phases.
 CELL = 2
@@ -33,8 +42,14 @@ def random_counts(grid: Grid, ratio: float) -> tuple[int, int]:
   return n - m, m
 
 
-def random_mask(key: jax.Array, video: jax.Array | None = None,
-                tokens: jax.Array | None = None, *, grid: Grid, ratio: float) -> MaskOut:
+def random_mask(
+  key: jax.Array,
+  video: jax.Array | None = None,
+  tokens: jax.Array | None = None,
+  *,
+  grid: Grid,
+  ratio: float,
+) -> MaskOut:
   """Mask `int(ratio * N)` tokens uniformly at random, independently per sample."""
   n = math.prod(grid)
   num_keep, _ = random_counts(grid, ratio)
@@ -54,8 +69,14 @@ def tube_counts(grid: Grid, ratio: float) -> tuple[int, int]:
   return t * (h * w - masked), t * masked
 
 
-def tube_mask(key: jax.Array, video: jax.Array | None = None,
-              tokens: jax.Array | None = None, *, grid: Grid, ratio: float) -> MaskOut:
+def tube_mask(
+  key: jax.Array,
+  video: jax.Array | None = None,
+  tokens: jax.Array | None = None,
+  *,
+  grid: Grid,
+  ratio: float,
+) -> MaskOut:
   """VideoMAE tube masking: one random spatial mask per sample, repeated over all T' slices."""
   t, h, w = grid
   hw = h * w
@@ -105,9 +126,15 @@ def running_cell_counts(grid: Grid, ratio: float, decoder_ratio: float) -> tuple
   return num_keep, t * per_slice
 
 
-def running_cell_mask(key: jax.Array, video: jax.Array | None = None,
-                      tokens: jax.Array | None = None, *, grid: Grid, ratio: float = 0.9,
-                      decoder_ratio: float = 0.5) -> MaskOut:
+def running_cell_mask(
+  key: jax.Array,
+  video: jax.Array | None = None,
+  tokens: jax.Array | None = None,
+  *,
+  grid: Grid,
+  ratio: float = 0.9,
+  decoder_ratio: float = 0.5,
+) -> MaskOut:
   """VideoMAE v2 dual masking: tube encoder mask + running-cell decoder mask.
 
   `mask` / `ids_keep` are tube masking with `ratio`. `ids_target` holds ALL positions the
@@ -152,13 +179,17 @@ def build_running_cell(grid: Grid, *, ratio: float = 0.9, decoder_ratio: float =
   _, masked = tube_counts(grid, ratio)
   check_split("running_cell", ratio, grid[1] * grid[2], masked // grid[0], "positions per slice")
   if not 1 <= cells_dropped(decoder_ratio) < NUM_PHASES:
-    raise ValueError(f"masking kind 'running_cell': decoder_ratio={decoder_ratio} drops "
-                     f"int(4 * {decoder_ratio}) = {cells_dropped(decoder_ratio)} of the 4 "
-                     "positions of a 2x2 cell; it must drop 1, 2 or 3 (0.25 <= decoder_ratio "
-                     "< 1). Use kind 'tube' to decode every encoder-masked token.")
+    raise ValueError(
+      f"masking kind 'running_cell': decoder_ratio={decoder_ratio} drops "
+      f"int(4 * {decoder_ratio}) = {cells_dropped(decoder_ratio)} of the 4 "
+      "positions of a 2x2 cell; it must drop 1, 2 or 3 (0.25 <= decoder_ratio "
+      "< 1). Use kind 'tube' to decode every encoder-masked token."
+    )
   if grid[1] % CELL or grid[2] % CELL:
-    raise ValueError(f"masking kind 'running_cell' tiles a 2x2 cell over the h x w grid; "
-                     f"h and w must be even, got grid {grid}")
+    raise ValueError(
+      f"masking kind 'running_cell' tiles a 2x2 cell over the h x w grid; "
+      f"h and w must be even, got grid {grid}"
+    )
   num_keep, num_target = running_cell_counts(grid, ratio, decoder_ratio)
   fn = functools.partial(running_cell_mask, grid=grid, ratio=ratio, decoder_ratio=decoder_ratio)
   params = {"ratio": ratio, "decoder_ratio": decoder_ratio}

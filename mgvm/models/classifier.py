@@ -25,33 +25,73 @@ class VideoClassifier(nnx.Module):
   `aux["pooled"]` is the normalised mean token.
   """
 
-  def __init__(self, size: str | None = "B", *, num_classes: int, dim=None, depth=None,
-               num_heads=None, num_frames: int = 16, image_size: int | Sequence[int] = 224,
-               tubelet: Sequence[int] = (2, 16, 16), in_channels: int = 3,
-               mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
-               layer_scale_init: float = 0.0, fc_drop_rate: float = 0.0,
-               head_init_scale: float = 0.001, dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    size: str | None = "B",
+    *,
+    num_classes: int,
+    dim=None,
+    depth=None,
+    num_heads=None,
+    num_frames: int = 16,
+    image_size: int | Sequence[int] = 224,
+    tubelet: Sequence[int] = (2, 16, 16),
+    in_channels: int = 3,
+    mlp_ratio: float = 4.0,
+    qkv_bias: bool = True,
+    drop_path_rate: float = 0.0,
+    layer_scale_init: float = 0.0,
+    fc_drop_rate: float = 0.0,
+    head_init_scale: float = 0.001,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     if num_classes < 1:
       raise ValueError(f"num_classes must be >= 1; got {num_classes}.")
     self.encoder = VideoViT(
-        size, dim=dim, depth=depth, num_heads=num_heads, num_frames=num_frames,
-        image_size=image_size, tubelet=tubelet, in_channels=in_channels, mlp_ratio=mlp_ratio,
-        qkv_bias=qkv_bias, drop_path_rate=drop_path_rate, layer_scale_init=layer_scale_init,
-        final_norm=False, init="trunc_normal", dtype=dtype, rngs=rngs)
+      size,
+      dim=dim,
+      depth=depth,
+      num_heads=num_heads,
+      num_frames=num_frames,
+      image_size=image_size,
+      tubelet=tubelet,
+      in_channels=in_channels,
+      mlp_ratio=mlp_ratio,
+      qkv_bias=qkv_bias,
+      drop_path_rate=drop_path_rate,
+      layer_scale_init=layer_scale_init,
+      final_norm=False,
+      init="trunc_normal",
+      dtype=dtype,
+      rngs=rngs,
+    )
     dim = self.encoder.dim
     self.num_classes = num_classes
     self.fc_norm = layer_norm(dim, dtype, rngs=rngs)
     self.fc_dropout = nnx.Dropout(fc_drop_rate)
-    self.head = nnx.Linear(dim, num_classes, kernel_init=scaled_trunc_normal(head_init_scale),
-                           dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    self.head = nnx.Linear(
+      dim,
+      num_classes,
+      kernel_init=scaled_trunc_normal(head_init_scale),
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      rngs=rngs,
+    )
 
   @property
   def grid(self) -> tuple[int, int, int]:
     return self.encoder.grid
 
-  def __call__(self, video: jax.Array, *, ids_keep: jax.Array | None = None,
-               tokens: jax.Array | None = None, deterministic: bool = True,
-               rngs: nnx.Rngs | None = None):
+  def __call__(
+    self,
+    video: jax.Array,
+    *,
+    ids_keep: jax.Array | None = None,
+    tokens: jax.Array | None = None,
+    deterministic: bool = True,
+    rngs: nnx.Rngs | None = None,
+  ):
     if tokens is None:
       tokens = self.encoder.embed(video)
     x = self.encoder.encode(tokens, ids_keep, deterministic=deterministic, rngs=rngs)

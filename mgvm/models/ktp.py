@@ -47,8 +47,9 @@ def default_feature_blocks(depth: int) -> tuple[int, ...]:
   return tuple(min(q * i - 1, depth - 1) for i in (1, 2, 3, 4))
 
 
-def sequence_lengths(num_tokens: int, num_key: int, depth: int,
-                     keep_rates: dict[int, float]) -> list[int]:
+def sequence_lengths(
+  num_tokens: int, num_key: int, depth: int, keep_rates: dict[int, float]
+) -> list[int]:
   """Tokens entering the MLP of each block: `ceil(rate · N)` at a pruning block, but never
   fewer than the `num_key` keyframe tokens (where the reference's top-k would fail, e.g. keep
   0.6 three times on a 4-slice grid, only the keyframe tokens go on)."""
@@ -72,7 +73,7 @@ def attention_with_probs(attn: Attention, x: jax.Array) -> tuple[jax.Array, jax.
   hd = d // attn.num_heads
   q, k, v = jnp.split(qkv.reshape(b, n, 3, attn.num_heads, hd), 3, axis=2)
   q, k, v = (a[:, :, 0].transpose(0, 2, 1, 3) for a in (q, k, v))  # [B, H, N, hd]
-  logits = jnp.einsum("bhqd,bhkd->bhqk", q * hd ** -0.5, k).astype(jnp.float32)
+  logits = jnp.einsum("bhqd,bhkd->bhqk", q * hd**-0.5, k).astype(jnp.float32)
   probs = jax.nn.softmax(logits, axis=-1)
   out = jnp.einsum("bhqk,bhkd->bhqd", probs.astype(v.dtype), v)
   return attn.proj(out.transpose(0, 2, 1, 3).reshape(b, n, d)), probs
@@ -86,9 +87,17 @@ def keyframe_scores(probs: jax.Array, num_key: int, enhanced_weight: float = 1.0
   return cols.mean(axis=2).mean(axis=1)
 
 
-def ktp_block(block: Block, x: jax.Array, ids: jax.Array, *, num_key: int, keep: int,
-              enhanced_weight: float = 1.0, deterministic: bool = True,
-              rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array]:
+def ktp_block(
+  block: Block,
+  x: jax.Array,
+  ids: jax.Array,
+  *,
+  num_key: int,
+  keep: int,
+  enhanced_weight: float = 1.0,
+  deterministic: bool = True,
+  rngs: nnx.Rngs | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """One `Block` pruning to `keep` tokens after its attention residual.
 
   x [B, N, D] with the `num_key` keyframe tokens first; ids [B, N − num_key] the original
@@ -111,10 +120,17 @@ def ktp_block(block: Block, x: jax.Array, ids: jax.Array, *, num_key: int, keep:
   return x + block.drop_path(y, deterministic=deterministic, rngs=rngs), ids
 
 
-def encode_keyframe_first(encoder: VideoViT, tokens: jax.Array, grid: Sequence[int], *,
-                          keep_rates: dict[int, float], enhanced_weight: float = 1.0,
-                          feature_blocks: Sequence[int] = (), deterministic: bool = True,
-                          rngs: nnx.Rngs | None = None):
+def encode_keyframe_first(
+  encoder: VideoViT,
+  tokens: jax.Array,
+  grid: Sequence[int],
+  *,
+  keep_rates: dict[int, float],
+  enhanced_weight: float = 1.0,
+  feature_blocks: Sequence[int] = (),
+  deterministic: bool = True,
+  rngs: nnx.Rngs | None = None,
+):
   """Runs `encoder`'s blocks with KTP on patch embeddings `tokens` [B, N, D] of a `grid` clip.
 
   Returns (x [B, K, D] after the final norm, keyframe tokens first; ids [B, K − h·w] original
@@ -132,8 +148,16 @@ def encode_keyframe_first(encoder: VideoViT, tokens: jax.Array, grid: Sequence[i
   maps = []
   for i, block in enumerate(encoder.blocks):
     if lengths[i] < x.shape[1]:
-      x, ids = ktp_block(block, x, ids, num_key=num_key, keep=lengths[i],
-                         enhanced_weight=enhanced_weight, deterministic=deterministic, rngs=rngs)
+      x, ids = ktp_block(
+        block,
+        x,
+        ids,
+        num_key=num_key,
+        keep=lengths[i],
+        enhanced_weight=enhanced_weight,
+        deterministic=deterministic,
+        rngs=rngs,
+      )
     else:
       x = block(x, deterministic=deterministic, rngs=rngs)
     if i in feature_blocks:
@@ -143,8 +167,14 @@ def encode_keyframe_first(encoder: VideoViT, tokens: jax.Array, grid: Sequence[i
   return x, ids, maps
 
 
-def rebuild_grid(kept: jax.Array, ids: jax.Array, grid: Sequence[int], fill: jax.Array, *,
-                 official_order: bool = False) -> tuple[jax.Array, jax.Array]:
+def rebuild_grid(
+  kept: jax.Array,
+  ids: jax.Array,
+  grid: Sequence[int],
+  fill: jax.Array,
+  *,
+  official_order: bool = False,
+) -> tuple[jax.Array, jax.Array]:
   """Scatters kept tokens [B, K, C] (keyframe first) back to the full [B, N, C] grid.
 
   Non-keyframe token j goes to position `ids[:, j]`; dropped positions hold `fill` [C].
@@ -156,8 +186,9 @@ def rebuild_grid(kept: jax.Array, ids: jax.Array, grid: Sequence[int], fill: jax
   key_ids, _ = keyframe_order(grid)
   n = int(np.prod(grid))
   place = jnp.sort(ids, axis=1) if official_order else ids
-  positions = jnp.concatenate([jnp.broadcast_to(jnp.asarray(key_ids), (b, key_ids.size)),
-                               place.astype(jnp.int32)], axis=1)
+  positions = jnp.concatenate(
+    [jnp.broadcast_to(jnp.asarray(key_ids), (b, key_ids.size)), place.astype(jnp.int32)], axis=1
+  )
   full = jnp.broadcast_to(fill.astype(kept.dtype), (b, n, c))
   full = full.at[jnp.arange(b)[:, None], positions].set(kept)
   return full, positions

@@ -58,7 +58,7 @@ def _upsample_nearest(x: jax.Array, factor: int) -> jax.Array:
 def _downsample_half_nearest(x: jax.Array) -> jax.Array:
   """F.interpolate(scale_factor=0.5, 'nearest'): output floor(H/2) x floor(W/2), source 2*i."""
   h, w = x.shape[1] // 2, x.shape[2] // 2
-  return x[:, 0:2 * h:2, 0:2 * w:2]
+  return x[:, 0 : 2 * h : 2, 0 : 2 * w : 2]
 
 
 def image_whwh(image_hw, batch: int) -> jax.Array:
@@ -70,14 +70,22 @@ def image_whwh(image_hw, batch: int) -> jax.Array:
   return jnp.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], axis=-1)
 
 
-def c2_xavier_conv(din: int, dout: int, kernel: int, *, dtype=jnp.float32,
-                   rngs: nnx.Rngs) -> nnx.Conv:
+def c2_xavier_conv(
+  din: int, dout: int, kernel: int, *, dtype=jnp.float32, rngs: nnx.Rngs
+) -> nnx.Conv:
   """Conv2d with detectron2's `c2_xavier_fill` (U(+-sqrt(3 / fan_in))) and zero bias."""
-  return nnx.Conv(din, dout, kernel_size=(kernel, kernel), strides=1,
-                  padding=[(kernel // 2, kernel // 2)] * 2,
-                  kernel_init=nnx.initializers.variance_scaling(1.0, "fan_in", "uniform"),
-                  bias_init=nnx.initializers.zeros_init(), dtype=dtype,
-                  param_dtype=jnp.float32, rngs=rngs)
+  return nnx.Conv(
+    din,
+    dout,
+    kernel_size=(kernel, kernel),
+    strides=1,
+    padding=[(kernel // 2, kernel // 2)] * 2,
+    kernel_init=nnx.initializers.variance_scaling(1.0, "fan_in", "uniform"),
+    bias_init=nnx.initializers.zeros_init(),
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    rngs=rngs,
+  )
 
 
 class KeyframeFPN(nnx.Module):
@@ -91,10 +99,10 @@ class KeyframeFPN(nnx.Module):
   def __init__(self, in_dim: int, dim: int = 256, *, dtype=jnp.float32, rngs: nnx.Rngs):
     self.dtype = dtype
     # Index 0..3 = p2..p5 (bottom-up order).
-    self.lateral = nnx.List([c2_xavier_conv(in_dim, dim, 1, dtype=dtype, rngs=rngs)
-                             for _ in range(4)])
-    self.output = nnx.List([c2_xavier_conv(dim, dim, 3, dtype=dtype, rngs=rngs)
-                            for _ in range(4)])
+    self.lateral = nnx.List(
+      [c2_xavier_conv(in_dim, dim, 1, dtype=dtype, rngs=rngs) for _ in range(4)]
+    )
+    self.output = nnx.List([c2_xavier_conv(dim, dim, 3, dtype=dtype, rngs=rngs) for _ in range(4)])
 
   def __call__(self, maps: Sequence[jax.Array]) -> list[jax.Array]:
     if len(maps) != 4:
@@ -105,8 +113,12 @@ class KeyframeFPN(nnx.Module):
     h, w = maps[0].shape[1:3]
     if h % 2 or w % 2:
       raise ValueError(f"token maps must have even height and width; got {h}x{w}.")
-    res = [_upsample_nearest(maps[0], 4), _upsample_nearest(maps[1], 2), maps[2],
-           _downsample_half_nearest(maps[3])]
+    res = [
+      _upsample_nearest(maps[0], 4),
+      _upsample_nearest(maps[1], 2),
+      maps[2],
+      _downsample_half_nearest(maps[3]),
+    ]
     prev = self.lateral[3](res[3])
     outs = [self.output[3](prev)]
     for lvl in (2, 1, 0):
@@ -120,13 +132,20 @@ class DynamicConv(nnx.Module):
   proposal feature (dim -> dynamic_dim -> dim, LN + ReLU each), then flatten -> Linear, LN, ReLU.
   """
 
-  def __init__(self, dim: int = 256, dynamic_dim: int = 64, pooler_resolution: int = 7, *,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    dim: int = 256,
+    dynamic_dim: int = 64,
+    pooler_resolution: int = 7,
+    *,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     self.dim, self.dynamic_dim = dim, dynamic_dim
     self.dynamic_layer = torch_linear(dim, 2 * dim * dynamic_dim, dtype=dtype, rngs=rngs)
     self.norm1 = head_norm(dynamic_dim, dtype, rngs=rngs)
     self.norm2 = head_norm(dim, dtype, rngs=rngs)
-    self.out_layer = torch_linear(dim * pooler_resolution ** 2, dim, dtype=dtype, rngs=rngs)
+    self.out_layer = torch_linear(dim * pooler_resolution**2, dim, dtype=dtype, rngs=rngs)
     self.norm3 = head_norm(dim, dtype, rngs=rngs)
 
   def __call__(self, pro_features: jax.Array, roi_features: jax.Array) -> jax.Array:
@@ -144,8 +163,9 @@ class DynamicConv(nnx.Module):
 class ProposalAttention(nnx.Module):
   """`nn.MultiheadAttention` over the proposals of one image (packed in-projection, biases 0)."""
 
-  def __init__(self, dim: int, num_heads: int, *, dropout: float = 0.0, dtype=jnp.float32,
-               rngs: nnx.Rngs):
+  def __init__(
+    self, dim: int, num_heads: int, *, dropout: float = 0.0, dtype=jnp.float32, rngs: nnx.Rngs
+  ):
     if dim % num_heads:
       raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}.")
     self.num_heads = num_heads
@@ -172,12 +192,24 @@ class RCNNHead(nnx.Module):
   (logits [B, P, 2] f32, new boxes [B, P, 4] f32, features [B, P, dim] in the compute dtype).
   """
 
-  def __init__(self, dim: int = 256, *, num_heads: int = 8, dynamic_dim: int = 64,
-               ffn_dim: int = 2048, num_cls: int = 1, num_reg: int = 3,
-               pooler_resolution: int = 7, sampling_ratio: int = 2,
-               strides: Sequence[int] = (4, 8, 16, 32), dropout: float = 0.0,
-               scale_clamp: float = SCALE_CLAMP, bbox_weights: Sequence[float] = BBOX_WEIGHTS,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    dim: int = 256,
+    *,
+    num_heads: int = 8,
+    dynamic_dim: int = 64,
+    ffn_dim: int = 2048,
+    num_cls: int = 1,
+    num_reg: int = 3,
+    pooler_resolution: int = 7,
+    sampling_ratio: int = 2,
+    strides: Sequence[int] = (4, 8, 16, 32),
+    dropout: float = 0.0,
+    scale_clamp: float = SCALE_CLAMP,
+    bbox_weights: Sequence[float] = BBOX_WEIGHTS,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     self.dim = dim
     self.pooler_resolution = pooler_resolution
     self.sampling_ratio = sampling_ratio
@@ -193,25 +225,52 @@ class RCNNHead(nnx.Module):
     self.norm2 = head_norm(dim, dtype, rngs=rngs)
     self.norm3 = head_norm(dim, dtype, rngs=rngs)
     self.dropout = nnx.Dropout(dropout)
-    self.cls_module = nnx.List([
-        nnx.List([torch_linear(dim, dim, use_bias=False, dtype=dtype, rngs=rngs),
-                  head_norm(dim, dtype, rngs=rngs)]) for _ in range(num_cls)])
-    self.reg_module = nnx.List([
-        nnx.List([torch_linear(dim, dim, use_bias=False, dtype=dtype, rngs=rngs),
-                  head_norm(dim, dtype, rngs=rngs)]) for _ in range(num_reg)])
+    self.cls_module = nnx.List(
+      [
+        nnx.List(
+          [
+            torch_linear(dim, dim, use_bias=False, dtype=dtype, rngs=rngs),
+            head_norm(dim, dtype, rngs=rngs),
+          ]
+        )
+        for _ in range(num_cls)
+      ]
+    )
+    self.reg_module = nnx.List(
+      [
+        nnx.List(
+          [
+            torch_linear(dim, dim, use_bias=False, dtype=dtype, rngs=rngs),
+            head_norm(dim, dtype, rngs=rngs),
+          ]
+        )
+        for _ in range(num_reg)
+      ]
+    )
     self.class_logits = torch_linear(dim, 2, dtype=dtype, rngs=rngs)
     self.bboxes_delta = torch_linear(dim, 4, dtype=dtype, rngs=rngs)
 
-  def __call__(self, features: Sequence[jax.Array], boxes: jax.Array, pro_features: jax.Array, *,
-               deterministic: bool = True, rngs: nnx.Rngs | None = None):
+  def __call__(
+    self,
+    features: Sequence[jax.Array],
+    boxes: jax.Array,
+    pro_features: jax.Array,
+    *,
+    deterministic: bool = True,
+    rngs: nnx.Rngs | None = None,
+  ):
     b, p = boxes.shape[:2]
     r = self.pooler_resolution
     # RoI features; like detectron2's ROIAlign (no gradient w.r.t. the rois) the sampling
     # positions carry no gradient: boxes learn only through the deltas.
     rois = ops.multilevel_roi_align(
-        list(features), self.strides, jax.lax.stop_gradient(boxes.reshape(b * p, 4)),
-        jnp.repeat(jnp.arange(b, dtype=jnp.int32), p), (r, r),
-        sampling_ratio=self.sampling_ratio)
+      list(features),
+      self.strides,
+      jax.lax.stop_gradient(boxes.reshape(b * p, 4)),
+      jnp.repeat(jnp.arange(b, dtype=jnp.int32), p),
+      (r, r),
+      sampling_ratio=self.sampling_ratio,
+    )
     rois = rois.reshape(b * p, r * r, self.dim).astype(self.dtype)
 
     x = pro_features.astype(self.dtype)
@@ -230,9 +289,12 @@ class RCNNHead(nnx.Module):
       reg_feature = jax.nn.relu(norm(linear(reg_feature)))
     logits = self.class_logits(cls_feature).astype(jnp.float32)
     deltas = self.bboxes_delta(reg_feature).astype(jnp.float32)
-    new_boxes = ops.apply_deltas(deltas.reshape(b * p, 4),
-                                 boxes.reshape(b * p, 4).astype(jnp.float32),
-                                 weights=self.bbox_weights, scale_clamp=self.scale_clamp)
+    new_boxes = ops.apply_deltas(
+      deltas.reshape(b * p, 4),
+      boxes.reshape(b * p, 4).astype(jnp.float32),
+      weights=self.bbox_weights,
+      scale_clamp=self.scale_clamp,
+    )
     return logits, new_boxes.reshape(b, p, 4), obj
 
 
@@ -244,11 +306,25 @@ class ActorLocalizer(nnx.Module):
   `image_hw` is (H, W) for the batch or [B, 2] per image (unpadded sizes, like `images_whwh`).
   """
 
-  def __init__(self, in_dim: int, *, dim: int = 256, num_proposals: int = 100,
-               num_stages: int = 6, num_heads: int = 8, dynamic_dim: int = 64,
-               ffn_dim: int = 2048, num_cls: int = 1, num_reg: int = 3,
-               pooler_resolution: int = 7, sampling_ratio: int = 2, token_stride: int = 16,
-               dropout: float = 0.0, dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_dim: int,
+    *,
+    dim: int = 256,
+    num_proposals: int = 100,
+    num_stages: int = 6,
+    num_heads: int = 8,
+    dynamic_dim: int = 64,
+    ffn_dim: int = 2048,
+    num_cls: int = 1,
+    num_reg: int = 3,
+    pooler_resolution: int = 7,
+    sampling_ratio: int = 2,
+    token_stride: int = 16,
+    dropout: float = 0.0,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     self.dim = dim
     self.num_proposals = num_proposals
     self.num_stages = num_stages
@@ -256,19 +332,40 @@ class ActorLocalizer(nnx.Module):
     self.fpn = KeyframeFPN(in_dim, dim, dtype=dtype, rngs=rngs)
     # Normalised (cx, cy, w, h) = (0.5, 0.5, 1, 1): every proposal starts as the whole image.
     self.proposal_boxes = nnx.Param(
-        jnp.tile(jnp.array([0.5, 0.5, 1.0, 1.0], jnp.float32), (num_proposals, 1)))
+      jnp.tile(jnp.array([0.5, 0.5, 1.0, 1.0], jnp.float32), (num_proposals, 1))
+    )
     # nn.Embedding's default initialisation, N(0, 1).
     self.proposal_features = nnx.Param(
-        jax.random.normal(rngs.params(), (num_proposals, dim), jnp.float32))
-    self.heads = nnx.List([
-        RCNNHead(dim, num_heads=num_heads, dynamic_dim=dynamic_dim, ffn_dim=ffn_dim,
-                 num_cls=num_cls, num_reg=num_reg, pooler_resolution=pooler_resolution,
-                 sampling_ratio=sampling_ratio, strides=self.strides, dropout=dropout,
-                 dtype=dtype, rngs=rngs)
-        for _ in range(num_stages)])
+      jax.random.normal(rngs.params(), (num_proposals, dim), jnp.float32)
+    )
+    self.heads = nnx.List(
+      [
+        RCNNHead(
+          dim,
+          num_heads=num_heads,
+          dynamic_dim=dynamic_dim,
+          ffn_dim=ffn_dim,
+          num_cls=num_cls,
+          num_reg=num_reg,
+          pooler_resolution=pooler_resolution,
+          sampling_ratio=sampling_ratio,
+          strides=self.strides,
+          dropout=dropout,
+          dtype=dtype,
+          rngs=rngs,
+        )
+        for _ in range(num_stages)
+      ]
+    )
 
-  def __call__(self, maps: Sequence[jax.Array], image_hw, *, deterministic: bool = True,
-               rngs: nnx.Rngs | None = None) -> dict[str, jax.Array]:
+  def __call__(
+    self,
+    maps: Sequence[jax.Array],
+    image_hw,
+    *,
+    deterministic: bool = True,
+    rngs: nnx.Rngs | None = None,
+  ) -> dict[str, jax.Array]:
     features = self.fpn(maps)
     b = maps[0].shape[0]
     whwh = image_whwh(image_hw, b)

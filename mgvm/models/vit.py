@@ -24,6 +24,7 @@ LN_EPS = 1e-6
 @dataclasses.dataclass(frozen=True)
 class SizeSpec:
   """Encoder and decoder widths of a named model size."""
+
   dim: int
   depth: int
   num_heads: int
@@ -34,15 +35,23 @@ class SizeSpec:
 
 # Official VideoMAE sizes (docs/algorithms.md §1.1); decoder depth as in the scripts.
 SIZES = {
-    "S": SizeSpec(384, 12, 6, 192, 3, 4),
-    "B": SizeSpec(768, 12, 12, 384, 6, 4),
-    "L": SizeSpec(1024, 24, 16, 512, 8, 12),
-    "H": SizeSpec(1280, 32, 16, 640, 8, 12),
+  "S": SizeSpec(384, 12, 6, 192, 3, 4),
+  "B": SizeSpec(768, 12, 12, 384, 6, 4),
+  "L": SizeSpec(1024, 24, 16, 512, 8, 12),
+  "H": SizeSpec(1280, 32, 16, 640, 8, 12),
 }
 
 
-def resolve_size(size: str | None, *, dim=None, depth=None, num_heads=None,
-                 decoder_dim=None, decoder_depth=None, decoder_heads=None) -> SizeSpec:
+def resolve_size(
+  size: str | None,
+  *,
+  dim=None,
+  depth=None,
+  num_heads=None,
+  decoder_dim=None,
+  decoder_depth=None,
+  decoder_heads=None,
+) -> SizeSpec:
   """Named size (S/B/L/H) with optional overrides, or a fully custom size.
 
   For a custom encoder the decoder defaults to half the width, half the heads
@@ -50,21 +59,37 @@ def resolve_size(size: str | None, *, dim=None, depth=None, num_heads=None,
   """
   if size is not None:
     if size not in SIZES:
-      raise ValueError(f"Unknown model size {size!r}; known sizes: {sorted(SIZES)}, "
-                       "or pass size=None with dim=, depth=, num_heads=.")
+      raise ValueError(
+        f"Unknown model size {size!r}; known sizes: {sorted(SIZES)}, "
+        "or pass size=None with dim=, depth=, num_heads=."
+      )
     base = SIZES[size]
   else:
-    missing = [n for n, v in (("dim", dim), ("depth", depth), ("num_heads", num_heads)) if v is None]
+    missing = [
+      n for n, v in (("dim", dim), ("depth", depth), ("num_heads", num_heads)) if v is None
+    ]
     if missing:
       raise ValueError(f"A custom model size (size=None) needs {', '.join(missing)}.")
     base = SizeSpec(dim, depth, num_heads, dim // 2, max(1, num_heads // 2), 4)
   spec = dataclasses.replace(
-      base,
-      **{k: v for k, v in dict(dim=dim, depth=depth, num_heads=num_heads, decoder_dim=decoder_dim,
-                               decoder_depth=decoder_depth, decoder_heads=decoder_heads).items()
-         if v is not None})
-  for width, heads, what in ((spec.dim, spec.num_heads, "dim"),
-                             (spec.decoder_dim, spec.decoder_heads, "decoder_dim")):
+    base,
+    **{
+      k: v
+      for k, v in dict(
+        dim=dim,
+        depth=depth,
+        num_heads=num_heads,
+        decoder_dim=decoder_dim,
+        decoder_depth=decoder_depth,
+        decoder_heads=decoder_heads,
+      ).items()
+      if v is not None
+    },
+  )
+  for width, heads, what in (
+    (spec.dim, spec.num_heads, "dim"),
+    (spec.decoder_dim, spec.decoder_heads, "decoder_dim"),
+  ):
     if width % heads:
       raise ValueError(f"{what}={width} is not divisible by its number of heads {heads}.")
   return spec
@@ -79,12 +104,16 @@ def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
   return table.astype(np.float32)
 
 
-def token_grid(num_frames: int, image_size: int | Sequence[int],
-               tubelet: Sequence[int]) -> tuple[int, int, int]:
+def token_grid(
+  num_frames: int, image_size: int | Sequence[int], tubelet: Sequence[int]
+) -> tuple[int, int, int]:
   """(T', h, w) for a clip; raises if a size is not divisible by the tubelet."""
   height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-  for name, size, step in (("num_frames", num_frames, tubelet[0]), ("height", height, tubelet[1]),
-                           ("width", width, tubelet[2])):
+  for name, size, step in (
+    ("num_frames", num_frames, tubelet[0]),
+    ("height", height, tubelet[1]),
+    ("width", width, tubelet[2]),
+  ):
     if size <= 0 or size % step:
       raise ValueError(f"{name}={size} is not a positive multiple of the tubelet {tuple(tubelet)}.")
   return num_frames // tubelet[0], height // tubelet[1], width // tubelet[2]
@@ -95,13 +124,30 @@ def gather_tokens(x: jax.Array, ids: jax.Array) -> jax.Array:
   return jnp.take_along_axis(x, ids[..., None].astype(jnp.int32), axis=1)
 
 
-def torch_linear(din: int, dout: int, *, use_bias: bool = True, init: str = "xavier",
-                 dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Linear:
+def torch_linear(
+  din: int,
+  dout: int,
+  *,
+  use_bias: bool = True,
+  init: str = "xavier",
+  dtype=jnp.float32,
+  rngs: nnx.Rngs,
+) -> nnx.Linear:
   """Linear with the reference initialisation (xavier-uniform or trunc-normal 0.02), bias 0."""
-  kernel_init = (nnx.initializers.xavier_uniform() if init == "xavier"
-                 else nnx.initializers.truncated_normal(stddev=0.02))
-  return nnx.Linear(din, dout, use_bias=use_bias, kernel_init=kernel_init, dtype=dtype,
-                    param_dtype=jnp.float32, rngs=rngs)
+  kernel_init = (
+    nnx.initializers.xavier_uniform()
+    if init == "xavier"
+    else nnx.initializers.truncated_normal(stddev=0.02)
+  )
+  return nnx.Linear(
+    din,
+    dout,
+    use_bias=use_bias,
+    kernel_init=kernel_init,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    rngs=rngs,
+  )
 
 
 def layer_norm(dim: int, dtype=jnp.float32, *, rngs: nnx.Rngs) -> nnx.LayerNorm:
@@ -128,8 +174,16 @@ class DropPath(nnx.Module):
 class Attention(nnx.Module):
   """Multi-head self-attention; qkv without bias plus learned q/v biases (k bias is zero)."""
 
-  def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, init: str = "xavier",
-               dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    dim: int,
+    num_heads: int,
+    *,
+    qkv_bias: bool = True,
+    init: str = "xavier",
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     self.num_heads = num_heads
     self.dtype = dtype
     self.qkv = torch_linear(dim, 3 * dim, use_bias=False, init=init, dtype=dtype, rngs=rngs)
@@ -154,8 +208,9 @@ class Attention(nnx.Module):
 class Mlp(nnx.Module):
   """fc1 -> exact GELU -> fc2."""
 
-  def __init__(self, dim: int, hidden: int, *, init: str = "xavier", dtype=jnp.float32,
-               rngs: nnx.Rngs):
+  def __init__(
+    self, dim: int, hidden: int, *, init: str = "xavier", dtype=jnp.float32, rngs: nnx.Rngs
+  ):
     self.fc1 = torch_linear(dim, hidden, init=init, dtype=dtype, rngs=rngs)
     self.fc2 = torch_linear(hidden, dim, init=init, dtype=dtype, rngs=rngs)
 
@@ -166,9 +221,19 @@ class Mlp(nnx.Module):
 class Block(nnx.Module):
   """Pre-LN transformer block with optional layer-scale and drop path."""
 
-  def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-               drop_path: float = 0.0, layer_scale_init: float = 0.0, init: str = "xavier",
-               dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    dim: int,
+    num_heads: int,
+    *,
+    mlp_ratio: float = 4.0,
+    qkv_bias: bool = True,
+    drop_path: float = 0.0,
+    layer_scale_init: float = 0.0,
+    init: str = "xavier",
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     self.norm1 = layer_norm(dim, dtype, rngs=rngs)
     self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, init=init, dtype=dtype, rngs=rngs)
     self.norm2 = layer_norm(dim, dtype, rngs=rngs)
@@ -194,16 +259,30 @@ class Block(nnx.Module):
 class TubeletEmbed(nnx.Module):
   """Conv3d with kernel = stride = tubelet, flattened to [B, N, D] in (t, h, w) order."""
 
-  def __init__(self, dim: int, tubelet: Sequence[int], in_channels: int = 3, *,
-               dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    dim: int,
+    tubelet: Sequence[int],
+    in_channels: int = 3,
+    *,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     self.tubelet = tuple(int(s) for s in tubelet)
     fan_in = in_channels * math.prod(self.tubelet)
     bound = 1.0 / math.sqrt(fan_in)  # PyTorch's default Conv3d initialisation.
     self.proj = nnx.Conv(
-        in_channels, dim, kernel_size=self.tubelet, strides=self.tubelet, padding="VALID",
-        kernel_init=nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
-        bias_init=lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound),
-        dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+      in_channels,
+      dim,
+      kernel_size=self.tubelet,
+      strides=self.tubelet,
+      padding="VALID",
+      kernel_init=nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+      bias_init=lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound),
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      rngs=rngs,
+    )
 
   def __call__(self, video):
     if video.ndim != 5:
@@ -239,22 +318,48 @@ class VideoViT(nnx.Module):
     dtype: compute dtype (params stay float32).
   """
 
-  def __init__(self, size: str | None = "B", *, dim: int | None = None, depth: int | None = None,
-               num_heads: int | None = None, num_frames: int = 16,
-               image_size: int | Sequence[int] = 224, tubelet: Sequence[int] = (2, 16, 16),
-               in_channels: int = 3, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-               drop_path_rate: float = 0.0, layer_scale_init: float = 0.0, final_norm: bool = True,
-               init: str = "xavier", dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    size: str | None = "B",
+    *,
+    dim: int | None = None,
+    depth: int | None = None,
+    num_heads: int | None = None,
+    num_frames: int = 16,
+    image_size: int | Sequence[int] = 224,
+    tubelet: Sequence[int] = (2, 16, 16),
+    in_channels: int = 3,
+    mlp_ratio: float = 4.0,
+    qkv_bias: bool = True,
+    drop_path_rate: float = 0.0,
+    layer_scale_init: float = 0.0,
+    final_norm: bool = True,
+    init: str = "xavier",
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     spec = resolve_size(size, dim=dim, depth=depth, num_heads=num_heads)
     self.dim, self.depth, self.num_heads = spec.dim, spec.depth, spec.num_heads
     self.tubelet = tuple(int(s) for s in tubelet)
     self.grid = token_grid(num_frames, image_size, self.tubelet)
     self.dtype = dtype
     self.patch_embed = TubeletEmbed(spec.dim, self.tubelet, in_channels, dtype=dtype, rngs=rngs)
-    self.blocks = nnx.List([
-        Block(spec.dim, spec.num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=r,
-              layer_scale_init=layer_scale_init, init=init, dtype=dtype, rngs=rngs)
-        for r in drop_path_rates(drop_path_rate, spec.depth)])
+    self.blocks = nnx.List(
+      [
+        Block(
+          spec.dim,
+          spec.num_heads,
+          mlp_ratio=mlp_ratio,
+          qkv_bias=qkv_bias,
+          drop_path=r,
+          layer_scale_init=layer_scale_init,
+          init=init,
+          dtype=dtype,
+          rngs=rngs,
+        )
+        for r in drop_path_rates(drop_path_rate, spec.depth)
+      ]
+    )
     self.norm = layer_norm(spec.dim, dtype, rngs=rngs) if final_norm else None
 
   @property
@@ -265,8 +370,14 @@ class VideoViT(nnx.Module):
     """Tubelet patch embeddings (before positions): [B, T, H, W, C] -> [B, N, D]."""
     return self.patch_embed(video.astype(self.dtype))
 
-  def encode(self, tokens: jax.Array, ids_keep: jax.Array | None = None, *,
-             deterministic: bool = True, rngs: nnx.Rngs | None = None) -> jax.Array:
+  def encode(
+    self,
+    tokens: jax.Array,
+    ids_keep: jax.Array | None = None,
+    *,
+    deterministic: bool = True,
+    rngs: nnx.Rngs | None = None,
+  ) -> jax.Array:
     """Adds positions to all N tokens, keeps `ids_keep` [B, K] (all if None), runs the blocks."""
     pos = jnp.asarray(sinusoid_table(tokens.shape[1], tokens.shape[2]), tokens.dtype)
     x = tokens + pos[None]

@@ -9,13 +9,31 @@
 
 from __future__ import annotations
 
-from mgvm.ops.boxes import (apply_deltas, box_area, box_iou, clip_boxes, cxcywh_to_xyxy,
-                            enlarge_boxes, generalized_box_iou, xyxy_to_cxcywh)
+from mgvm.ops.boxes import (
+  apply_deltas,
+  box_area,
+  box_iou,
+  clip_boxes,
+  cxcywh_to_xyxy,
+  enlarge_boxes,
+  generalized_box_iou,
+  xyxy_to_cxcywh,
+)
 from mgvm.ops.hungarian import linear_sum_assignment, match
 from mgvm.ops.roi_align import assign_levels, multilevel_roi_align, roi_align
 
 __all__ = [
-  "apply_deltas", "assign_levels", "box_area", "box_iou", "clip_boxes", "cxcywh_to_xyxy",
-  "enlarge_boxes", "generalized_box_iou", "linear_sum_assignment", "match",
-  "multilevel_roi_align", "roi_align", "xyxy_to_cxcywh",
+  "apply_deltas",
+  "assign_levels",
+  "box_area",
+  "box_iou",
+  "clip_boxes",
+  "cxcywh_to_xyxy",
+  "enlarge_boxes",
+  "generalized_box_iou",
+  "linear_sum_assignment",
+  "match",
+  "multilevel_roi_align",
+  "roi_align",
+  "xyxy_to_cxcywh",
 ]

@@ -64,9 +64,12 @@ def cxcywh_to_xyxy(boxes: jax.Array) -> jax.Array:
   return jnp.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)
 
 
-def apply_deltas(deltas: jax.Array, boxes: jax.Array,
-                 weights: Sequence[float] = (2.0, 2.0, 1.0, 1.0),
-                 scale_clamp: float = SCALE_CLAMP) -> jax.Array:
+def apply_deltas(
+  deltas: jax.Array,
+  boxes: jax.Array,
+  weights: Sequence[float] = (2.0, 2.0, 1.0, 1.0),
+  scale_clamp: float = SCALE_CLAMP,
+) -> jax.Array:
   """detectron2 / Sparse R-CNN `apply_deltas`: deltas (dx, dy, dw, dh) [..., 4] on boxes → xyxy.
 
   ctr = x1 + w/2; dx/wx, dy/wy, dw/ww, dh/wh; dw, dh clamped above at `scale_clamp`;
@@ -87,8 +90,15 @@ def apply_deltas(deltas: jax.Array, boxes: jax.Array,
   dh = jnp.minimum(deltas[..., 3] / wh, scale_clamp)
   pred_ctr_x, pred_ctr_y = dx * widths + ctr_x, dy * heights + ctr_y
   pred_w, pred_h = jnp.exp(dw) * widths, jnp.exp(dh) * heights
-  return jnp.stack([pred_ctr_x - 0.5 * pred_w, pred_ctr_y - 0.5 * pred_h,
-                    pred_ctr_x + 0.5 * pred_w, pred_ctr_y + 0.5 * pred_h], axis=-1)
+  return jnp.stack(
+    [
+      pred_ctr_x - 0.5 * pred_w,
+      pred_ctr_y - 0.5 * pred_h,
+      pred_ctr_x + 0.5 * pred_w,
+      pred_ctr_y + 0.5 * pred_h,
+    ],
+    axis=-1,
+  )
 
 
 def _hw(image_hw, boxes: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -99,8 +109,10 @@ def _hw(image_hw, boxes: jax.Array) -> tuple[jax.Array, jax.Array]:
   if hw.ndim == 1:
     return hw[0], hw[1]
   if hw.shape[:-1] != boxes.shape[:-2]:
-    raise ValueError(f"image_hw {hw.shape} must be [..., 2] over the leading axes of boxes "
-                     f"{boxes.shape} ([..., K, 4])")
+    raise ValueError(
+      f"image_hw {hw.shape} must be [..., 2] over the leading axes of boxes "
+      f"{boxes.shape} ([..., K, 4])"
+    )
   return hw[..., 0, None], hw[..., 1, None]
 
 
@@ -119,8 +131,9 @@ def clip_boxes(boxes: jax.Array, image_hw, pixel_offset: float = 0.0) -> jax.Arr
   return jnp.stack([clip_x(x1), clip_y(y1), clip_x(x2), clip_y(y2)], axis=-1)
 
 
-def enlarge_boxes(boxes: jax.Array, ratio: Sequence[float] = (0.4, 0.2), image_hw=None,
-                  pixel_offset: float = 1.0) -> jax.Array:
+def enlarge_boxes(
+  boxes: jax.Array, ratio: Sequence[float] = (0.4, 0.2), image_hw=None, pixel_offset: float = 1.0
+) -> jax.Array:
   """EVAD's `bbox_extension` (ROI_EXTENSION): grow width by ratio[0], height by ratio[1].
 
   Each side moves out by ratio · (size + pixel_offset) / 2 about the centre, then the box is

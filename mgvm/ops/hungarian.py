@@ -56,8 +56,12 @@ def _solve(cost: jax.Array) -> jax.Array:
     p, _ = jax.lax.while_loop(lambda s: s[1] != 0, augment, (p, j0))
     return u, v, p, way
 
-  state = (jnp.zeros(n + 1, dtype), jnp.zeros(m + 1, dtype), jnp.zeros(m + 1, jnp.int32),
-           jnp.zeros(m + 1, jnp.int32))
+  state = (
+    jnp.zeros(n + 1, dtype),
+    jnp.zeros(m + 1, dtype),
+    jnp.zeros(m + 1, jnp.int32),
+    jnp.zeros(m + 1, jnp.int32),
+  )
   _, _, p, _ = jax.lax.fori_loop(1, n + 1, add_row, state)
   row = jnp.where(p[1:] > 0, p[1:] - 1, n)  # row of each real column, n = unassigned
   return jnp.zeros(n, jnp.int32).at[row].set(cols[:-1], mode="drop")
@@ -92,8 +96,9 @@ def match(cost: jax.Array, gt_valid: jax.Array) -> jax.Array:
   """
   cost, gt_valid = jnp.asarray(cost), jnp.asarray(gt_valid)
   if cost.ndim != 2 or cost.shape[0] > cost.shape[1]:
-    raise ValueError(f"cost must be [G, P] with G (padded ground truth) <= P (proposals), got "
-                     f"shape {cost.shape}")
+    raise ValueError(
+      f"cost must be [G, P] with G (padded ground truth) <= P (proposals), got shape {cost.shape}"
+    )
   if gt_valid.shape != cost.shape[:1]:
     raise ValueError(f"gt_valid must be [G] = {cost.shape[:1]}, got shape {gt_valid.shape}")
   valid = gt_valid.astype(bool)

@@ -32,8 +32,10 @@ def _pair(output_size: int | Sequence[int]) -> tuple[int, int]:
 
 def _check_sampling_ratio(sampling_ratio: int) -> int:
   if int(sampling_ratio) != sampling_ratio or sampling_ratio <= 0:
-    raise ValueError(f"sampling_ratio must be a positive int (torchvision's adaptive count, "
-                     f"sampling_ratio <= 0, has no static shape), got {sampling_ratio!r}")
+    raise ValueError(
+      f"sampling_ratio must be a positive int (torchvision's adaptive count, "
+      f"sampling_ratio <= 0, has no static shape), got {sampling_ratio!r}"
+    )
   return int(sampling_ratio)
 
 
@@ -77,9 +79,17 @@ def _sample_points(start: jax.Array, length: jax.Array, bins: int, ratio: int) -
   return start[:, None, None] + p * bin_size + step
 
 
-def _roi_align_flat(flat: jax.Array, base: jax.Array, height: jax.Array, width: jax.Array,
-                    scale: jax.Array, boxes: jax.Array, output_size: tuple[int, int],
-                    ratio: int, aligned: bool) -> jax.Array:
+def _roi_align_flat(
+  flat: jax.Array,
+  base: jax.Array,
+  height: jax.Array,
+  width: jax.Array,
+  scale: jax.Array,
+  boxes: jax.Array,
+  output_size: tuple[int, int],
+  ratio: int,
+  aligned: bool,
+) -> jax.Array:
   """RoIAlign from `flat` [N, C] where box k's map starts at row base[k] with per-box H, W, scale.
 
   base, height, width, scale: [K]; boxes [K, 4] → float32 [K, oh, ow, C]. Summation order is the
@@ -112,9 +122,15 @@ def _roi_align_flat(flat: jax.Array, base: jax.Array, height: jax.Array, width: 
   return _div(total, ratio * ratio)
 
 
-def roi_align(features: jax.Array, boxes: jax.Array, batch_index: jax.Array,
-              output_size: int | Sequence[int], spatial_scale: float, sampling_ratio: int = 2,
-              aligned: bool = True) -> jax.Array:
+def roi_align(
+  features: jax.Array,
+  boxes: jax.Array,
+  batch_index: jax.Array,
+  output_size: int | Sequence[int],
+  spatial_scale: float,
+  sampling_ratio: int = 2,
+  aligned: bool = True,
+) -> jax.Array:
   """torchvision `roi_align` on channels-last maps: features [B, H, W, C] → [K, oh, ow, C].
 
   boxes [K, 4] xyxy in input pixels (map pixel = input · spatial_scale); batch_index [K] int
@@ -133,8 +149,9 @@ def roi_align(features: jax.Array, boxes: jax.Array, batch_index: jax.Array,
   base = jnp.clip(batch_index.astype(jnp.int32), 0, b - 1) * (h * w)
   height, width = jnp.full((k,), h, jnp.int32), jnp.full((k,), w, jnp.int32)
   scale = jnp.full((k,), spatial_scale, jnp.float32)
-  out = _roi_align_flat(features.reshape(b * h * w, c), base, height, width, scale, boxes, size,
-                        ratio, aligned)
+  out = _roi_align_flat(
+    features.reshape(b * h * w, c), base, height, width, scale, boxes, size, ratio, aligned
+  )
   return out.astype(_out_dtype(features.dtype))
 
 
@@ -142,8 +159,13 @@ def _out_dtype(dtype) -> jnp.dtype:
   return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
 
 
-def assign_levels(boxes: jax.Array, min_level: int, max_level: int,
-                  canonical_box_size: float = 224.0, canonical_level: int = 4) -> jax.Array:
+def assign_levels(
+  boxes: jax.Array,
+  min_level: int,
+  max_level: int,
+  canonical_box_size: float = 224.0,
+  canonical_level: int = 4,
+) -> jax.Array:
   """detectron2 `assign_boxes_to_levels`: [K] int32 index into the levels (0 = `min_level`).
 
   level = floor(canonical_level + log2(sqrt(area) / canonical_box_size + 1e-8)), clamped to
@@ -159,19 +181,28 @@ def assign_levels(boxes: jax.Array, min_level: int, max_level: int,
 
 def _levels(strides: Sequence[int], n_features: int) -> tuple[int, int]:
   if len(strides) != n_features or n_features == 0:
-    raise ValueError(f"need one stride per feature level, got {len(strides)} strides for "
-                     f"{n_features} levels")
+    raise ValueError(
+      f"need one stride per feature level, got {len(strides)} strides for {n_features} levels"
+    )
   logs = [math.log2(s) for s in strides]
   if any(l != round(l) for l in logs) or any(b - a != 1 for a, b in zip(logs, logs[1:])):
-    raise ValueError(f"strides must be consecutive powers of two (e.g. (4, 8, 16, 32)), "
-                     f"got {tuple(strides)}")
+    raise ValueError(
+      f"strides must be consecutive powers of two (e.g. (4, 8, 16, 32)), got {tuple(strides)}"
+    )
   return int(logs[0]), int(logs[-1])
 
 
-def multilevel_roi_align(features: Sequence[jax.Array], strides: Sequence[int], boxes: jax.Array,
-                         batch_index: jax.Array, output_size: int | Sequence[int],
-                         sampling_ratio: int = 2, canonical_box_size: float = 224.0,
-                         canonical_level: int = 4, aligned: bool = True) -> jax.Array:
+def multilevel_roi_align(
+  features: Sequence[jax.Array],
+  strides: Sequence[int],
+  boxes: jax.Array,
+  batch_index: jax.Array,
+  output_size: int | Sequence[int],
+  sampling_ratio: int = 2,
+  canonical_box_size: float = 224.0,
+  canonical_level: int = 4,
+  aligned: bool = True,
+) -> jax.Array:
   """detectron2 `ROIPooler` (ROIAlignV2 when aligned) over FPN levels → [K, oh, ow, C].
 
   features: per level [B, Hl, Wl, C] (e.g. p2..p5) with `strides` (4, 8, 16, 32); each box is
@@ -200,6 +231,15 @@ def multilevel_roi_align(features: Sequence[jax.Array], strides: Sequence[int], 
   scale = jnp.asarray([1.0 / s for s in strides], jnp.float32)[level]
   bi = jnp.clip(batch_index.astype(jnp.int32), 0, b - 1)
   base = jnp.asarray(bases, jnp.int32)[level] + bi * height * width
-  out = _roi_align_flat(flat, base, height, width, scale, boxes, _pair(output_size),
-                        _check_sampling_ratio(sampling_ratio), aligned)
+  out = _roi_align_flat(
+    flat,
+    base,
+    height,
+    width,
+    scale,
+    boxes,
+    _pair(output_size),
+    _check_sampling_ratio(sampling_ratio),
+    aligned,
+  )
   return out.astype(_out_dtype(dtype))

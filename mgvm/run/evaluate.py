@@ -15,8 +15,13 @@ from mgvm import workdir as workdir_lib
 from mgvm.tasks.common import EvalContext
 
 
-def restore_params(config, workdir: str, abstract_params, checkpoint: str | None = None,
-                   num_classes: int | None = None):
+def restore_params(
+  config,
+  workdir: str,
+  abstract_params,
+  checkpoint: str | None = None,
+  num_classes: int | None = None,
+):
   """(params, where they came from): a torch/HF `checkpoint` if given, else `workdir`'s latest."""
   if checkpoint:
     params = tasks.get(config.task).import_torch(config, checkpoint, num_classes=num_classes)
@@ -24,10 +29,17 @@ def restore_params(config, workdir: str, abstract_params, checkpoint: str | None
   return workdir_lib.latest_params(workdir, abstract_params)
 
 
-def evaluate(config, workdir: str, *, split: str | None = None, checkpoint: str | None = None,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+def evaluate(
+  config,
+  workdir: str,
+  *,
+  split: str | None = None,
+  checkpoint: str | None = None,
+  log: Callable[[str], None] = print,
+) -> dict[str, Any]:
   """Evaluates `config.task`'s model on `split` (default `config.eval.split`); returns the result."""
   from mgvm.data import sources
+
   task = tasks.get(config.task)
   split = split or config.eval.split
   mesh = sharding_lib.make_mesh(config.mesh.data)
@@ -38,11 +50,20 @@ def evaluate(config, workdir: str, *, split: str | None = None, checkpoint: str 
   graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
   replicated = sharding_lib.replicated(mesh)
   abstract_params = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_params)
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_params
+  )
   params, origin = restore_params(config, workdir, abstract_params, checkpoint, num_classes)
   params = jax.device_put(params, replicated)
-  ctx = EvalContext(source=source, split=split, graphdef=graphdef, params=params, mesh=mesh,
-                    local_batch=local_batch, num_classes=num_classes, model=abstract_model)
+  ctx = EvalContext(
+    source=source,
+    split=split,
+    graphdef=graphdef,
+    params=params,
+    mesh=mesh,
+    local_batch=local_batch,
+    num_classes=num_classes,
+    model=abstract_model,
+  )
   result = task.evaluate(config, ctx)
   result.update(split=split, params=origin, data=source.root)
   result["path"] = workdir_lib.write_eval_result(workdir, result)
@@ -52,8 +73,10 @@ def evaluate(config, workdir: str, *, split: str | None = None, checkpoint: str 
 
 def summary(task, workdir: str, result: dict[str, Any]) -> str:
   """A few lines a newcomer can read: the score against chance and where everything is."""
-  lines = [task.summary(result),
-           f"result: {result['path']}; checkpoints: {workdir_lib.checkpoint_dir(workdir)}"]
+  lines = [
+    task.summary(result),
+    f"result: {result['path']}; checkpoints: {workdir_lib.checkpoint_dir(workdir)}",
+  ]
   plot = workdir_lib.loss_plot_path(workdir)
   if os.path.exists(plot):
     lines.append(f"loss curve: {plot}; metrics: {workdir_lib.metrics_path(workdir)}")

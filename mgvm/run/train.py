@@ -23,6 +23,7 @@ from mgvm import workdir as workdir_lib
 from mgvm.train import state as state_lib
 from mgvm.train import steps as steps_lib
 
+
 class NonFiniteLossError(FloatingPointError):
   """The loss (or gradient norm) became NaN/inf; nothing non-finite was saved."""
 
@@ -34,13 +35,18 @@ def _fetch(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]
 
 def _check_finite(records, last_saved: int | None) -> None:
   for step, m in records:
-    bad = {k: v for k, v in m.items() if k in ("loss", "grad_norm", "update_norm") and not math.isfinite(v)}
+    bad = {
+      k: v
+      for k, v in m.items()
+      if k in ("loss", "grad_norm", "update_norm") and not math.isfinite(v)
+    }
     if bad:
       where = f"step {last_saved}" if last_saved is not None else "none was written"
       raise NonFiniteLossError(
-          f"non-finite {bad} at step {step}; stopping before anything non-finite is saved "
-          f"(last checkpoint: {where}). Lower optim.base_lr, set optim.clip_grad_norm, or "
-          f"check the input data.")
+        f"non-finite {bad} at step {step}; stopping before anything non-finite is saved "
+        f"(last checkpoint: {where}). Lower optim.base_lr, set optim.clip_grad_norm, or "
+        f"check the input data."
+      )
 
 
 def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -64,39 +70,50 @@ def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dic
   abstract_model = nnx.eval_shape(model_fn)
   abstract_params = nnx.state(abstract_model, nnx.Param)
   depth = state_lib.num_layers(abstract_model)
-  tx, schedule = optim.make_optimizer(config.optim, abstract_params,
-                                      global_batch_size=config.batch_size,
-                                      total_steps=config.total_steps, num_layers=depth)
+  tx, schedule = optim.make_optimizer(
+    config.optim,
+    abstract_params,
+    global_batch_size=config.batch_size,
+    total_steps=config.total_steps,
+    num_layers=depth,
+  )
 
   checkpoints = workdir_lib.checkpoint_dir(workdir)
-  ckpt = checkpoint_lib.Checkpointer(checkpoints, max_to_keep=config.keep_checkpoints,
-                                     save_every_steps=config.checkpoint_every_steps)
+  ckpt = checkpoint_lib.Checkpointer(
+    checkpoints, max_to_keep=config.keep_checkpoints, save_every_steps=config.checkpoint_every_steps
+  )
   latest = ckpt.latest_step()
   init_params = None
   if latest is None and config.get("init_from"):
     pretrained = checkpoint_lib.load_params(workdir_lib.checkpoint_dir(config.init_from))
     init_params = encoder_from_pretrained(abstract_params, _pure(pretrained), log=writer_log)
   graphdef, abstract_state, shardings, init = state_lib.plan(
-      model_fn, tx, mesh, config.seed, init_params=init_params)
+    model_fn, tx, mesh, config.seed, init_params=init_params
+  )
   state = init() if latest is None else ckpt.restore(abstract_state, latest)
   start = int(jax.device_get(state["step"]))
 
-  writer = metrics_lib.MetricWriter(workdir, total_steps=config.total_steps,
-                                    tensorboard=config.tensorboard, resume_step=start)
+  writer = metrics_lib.MetricWriter(
+    workdir, total_steps=config.total_steps, tensorboard=config.tensorboard, resume_step=start
+  )
   say = writer.log if log is None else log
-  say(f"{config.task}: {jax.device_count()} devices, mesh {dict(mesh.shape)}, global batch "
-      f"{config.batch_size} ({local_batch} per host); peak lr {float(schedule(config.optim.warmup_steps)):.3g}"
-      f" = base_lr {config.optim.base_lr:g} x global batch {config.batch_size} / 256")
+  say(
+    f"{config.task}: {jax.device_count()} devices, mesh {dict(mesh.shape)}, global batch "
+    f"{config.batch_size} ({local_batch} per host); peak lr {float(schedule(config.optim.warmup_steps)):.3g}"
+    f" = base_lr {config.optim.base_lr:g} x global batch {config.batch_size} / 256"
+  )
   say(f"resumed from step {start}" if latest is not None else "starting from step 0")
 
   step = task.train_step(config, graphdef, abstract_model, tx, schedule, num_classes=num_classes)
   step_fn = steps_lib.compile_step(step, shardings, mesh)
 
-  batches = task.train_dataset(config, source, local_batch=local_batch, start_step=start,
-                               num_classes=num_classes).as_numpy_iterator()
+  batches = task.train_dataset(
+    config, source, local_batch=local_batch, start_step=start, num_classes=num_classes
+  ).as_numpy_iterator()
   try:
-    state, last_record, preempted = _run_steps(config, checkpoints, step_fn, state, batches, mesh,
-                                               ckpt, writer, latest, start, say)
+    state, last_record, preempted = _run_steps(
+      config, checkpoints, step_fn, state, batches, mesh, ckpt, writer, latest, start, say
+    )
   finally:
     ckpt.wait()
     ckpt.close()
@@ -104,12 +121,21 @@ def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dic
   plot = None
   metrics_file = workdir_lib.metrics_path(workdir)
   if jax.process_index() == 0 and os.path.exists(metrics_file):
-    plot = metrics_lib.plot_curves(metrics_file, workdir_lib.loss_plot_path(workdir),
-                                   keys=task.PLOT_KEYS,
-                                   title=f"{config.task} ({os.path.basename(workdir.rstrip('/'))})")
+    plot = metrics_lib.plot_curves(
+      metrics_file,
+      workdir_lib.loss_plot_path(workdir),
+      keys=task.PLOT_KEYS,
+      title=f"{config.task} ({os.path.basename(workdir.rstrip('/'))})",
+    )
   final_step = int(jax.device_get(state["step"]))
-  return {"step": final_step, "preempted": preempted, "metrics": last_record,
-          "checkpoints": checkpoints, "plot": plot, "step_cache_size": step_fn._cache_size()}
+  return {
+    "step": final_step,
+    "preempted": preempted,
+    "metrics": last_record,
+    "checkpoints": checkpoints,
+    "plot": plot,
+    "step_cache_size": step_fn._cache_size(),
+  }
 
 
 def _pure(tree: Any) -> Any:
@@ -119,7 +145,9 @@ def _pure(tree: Any) -> Any:
   return tree
 
 
-def _run_steps(config, checkpoints, step_fn, state, batches, mesh, ckpt, writer, last_saved, start, say):
+def _run_steps(
+  config, checkpoints, step_fn, state, batches, mesh, ckpt, writer, last_saved, start, say
+):
   """Steps `start..total_steps`; logs, checks finiteness, checkpoints; stops on preemption."""
   pending: list[tuple[int, dict]] = []
   last_record: dict[str, float] = {}
@@ -147,7 +175,9 @@ def _run_steps(config, checkpoints, step_fn, state, batches, mesh, ckpt, writer,
       if save_now and ckpt.maybe_save(i + 1, state, state["params"], force=done or preempted):
         last_saved = i + 1
     if preempted:
-      say(f"preemption signal: saved step {i + 1} to {checkpoints}; rerun with the "
-          f"same --workdir to resume")
+      say(
+        f"preemption signal: saved step {i + 1} to {checkpoints}; rerun with the "
+        f"same --workdir to resume"
+      )
       break
   return state, last_record, preempted

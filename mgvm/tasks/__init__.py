@@ -22,8 +22,17 @@ import importlib
 import pkgutil
 from types import ModuleType
 
-REQUIRED = ("PLOT_KEYS", "num_classes", "build_model", "viz_model", "train_dataset", "train_step",
-            "evaluate", "summary", "import_torch")
+REQUIRED = (
+  "PLOT_KEYS",
+  "num_classes",
+  "build_model",
+  "viz_model",
+  "train_dataset",
+  "train_step",
+  "evaluate",
+  "summary",
+  "import_torch",
+)
 _NOT_TASKS = ("common",)
 
 

@@ -14,14 +14,15 @@ from flax import nnx
 @dataclasses.dataclass(frozen=True)
 class EvalContext:
   """Everything a task's `evaluate` needs besides the config (built by `mgvm.run.evaluate`)."""
-  source: Any                  # mgvm.data.sources.Source
+
+  source: Any  # mgvm.data.sources.Source
   split: str
   graphdef: nnx.GraphDef
-  params: Any                  # the model's nnx.Param state, replicated on `mesh`
+  params: Any  # the model's nnx.Param state, replicated on `mesh`
   mesh: Any
   local_batch: int
   num_classes: int | None
-  model: nnx.Module            # abstract (nnx.eval_shape): grid, image_hw, token counts
+  model: nnx.Module  # abstract (nnx.eval_shape): grid, image_hw, token counts
 
 
 def custom_sizes(model_config, keys) -> dict[str, int | None]:
@@ -32,21 +33,29 @@ def custom_sizes(model_config, keys) -> dict[str, int | None]:
 def model_kwargs(config, seed: int | None = None) -> dict[str, Any]:
   """Constructor arguments every video model takes, from `config`."""
   mc = config.model
-  return dict(num_frames=config.num_frames, image_size=config.image_size,
-              tubelet=tuple(int(v) for v in mc.get("tubelet", (2, 16, 16))),
-              drop_path_rate=mc.drop_path_rate, dtype=jnp.dtype(mc.dtype),
-              rngs=nnx.Rngs(config.seed if seed is None else seed))
+  return dict(
+    num_frames=config.num_frames,
+    image_size=config.image_size,
+    tubelet=tuple(int(v) for v in mc.get("tubelet", (2, 16, 16))),
+    drop_path_rate=mc.drop_path_rate,
+    dtype=jnp.dtype(mc.dtype),
+    rngs=nnx.Rngs(config.seed if seed is None else seed),
+  )
 
 
 def num_classes_from_data(config, source) -> int:
   """`config.num_classes`, checked against the data set's class list, or the data set's count."""
   if config.get("num_classes"):
     if source.num_classes and config.num_classes != source.num_classes:
-      raise ValueError(f"config.num_classes={config.num_classes} but the data set at "
-                       f"{source.root} has {source.num_classes} classes")
+      raise ValueError(
+        f"config.num_classes={config.num_classes} but the data set at "
+        f"{source.root} has {source.num_classes} classes"
+      )
     return config.num_classes
   if not source.num_classes:
-    raise ValueError(f"set config.num_classes: the data set at {source.root} does not list its classes")
+    raise ValueError(
+      f"set config.num_classes: the data set at {source.root} does not list its classes"
+    )
   return source.num_classes
 
 
@@ -66,33 +75,66 @@ def eval_target_fps(target_fps):
 def train_clips(config, source, *, local_batch: int, start_step: int, augment: bool):
   """The training clips of `config.data` (`augment`: RandAugment and random erasing as configured)."""
   from mgvm.data import pipeline
+
   d = config.data
   return pipeline.make_dataset(
-      source.split(d.train_split), mode=config.task, num_frames=config.num_frames,
-      image_size=config.image_size, batch_size=local_batch, target_fps=d.target_fps or None,
-      frame_stride=d.frame_stride, temporal=d.temporal, seed=config.seed,
-      shuffle_buffer=d.shuffle_buffer, flip=d.flip, crop_scale=tuple(d.crop_scale),
-      rand_augment=d.rand_augment if augment else "",
-      random_erase=d.random_erase if augment else 0.0, num_sample=d.num_sample,
-      start_step=start_step, process_index=jax.process_index(),
-      process_count=jax.process_count(), parse_fn=source.parse_fn)
+    source.split(d.train_split),
+    mode=config.task,
+    num_frames=config.num_frames,
+    image_size=config.image_size,
+    batch_size=local_batch,
+    target_fps=d.target_fps or None,
+    frame_stride=d.frame_stride,
+    temporal=d.temporal,
+    seed=config.seed,
+    shuffle_buffer=d.shuffle_buffer,
+    flip=d.flip,
+    crop_scale=tuple(d.crop_scale),
+    rand_augment=d.rand_augment if augment else "",
+    random_erase=d.random_erase if augment else 0.0,
+    num_sample=d.num_sample,
+    start_step=start_step,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    parse_fn=source.parse_fn,
+  )
 
 
-def eval_clips(config, ctx: EvalContext, *, num_clips: int = 1, num_crops: int = 1) -> Iterator[dict]:
+def eval_clips(
+  config, ctx: EvalContext, *, num_clips: int = 1, num_crops: int = 1
+) -> Iterator[dict]:
   """Numpy batches of every view of `ctx.split` (padded, masked rows), `config.eval.max_batches` at most."""
   from mgvm.data import pipeline
+
   files = ctx.source.split(ctx.split)
   # every host runs the same number of batches (fully masked ones after its own data)
-  same_count = (pipeline.eval_num_batches(files, batch_size=ctx.local_batch, num_clips=num_clips,
-                                          num_crops=num_crops, process_count=jax.process_count())
-                if jax.process_count() > 1 else None)
+  same_count = (
+    pipeline.eval_num_batches(
+      files,
+      batch_size=ctx.local_batch,
+      num_clips=num_clips,
+      num_crops=num_crops,
+      process_count=jax.process_count(),
+    )
+    if jax.process_count() > 1
+    else None
+  )
   ds = pipeline.make_dataset(
-      files, mode="eval", eval_batches=same_count, num_frames=config.num_frames,
-      image_size=config.image_size, batch_size=ctx.local_batch,
-      target_fps=eval_target_fps(config.data.target_fps), frame_stride=config.data.frame_stride,
-      temporal=config.data.temporal, num_clips=num_clips, num_crops=num_crops,
-      parse_fn=ctx.source.parse_fn, process_index=jax.process_index(),
-      process_count=jax.process_count())
+    files,
+    mode="eval",
+    eval_batches=same_count,
+    num_frames=config.num_frames,
+    image_size=config.image_size,
+    batch_size=ctx.local_batch,
+    target_fps=eval_target_fps(config.data.target_fps),
+    frame_stride=config.data.frame_stride,
+    temporal=config.data.temporal,
+    num_clips=num_clips,
+    num_crops=num_crops,
+    parse_fn=ctx.source.parse_fn,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
   return limit_batches(ds.as_numpy_iterator(), config)
 
 
@@ -106,7 +148,9 @@ def limit_batches(batches: Iterator[dict], config) -> Iterator[dict]:
 def import_videomae(config, checkpoint: str, *, kind: str, num_classes: int | None = None):
   """Params of an official VideoMAE `.pth` or a Hugging Face directory, built for the config's clips."""
   from mgvm.weights import load_torch_checkpoint
+
   extra = {} if kind == "pretrain" else {"num_classes": num_classes}
-  model = load_torch_checkpoint(checkpoint, kind=kind, num_frames=config.num_frames,
-                                image_size=config.image_size, **extra)
+  model = load_torch_checkpoint(
+    checkpoint, kind=kind, num_frames=config.num_frames, image_size=config.image_size, **extra
+  )
   return nnx.state(model, nnx.Param)

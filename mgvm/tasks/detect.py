@@ -26,22 +26,38 @@ def build_model(config, *, num_classes: int | None = None, seed: int | None = No
   """`EVAD` from `config.model` (encoder) and `config.evad` (pruning, localizer, decoder)."""
   from mgvm.models import ktp
   from mgvm.models.evad import EVAD
+
   num_classes = common.require_num_classes(num_classes, "detector")
   mc, e = config.model, config.evad
   sizes = common.custom_sizes(mc, ("dim", "depth", "num_heads"))
   depth = sizes["depth"] or models.SIZES[mc.size].depth
   blocks = tuple(e.prune_blocks) or ktp.default_prune_blocks(depth)
   keep_rates = {int(b): float(e.keep_rate) for b in blocks} if e.keep_rate < 1.0 else {}
-  localizer = dict(dim=e.localizer_dim, num_proposals=e.num_proposals, num_stages=e.num_stages,
-                   num_heads=e.localizer_heads, dynamic_dim=e.dynamic_dim, ffn_dim=e.ffn_dim)
-  return EVAD(mc.size or None, num_classes=num_classes, **sizes,
-              **common.model_kwargs(config, seed), keep_rates=keep_rates,
-              enhanced_weight=e.enhanced_weight, feature_blocks=tuple(e.feature_blocks) or None,
-              decoder_dim=e.decoder_dim or None, decoder_depth=e.decoder_depth or None,
-              decoder_heads=e.decoder_heads or None,
-              decoder_drop_path_rate=e.decoder_drop_path_rate, action_hidden=e.action_hidden,
-              roi_extension=tuple(e.roi_extension), official_order=e.official_order,
-              localizer=localizer)
+  localizer = dict(
+    dim=e.localizer_dim,
+    num_proposals=e.num_proposals,
+    num_stages=e.num_stages,
+    num_heads=e.localizer_heads,
+    dynamic_dim=e.dynamic_dim,
+    ffn_dim=e.ffn_dim,
+  )
+  return EVAD(
+    mc.size or None,
+    num_classes=num_classes,
+    **sizes,
+    **common.model_kwargs(config, seed),
+    keep_rates=keep_rates,
+    enhanced_weight=e.enhanced_weight,
+    feature_blocks=tuple(e.feature_blocks) or None,
+    decoder_dim=e.decoder_dim or None,
+    decoder_depth=e.decoder_depth or None,
+    decoder_heads=e.decoder_heads or None,
+    decoder_drop_path_rate=e.decoder_drop_path_rate,
+    action_hidden=e.action_hidden,
+    roi_extension=tuple(e.roi_extension),
+    official_order=e.official_order,
+    localizer=localizer,
+  )
 
 
 def viz_model(config, *, seed: int | None = None):
@@ -51,52 +67,85 @@ def viz_model(config, *, seed: int | None = None):
 
 def train_dataset(config, source, *, local_batch: int, start_step: int, num_classes: int):
   from mgvm.data import detection
+
   d = config.data
   return detection.make_detection_dataset(
-      source.split(d.train_split), mode="train", num_frames=config.num_frames,
-      image_size=config.image_size, batch_size=local_batch, num_classes=num_classes,
-      max_boxes=config.evad.max_boxes, target_fps=d.target_fps or None,
-      frame_stride=d.frame_stride, flip=d.flip, seed=config.seed,
-      shuffle_buffer=d.shuffle_buffer, start_step=start_step,
-      process_index=jax.process_index(), process_count=jax.process_count())
+    source.split(d.train_split),
+    mode="train",
+    num_frames=config.num_frames,
+    image_size=config.image_size,
+    batch_size=local_batch,
+    num_classes=num_classes,
+    max_boxes=config.evad.max_boxes,
+    target_fps=d.target_fps or None,
+    frame_stride=d.frame_stride,
+    flip=d.flip,
+    seed=config.seed,
+    shuffle_buffer=d.shuffle_buffer,
+    start_step=start_step,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
 
 
 def train_step(config, graphdef, model, tx, schedule, *, num_classes: int):
   from mgvm.train import detection as detection_lib
-  return detection_lib.detect_step(graphdef, tx, schedule, image_hw=model.image_hw,
-                                   weights=config.evad.loss_weights.to_dict())
+
+  return detection_lib.detect_step(
+    graphdef, tx, schedule, image_hw=model.image_hw, weights=config.evad.loss_weights.to_dict()
+  )
 
 
 def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
   """frame-mAP on `ctx.split`'s keyframes and GFLOPs per clip of an EVAD checkpoint."""
   from mgvm.data import detection
   from mgvm.evaluate import detection as detection_eval
+
   if jax.process_count() > 1:
     raise NotImplementedError("detection evaluation runs on one host")
   ds = detection.make_detection_dataset(
-      ctx.source.split(ctx.split), mode="eval", num_frames=config.num_frames,
-      image_size=config.image_size, batch_size=ctx.local_batch, num_classes=ctx.num_classes,
-      max_boxes=config.evad.max_boxes, target_fps=common.eval_target_fps(config.data.target_fps),
-      frame_stride=config.data.frame_stride,
-      keyframes_per_video=config.eval.get("keyframes_per_video", 1))
+    ctx.source.split(ctx.split),
+    mode="eval",
+    num_frames=config.num_frames,
+    image_size=config.image_size,
+    batch_size=ctx.local_batch,
+    num_classes=ctx.num_classes,
+    max_boxes=config.evad.max_boxes,
+    target_fps=common.eval_target_fps(config.data.target_fps),
+    frame_stride=config.data.frame_stride,
+    keyframes_per_video=config.eval.get("keyframes_per_video", 1),
+  )
   batches = common.limit_batches(ds.as_numpy_iterator(), config)
-  result = detection_eval.evaluate(ctx.graphdef, ctx.params, batches, ctx.mesh,
-                                   num_classes=ctx.num_classes, image_hw=ctx.model.image_hw,
-                                   person_threshold=config.evad.person_threshold)
+  result = detection_eval.evaluate(
+    ctx.graphdef,
+    ctx.params,
+    batches,
+    ctx.mesh,
+    num_classes=ctx.num_classes,
+    image_hw=ctx.model.image_hw,
+    person_threshold=config.evad.person_threshold,
+  )
   e = config.evad
-  result.update(tokens=f"{ctx.model.num_kept_tokens} of {int(np.prod(ctx.model.grid))} "
-                       f"leave the encoder", keep_rate=e.keep_rate,
-                enhanced_weight=e.enhanced_weight, official_order=e.official_order)
+  result.update(
+    tokens=f"{ctx.model.num_kept_tokens} of {int(np.prod(ctx.model.grid))} leave the encoder",
+    keep_rate=e.keep_rate,
+    enhanced_weight=e.enhanced_weight,
+    official_order=e.official_order,
+  )
   return result
 
 
 def summary(result: dict[str, Any]) -> str:
-  return (f"frame-mAP@{result['iou_threshold']:g} {result['frame_map']:.3f} on "
-          f"{result['num_keyframes']} {result['split']} keyframes ({result['num_gt']} "
-          f"ground-truth actions); {result['gflops_per_clip']:.3g} GFLOPs per clip "
-          f"(encoder {result['encoder_gflops_per_clip']:.3g}; {result['tokens']})")
+  return (
+    f"frame-mAP@{result['iou_threshold']:g} {result['frame_map']:.3f} on "
+    f"{result['num_keyframes']} {result['split']} keyframes ({result['num_gt']} "
+    f"ground-truth actions); {result['gflops_per_clip']:.3g} GFLOPs per clip "
+    f"(encoder {result['encoder_gflops_per_clip']:.3g}; {result['tokens']})"
+  )
 
 
 def import_torch(config, checkpoint: str, *, num_classes=None):
-  raise ValueError("--checkpoint imports VideoMAE weights (pre-training or classifier); an "
-                   "EVAD detector is evaluated from its own workdir")
+  raise ValueError(
+    "--checkpoint imports VideoMAE weights (pre-training or classifier); an "
+    "EVAD detector is evaluated from its own workdir"
+  )

@@ -22,9 +22,13 @@ def build_model(config, *, num_classes: int | None = None, seed: int | None = No
   """A `VideoClassifier` of `config.model`'s size with a `num_classes` head."""
   num_classes = common.require_num_classes(num_classes, "classifier")
   sizes = common.custom_sizes(config.model, ("dim", "depth", "num_heads"))
-  return models.VideoClassifier(config.model.size or None, num_classes=num_classes,
-                                fc_drop_rate=config.model.fc_drop_rate, **sizes,
-                                **common.model_kwargs(config, seed))
+  return models.VideoClassifier(
+    config.model.size or None,
+    num_classes=num_classes,
+    fc_drop_rate=config.model.fc_drop_rate,
+    **sizes,
+    **common.model_kwargs(config, seed),
+  )
 
 
 def viz_model(config, *, seed: int | None = None):
@@ -39,44 +43,61 @@ def compressor(config, grid):
     return None
   built = masking.build(spec, grid)
   if built.num_target:
-    raise ValueError(f"fine-tuning takes a compressor in config.masking (kinds "
-                     f"{sorted(masking.COMPRESSORS)}), got kind {built.kind!r}, which masks tokens "
-                     f"for reconstruction")
+    raise ValueError(
+      f"fine-tuning takes a compressor in config.masking (kinds "
+      f"{sorted(masking.COMPRESSORS)}), got kind {built.kind!r}, which masks tokens "
+      f"for reconstruction"
+    )
   return built
 
 
 def train_dataset(config, source, *, local_batch: int, start_step: int, num_classes=None):
-  return common.train_clips(config, source, local_batch=local_batch, start_step=start_step,
-                            augment=True)
+  return common.train_clips(
+    config, source, local_batch=local_batch, start_step=start_step, augment=True
+  )
 
 
 def train_step(config, graphdef, model, tx, schedule, *, num_classes: int):
   from mgvm.train import steps
-  return steps.finetune_step(graphdef, tx, schedule, num_classes=num_classes,
-                             label_smoothing=config.label_smoothing, mixup_config=config.mixup,
-                             compressor=compressor(config, model.grid))
+
+  return steps.finetune_step(
+    graphdef,
+    tx,
+    schedule,
+    num_classes=num_classes,
+    label_smoothing=config.label_smoothing,
+    mixup_config=config.mixup,
+    compressor=compressor(config, model.grid),
+  )
 
 
 def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
   """Top-k accuracy over every view of `ctx.split`; the compressor's token count when one is set."""
   from mgvm.evaluate import classification
+
   views = (config.eval.num_clips, config.eval.num_crops)
   squeeze = compressor(config, ctx.model.grid)
   batches = common.eval_clips(config, ctx, num_clips=views[0], num_crops=views[1])
-  result = classification.evaluate(ctx.graphdef, ctx.params, batches, ctx.mesh, ctx.num_classes,
-                                   compressor=squeeze)
+  result = classification.evaluate(
+    ctx.graphdef, ctx.params, batches, ctx.mesh, ctx.num_classes, compressor=squeeze
+  )
   result["views"] = f"{views[0]} clips x {views[1]} crops"
   if squeeze is not None:
-    result["compression"] = {"kind": squeeze.kind, **squeeze.params,
-                             "tokens": f"{squeeze.num_keep} of {squeeze.num_tokens}"}
+    result["compression"] = {
+      "kind": squeeze.kind,
+      **squeeze.params,
+      "tokens": f"{squeeze.num_keep} of {squeeze.num_tokens}",
+    }
   return result
 
 
 def summary(result: dict[str, Any]) -> str:
   ratio = result["top1"] / result["chance"]
-  return (f"top-1 {result['top1']:.3f} (top-5 {result.get('top5', float('nan')):.3f}) on "
-          f"{result['num_videos']} {result['split']} videos, {result['views']}: "
-          f"{ratio:.1f}x chance ({result['chance']:.3f})")
+  return (
+    f"top-1 {result['top1']:.3f} (top-5 {result.get('top5', float('nan')):.3f}) on "
+    f"{result['num_videos']} {result['split']} videos, {result['views']}: "
+    f"{ratio:.1f}x chance ({result['chance']:.3f})"
+  )
 
 
 def import_torch(config, checkpoint: str, *, num_classes: int | None = None):

@@ -39,8 +39,10 @@ def _registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
 def _check_leaf(names: tuple[str, ...], leaf) -> None:
   dtype = getattr(leaf, "dtype", None)
   if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-    raise TypeError(f"Leaf {'/'.join(names)} is a typed PRNG key; store "
-                    "jax.random.key_data(key) in the checkpointed state instead.")
+    raise TypeError(
+      f"Leaf {'/'.join(names)} is a typed PRNG key; store "
+      "jax.random.key_data(key) in the checkpointed state instead."
+    )
 
 
 def to_nested(tree) -> dict[str, Any]:
@@ -88,6 +90,7 @@ def _abstract(tree):
       return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
     x = np.asarray(x)
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=default)
+
   return jax.tree.map(convert, tree)
 
 
@@ -104,11 +107,19 @@ def _has_steps(directory: str) -> bool:
   return os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory))
 
 
-def _manager(directory: str, *, max_to_keep: int | None = None, async_save: bool = True,
-             read_only: bool = False) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
-                                         read_only=read_only,
-                                         enable_async_checkpointing=async_save)
+def _manager(
+  directory: str,
+  *,
+  max_to_keep: int | None = None,
+  async_save: bool = True,
+  read_only: bool = False,
+) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+    max_to_keep=max_to_keep,
+    create=not read_only,
+    read_only=read_only,
+    enable_async_checkpointing=async_save,
+  )
   return ocp.CheckpointManager(directory, options=options, handler_registry=_registry())
 
 
@@ -120,11 +131,13 @@ class Checkpointer:
   shardings of `abstract_state` (ShapeDtypeStructs or arrays).
   """
 
-  def __init__(self, directory: str, *, max_to_keep: int = 3, save_every_steps: int,
-               async_save: bool = True):
+  def __init__(
+    self, directory: str, *, max_to_keep: int = 3, save_every_steps: int, async_save: bool = True
+  ):
     if save_every_steps < 0:
-      raise ValueError(f"save_every_steps={save_every_steps} must be >= 0 (0: only forced "
-                       "and preemption saves).")
+      raise ValueError(
+        f"save_every_steps={save_every_steps} must be >= 0 (0: only forced and preemption saves)."
+      )
     if max_to_keep is not None and max_to_keep < 1:
       raise ValueError(f"max_to_keep={max_to_keep} must be >= 1 (or None to keep all).")
     self.directory = os.path.abspath(os.fspath(directory))
@@ -166,6 +179,7 @@ class Checkpointer:
       return
     try:
       from jax.experimental import multihost_utils
+
       self._sync_point_reached = bool(multihost_utils.reached_preemption_sync_point(step))
     except (RuntimeError, AttributeError, ImportError):
       pass  # Preemption service not enabled.
@@ -189,8 +203,9 @@ class Checkpointer:
       return False
     if step in self._manager.all_steps():
       return False
-    args = ocp.args.Composite(state=ocp.args.StandardSave(to_nested(state)),
-                              params=ocp.args.StandardSave(to_nested(params)))
+    args = ocp.args.Composite(
+      state=ocp.args.StandardSave(to_nested(state)), params=ocp.args.StandardSave(to_nested(params))
+    )
     saved = bool(self._manager.save(step, args=args, force=True))
     if saved and self.preemption_requested():
       self._saved_for_preemption = True
@@ -204,11 +219,13 @@ class Checkpointer:
     if step is None:
       raise FileNotFoundError(f"No checkpoint to restore in {self.directory}.")
     if step not in self._manager.all_steps():
-      raise FileNotFoundError(f"No checkpoint for step {step} in {self.directory}; "
-                              f"steps: {self.all_steps()}.")
+      raise FileNotFoundError(
+        f"No checkpoint for step {step} in {self.directory}; steps: {self.all_steps()}."
+      )
     target = to_nested(_abstract(abstract_state))
     restored = self._manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    )
     return from_nested(restored["state"], abstract_state)
 
   def wait(self) -> None:
@@ -239,8 +256,10 @@ def load_params(directory: str, abstract_params=None, step: int | None = None):
   """
   directory = _resolve_directory(directory)
   if not _has_steps(directory):
-    raise FileNotFoundError(f"No checkpoint found in {directory} (expected numbered step "
-                            "folders written by mgvm.train.checkpoint.Checkpointer).")
+    raise FileNotFoundError(
+      f"No checkpoint found in {directory} (expected numbered step "
+      "folders written by mgvm.train.checkpoint.Checkpointer)."
+    )
   manager = _manager(directory, read_only=True)
   try:
     steps = list(manager.all_steps())
@@ -256,7 +275,8 @@ def load_params(directory: str, abstract_params=None, step: int | None = None):
       meta = getattr(meta, "tree", meta)
       target = _abstract(jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), meta))
     restored = manager.restore(
-        step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))["params"]
+      step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))
+    )["params"]
   finally:
     manager.close()
   return restored if abstract_params is None else from_nested(restored, abstract_params)

@@ -24,8 +24,9 @@ from mgvm import ops
 from mgvm.models.localizer import NO_OBJECT, PERSON, image_whwh, person_scores
 from mgvm.train.steps import StepFn, apply_updates, step_keys
 
-DEFAULT_WEIGHTS = dict(class_weight=2.0, l1_weight=5.0, giou_weight=2.0, no_object_weight=0.1,
-                       action_weight=12.0)
+DEFAULT_WEIGHTS = dict(
+  class_weight=2.0, l1_weight=5.0, giou_weight=2.0, no_object_weight=0.1, action_weight=12.0
+)
 
 
 def _pairwise_giou(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -35,9 +36,16 @@ def _pairwise_giou(a: jax.Array, b: jax.Array) -> jax.Array:
   return giou.reshape(a.shape[:-1])
 
 
-def matching_cost(logits: jax.Array, boxes: jax.Array, gt_boxes: jax.Array, whwh: jax.Array, *,
-                  class_weight: float = 2.0, l1_weight: float = 5.0,
-                  giou_weight: float = 2.0) -> jax.Array:
+def matching_cost(
+  logits: jax.Array,
+  boxes: jax.Array,
+  gt_boxes: jax.Array,
+  whwh: jax.Array,
+  *,
+  class_weight: float = 2.0,
+  l1_weight: float = 5.0,
+  giou_weight: float = 2.0,
+) -> jax.Array:
   """Hungarian cost [B, P, G] = class_weight*(-p_person) + l1_weight*L1(xyxy / image size)
   + giou_weight*(-GIoU) (the reference `HungarianMatcher`, softmax variant)."""
   prob = person_scores(logits)
@@ -47,9 +55,18 @@ def matching_cost(logits: jax.Array, boxes: jax.Array, gt_boxes: jax.Array, whwh
   return l1_weight * cost_l1 + class_weight * (-prob)[:, :, None] + giou_weight * cost_giou
 
 
-def set_losses(logits: jax.Array, boxes: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array,
-               image_hw, *, class_weight: float = 2.0, l1_weight: float = 5.0,
-               giou_weight: float = 2.0, no_object_weight: float = 0.1):
+def set_losses(
+  logits: jax.Array,
+  boxes: jax.Array,
+  gt_boxes: jax.Array,
+  gt_valid: jax.Array,
+  image_hw,
+  *,
+  class_weight: float = 2.0,
+  l1_weight: float = 5.0,
+  giou_weight: float = 2.0,
+  no_object_weight: float = 0.1,
+):
   """Sparse R-CNN / EVAD set criterion for every stage.
 
   logits [S, B, P, 2], boxes [S, B, P, 4] xyxy pixels, gt_boxes [B, G, 4] xyxy pixels padded to G,
@@ -65,30 +82,41 @@ def set_losses(logits: jax.Array, boxes: jax.Array, gt_boxes: jax.Array, gt_vali
   batch, 1): under jit on a sharded global batch this is the reference's all-reduced count.
   """
   if logits.ndim != 4 or boxes.shape != logits.shape[:3] + (4,):
-    raise ValueError(f"logits must be [S, B, P, 2] and boxes [S, B, P, 4]; got {logits.shape}, "
-                     f"{boxes.shape}.")
+    raise ValueError(
+      f"logits must be [S, B, P, 2] and boxes [S, B, P, 4]; got {logits.shape}, {boxes.shape}."
+    )
   b, p = logits.shape[1:3]
   gt_valid = gt_valid.astype(bool)
   whwh = image_whwh(image_hw, b)
   # Padding boxes are replaced by the whole image so that no NaN/inf can reach the cost or grads.
-  gt_boxes = jnp.where(gt_valid[..., None], gt_boxes.astype(jnp.float32), whwh[:, None, :] *
-                       jnp.array([0.0, 0.0, 1.0, 1.0], jnp.float32))
+  gt_boxes = jnp.where(
+    gt_valid[..., None],
+    gt_boxes.astype(jnp.float32),
+    whwh[:, None, :] * jnp.array([0.0, 0.0, 1.0, 1.0], jnp.float32),
+  )
   num_boxes = jnp.maximum(gt_valid.sum().astype(jnp.float32), 1.0)
   class_w = jnp.array([1.0, no_object_weight], jnp.float32)
 
   def one_stage(stage_logits, stage_boxes):
     stage_logits = stage_logits.astype(jnp.float32)
     stage_boxes = stage_boxes.astype(jnp.float32)
-    cost = matching_cost(jax.lax.stop_gradient(stage_logits), jax.lax.stop_gradient(stage_boxes),
-                         gt_boxes, whwh, class_weight=class_weight, l1_weight=l1_weight,
-                         giou_weight=giou_weight)
+    cost = matching_cost(
+      jax.lax.stop_gradient(stage_logits),
+      jax.lax.stop_gradient(stage_boxes),
+      gt_boxes,
+      whwh,
+      class_weight=class_weight,
+      l1_weight=l1_weight,
+      giou_weight=giou_weight,
+    )
     cost = jnp.where(gt_valid[:, None, :], cost, 0.0)
     matches = jax.vmap(ops.match)(jnp.swapaxes(cost, 1, 2), gt_valid).astype(jnp.int32)
     matched = gt_valid & (matches >= 0)  # [B, G]
 
     # Classification: every proposal; matched ones are `person`, the rest `no-object`.
-    hit = (jax.nn.one_hot(jnp.maximum(matches, 0), p, dtype=jnp.float32)
-           * matched[..., None]).sum(1) > 0  # [B, P]
+    hit = (jax.nn.one_hot(jnp.maximum(matches, 0), p, dtype=jnp.float32) * matched[..., None]).sum(
+      1
+    ) > 0  # [B, P]
     target = jnp.where(hit, PERSON, NO_OBJECT)
     nll = -jnp.take_along_axis(jax.nn.log_softmax(stage_logits, -1), target[..., None], -1)[..., 0]
     w = class_w[target]
@@ -108,8 +136,9 @@ def set_losses(logits: jax.Array, boxes: jax.Array, gt_boxes: jax.Array, gt_vali
   return dict(loss_ce=loss_ce, loss_bbox=loss_bbox, loss_giou=loss_giou), matches[-1]
 
 
-def action_losses(actions: jax.Array, matches: jax.Array, gt_actions: jax.Array,
-                  gt_valid: jax.Array) -> jax.Array:
+def action_losses(
+  actions: jax.Array, matches: jax.Array, gt_actions: jax.Array, gt_valid: jax.Array
+) -> jax.Array:
   """[L] mean sigmoid BCE per decoder layer over (matched GT boxes x classes).
 
   actions [L, B, P, C] logits, matches [B, G] proposal per GT box (−1: none), gt_actions
@@ -117,30 +146,44 @@ def action_losses(actions: jax.Array, matches: jax.Array, gt_actions: jax.Array,
   """
   use = gt_valid.astype(bool) & (matches >= 0)
   picked = jnp.take_along_axis(actions, jnp.maximum(matches, 0)[None, :, :, None], axis=2)
-  bce = optax.sigmoid_binary_cross_entropy(picked.astype(jnp.float32),
-                                           gt_actions[None].astype(jnp.float32))
+  bce = optax.sigmoid_binary_cross_entropy(
+    picked.astype(jnp.float32), gt_actions[None].astype(jnp.float32)
+  )
   weight = use[None, :, :, None].astype(jnp.float32)
   count = jnp.maximum(use.sum() * actions.shape[-1], 1).astype(jnp.float32)
   return (bce * weight).sum(axis=(1, 2, 3)) / count
 
 
-def detection_loss(out: dict[str, jax.Array], batch: dict[str, jax.Array], image_hw,
-                   weights: dict[str, float] | None = None) -> tuple[jax.Array, dict[str, Any]]:
+def detection_loss(
+  out: dict[str, jax.Array],
+  batch: dict[str, jax.Array],
+  image_hw,
+  weights: dict[str, float] | None = None,
+) -> tuple[jax.Array, dict[str, Any]]:
   """(total loss, {term name: [S] or [L] weighted terms, "matches": [B, G]})."""
   w = dict(DEFAULT_WEIGHTS, **(weights or {}))
-  terms, matches = set_losses(out["person_logits"], out["boxes"], batch["boxes"],
-                              batch["box_valid"], image_hw, class_weight=w["class_weight"],
-                              l1_weight=w["l1_weight"], giou_weight=w["giou_weight"],
-                              no_object_weight=w["no_object_weight"])
+  terms, matches = set_losses(
+    out["person_logits"],
+    out["boxes"],
+    batch["boxes"],
+    batch["box_valid"],
+    image_hw,
+    class_weight=w["class_weight"],
+    l1_weight=w["l1_weight"],
+    giou_weight=w["giou_weight"],
+    no_object_weight=w["no_object_weight"],
+  )
   terms = dict(terms)
   terms["loss_action"] = w["action_weight"] * action_losses(
-      out["actions"], matches, batch["actions"], batch["box_valid"])
+    out["actions"], matches, batch["actions"], batch["box_valid"]
+  )
   flat = jnp.concatenate([jnp.ravel(v) for v in terms.values()])
   return flat.sum() / flat.size, dict(terms, matches=matches)
 
 
-def detect_step(graphdef: nnx.GraphDef, tx, schedule, *, image_hw,
-                weights: dict[str, float] | None = None) -> StepFn:
+def detect_step(
+  graphdef: nnx.GraphDef, tx, schedule, *, image_hw, weights: dict[str, float] | None = None
+) -> StepFn:
   """One EVAD update on a batch of keyframe clips (`mgvm.data.detection` keys)."""
 
   def step(state, batch):

@@ -38,9 +38,15 @@ def unpatchify(patches: jax.Array, grid: Sequence[int], tubelet: Sequence[int]) 
   return x.reshape(b, gt * pt, gh * ph, gw * pw, c)
 
 
-def pixel_targets(video: jax.Array, tubelet: Sequence[int] = (2, 16, 16), *,
-                  normalize: bool = True, mean: Sequence[float] | None = IMAGENET_MEAN,
-                  std: Sequence[float] | None = IMAGENET_STD, eps: float = 1e-6) -> jax.Array:
+def pixel_targets(
+  video: jax.Array,
+  tubelet: Sequence[int] = (2, 16, 16),
+  *,
+  normalize: bool = True,
+  mean: Sequence[float] | None = IMAGENET_MEAN,
+  std: Sequence[float] | None = IMAGENET_STD,
+  eps: float = 1e-6,
+) -> jax.Array:
   """Reconstruction targets [B, N, P·C] for a normalized clip [B, T, H, W, C] (float32, no grad).
 
   `mean`/`std` undo the input normalization (None: the clip is already in pixel units).
@@ -67,9 +73,16 @@ def target_weights(m) -> jax.Array:
   return jnp.take_along_axis(m.mask, m.ids_target, axis=1).astype(jnp.float32)
 
 
-def mae_loss(video: jax.Array, pred: jax.Array, m, tubelet: Sequence[int] = (2, 16, 16), *,
-             normalize: bool = True, mean: Sequence[float] | None = IMAGENET_MEAN,
-             std: Sequence[float] | None = IMAGENET_STD) -> jax.Array:
+def mae_loss(
+  video: jax.Array,
+  pred: jax.Array,
+  m,
+  tubelet: Sequence[int] = (2, 16, 16),
+  *,
+  normalize: bool = True,
+  mean: Sequence[float] | None = IMAGENET_MEAN,
+  std: Sequence[float] | None = IMAGENET_STD,
+) -> jax.Array:
   """Mean squared error between `pred` [B, M, P·C] and the targets at `m.ids_target`.
 
   Per-token MSE (mean over the P·C values), averaged over the targets that were
@@ -78,8 +91,10 @@ def mae_loss(video: jax.Array, pred: jax.Array, m, tubelet: Sequence[int] = (2, 
   targets = pixel_targets(video, tubelet, normalize=normalize, mean=mean, std=std)
   targets = jnp.take_along_axis(targets, m.ids_target[..., None], axis=1)
   if pred.shape != targets.shape:
-    raise ValueError(f"predictions {pred.shape} do not match targets {targets.shape} "
-                     f"(tubelet {tuple(tubelet)}, {m.ids_target.shape[1]} target tokens).")
+    raise ValueError(
+      f"predictions {pred.shape} do not match targets {targets.shape} "
+      f"(tubelet {tuple(tubelet)}, {m.ids_target.shape[1]} target tokens)."
+    )
   per_token = jnp.mean(jnp.square(pred.astype(jnp.float32) - targets), axis=-1)
   weights = target_weights(m)
   return jnp.sum(per_token * weights) / jnp.maximum(jnp.sum(weights), 1.0)

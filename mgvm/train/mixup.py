@@ -26,7 +26,8 @@ def smooth_one_hot(labels: jax.Array, num_classes: int, smoothing: float = 0.0) 
   off = smoothing / num_classes
   on = 1.0 - smoothing + off
   return jnp.where(jax.nn.one_hot(labels, num_classes, dtype=jnp.bool_), on, off).astype(
-      jnp.float32)
+    jnp.float32
+  )
 
 
 def soft_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -80,9 +81,16 @@ def rand_box(key: jax.Array, lam, height: int, width: int) -> tuple[jax.Array, .
   return y_lo, y_hi, x_lo, x_hi
 
 
-def mixup_cutmix(key: jax.Array, video: jax.Array, targets: jax.Array, *,
-                 mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, prob: float = 1.0,
-                 switch_prob: float = 0.5) -> tuple[jax.Array, jax.Array]:
+def mixup_cutmix(
+  key: jax.Array,
+  video: jax.Array,
+  targets: jax.Array,
+  *,
+  mixup_alpha: float = 0.8,
+  cutmix_alpha: float = 1.0,
+  prob: float = 1.0,
+  switch_prob: float = 0.5,
+) -> tuple[jax.Array, jax.Array]:
   """timm batch-mode Mixup/CutMix on video [B, T, H, W, C] and soft targets [B, C].
 
   Alphas and probabilities are Python floats (static). Both alphas 0 (or prob 0) returns the
@@ -91,8 +99,9 @@ def mixup_cutmix(key: jax.Array, video: jax.Array, targets: jax.Array, *,
   if video.ndim != 5:
     raise ValueError(f"video must be [B, T, H, W, C]; got shape {video.shape}.")
   if targets.ndim != 2 or targets.shape[0] != video.shape[0]:
-    raise ValueError(f"targets must be [B, num_classes] with B={video.shape[0]}; "
-                     f"got shape {targets.shape}.")
+    raise ValueError(
+      f"targets must be [B, num_classes] with B={video.shape[0]}; got shape {targets.shape}."
+    )
   for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
     if value < 0:
       raise ValueError(f"{name}={value} must be >= 0.")
@@ -107,10 +116,12 @@ def mixup_cutmix(key: jax.Array, video: jax.Array, targets: jax.Array, *,
     use_cutmix = jax.random.uniform(key_switch) < switch_prob
   else:
     use_cutmix = jnp.asarray(cutmix_alpha > 0)
-  lam_mix = (jax.random.beta(key_mix, mixup_alpha, mixup_alpha) if mixup_alpha > 0
-             else jnp.float32(1.0))
-  lam_cut = (jax.random.beta(key_cut, cutmix_alpha, cutmix_alpha) if cutmix_alpha > 0
-             else jnp.float32(1.0))
+  lam_mix = (
+    jax.random.beta(key_mix, mixup_alpha, mixup_alpha) if mixup_alpha > 0 else jnp.float32(1.0)
+  )
+  lam_cut = (
+    jax.random.beta(key_cut, cutmix_alpha, cutmix_alpha) if cutmix_alpha > 0 else jnp.float32(1.0)
+  )
   apply = jax.random.uniform(key_apply) < prob
   lam_mix = jnp.where(apply, lam_mix, 1.0)
   lam_cut = jnp.where(apply, lam_cut, 1.0)

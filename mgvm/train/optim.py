@@ -30,8 +30,14 @@ ENCODER_PREFIXES = ("encoder", "backbone")
 EMBED_NAMES = ("patch_embed",)
 
 _REQUIRED_KEYS = ("base_lr", "min_lr", "warmup_steps", "weight_decay")
-_DEFAULTS = {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "layer_decay": 1.0, "clip_grad_norm": 0.0,
-             "lr_multipliers": None}
+_DEFAULTS = {
+  "b1": 0.9,
+  "b2": 0.999,
+  "eps": 1e-8,
+  "layer_decay": 1.0,
+  "clip_grad_norm": 0.0,
+  "lr_multipliers": None,
+}
 
 
 def path_names(path) -> tuple[str, ...]:
@@ -69,7 +75,8 @@ def decay_mask(params) -> Any:
   """Pytree of bools, True where weight decay applies (>= 2-D weights that are not tokens,
   position tables or biases)."""
   return jax.tree_util.tree_map_with_path(
-      lambda path, x: _decayed(path_names(path), len(jnp.shape(x))), params)
+    lambda path, x: _decayed(path_names(path), len(jnp.shape(x))), params
+  )
 
 
 def layer_index(path, num_layers: int) -> int:
@@ -101,7 +108,8 @@ def layer_index(path, num_layers: int) -> int:
 def layer_decay_scales(params, num_layers: int, decay: float) -> Any:
   """Pytree of floats `decay ** (num_layers + 1 - layer_index)` (1.0 for head and decoder)."""
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: float(decay) ** (num_layers + 1 - layer_index(path, num_layers)), params)
+    lambda path, _: float(decay) ** (num_layers + 1 - layer_index(path, num_layers)), params
+  )
 
 
 def scale_by_layer_decay(num_layers: int, decay: float) -> optax.GradientTransformation:
@@ -140,8 +148,9 @@ def scale_by_module(multipliers: dict[str, float]) -> optax.GradientTransformati
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def lr_schedule(*, base_lr: float, min_lr: float, global_batch_size: int, warmup_steps: int,
-                total_steps: int) -> optax.Schedule:
+def lr_schedule(
+  *, base_lr: float, min_lr: float, global_batch_size: int, warmup_steps: int, total_steps: int
+) -> optax.Schedule:
   """Per-step learning rate: warmup from 0 to `base_lr * B / 256`, cosine to `min_lr * B / 256`.
 
   Matches the reference table exactly: step s < W gives `peak * s / (W - 1)` (0 when W == 1);
@@ -151,8 +160,10 @@ def lr_schedule(*, base_lr: float, min_lr: float, global_batch_size: int, warmup
   if global_batch_size < 1:
     raise ValueError(f"global_batch_size must be >= 1; got {global_batch_size}.")
   if not 0 <= warmup_steps < total_steps:
-    raise ValueError(f"Need 0 <= warmup_steps < total_steps; got warmup_steps={warmup_steps}, "
-                     f"total_steps={total_steps}.")
+    raise ValueError(
+      f"Need 0 <= warmup_steps < total_steps; got warmup_steps={warmup_steps}, "
+      f"total_steps={total_steps}."
+    )
   if base_lr < 0 or min_lr < 0:
     raise ValueError(f"Learning rates must be >= 0; got base_lr={base_lr}, min_lr={min_lr}.")
   peak = base_lr * global_batch_size / 256
@@ -185,10 +196,12 @@ def describe_lr(optim_config, global_batch_size: int) -> str:
   """A log line: 'peak lr 1.2e-3 = base_lr 1.5e-4 x global batch 2048 / 256; ...'."""
   cfg = _read_config(optim_config)
   scale = global_batch_size / 256
-  return (f"peak lr {_fmt(cfg['base_lr'] * scale)} = base_lr {_fmt(cfg['base_lr'])} x global batch "
-          f"{global_batch_size} / 256; min lr {_fmt(cfg['min_lr'] * scale)} = min_lr "
-          f"{_fmt(cfg['min_lr'])} x {global_batch_size} / 256; linear warmup from 0 over "
-          f"{cfg['warmup_steps']} steps, then cosine")
+  return (
+    f"peak lr {_fmt(cfg['base_lr'] * scale)} = base_lr {_fmt(cfg['base_lr'])} x global batch "
+    f"{global_batch_size} / 256; min lr {_fmt(cfg['min_lr'] * scale)} = min_lr "
+    f"{_fmt(cfg['min_lr'])} x {global_batch_size} / 256; linear warmup from 0 over "
+    f"{cfg['warmup_steps']} steps, then cosine"
+  )
 
 
 def _read_config(optim_config) -> dict[str, Any]:
@@ -206,8 +219,10 @@ def _read_config(optim_config) -> dict[str, Any]:
     try:
       cfg[key] = get(key)
     except KeyError:
-      raise KeyError(f"optim config is missing the key {key!r} (needs {', '.join(_REQUIRED_KEYS)}; "
-                     f"optional {', '.join(_DEFAULTS)}).") from None
+      raise KeyError(
+        f"optim config is missing the key {key!r} (needs {', '.join(_REQUIRED_KEYS)}; "
+        f"optional {', '.join(_DEFAULTS)})."
+      ) from None
   for key, default in _DEFAULTS.items():
     try:
       cfg[key] = get(key)
@@ -220,8 +235,9 @@ def _read_config(optim_config) -> dict[str, Any]:
     if not 0 <= float(cfg[key]) < 1:
       raise ValueError(f"optim config {key}={cfg[key]!r} must be in [0, 1).")
   if not 0 < float(cfg["layer_decay"]) <= 1:
-    raise ValueError(f"optim config layer_decay={cfg['layer_decay']!r} must be in (0, 1] "
-                     "(1.0 turns it off).")
+    raise ValueError(
+      f"optim config layer_decay={cfg['layer_decay']!r} must be in (0, 1] (1.0 turns it off)."
+    )
   multipliers = cfg["lr_multipliers"]
   if multipliers:
     multipliers = dict(multipliers.items())
@@ -234,8 +250,9 @@ def _read_config(optim_config) -> dict[str, Any]:
   return cfg
 
 
-def make_optimizer(optim_config, params, *, global_batch_size: int, total_steps: int,
-                   num_layers: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+  optim_config, params, *, global_batch_size: int, total_steps: int, num_layers: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """[clip_by_global_norm] -> AdamW(schedule, decay_mask) -> [layer-decay scale].
 
   `params` (arrays or `ShapeDtypeStruct`s) is checked against the rules: with layer decay on,
@@ -243,15 +260,26 @@ def make_optimizer(optim_config, params, *, global_batch_size: int, total_steps:
   the unscaled (layer-1.0) learning rate, for logging.
   """
   cfg = _read_config(optim_config)
-  schedule = lr_schedule(base_lr=float(cfg["base_lr"]), min_lr=float(cfg["min_lr"]),
-                         global_batch_size=global_batch_size,
-                         warmup_steps=int(cfg["warmup_steps"]), total_steps=total_steps)
+  schedule = lr_schedule(
+    base_lr=float(cfg["base_lr"]),
+    min_lr=float(cfg["min_lr"]),
+    global_batch_size=global_batch_size,
+    warmup_steps=int(cfg["warmup_steps"]),
+    total_steps=total_steps,
+  )
   parts = []
   if float(cfg["clip_grad_norm"]) > 0:
     parts.append(optax.clip_by_global_norm(float(cfg["clip_grad_norm"])))
-  parts.append(optax.adamw(schedule, b1=float(cfg["b1"]), b2=float(cfg["b2"]),
-                           eps=float(cfg["eps"]), weight_decay=float(cfg["weight_decay"]),
-                           mask=decay_mask))
+  parts.append(
+    optax.adamw(
+      schedule,
+      b1=float(cfg["b1"]),
+      b2=float(cfg["b2"]),
+      eps=float(cfg["eps"]),
+      weight_decay=float(cfg["weight_decay"]),
+      mask=decay_mask,
+    )
+  )
   if float(cfg["layer_decay"]) < 1.0:
     layer_decay_scales(params, num_layers, float(cfg["layer_decay"]))  # Validates the paths.
     parts.append(scale_by_layer_decay(num_layers, float(cfg["layer_decay"])))
@@ -259,7 +287,9 @@ def make_optimizer(optim_config, params, *, global_batch_size: int, total_steps:
     top = {path_names(p)[0] for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]}
     unknown = sorted(set(cfg["lr_multipliers"]) - top)
     if unknown:
-      raise ValueError(f"optim config lr_multipliers names {unknown}, which the model does not "
-                       f"have; its top-level modules: {sorted(top)}")
+      raise ValueError(
+        f"optim config lr_multipliers names {unknown}, which the model does not "
+        f"have; its top-level modules: {sorted(top)}"
+      )
     parts.append(scale_by_module(cfg["lr_multipliers"]))
   return optax.chain(*parts), schedule

@@ -25,8 +25,14 @@ def num_layers(model: nnx.Module) -> int:
   return len(encoder.blocks)
 
 
-def plan(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, mesh: Mesh,
-         seed: int, *, init_params: Any = None) -> tuple[nnx.GraphDef, Any, Any, Callable[[], State]]:
+def plan(
+  model_fn: Callable[[], nnx.Module],
+  tx: optax.GradientTransformation,
+  mesh: Mesh,
+  seed: int,
+  *,
+  init_params: Any = None,
+) -> tuple[nnx.GraphDef, Any, Any, Callable[[], State]]:
   """eval_shape → shardings; returns (graphdef, abstract_state, shardings, init).
 
   `init()` builds the state directly on its shardings (one jitted call); a resumed run
@@ -40,18 +46,29 @@ def plan(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, m
     params = nnx.state(model_fn(), nnx.Param)
     if init_params is not None:
       params = merge_params(params, init_params)
-    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params),
-            "rng": jax.random.key_data(jax.random.key(seed))}
+    return {
+      "step": jnp.zeros((), jnp.int32),
+      "params": params,
+      "opt_state": tx.init(params),
+      "rng": jax.random.key_data(jax.random.key(seed)),
+    }
 
   shapes = jax.eval_shape(init_state)
   shardings = sharding_lib.replicate_tree(shapes, mesh)
   abstract_state = jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
+    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings
+  )
   return graphdef, abstract_state, shardings, jax.jit(init_state, out_shardings=shardings)
 
 
-def create(model_fn: Callable[[], nnx.Module], tx: optax.GradientTransformation, mesh: Mesh,
-           seed: int, *, init_params: Any = None) -> tuple[nnx.GraphDef, State, Any]:
+def create(
+  model_fn: Callable[[], nnx.Module],
+  tx: optax.GradientTransformation,
+  mesh: Mesh,
+  seed: int,
+  *,
+  init_params: Any = None,
+) -> tuple[nnx.GraphDef, State, Any]:
   """A fresh train state on its shardings: (graphdef, state, shardings)."""
   graphdef, _, shardings, init = plan(model_fn, tx, mesh, seed, init_params=init_params)
   return graphdef, init(), shardings

@@ -26,20 +26,33 @@ def step_keys(state) -> tuple[jax.Array, jax.Array, jax.Array]:
   return mask_key, drop_key, mix_key
 
 
-def apply_updates(state, grads, loss, tx: optax.GradientTransformation, schedule) -> tuple[dict, dict]:
+def apply_updates(
+  state, grads, loss, tx: optax.GradientTransformation, schedule
+) -> tuple[dict, dict]:
   """One optax update of `state["params"]`; returns the next state and the step's metrics."""
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
   params = optax.apply_updates(state["params"], updates)
   # update_norm catches an overflowing update while the loss is still finite, so a
   # non-finite state is detected before it can be checkpointed.
-  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
-             "update_norm": optax.global_norm(updates), "lr": schedule(state["step"])}
+  metrics = {
+    "loss": loss,
+    "grad_norm": optax.global_norm(grads),
+    "update_norm": optax.global_norm(updates),
+    "lr": schedule(state["step"]),
+  }
   new = dict(state, step=state["step"] + 1, params=params, opt_state=opt_state)
   return new, metrics
 
 
-def reconstruction_loss(model, masker: Masker, video: jax.Array, mask_key: jax.Array, *,
-                        deterministic: bool = True, rngs: nnx.Rngs | None = None):
+def reconstruction_loss(
+  model,
+  masker: Masker,
+  video: jax.Array,
+  mask_key: jax.Array,
+  *,
+  deterministic: bool = True,
+  rngs: nnx.Rngs | None = None,
+):
   """Masks `video`, reconstructs the targets; returns (loss, (mask, predictions))."""
   tokens = model.encoder.embed(video)
   m = masker(mask_key, video, tokens)
@@ -47,8 +60,9 @@ def reconstruction_loss(model, masker: Masker, video: jax.Array, mask_key: jax.A
   return losses.mae_loss(video, pred, m, model.tubelet), (m, pred)
 
 
-def classify(model, video: jax.Array, compressor: Masker | None = None,
-             key: jax.Array | None = None, **kwargs):
+def classify(
+  model, video: jax.Array, compressor: Masker | None = None, key: jax.Array | None = None, **kwargs
+):
   """`model(video)`; with a `compressor`, the encoder runs on its kept tokens only."""
   if compressor is None:
     return model(video, **kwargs)
@@ -65,8 +79,14 @@ def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule) -> StepF
 
     def loss_fn(params):
       model = nnx.merge(graphdef, params)
-      loss, _ = reconstruction_loss(model, masker, batch["video"], mask_key, deterministic=False,
-                                    rngs=nnx.Rngs(dropout=drop_key))
+      loss, _ = reconstruction_loss(
+        model,
+        masker,
+        batch["video"],
+        mask_key,
+        deterministic=False,
+        rngs=nnx.Rngs(dropout=drop_key),
+      )
       return loss
 
     loss, grads = jax.value_and_grad(loss_fn)(state["params"])
@@ -75,9 +95,16 @@ def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule) -> StepF
   return step
 
 
-def finetune_step(graphdef: nnx.GraphDef, tx, schedule, *, num_classes: int,
-                  label_smoothing: float = 0.0, mixup_config: Any = None,
-                  compressor: Masker | None = None) -> StepFn:
+def finetune_step(
+  graphdef: nnx.GraphDef,
+  tx,
+  schedule,
+  *,
+  num_classes: int,
+  label_smoothing: float = 0.0,
+  mixup_config: Any = None,
+  compressor: Masker | None = None,
+) -> StepFn:
   """Classification: smoothed one-hot targets, optional mixup/cutmix, soft-target cross-entropy.
 
   With a `compressor` (`mgtc`, `everest`) the encoder sees only the tokens it keeps.
@@ -90,14 +117,20 @@ def finetune_step(graphdef: nnx.GraphDef, tx, schedule, *, num_classes: int,
     targets = mixup.smooth_one_hot(labels, num_classes, label_smoothing)
     if use_mixup:
       video, targets = mixup.mixup_cutmix(
-          mix_key, video, targets, mixup_alpha=mixup_config.mixup_alpha,
-          cutmix_alpha=mixup_config.cutmix_alpha, prob=mixup_config.prob,
-          switch_prob=mixup_config.switch_prob)
+        mix_key,
+        video,
+        targets,
+        mixup_alpha=mixup_config.mixup_alpha,
+        cutmix_alpha=mixup_config.cutmix_alpha,
+        prob=mixup_config.prob,
+        switch_prob=mixup_config.switch_prob,
+      )
 
     def loss_fn(params):
       model = nnx.merge(graphdef, params)
-      logits, _ = classify(model, video, compressor, mask_key, deterministic=False,
-                           rngs=nnx.Rngs(dropout=drop_key))
+      logits, _ = classify(
+        model, video, compressor, mask_key, deterministic=False, rngs=nnx.Rngs(dropout=drop_key)
+      )
       return mixup.soft_cross_entropy(logits, targets), logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
@@ -111,5 +144,10 @@ def finetune_step(graphdef: nnx.GraphDef, tx, schedule, *, num_classes: int,
 def compile_step(step: StepFn, state_shardings, mesh) -> Callable:
   """`jax.jit` with the state donated, the batch sharded on `data`, metrics replicated."""
   from mgvm.sharding import batch_sharding, replicated
-  return jax.jit(step, in_shardings=(state_shardings, batch_sharding(mesh)),
-                 out_shardings=(state_shardings, replicated(mesh)), donate_argnums=(0,))
+
+  return jax.jit(
+    step,
+    in_shardings=(state_shardings, batch_sharding(mesh)),
+    out_shardings=(state_shardings, replicated(mesh)),
+    donate_argnums=(0,),
+  )

@@ -14,12 +14,25 @@ or write torch state dicts, so this package imports without it.
 
 from __future__ import annotations
 
-from mgvm.weights.params import (CheckpointMismatchError, encoder_from_pretrained, export_params,
-                                 import_params, merge_params)
+from mgvm.weights.params import (
+  CheckpointMismatchError,
+  encoder_from_pretrained,
+  export_params,
+  import_params,
+  merge_params,
+)
 from mgvm.weights.read import UnsafeCheckpointError, read_state_dict
 from mgvm.weights.torch_export import to_torch_state_dict
 from mgvm.weights.torch_import import load_torch_checkpoint
 
-__all__ = ["CheckpointMismatchError", "UnsafeCheckpointError", "encoder_from_pretrained",
-           "export_params", "import_params", "load_torch_checkpoint", "merge_params",
-           "read_state_dict", "to_torch_state_dict"]
+__all__ = [
+  "CheckpointMismatchError",
+  "UnsafeCheckpointError",
+  "encoder_from_pretrained",
+  "export_params",
+  "import_params",
+  "load_torch_checkpoint",
+  "merge_params",
+  "read_state_dict",
+  "to_torch_state_dict",
+]

@@ -21,8 +21,13 @@ from flax import nnx
 from mgvm.weights.layouts import Entry, make_entry
 from mgvm.weights.read import to_numpy
 
-__all__ = ["CheckpointMismatchError", "encoder_from_pretrained", "export_params", "import_params",
-           "merge_params"]
+__all__ = [
+  "CheckpointMismatchError",
+  "encoder_from_pretrained",
+  "export_params",
+  "import_params",
+  "merge_params",
+]
 
 
 class CheckpointMismatchError(ValueError):
@@ -30,12 +35,20 @@ class CheckpointMismatchError(ValueError):
 
 
 def model_params(model: nnx.Module) -> dict[str, nnx.Variable]:
-  return {".".join(str(p) for p in path): var
-          for path, var in nnx.iter_graph(model) if isinstance(var, nnx.Param)}
+  return {
+    ".".join(str(p) for p in path): var
+    for path, var in nnx.iter_graph(model)
+    if isinstance(var, nnx.Param)
+  }
 
 
-def assign(model: nnx.Module, entries: Mapping[str, Entry], *, allow_missing: tuple[str, ...] = (),
-            what: str = "checkpoint") -> None:
+def assign(
+  model: nnx.Module,
+  entries: Mapping[str, Entry],
+  *,
+  allow_missing: tuple[str, ...] = (),
+  what: str = "checkpoint",
+) -> None:
   """Check `entries` against the model's params (one error listing every problem), then assign."""
   params = model_params(model)
   missing = [p for p in params if p not in entries and not p.startswith(allow_missing)]
@@ -44,10 +57,15 @@ def assign(model: nnx.Module, entries: Mapping[str, Entry], *, allow_missing: tu
   for name, entry in entries.items():
     var = params.get(name)
     if var is not None and tuple(var.get_value().shape) != tuple(entry.value.shape):
-      stored = ("" if entry.source_shape == tuple(entry.value.shape)
-                else f" (stored as {entry.source_shape})")
-      mismatched.append(f"{name}: model shape {tuple(var.get_value().shape)}, {what} key "
-                        f"'{entry.source}' shape {tuple(entry.value.shape)}{stored}")
+      stored = (
+        ""
+        if entry.source_shape == tuple(entry.value.shape)
+        else f" (stored as {entry.source_shape})"
+      )
+      mismatched.append(
+        f"{name}: model shape {tuple(var.get_value().shape)}, {what} key "
+        f"'{entry.source}' shape {tuple(entry.value.shape)}{stored}"
+      )
   if missing or unexpected or mismatched:
     lines = [f"the {what} does not match {type(model).__name__}:"]
     if missing:
@@ -55,8 +73,11 @@ def assign(model: nnx.Module, entries: Mapping[str, Entry], *, allow_missing: tu
       lines += [f"    {p} {tuple(params[p].get_value().shape)}" for p in missing]
     if unexpected:
       lines.append(f"  unexpected {what} keys ({len(unexpected)}; no model parameter):")
-      lines += [f"    '{entries[n].source}' {entries[n].source_shape}"
-                + (f" -> {n}" if n != entries[n].source else "") for n in unexpected]
+      lines += [
+        f"    '{entries[n].source}' {entries[n].source_shape}"
+        + (f" -> {n}" if n != entries[n].source else "")
+        for n in unexpected
+      ]
     if mismatched:
       lines.append(f"  shape mismatches ({len(mismatched)}):")
       lines += [f"    {line}" for line in mismatched]
@@ -98,7 +119,9 @@ def import_params(model: nnx.Module, params: Mapping[str, Any]) -> nnx.Module:
   Raises `CheckpointMismatchError` listing every missing, unexpected and mis-shaped entry;
   the model is left unchanged then. Returns the model.
   """
-  entries = {name: make_entry(np.asarray(to_numpy(v)), name) for name, v in _flatten(params).items()}
+  entries = {
+    name: make_entry(np.asarray(to_numpy(v)), name) for name, v in _flatten(params).items()
+  }
   assign(model, entries, what="params dict")
   return model
 
@@ -123,8 +146,9 @@ def merge_params(params: nnx.State, update: Any) -> nnx.State:
   return params
 
 
-def encoder_from_pretrained(params: nnx.State, pretrained: dict[str, Any],
-                            log: Callable[[str], None] = print) -> dict[str, Any]:
+def encoder_from_pretrained(
+  params: nnx.State, pretrained: dict[str, Any], log: Callable[[str], None] = print
+) -> dict[str, Any]:
   """Every `encoder.*` leaf of the classifier, taken from a pre-trained model (a partial pure dict).
 
   `pretrained` is a pure dict of a `VideoMAE` (or classifier) parameter tree. Leaves the
@@ -143,17 +167,27 @@ def encoder_from_pretrained(params: nnx.State, pretrained: dict[str, Any],
   missing = [k for k in wanted if k not in theirs]
   if missing:
     raise CheckpointMismatchError(
-        f"the pre-trained params lack {len(missing)} encoder parameters: {missing[:8]}")
-  bad = [f"{k}: model {tuple(flat_mine[k].shape)} vs checkpoint {tuple(theirs[k].shape)}"
-         for k in wanted if tuple(flat_mine[k].shape) != tuple(theirs[k].shape)]
+      f"the pre-trained params lack {len(missing)} encoder parameters: {missing[:8]}"
+    )
+  bad = [
+    f"{k}: model {tuple(flat_mine[k].shape)} vs checkpoint {tuple(theirs[k].shape)}"
+    for k in wanted
+    if tuple(flat_mine[k].shape) != tuple(theirs[k].shape)
+  ]
   if bad:
-    raise CheckpointMismatchError("pre-trained encoder does not fit the model:\n  " + "\n  ".join(bad))
-  unused = sorted({k.split(".")[0] if not k.startswith("encoder.") else k
-                   for k in theirs if k not in flat_mine})
-  fresh = sorted({k.rsplit(".", 1)[0] for k in flat_mine
-                  if not k.startswith("encoder.") or k in fresh_norm})
-  log(f"init_from: {len(wanted)} encoder parameters loaded; freshly initialised: {fresh}; "
-      f"unused from the checkpoint: {unused}")
+    raise CheckpointMismatchError(
+      "pre-trained encoder does not fit the model:\n  " + "\n  ".join(bad)
+    )
+  unused = sorted(
+    {k.split(".")[0] if not k.startswith("encoder.") else k for k in theirs if k not in flat_mine}
+  )
+  fresh = sorted(
+    {k.rsplit(".", 1)[0] for k in flat_mine if not k.startswith("encoder.") or k in fresh_norm}
+  )
+  log(
+    f"init_from: {len(wanted)} encoder parameters loaded; freshly initialised: {fresh}; "
+    f"unused from the checkpoint: {unused}"
+  )
 
   def pick(tree, prefix=""):
     out = {}
@@ -166,4 +200,5 @@ def encoder_from_pretrained(params: nnx.State, pretrained: dict[str, Any],
       elif name.startswith("encoder.") and name in theirs:
         out[k] = theirs[name]
     return out
+
   return pick(mine)

@@ -32,6 +32,7 @@ def to_numpy(x: Any) -> np.ndarray:
   """torch tensor / numpy / jax array -> numpy (half precision widened to float32)."""
   if type(x).__module__.startswith("torch"):
     import torch  # pylint: disable=g-import-not-at-top
+
     t = x.detach().cpu()
     if t.dtype in (torch.bfloat16, torch.float16):
       t = t.float()
@@ -62,7 +63,7 @@ def _unwrap(obj: Any, what: str) -> dict[str, Any]:
   # DistributedDataParallel / torch.compile prefixes.
   for prefix in ("module.", "_orig_mod."):
     if all(k.startswith(prefix) for k in state):
-      state = {k[len(prefix):]: v for k, v in state.items()}
+      state = {k[len(prefix) :]: v for k, v in state.items()}
   return state
 
 
@@ -75,27 +76,33 @@ def _torch_load(path: str) -> Any:
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError(f"reading {path} needs torch (pip install torch); "
-                      "a .safetensors file needs only the safetensors package.") from e
+    raise ImportError(
+      f"reading {path} needs torch (pip install torch); "
+      "a .safetensors file needs only the safetensors package."
+    ) from e
   try:
     with torch.serialization.safe_globals([argparse.Namespace]):
       return torch.load(path, map_location="cpu", weights_only=True)
   except pickle.UnpicklingError as e:
     lines = str(e).strip().splitlines()
-    detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln),
-                  lines[0] if lines else "")
+    detail = next(
+      (ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0] if lines else ""
+    )
     raise UnsafeCheckpointError(
-        f"{path} holds non-tensor pickled objects, so loading it was refused: unpickling them "
-        f"could run arbitrary code ({detail.strip()}). Re-save only the state dict (e.g. "
-        "torch.save({'model': model.state_dict()}, path)) or convert it to .safetensors.") from e
+      f"{path} holds non-tensor pickled objects, so loading it was refused: unpickling them "
+      f"could run arbitrary code ({detail.strip()}). Re-save only the state dict (e.g. "
+      "torch.save({'model': model.state_dict()}, path)) or convert it to .safetensors."
+    ) from e
 
 
 def _load_safetensors(path: str) -> dict[str, Any]:
   try:
     from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+
     return load_file(path)
   except (TypeError, ValueError):  # e.g. bfloat16, which plain numpy cannot hold
     from safetensors.torch import load_file as torch_load_file  # pylint: disable=g-import-not-at-top
+
     return torch_load_file(path)
 
 
@@ -105,8 +112,10 @@ def _read_directory(path: str) -> tuple[dict[str, Any], dict | None]:
   if os.path.exists(config_path):
     with open(config_path) as f:
       config = json.load(f)
-  for index_name, loader in (("model.safetensors.index.json", _load_safetensors),
-                             ("pytorch_model.bin.index.json", _torch_load)):
+  for index_name, loader in (
+    ("model.safetensors.index.json", _load_safetensors),
+    ("pytorch_model.bin.index.json", _torch_load),
+  ):
     index_path = os.path.join(path, index_name)
     if os.path.exists(index_path):
       with open(index_path) as f:
@@ -115,13 +124,17 @@ def _read_directory(path: str) -> tuple[dict[str, Any], dict | None]:
       for shard in shards:
         state.update(_unwrap(loader(os.path.join(path, shard)), shard))
       return state, config
-  for name, loader in (("model.safetensors", _load_safetensors),
-                       ("pytorch_model.bin", _torch_load)):
+  for name, loader in (
+    ("model.safetensors", _load_safetensors),
+    ("pytorch_model.bin", _torch_load),
+  ):
     file_path = os.path.join(path, name)
     if os.path.exists(file_path):
       return _unwrap(loader(file_path), file_path), config
-  raise FileNotFoundError(f"{path} is a directory without model.safetensors or pytorch_model.bin "
-                          "(a Hugging Face checkpoint directory is expected).")
+  raise FileNotFoundError(
+    f"{path} is a directory without model.safetensors or pytorch_model.bin "
+    "(a Hugging Face checkpoint directory is expected)."
+  )
 
 
 def read_state_dict(source: Any) -> tuple[dict[str, np.ndarray], dict | None]:
@@ -138,11 +151,14 @@ def read_state_dict(source: Any) -> tuple[dict[str, np.ndarray], dict | None]:
     elif path.endswith(_TORCH_SUFFIXES):
       state = _unwrap(_torch_load(path), path)
     else:
-      raise ValueError(f"unknown checkpoint format {path!r}: expected a .pth/.pt/.bin/.ckpt file, "
-                       "a .safetensors file or a Hugging Face directory.")
+      raise ValueError(
+        f"unknown checkpoint format {path!r}: expected a .pth/.pt/.bin/.ckpt file, "
+        "a .safetensors file or a Hugging Face directory."
+      )
   elif isinstance(source, Mapping):
     state = _unwrap(source, "the state dict")
   else:
-    raise TypeError("load_torch_checkpoint expects a path or a state dict; got "
-                    f"{type(source).__name__}.")
+    raise TypeError(
+      f"load_torch_checkpoint expects a path or a state dict; got {type(source).__name__}."
+    )
   return {k: to_numpy(v) for k, v in state.items()}, config

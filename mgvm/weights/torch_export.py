@@ -25,6 +25,7 @@ def to_torch_state_dict(model: VideoMAE | VideoClassifier, layout: str = "offici
   `VideoMAEForVideoClassification` (use_mean_pooling=False / True respectively).
   """
   import torch  # pylint: disable=g-import-not-at-top
+
   if layout not in ("official", "hf"):
     raise ValueError(f"layout must be 'official' or 'hf'; got {layout!r}.")
   is_classifier = isinstance(model, VideoClassifier)
@@ -42,14 +43,17 @@ def to_torch_state_dict(model: VideoMAE | VideoClassifier, layout: str = "offici
   if layout == "official":
     for name, value in official.items():
       if is_classifier and name.startswith("encoder."):
-        name = name[len("encoder."):]
+        name = name[len("encoder.") :]
       out[name] = value
   else:
     for name, value in official.items():
       m = re.match(r"^(encoder|decoder)\.blocks\.(\d+)\.attn\.qkv\.weight$", name)
       if m:
-        layer = ("videomae.encoder.layer." if m.group(1) == "encoder"
-                 else "decoder.decoder_layers.") + m.group(2) + ".attention.attention."
+        layer = (
+          ("videomae.encoder.layer." if m.group(1) == "encoder" else "decoder.decoder_layers.")
+          + m.group(2)
+          + ".attention.attention."
+        )
         for part, chunk in zip(("query", "key", "value"), np.split(value, 3, axis=0)):
           out[f"{layer}{part}.weight"] = np.ascontiguousarray(chunk)
       else:

@@ -17,8 +17,14 @@ from flax import nnx
 
 from mgvm.models.classifier import VideoClassifier
 from mgvm.models.mae import VideoMAE
-from mgvm.weights.layouts import (canonical_from_hf, canonical_from_official, detect_layout,
-                                  drop_sinusoid_pos_embed, Entry, to_model_name)
+from mgvm.weights.layouts import (
+  Entry,
+  canonical_from_hf,
+  canonical_from_official,
+  detect_layout,
+  drop_sinusoid_pos_embed,
+  to_model_name,
+)
 from mgvm.weights.params import assign
 from mgvm.weights.read import read_state_dict
 
@@ -47,45 +53,57 @@ def _read_entries(source: Any) -> tuple[dict[str, Entry], dict, str]:
 
 def _check_pretrain(entries: Mapping[str, Entry], layout: str) -> None:
   """A pre-training model needs the decoder and the encoder's final norm."""
-  has_decoder = any(n.startswith(("decoder.", "encoder_to_decoder.")) or n == "mask_token"
-                    for n in entries)
+  has_decoder = any(
+    n.startswith(("decoder.", "encoder_to_decoder.")) or n == "mask_token" for n in entries
+  )
   if not has_decoder:
-    raise ValueError(f"kind='pretrain' needs a pre-training checkpoint, but this {layout} "
-                     "checkpoint has no decoder (a fine-tuned or encoder-only model?); "
-                     "use kind='classifier'.")
+    raise ValueError(
+      f"kind='pretrain' needs a pre-training checkpoint, but this {layout} "
+      "checkpoint has no decoder (a fine-tuned or encoder-only model?); "
+      "use kind='classifier'."
+    )
   if "encoder.norm.weight" not in entries:
     if layout == "hf":
       raise ValueError(
-          "this Hugging Face pre-training checkpoint has no videomae.layernorm (its config "
-          "has use_mean_pooling=True), so its encoder output reaches the decoder without the "
-          "final LayerNorm, unlike the reference VideoMAE that mgvm implements.")
-    raise ValueError("this pre-training checkpoint has no encoder.norm (final encoder "
-                     "LayerNorm), which the reference VideoMAE has.")
+        "this Hugging Face pre-training checkpoint has no videomae.layernorm (its config "
+        "has use_mean_pooling=True), so its encoder output reaches the decoder without the "
+        "final LayerNorm, unlike the reference VideoMAE that mgvm implements."
+      )
+    raise ValueError(
+      "this pre-training checkpoint has no encoder.norm (final encoder "
+      "LayerNorm), which the reference VideoMAE has."
+    )
 
 
-def _check_classifier(entries: dict[str, Entry], config: Mapping[str, Any],
-                      num_classes: int | None) -> tuple[int, tuple[str, ...]]:
+def _check_classifier(
+  entries: dict[str, Entry], config: Mapping[str, Any], num_classes: int | None
+) -> tuple[int, tuple[str, ...]]:
   """(num_classes, parameter prefixes initialised fresh); drops the pre-training-only entries."""
   allow_missing: tuple[str, ...] = ()
   if "head.weight" in entries:
     if "fc_norm.weight" not in entries or config.get("use_mean_pooling") is False:
       raise ValueError(
-          "this classifier checkpoint does not use mean pooling (no fc_norm; Hugging Face "
-          "use_mean_pooling=False or the official `norm` + first-token head); mgvm's "
-          "VideoClassifier supports only mean pooling + fc_norm.")
+        "this classifier checkpoint does not use mean pooling (no fc_norm; Hugging Face "
+        "use_mean_pooling=False or the official `norm` + first-token head); mgvm's "
+        "VideoClassifier supports only mean pooling + fc_norm."
+      )
     head_classes = int(entries["head.weight"].value.shape[0])
     if num_classes is not None and num_classes != head_classes:
-      raise ValueError(f"num_classes={num_classes} but the checkpoint's head has {head_classes} "
-                       "classes.")
+      raise ValueError(
+        f"num_classes={num_classes} but the checkpoint's head has {head_classes} classes."
+      )
     num_classes = head_classes
   else:
     if num_classes is None:
-      raise ValueError("kind='classifier' from a pre-training (or encoder-only) checkpoint "
-                       "initialises a new head: pass num_classes=.")
+      raise ValueError(
+        "kind='classifier' from a pre-training (or encoder-only) checkpoint "
+        "initialises a new head: pass num_classes=."
+      )
     allow_missing = ("fc_norm.", "head.")
   for name in list(entries):  # pre-training-only parts
-    if (name.startswith(("decoder.", "encoder_to_decoder.", "encoder.norm."))
-        or name == "mask_token"):
+    if (
+      name.startswith(("decoder.", "encoder_to_decoder.", "encoder.norm.")) or name == "mask_token"
+    ):
       del entries[name]
   return num_classes, allow_missing
 
@@ -122,8 +140,10 @@ def _heads(what: str, dim: int, from_config, from_arg, table: Mapping[int, int],
   heads = _pick(arg_name, from_config, from_arg, table.get(dim), conflict_is_error=True)
   if heads is None:
     if dim % 64:
-      raise ValueError(f"cannot infer the number of {what} attention heads for width {dim} "
-                       f"(not an official size and not a multiple of 64); pass {arg_name}=.")
+      raise ValueError(
+        f"cannot infer the number of {what} attention heads for width {dim} "
+        f"(not an official size and not a multiple of 64); pass {arg_name}=."
+      )
     heads = dim // 64
   if dim % heads:
     raise ValueError(f"{what} width {dim} is not divisible by {arg_name}={heads}.")
@@ -137,13 +157,20 @@ def _image_size(value):
   return value[0] if len(set(value)) == 1 else value
 
 
-def _encoder_sizes(entries: Mapping[str, Entry], config: Mapping[str, Any], num_heads: int | None,
-                   num_frames: int | None, image_size: Any) -> dict[str, Any]:
+def _encoder_sizes(
+  entries: Mapping[str, Entry],
+  config: Mapping[str, Any],
+  num_heads: int | None,
+  num_frames: int | None,
+  image_size: Any,
+) -> dict[str, Any]:
   """Encoder sizes from the weights; heads and clip size from config.json / the arguments."""
   patch = entries.get("encoder.patch_embed.proj.weight")
   if patch is None or patch.value.ndim != 5:
-    raise ValueError("the checkpoint has no Conv3d patch embedding "
-                     "(patch_embed.proj.weight / patch_embeddings.projection.weight).")
+    raise ValueError(
+      "the checkpoint has no Conv3d patch embedding "
+      "(patch_embed.proj.weight / patch_embeddings.projection.weight)."
+    )
   dim, in_channels, *tubelet = (int(s) for s in patch.value.shape)
   depth = _block_count(entries, "encoder.blocks")
   if depth == 0:
@@ -151,20 +178,38 @@ def _encoder_sizes(entries: Mapping[str, Entry], config: Mapping[str, Any], num_
   fc1 = entries.get("encoder.blocks.0.mlp.fc1.weight")
   mlp_ratio = _mlp_ratio(dim, int(fc1.value.shape[0])) if fc1 is not None else 4.0
   sizes: dict[str, Any] = dict(
-      dim=dim, depth=depth, tubelet=tuple(tubelet), in_channels=in_channels, mlp_ratio=mlp_ratio,
-      qkv_bias="encoder.blocks.0.attn.q_bias" in entries,
-      layer_scale_init=1.0 if "encoder.blocks.0.gamma_1" in entries else 0.0)
-  sizes["num_heads"] = _heads("encoder", dim, config.get("num_attention_heads"), num_heads,
-                              ENCODER_HEADS, "num_heads")
-  sizes["num_frames"] = int(_pick("num_frames", config.get("num_frames"), num_frames, 16,
-                                  conflict_is_error=False))
-  sizes["image_size"] = _image_size(_pick("image_size", _image_size(config.get("image_size")),
-                                          _image_size(image_size), 224, conflict_is_error=False))
+    dim=dim,
+    depth=depth,
+    tubelet=tuple(tubelet),
+    in_channels=in_channels,
+    mlp_ratio=mlp_ratio,
+    qkv_bias="encoder.blocks.0.attn.q_bias" in entries,
+    layer_scale_init=1.0 if "encoder.blocks.0.gamma_1" in entries else 0.0,
+  )
+  sizes["num_heads"] = _heads(
+    "encoder", dim, config.get("num_attention_heads"), num_heads, ENCODER_HEADS, "num_heads"
+  )
+  sizes["num_frames"] = int(
+    _pick("num_frames", config.get("num_frames"), num_frames, 16, conflict_is_error=False)
+  )
+  sizes["image_size"] = _image_size(
+    _pick(
+      "image_size",
+      _image_size(config.get("image_size")),
+      _image_size(image_size),
+      224,
+      conflict_is_error=False,
+    )
+  )
   return sizes
 
 
-def _decoder_sizes(entries: Mapping[str, Entry], config: Mapping[str, Any], mlp_ratio: float,
-                   decoder_heads: int | None) -> dict[str, Any]:
+def _decoder_sizes(
+  entries: Mapping[str, Entry],
+  config: Mapping[str, Any],
+  mlp_ratio: float,
+  decoder_heads: int | None,
+) -> dict[str, Any]:
   """Decoder width, depth and heads; the decoder must share the encoder's MLP ratio."""
   e2d = entries.get("encoder_to_decoder.weight")
   mask_token = entries.get("mask_token")
@@ -173,32 +218,49 @@ def _decoder_sizes(entries: Mapping[str, Entry], config: Mapping[str, Any], mlp_
   elif mask_token is not None:
     decoder_dim = int(mask_token.value.shape[-1])
   else:
-    raise ValueError("the pre-training checkpoint has neither encoder_to_decoder.weight nor "
-                     "mask_token, so the decoder width is unknown.")
+    raise ValueError(
+      "the pre-training checkpoint has neither encoder_to_decoder.weight nor "
+      "mask_token, so the decoder width is unknown."
+    )
   decoder_depth = _block_count(entries, "decoder.blocks")
   dfc1 = entries.get("decoder.blocks.0.mlp.fc1.weight")
   if dfc1 is not None and int(decoder_dim * mlp_ratio) != int(dfc1.value.shape[0]):
-    raise ValueError(f"the decoder's MLP width {dfc1.value.shape[0]} is not "
-                     f"{mlp_ratio:g} x {decoder_dim} (the encoder's ratio); mgvm's VideoMAE "
-                     "uses one MLP ratio for encoder and decoder.")
+    raise ValueError(
+      f"the decoder's MLP width {dfc1.value.shape[0]} is not "
+      f"{mlp_ratio:g} x {decoder_dim} (the encoder's ratio); mgvm's VideoMAE "
+      "uses one MLP ratio for encoder and decoder."
+    )
   return dict(
-      decoder_dim=decoder_dim, decoder_depth=decoder_depth,
-      decoder_heads=_heads("decoder", decoder_dim, config.get("decoder_num_attention_heads"),
-                           decoder_heads, DECODER_HEADS, "decoder_heads"))
+    decoder_dim=decoder_dim,
+    decoder_depth=decoder_depth,
+    decoder_heads=_heads(
+      "decoder",
+      decoder_dim,
+      config.get("decoder_num_attention_heads"),
+      decoder_heads,
+      DECODER_HEADS,
+      "decoder_heads",
+    ),
+  )
 
 
 # ----------------------------------------------------------------------------- building
 
 
-def _model_builder(kind: str, num_classes: int | None, dtype,
-                   kwargs: dict[str, Any]) -> Callable[[nnx.Rngs], VideoMAE | VideoClassifier]:
+def _model_builder(
+  kind: str, num_classes: int | None, dtype, kwargs: dict[str, Any]
+) -> Callable[[nnx.Rngs], VideoMAE | VideoClassifier]:
   if kind == "pretrain":
     return lambda r: VideoMAE(None, dtype=dtype, rngs=r, **kwargs)
   return lambda r: VideoClassifier(None, num_classes=num_classes, dtype=dtype, rngs=r, **kwargs)
 
 
-def _build_and_assign(build: Callable[[nnx.Rngs], nnx.Module], entries: Mapping[str, Entry],
-                      rngs: nnx.Rngs | int | None, allow_missing: tuple[str, ...]) -> nnx.Module:
+def _build_and_assign(
+  build: Callable[[nnx.Rngs], nnx.Module],
+  entries: Mapping[str, Entry],
+  rngs: nnx.Rngs | int | None,
+  allow_missing: tuple[str, ...],
+) -> nnx.Module:
   """Build the model (abstractly when the checkpoint provides every parameter), then assign."""
   if allow_missing or rngs is not None:
     # Some parameters start fresh: initialise for real.
@@ -211,10 +273,12 @@ def _build_and_assign(build: Callable[[nnx.Rngs], nnx.Module], entries: Mapping[
     # Every parameter comes from the checkpoint: build shapes only (no initialisation, which
     # is slow and memory-hungry for large models), then fill in the arrays.
     model = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
-  assign(model, dict(to_model_name(n, e) for n, e in entries.items()),
-          allow_missing=allow_missing)
-  leftover = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_flatten_with_path(
-      nnx.state(model))[0] if isinstance(x, jax.ShapeDtypeStruct)]
+  assign(model, dict(to_model_name(n, e) for n, e in entries.items()), allow_missing=allow_missing)
+  leftover = [
+    jax.tree_util.keystr(p)
+    for p, x in jax.tree_util.tree_flatten_with_path(nnx.state(model))[0]
+    if isinstance(x, jax.ShapeDtypeStruct)
+  ]
   if leftover:  # a non-parameter variable the checkpoint cannot provide
     model = build(nnx.Rngs(0))
     assign(model, dict(to_model_name(n, e) for n, e in entries.items()))
@@ -224,11 +288,19 @@ def _build_and_assign(build: Callable[[nnx.Rngs], nnx.Module], entries: Mapping[
 # ----------------------------------------------------------------------------- public API
 
 
-def load_torch_checkpoint(source: Any, *, kind: str = "pretrain", num_classes: int | None = None,
-                          num_frames: int | None = None, image_size: Any = None,
-                          num_heads: int | None = None, decoder_heads: int | None = None,
-                          dtype=jnp.float32, rngs: nnx.Rngs | int | None = None,
-                          **model_kwargs) -> VideoMAE | VideoClassifier:
+def load_torch_checkpoint(
+  source: Any,
+  *,
+  kind: str = "pretrain",
+  num_classes: int | None = None,
+  num_frames: int | None = None,
+  image_size: Any = None,
+  num_heads: int | None = None,
+  decoder_heads: int | None = None,
+  dtype=jnp.float32,
+  rngs: nnx.Rngs | int | None = None,
+  **model_kwargs,
+) -> VideoMAE | VideoClassifier:
   """Build a `VideoMAE` (`kind="pretrain"`) or `VideoClassifier` (`kind="classifier"`) from a checkpoint.
 
   Args:
