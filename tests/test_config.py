@@ -1,0 +1,49 @@
+"""`mgvm.config.load_config`: the command-line tools read configs as `train.py` does."""
+
+import pathlib
+
+import pytest
+
+from mgvm.config import load_config
+
+CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "pretrain.py")
+
+
+def test_overrides_are_typed_like_train_py_reads_them():
+  config = load_config(
+    f"{CONFIG}:runlocal,masker=random",
+    ["--config.masking.ratio=0.5", "--config.data.target_fps=(4.0,8.0)", "--config.mesh.data=1"],
+  )
+  assert config.masking.kind == "random" and config.masking.ratio == 0.5
+  assert config.data.target_fps == (4.0, 8.0) and config.mesh.data == 1
+
+
+@pytest.mark.parametrize(
+  "spec, overrides, error, message",
+  [
+    (
+      ":runlocal",
+      ["--config.masking.rato=0.5"],
+      ValueError,
+      "has no key 'rato' (did you mean 'ratio'?)",
+    ),
+    (
+      ":runlocal",
+      ["--config.mskng.ratio=0.5"],
+      ValueError,
+      "has no key 'mskng' (did you mean 'masking'?)",
+    ),
+    (":runlocal", ["--config.total_steps=abc"], ValueError, "--config.total_steps=abc"),
+    (":runlocal", ["total_steps=3"], ValueError, "overrides look like --config.KEY=VALUE"),
+    (":runlokal", [], ValueError, "unknown config argument 'runlokal'"),
+  ],
+)
+def test_mistakes_fail_naming_the_key_or_argument(spec, overrides, error, message):
+  with pytest.raises(error) as e:
+    load_config(CONFIG + spec, overrides)
+  assert message in str(e.value)
+
+
+def test_a_missing_config_file_is_named():
+  with pytest.raises(FileNotFoundError, match="no file 'configs/nope.py'"):
+    load_config("configs/nope.py:runlocal")
