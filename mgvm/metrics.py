@@ -18,6 +18,8 @@ from typing import Any, Iterable, Mapping
 
 import jax
 
+from mgvm import workdir as workdir_lib
+
 _log = logging.getLogger(__name__)
 _WARNED_NO_TENSORBOARD = False
 
@@ -152,7 +154,7 @@ class MetricWriter:
     self.workdir = os.fspath(workdir)
     self.total_steps = total_steps
     self.active = jax.process_index() == 0
-    self.path = os.path.join(self.workdir, "metrics.jsonl")
+    self.path = workdir_lib.metrics_path(self.workdir)
     self._file = None
     self._tb = None
     self._bar = None
@@ -162,7 +164,7 @@ class MetricWriter:
     self._truncate(int(resume_step))
     self._file = open(self.path, "a", encoding="utf-8")
     if tensorboard:
-      self._tb = _make_tb_writer(os.path.join(self.workdir, "tensorboard"), int(resume_step))
+      self._tb = _make_tb_writer(workdir_lib.tensorboard_dir(self.workdir), int(resume_step))
     if progress is None:
       progress = sys.stdout.isatty()
     if progress:
@@ -249,7 +251,7 @@ def read_metrics(path: str) -> list[dict]:
   """The records of a metrics.jsonl (or of `path/metrics.jsonl` for a workdir)."""
   path = os.fspath(path)
   if os.path.isdir(path):
-    path = os.path.join(path, "metrics.jsonl")
+    path = workdir_lib.metrics_path(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"No metrics file at {path}.")
   with open(path, encoding="utf-8") as f:

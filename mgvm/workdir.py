@@ -25,6 +25,10 @@ def metrics_path(workdir: str) -> str:
   return os.path.join(workdir, "metrics.jsonl")
 
 
+def tensorboard_dir(workdir: str) -> str:
+  return os.path.join(workdir, "tensorboard")
+
+
 def loss_plot_path(workdir: str) -> str:
   return os.path.join(workdir, "loss.png")
 

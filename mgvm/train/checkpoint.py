@@ -23,6 +23,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mgvm import workdir as workdir_lib
 from mgvm.train.optim import path_names
 
 ITEMS = ("state", "params")
@@ -97,7 +98,7 @@ def _abstract(tree):
 def _resolve_directory(directory: str) -> str:
   """`directory`, or `directory/checkpoints` when only that holds checkpoints (a workdir)."""
   directory = os.path.abspath(os.fspath(directory))
-  nested = os.path.join(directory, "checkpoints")
+  nested = os.path.join(directory, workdir_lib.CHECKPOINT_DIR)
   if os.path.isdir(nested) and not _has_steps(directory) and _has_steps(nested):
     return nested
   return directory
