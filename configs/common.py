@@ -268,4 +268,5 @@ def run(c, *, total_steps, log_every_steps=100, checkpoint_every_steps=1000, kee
   c.checkpoint_every_steps = checkpoint_every_steps
   c.keep_checkpoints = keep_checkpoints
   c.tensorboard = True
+  c.allow_config_change = False  # resume a workdir whose recorded config.json differs (logged)
   return c

@@ -1,17 +1,42 @@
 """What a run's workdir holds and where: checkpoints, metrics, the loss curve, evaluation results.
 
-`train.py` writes `DIR/checkpoints/<step>/`, `DIR/metrics.jsonl`, `DIR/tensorboard/` and
-`DIR/loss.png`; `eval.py` writes `DIR/eval/<split>.json`. Every module that reads or writes a
-workdir asks this one for the paths.
+`train.py` writes `DIR/checkpoints/<step>/`, `DIR/metrics.jsonl`, `DIR/tensorboard/`,
+`DIR/loss.png` and `DIR/config.json` (the config of the run, checked when it resumes), and holds
+`DIR/train.lock` while it runs (one writer per workdir); `eval.py` writes `DIR/eval/<split>.json`.
+Every module that reads or writes a workdir asks this one for the paths.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
-from typing import Any
+import socket
+from typing import Any, Callable, Iterator, Mapping
 
 CHECKPOINT_DIR = "checkpoints"
+LOCK_FILE = "train.lock"
+CONFIG_FILE = "config.json"
+# Fields a resumed run may change freely: how often it logs and saves, what it evaluates, and
+# `init_from` (only read by a run that starts from step 0). `total_steps` may only grow.
+RESUME_MAY_CHANGE = (
+  "log_every_steps",
+  "checkpoint_every_steps",
+  "keep_checkpoints",
+  "tensorboard",
+  "init_from",
+  "allow_config_change",
+  "eval.",
+)
+
+
+class WorkdirLockedError(RuntimeError):
+  """Another training run holds the workdir."""
+
+
+class ConfigChangedError(ValueError):
+  """A resumed run's config differs from the recorded one in a field that changes the run."""
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -55,4 +80,132 @@ def write_eval_result(workdir: str, result: dict[str, Any]) -> str:
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w") as f:
     json.dump(result, f, indent=1)
+  return path
+
+
+# ----------------------------------------------------------------------------- one writer
+
+
+def lock_path(workdir: str) -> str:
+  return os.path.join(workdir, LOCK_FILE)
+
+
+def _holder_is_gone(holder: Mapping[str, Any]) -> bool:
+  """True when the lock's process is known to be dead (same host, no such PID)."""
+  if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+    return False
+  try:
+    os.kill(holder["pid"], 0)
+  except ProcessLookupError:
+    return True
+  except PermissionError:  # alive, another user's
+    return False
+  return False
+
+
+@contextlib.contextmanager
+def lock(workdir: str, log: Callable[[str], None] = print) -> Iterator[str]:
+  """Holds `DIR/train.lock` (host, PID, start time; created atomically) for the block.
+
+  A lock whose process is gone (same host, PID not running) is stale and taken over with a
+  message; a live holder fails at once with `WorkdirLockedError` naming it.
+  """
+  log = log or (lambda _: None)
+  path = lock_path(workdir)
+  mine = {
+    "host": socket.gethostname(),
+    "pid": os.getpid(),
+    "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+  }
+  for _ in range(3):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      try:
+        with open(path) as f:
+          holder = json.load(f)
+      except (OSError, ValueError):
+        holder = {}
+      if holder and not _holder_is_gone(holder):
+        raise WorkdirLockedError(
+          f"{workdir} is in use by another training run (host {holder.get('host')}, pid "
+          f"{holder.get('pid')}, since {holder.get('started')}; {path}). Wait for it to end, "
+          f"use another --workdir, or delete {path} if that run is gone."
+        ) from None
+      log(f"removing the stale lock {path} of a run that is gone: {holder or 'unreadable'}")
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+      continue
+    with os.fdopen(fd, "w") as f:
+      json.dump(mine, f)
+    break
+  else:
+    raise WorkdirLockedError(f"could not take {path}: another run keeps creating it")
+  try:
+    yield path
+  finally:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(path)
+
+
+# ----------------------------------------------------------------------------- the recorded config
+
+
+def config_path(workdir: str) -> str:
+  return os.path.join(workdir, CONFIG_FILE)
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def config_changes(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+  """`key: recorded -> now` for every field a resumed run may not change (`RESUME_MAY_CHANGE`;
+  `total_steps` may grow). Both are nested dicts as `config.to_dict()` gives (JSON round-trip)."""
+  old, new = (
+    _flat(json.loads(json.dumps(recorded, default=str))),
+    _flat(json.loads(json.dumps(now, default=str))),
+  )
+  changes = []
+  for key in sorted(set(old) | set(new)):
+    if key.startswith(RESUME_MAY_CHANGE) or old.get(key, "<absent>") == new.get(key, "<absent>"):
+      continue
+    if key == "total_steps" and key in old and key in new and new[key] >= old[key]:
+      continue
+    changes.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
+  return changes
+
+
+def record_config(workdir: str, config, *, resuming: bool, log: Callable[[str], None] = print):
+  """Writes `DIR/config.json`; on a resume first compares it with the recorded one.
+
+  A change in a field that alters the run (model, task, data, optimizer, batch, seed, ...) fails
+  with `ConfigChangedError` listing each one, unless `config.allow_config_change` is set; then
+  the changes are logged and the new config is recorded.
+  """
+  log = log or (lambda _: None)
+  now = config.to_dict()
+  path = config_path(workdir)
+  if resuming and os.path.exists(path):
+    with open(path) as f:
+      recorded = json.load(f)
+    changes = config_changes(recorded, now)
+    if changes and not config.get("allow_config_change", False):
+      raise ConfigChangedError(
+        f"{workdir} was trained with another config ({path}); resuming would silently change "
+        f"the run:\n  " + "\n  ".join(changes) + "\nUse another --workdir, or pass "
+        "--config.allow_config_change=True to resume with the new values."
+      )
+    if changes:
+      log("resuming with a changed config (allow_config_change):\n  " + "\n  ".join(changes))
+  elif resuming:
+    log(f"{path} is missing (a run of an older mgvm?); recording this run's config")
+  with open(path, "w") as f:
+    json.dump(now, f, indent=1, default=str)
   return path

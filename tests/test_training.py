@@ -18,7 +18,7 @@ from mgvm.run import evaluate as eval_run  # noqa: E402
 from mgvm.run import train as train_run  # noqa: E402
 from mgvm.tasks import finetune as finetune_task  # noqa: E402
 from mgvm.train import checkpoint as checkpoint_lib  # noqa: E402
-from mgvm.workdir import checkpoint_dir  # noqa: E402
+from mgvm.workdir import ConfigChangedError, checkpoint_dir  # noqa: E402
 from tests.helpers import tiny  # noqa: E402
 
 
@@ -133,6 +133,11 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, synthetic_d
   with pytest.raises(KeyboardInterrupt):
     train_run.train(config(), crashed, log=lambda _: None)
   monkeypatch.setattr(metrics_lib.MetricWriter, "write", write)
+  assert not os.path.exists(os.path.join(crashed, "train.lock"))  # released by the crash
+  changed = config()
+  changed.optim.base_lr *= 2  # would silently change the run: refused before any step
+  with pytest.raises(ConfigChangedError, match="optim.base_lr"):
+    train_run.train(changed, crashed, log=lambda _: None)
   messages = []
   assert train_run.train(config(), crashed, log=messages.append)["step"] == 5
   assert "resumed from step 2" in messages

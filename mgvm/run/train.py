@@ -50,7 +50,20 @@ def _check_finite(records, last_saved: int | None) -> None:
 
 
 def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-  """Trains `config.task` (a module of `mgvm.tasks`) in `workdir`, resuming if it holds a checkpoint."""
+  """Trains `config.task` (a module of `mgvm.tasks`) in `workdir`, resuming if it holds a checkpoint.
+
+  One run per workdir: process 0 holds `DIR/train.lock` while it trains (a second run fails at
+  once, naming the holder), and a resume must match the config recorded in `DIR/config.json`.
+  """
+  sharding_lib.maybe_initialize_distributed()
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() != 0:
+    return _train(config, workdir, log)
+  with workdir_lib.lock(workdir, log=print if log is None else log):
+    return _train(config, workdir, log)
+
+
+def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str, Any]:
   from mgvm import metrics as metrics_lib
   from mgvm.data import sources
   from mgvm.train import checkpoint as checkpoint_lib
@@ -58,8 +71,6 @@ def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dic
   from mgvm.weights import encoder_from_pretrained
 
   task = tasks.get(config.task)
-  sharding_lib.maybe_initialize_distributed()
-  os.makedirs(workdir, exist_ok=True)
   writer_log = print if log is None else log
   mesh = sharding_lib.make_mesh(config.mesh.data)
   local_batch = sharding_lib.check_batch_size(config.batch_size, mesh)
@@ -83,6 +94,8 @@ def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dic
     checkpoints, max_to_keep=config.keep_checkpoints, save_every_steps=config.checkpoint_every_steps
   )
   latest = ckpt.latest_step()
+  if jax.process_index() == 0:
+    workdir_lib.record_config(workdir, config, resuming=latest is not None, log=writer_log)
   init_params = None
   if latest is None and config.get("init_from"):
     pretrained = checkpoint_lib.load_params(workdir_lib.checkpoint_dir(config.init_from))

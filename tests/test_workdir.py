@@ -1,0 +1,97 @@
+"""`mgvm.workdir`: one training run per workdir (the lock) and the recorded config of a resume."""
+
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+
+from configs import finetune, pretrain
+from mgvm import workdir as workdir_lib
+from mgvm.run import train as train_run
+
+
+def _dead_pid() -> int:
+  proc = subprocess.Popen(["true"])
+  proc.wait()
+  return proc.pid
+
+
+def test_the_lock_is_exclusive_names_its_holder_and_is_released(tmp_path):
+  path = workdir_lib.lock_path(str(tmp_path))
+  with workdir_lib.lock(str(tmp_path), log=None):
+    holder = json.loads(open(path).read())
+    assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+    with pytest.raises(workdir_lib.WorkdirLockedError, match=f"pid {os.getpid()}, since"):
+      with workdir_lib.lock(str(tmp_path), log=None):
+        pass
+    assert os.path.exists(path)  # the failed attempt leaves the holder's lock alone
+  assert not os.path.exists(path)
+  with pytest.raises(KeyError):  # released on an exception too
+    with workdir_lib.lock(str(tmp_path), log=None):
+      raise KeyError("crash")
+  assert not os.path.exists(path)
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+  path = workdir_lib.lock_path(str(tmp_path))
+  gone = {"host": socket.gethostname(), "pid": _dead_pid(), "started": "earlier"}
+  with open(path, "w") as f:
+    json.dump(gone, f)
+  messages = []
+  with workdir_lib.lock(str(tmp_path), log=messages.append):
+    assert json.loads(open(path).read())["pid"] == os.getpid()
+  assert "stale lock" in messages[0] and str(gone["pid"]) in messages[0]
+  other_host = dict(gone, host="elsewhere")  # cannot tell whether it is alive: refused
+  with open(path, "w") as f:
+    json.dump(other_host, f)
+  with pytest.raises(workdir_lib.WorkdirLockedError, match="host elsewhere"):
+    with workdir_lib.lock(str(tmp_path), log=None):
+      pass
+
+
+def test_train_refuses_a_workdir_another_live_run_holds(tmp_path):
+  holder = {"host": socket.gethostname(), "pid": os.getppid(), "started": "now"}
+  (tmp_path / workdir_lib.LOCK_FILE).write_text(json.dumps(holder))
+  with pytest.raises(workdir_lib.WorkdirLockedError, match=f"pid {os.getppid()}"):
+    train_run.train(pretrain.get_config("runlocal"), str(tmp_path), log=lambda _: None)
+  assert sorted(os.listdir(tmp_path)) == [workdir_lib.LOCK_FILE]  # nothing else was written
+
+
+def test_config_changes_name_each_field_that_would_change_the_run():
+  recorded = pretrain.get_config("runlocal").to_dict()
+  now = pretrain.get_config("runlocal")
+  now.optim.base_lr = 1.0
+  now.model.dim = 48
+  now.total_steps += 100  # may grow
+  now.log_every_steps, now.eval.batch_size, now.init_from = 1, 2, "/elsewhere"  # harmless
+  assert workdir_lib.config_changes(recorded, now.to_dict()) == [
+    f"model.dim: {recorded['model']['dim']!r} -> 48",
+    f"optim.base_lr: {recorded['optim']['base_lr']!r} -> 1.0",
+  ]
+  now = pretrain.get_config("runlocal")
+  now.total_steps -= 1
+  assert workdir_lib.config_changes(recorded, now.to_dict()) == [
+    f"total_steps: {recorded['total_steps']} -> {recorded['total_steps'] - 1}"
+  ]
+  other = finetune.get_config("runlocal").to_dict()
+  assert "task: 'pretrain' -> 'finetune'" in workdir_lib.config_changes(recorded, other)
+
+
+def test_record_config_refuses_a_changed_resume_unless_allowed(tmp_path):
+  workdir = str(tmp_path)
+  config = pretrain.get_config("runlocal")
+  workdir_lib.record_config(workdir, config, resuming=False, log=None)
+  assert json.loads(open(workdir_lib.config_path(workdir)).read()) == json.loads(
+    json.dumps(config.to_dict())
+  )
+  config.seed = 7
+  with pytest.raises(workdir_lib.ConfigChangedError, match="seed: 0 -> 7") as e:
+    workdir_lib.record_config(workdir, config, resuming=True, log=None)
+  assert "allow_config_change=True" in str(e.value)
+  config.allow_config_change = True
+  messages = []
+  workdir_lib.record_config(workdir, config, resuming=True, log=messages.append)
+  assert "seed: 0 -> 7" in messages[0]
+  assert json.loads(open(workdir_lib.config_path(workdir)).read())["seed"] == 7  # now recorded
