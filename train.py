@@ -5,6 +5,8 @@
 latest checkpoint. Writes DIR/checkpoints, DIR/metrics.jsonl, DIR/tensorboard, DIR/loss.png.
 """
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -22,10 +24,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.ERROR)  # keep Orbax's INFO/WARNING chatter out of the way
-  result = runner.train(_CONFIG.value, _WORKDIR.value)
-  print(
-    f"done: step {result['step']}; checkpoints {result['checkpoints']}; loss curve {result['plot']}"
-  )
+  message, status = runner.outcome(runner.train(_CONFIG.value, _WORKDIR.value))
+  print(message)
+  if status:
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,10 @@ def latest_params(workdir: str, abstract_params=None) -> tuple[Any, str]:
   from mgvm.train import checkpoint as checkpoint_lib
 
   directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory):  # never create folders in a mistyped workdir
+    raise FileNotFoundError(
+      f"No checkpoint found in {directory}: no train.py run wrote to {workdir} (is --workdir right?)"
+    )
   with checkpoint_lib.Checkpointer(directory, save_every_steps=1) as ckpt:
     step = ckpt.latest_step()
   params = checkpoint_lib.load_params(directory, abstract_params, step=step)

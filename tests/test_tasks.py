@@ -53,3 +53,16 @@ def test_the_runners_and_viz_never_branch_on_the_task():
   for path in ("mgvm/run/train.py", "mgvm/run/evaluate.py", "mgvm/viz.py"):
     text = (ROOT / path).read_text()
     assert "config.task ==" not in text and "config.task !=" not in text, path
+
+
+def test_a_classifier_needs_two_classes_and_top5_is_shown_only_when_measured():
+  from mgvm.data.sources import Source
+
+  config = finetune.get_config("runlocal")
+  with pytest.raises(ValueError, match="at least 2 classes, got num_classes=1"):
+    tasks.get("finetune").num_classes(config, Source("/data", {}, ("only",)))
+  assert tasks.get("finetune").num_classes(config, Source("/data", {}, ("a", "b"))) == 2
+  result = dict(top1=0.5, chance=0.5, num_videos=4, split="val", views="1 clips x 1 crops")
+  summary = tasks.get("finetune").summary
+  assert summary(result) == "top-1 0.500 on 4 val videos, 1 clips x 1 crops: 1.0x chance (0.500)"
+  assert "(top-5 0.750)" in summary(dict(result, top5=0.75))

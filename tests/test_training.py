@@ -101,8 +101,14 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, synthetic_dir
   first = train_run.train(config(), resumed, log=lambda _: None)
   monkeypatch.setattr(metrics_lib.MetricWriter, "write", write)
   assert first["preempted"] and first["step"] == 4  # saved at the next step, then stopped
+  message, status = train_run.outcome(first)  # what train.py prints, and its exit status
+  assert status == train_run.PREEMPTED_EXIT_CODE != 0
+  assert message.startswith("preempted: saved step 4") and "rerun the same command" in message
   second = train_run.train(config(), resumed, log=lambda _: None)
   assert second["step"] == 6 and not second["preempted"]
+  assert train_run.outcome(second)[1] == 0 and train_run.outcome(second)[0].startswith(
+    "done: step 6"
+  )
   assert [r["step"] for r in _records(resumed)] == [1, 2, 3, 4, 5, 6]
   jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(resumed))
   losses = [[r["loss"] for r in _records(d)] for d in (straight, resumed)]

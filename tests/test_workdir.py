@@ -95,3 +95,14 @@ def test_record_config_refuses_a_changed_resume_unless_allowed(tmp_path):
   workdir_lib.record_config(workdir, config, resuming=True, log=messages.append)
   assert "seed: 0 -> 7" in messages[0]
   assert json.loads(open(workdir_lib.config_path(workdir)).read())["seed"] == 7  # now recorded
+
+
+def test_reading_params_of_a_mistyped_workdir_creates_nothing(tmp_path):
+  missing = tmp_path / "typo"
+  with pytest.raises(FileNotFoundError, match="no train.py run wrote to .*typo"):
+    workdir_lib.latest_params(str(missing))
+  assert not missing.exists()
+  missing.mkdir()
+  with pytest.raises(FileNotFoundError, match="No checkpoint found"):
+    workdir_lib.latest_params(str(missing))
+  assert list(missing.iterdir()) == []

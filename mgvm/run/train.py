@@ -23,6 +23,23 @@ from mgvm import workdir as workdir_lib
 from mgvm.train import state as state_lib
 from mgvm.train import steps as steps_lib
 
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped early on purpose; rerun the same command
+
+
+def outcome(result: dict[str, Any]) -> tuple[str, int]:
+  """(the line `train.py` prints, its exit status) for `train`'s result; a preempted run is not
+  done, so it exits with `PREEMPTED_EXIT_CODE` and says how to resume."""
+  if result["preempted"]:
+    return (
+      f"preempted: saved step {result['step']} to {result['checkpoints']}; rerun the same command "
+      f"to resume",
+      PREEMPTED_EXIT_CODE,
+    )
+  return (
+    f"done: step {result['step']}; checkpoints {result['checkpoints']}; loss curve {result['plot']}",
+    0,
+  )
+
 
 class NonFiniteLossError(FloatingPointError):
   """The loss (or gradient norm) became NaN/inf; nothing non-finite was saved."""

@@ -15,7 +15,14 @@ PLOT_KEYS = ("loss", "accuracy")
 
 
 def num_classes(config, source) -> int:
-  return common.num_classes_from_data(config, source)
+  """The data set's class count (or `config.num_classes`); a classifier needs at least two."""
+  count = common.num_classes_from_data(config, source)
+  if count < 2:
+    raise ValueError(
+      f"a classifier needs at least 2 classes, got num_classes={count} (its softmax loss would be "
+      f"0 whatever it predicts); data: {source.root}"
+    )
+  return count
 
 
 def build_model(config, *, num_classes: int | None = None, seed: int | None = None):
@@ -94,7 +101,9 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
 def summary(result: dict[str, Any]) -> str:
   ratio = result["top1"] / result["chance"]
   return (
-    f"top-1 {result['top1']:.3f} (top-5 {result.get('top5', float('nan')):.3f}) on "
+    f"top-1 {result['top1']:.3f}"
+    + (f" (top-5 {result['top5']:.3f})" if "top5" in result else "")
+    + " on "
     f"{result['num_videos']} {result['split']} videos, {result['views']}: "
     f"{ratio:.1f}x chance ({result['chance']:.3f})"
   )
