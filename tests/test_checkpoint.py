@@ -159,3 +159,32 @@ def test_typed_keys_rejected(tmp_path):
   with ckpt.Checkpointer(str(tmp_path), save_every_steps=1) as c:
     with pytest.raises(TypeError, match="key_data"):
       c.maybe_save(1, {"rng": jax.random.key(0)}, {})
+
+
+class _Wider(_Tiny):
+  def __init__(self, rngs):
+    super().__init__(rngs)
+    self.embed = nnx.Linear(8, 24, rngs=rngs)  # another width: embed kernel / bias differ
+    self.blocks = nnx.List([nnx.LayerNorm(24, rngs=rngs), nnx.Linear(24, 8, rngs=rngs)])
+    self.extra = nnx.Param(jnp.zeros(3))
+
+
+def test_a_checkpoint_of_another_model_names_each_differing_parameter(tmp_path):
+  from mgvm.weights import CheckpointMismatchError
+
+  _, state = _state()
+  with ckpt.Checkpointer(str(tmp_path), save_every_steps=1, async_save=False) as c:
+    c.maybe_save(1, state, state["params"])
+  wider = nnx.state(nnx.eval_shape(lambda: _Wider(nnx.Rngs(0))), nnx.Param)
+  with pytest.raises(CheckpointMismatchError) as e:
+    ckpt.load_params(str(tmp_path), wider)
+  message = str(e.value)
+  assert "'params' of step 1" in message and "(6 differences)" in message
+  assert "embed/kernel: model (8, 24) vs checkpoint (8, 16)" in message
+  assert "blocks/1/kernel: model (24, 8) vs checkpoint (16, 8)" in message
+  assert "extra: in the model, not in the checkpoint" in message
+  abstract = jax.eval_shape(lambda: state)
+  abstract["params"] = wider  # a resume of another model: the state item is checked too
+  with ckpt.Checkpointer(str(tmp_path), save_every_steps=1) as c:
+    with pytest.raises(CheckpointMismatchError, match="'state' of step 1"):
+      c.restore(abstract)

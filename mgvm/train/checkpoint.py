@@ -95,6 +95,43 @@ def _abstract(tree):
   return jax.tree.map(convert, tree)
 
 
+def _shapes(nested, prefix: str = "") -> dict[str, tuple[int, ...]]:
+  out = {}
+  for key, value in nested.items():
+    if isinstance(value, dict):
+      out.update(_shapes(value, f"{prefix}{key}/"))
+    else:
+      out[f"{prefix}{key}"] = tuple(value.shape)
+  return out
+
+
+def check_fits(manager: ocp.CheckpointManager, step: int, item: str, target: dict) -> None:
+  """Raises `CheckpointMismatchError` naming every parameter of `item` at `step` whose shape
+  differs from `target` (nested ShapeDtypeStructs), is missing from it or is not in it."""
+  from mgvm.weights.params import CheckpointMismatchError
+
+  meta = manager.item_metadata(step)[item]
+  stored, wanted = _shapes(getattr(meta, "tree", meta)), _shapes(target)
+  lines = [
+    f"  {name}: model {wanted[name]} vs checkpoint {stored[name]}"
+    for name in sorted(wanted.keys() & stored.keys())
+    if wanted[name] != stored[name]
+  ]
+  lines += [
+    f"  {name}: in the model, not in the checkpoint" for name in sorted(wanted - stored.keys())
+  ]
+  lines += [
+    f"  {name}: in the checkpoint, not in the model" for name in sorted(stored - wanted.keys())
+  ]
+  if lines:
+    raise CheckpointMismatchError(
+      f"the {item!r} of step {step} in {manager.directory} does not fit the model that the config "
+      f"describes ({len(lines)} differences):\n"
+      + "\n".join(lines[:40])
+      + ("\n  ..." if len(lines) > 40 else "")
+    )
+
+
 def _resolve_directory(directory: str) -> str:
   """`directory`, or `directory/checkpoints` when only that holds checkpoints (a workdir)."""
   directory = os.path.abspath(os.fspath(directory))
@@ -224,6 +261,7 @@ class Checkpointer:
         f"No checkpoint for step {step} in {self.directory}; steps: {self.all_steps()}."
       )
     target = to_nested(_abstract(abstract_state))
+    check_fits(self._manager, step, "state", target)
     restored = self._manager.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
     )
@@ -271,6 +309,7 @@ def load_params(directory: str, abstract_params=None, step: int | None = None):
       raise FileNotFoundError(f"No checkpoint for step {step} in {directory}; steps: {steps}.")
     if abstract_params is not None:
       target = to_nested(_abstract(abstract_params))
+      check_fits(manager, step, "params", target)
     else:
       meta = manager.item_metadata(step)["params"]
       meta = getattr(meta, "tree", meta)
