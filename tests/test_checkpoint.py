@@ -188,3 +188,23 @@ def test_a_checkpoint_of_another_model_names_each_differing_parameter(tmp_path):
   with ckpt.Checkpointer(str(tmp_path), save_every_steps=1) as c:
     with pytest.raises(CheckpointMismatchError, match="'state' of step 1"):
       c.restore(abstract)
+
+
+def test_a_damaged_checkpoint_with_non_finite_values_is_refused_naming_the_step(tmp_path):
+  _, state = _state()
+  damaged = jax.tree.map(lambda x: x, state)
+  damaged["params"]["embed"]["bias"].value = (
+    damaged["params"]["embed"]["bias"][...].at[3].set(jnp.nan)
+  )
+  with ckpt.Checkpointer(str(tmp_path), save_every_steps=1, async_save=False) as c:
+    c.maybe_save(1, state, state["params"])
+    c.maybe_save(2, damaged, damaged["params"])  # what flipped bytes decoded to in issue #15
+  with pytest.raises(
+    ckpt.CorruptCheckpointError, match=r"'params' of step 2 .*\(embed/bias\)"
+  ) as e:
+    ckpt.load_params(str(tmp_path))
+  assert "Steps there: [1, 2]" in str(e.value)
+  with ckpt.Checkpointer(str(tmp_path), save_every_steps=1) as c:
+    with pytest.raises(ckpt.CorruptCheckpointError, match="'state' of step 2"):
+      c.restore(jax.eval_shape(lambda: state))
+    _assert_equal(c.restore(state, step=1), state)  # the intact step still restores

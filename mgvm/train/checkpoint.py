@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -130,6 +131,37 @@ def check_fits(manager: ocp.CheckpointManager, step: int, item: str, target: dic
       + "\n".join(lines[:40])
       + ("\n  ..." if len(lines) > 40 else "")
     )
+
+
+class CorruptCheckpointError(ValueError):
+  """A restored checkpoint holds NaN or infinite values (it was never saved that way)."""
+
+
+@jax.jit
+def _finite_leaves(tree):
+  return jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), tree)
+
+
+def check_finite(tree, step: int, item: str, directory: str) -> None:
+  """Raises `CorruptCheckpointError` naming the step and the first leaves with NaN / inf: the
+  trainer never saves a non-finite state, so such values mean the files were damaged."""
+  floats = {
+    "/".join(path_names(p)): x
+    for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+    if jnp.issubdtype(x.dtype, jnp.inexact)
+  }
+  bad = [name for name, ok in jax.device_get(_finite_leaves(floats)).items() if not ok]
+  if bad:
+    raise CorruptCheckpointError(
+      f"the {item!r} of step {step} in {directory} holds NaN or infinite values in {len(bad)} "
+      f"arrays ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}); training never saves "
+      f"such values, so the files are damaged. Steps there: {sorted(_steps(directory))}; remove "
+      f"the damaged step's folder to resume from an earlier one."
+    )
+
+
+def _steps(directory: str) -> list[int]:
+  return [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
 
 
 def _resolve_directory(directory: str) -> str:
@@ -265,6 +297,7 @@ class Checkpointer:
     restored = self._manager.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
     )
+    check_finite(restored["state"], step, "state", self.directory)
     return from_nested(restored["state"], abstract_state)
 
   def wait(self) -> None:
@@ -319,4 +352,5 @@ def load_params(directory: str, abstract_params=None, step: int | None = None):
     )["params"]
   finally:
     manager.close()
+  check_finite(restored, step, "params", directory)
   return restored if abstract_params is None else from_nested(restored, abstract_params)
