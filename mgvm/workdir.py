@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import socket
+import time
 from typing import Any, Callable, Iterator, Mapping
 
 CHECKPOINT_DIR = "checkpoints"
@@ -107,6 +108,13 @@ def _holder_is_gone(holder: Mapping[str, Any]) -> bool:
   return False
 
 
+def _age_seconds(path: str) -> float:
+  try:
+    return time.time() - os.path.getmtime(path)
+  except FileNotFoundError:
+    return float("inf")
+
+
 @contextlib.contextmanager
 def lock(workdir: str, log: Callable[[str], None] = print) -> Iterator[str]:
   """Holds `DIR/train.lock` (host, PID, start time; created atomically) for the block.
@@ -130,10 +138,15 @@ def lock(workdir: str, log: Callable[[str], None] = print) -> Iterator[str]:
           holder = json.load(f)
       except (OSError, ValueError):
         holder = {}
-      if holder and not _holder_is_gone(holder):
+      fresh = not holder and _age_seconds(path) < 10  # another run is still writing it
+      if fresh or (holder and not _holder_is_gone(holder)):
+        who = (
+          f"host {holder.get('host')}, pid {holder.get('pid')}, since {holder.get('started')}"
+          if holder
+          else "it is writing its lock file now"
+        )
         raise WorkdirLockedError(
-          f"{workdir} is in use by another training run (host {holder.get('host')}, pid "
-          f"{holder.get('pid')}, since {holder.get('started')}; {path}). Wait for it to end, "
+          f"{workdir} is in use by another training run ({who}; {path}). Wait for it to end, "
           f"use another --workdir, or delete {path} if that run is gone."
         ) from None
       log(f"removing the stale lock {path} of a run that is gone: {holder or 'unreadable'}")

@@ -43,6 +43,13 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
   with workdir_lib.lock(str(tmp_path), log=messages.append):
     assert json.loads(open(path).read())["pid"] == os.getpid()
   assert "stale lock" in messages[0] and str(gone["pid"]) in messages[0]
+  open(path, "w").close()  # empty: another run is still writing it (younger than 10 s)
+  with pytest.raises(workdir_lib.WorkdirLockedError, match="writing its lock file now"):
+    with workdir_lib.lock(str(tmp_path), log=None):
+      pass
+  os.utime(path, (0, 0))  # an empty lock from long ago is stale
+  with workdir_lib.lock(str(tmp_path), log=None):
+    pass
   other_host = dict(gone, host="elsewhere")  # cannot tell whether it is alive: refused
   with open(path, "w") as f:
     json.dump(other_host, f)
