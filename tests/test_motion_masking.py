@@ -197,11 +197,15 @@ def test_classifier_runs_on_the_kept_tokens_only():
   video = jnp.asarray(np.random.default_rng(6).normal(size=(2, 8, 32, 32, 3)), jnp.float32)
   m = masking.build({"kind": "mgtc", "ratio": 0.5}, GRID)
   kept = m(jax.random.key(0), video, None).ids_keep
-  pooled = lambda out: np.asarray(out[1]["pooled"])  # noqa: E731 (logits start ~1e-5: head init)
-  got = pooled(classify(clf, video, m))
-  np.testing.assert_allclose(got, pooled(clf(video, ids_keep=kept)), rtol=1e-5, atol=1e-5)
-  assert np.abs(got - pooled(clf(video))).max() > 1e-2
-  np.testing.assert_array_equal(pooled(classify(clf, video)), pooled(clf(video)))
+  # compiled, not eager: one program per call instead of one per op (the test's cost)
+  pooled = nnx.jit(lambda model, fn: fn(model)[1]["pooled"], static_argnums=1)  # logits ~1e-5
+  got = pooled(clf, lambda c: classify(c, video, m))
+  np.testing.assert_allclose(
+    got, pooled(clf, lambda c: c(video, ids_keep=kept)), rtol=1e-5, atol=1e-5
+  )
+  full = pooled(clf, lambda c: c(video))
+  assert np.abs(got - full).max() > 1e-2
+  np.testing.assert_array_equal(pooled(clf, lambda c: classify(c, video)), full)
 
 
 def test_frame_selection_picks_the_changing_frames_in_order():
