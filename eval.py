@@ -6,10 +6,14 @@ a fixed masking key. Writes DIR/eval/<split>.json. `--checkpoint` evaluates an o
 VideoMAE `.pth` or a Hugging Face VideoMAE directory instead (no pickled code is executed).
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from mgvm import cli
 
-from mgvm.run import evaluate as runner
+cli.quiet_startup()  # before TensorFlow loads
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from mgvm.run import evaluate as runner  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file (and :args).", lock_config=True
@@ -29,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -58,15 +58,22 @@ def load_config(spec: str, overrides: Sequence[str] = ()):
   )
   try:
     values(argv)
-  except (AttributeError, KeyError) as e:  # a misspelt key of an override
-    text = str(e)
+  except (AttributeError, KeyError, flags.Error) as e:
+    raise ValueError(flag_error_message(e, spec)) from None
+  return values.config
+
+
+def flag_error_message(error: Exception, spec: str = "") -> str:
+  """One readable message for an error of absl / ml_collections flag parsing: a misspelt config
+  key (`has no key 'rato' (did you mean 'ratio'?)`), a bad value, or a failing `get_config`
+  (its traceback, embedded in the message, cut to its first and last lines)."""
+  text = str(error)
+  if isinstance(error, (AttributeError, KeyError)):  # a misspelt key of an override
     name = re.search(r"[A-Za-z_]\w*", text)
     hint = re.search(r'Did you mean "(\w+)"', text)
-    raise ValueError(
-      f"the config {spec!r} has no key {name.group(0) if name else text!r}"
-      + (f" (did you mean {hint.group(1)!r}?)" if hint else "")
-    ) from None
-  except flags.Error as e:  # a bad value, or get_config(arg) failed (its traceback's last line)
-    lines = [line for line in str(e).splitlines() if line.strip()]
-    raise ValueError(f"{lines[0]} {lines[-1]}" if "Traceback" in str(e) else str(e)) from None
-  return values.config
+    where = f"the config {spec!r}" if spec else "the config"
+    return f"{where} has no key {name.group(0) if name else text!r}" + (
+      f" (did you mean {hint.group(1)!r}?)" if hint else ""
+    )
+  lines = [line for line in text.splitlines() if line.strip()]
+  return f"{lines[0]} {lines[-1]}" if "Traceback" in text and len(lines) > 1 else text

@@ -63,16 +63,23 @@ def eval_path(workdir: str, split: str) -> str:
   return os.path.join(workdir, "eval", f"{split}.json")
 
 
+def require_checkpoints(workdir: str) -> str:
+  """`workdir`'s checkpoint directory; fails naming it when no run wrote there (and creates
+  nothing, so a mistyped --workdir leaves no folders behind)."""
+  directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(
+      f"No checkpoint found in {directory}: no train.py run wrote to {workdir} (is --workdir right?)"
+    )
+  return directory
+
+
 def latest_params(workdir: str, abstract_params=None) -> tuple[Any, str]:
   """(params of the latest checkpoint in `workdir`, "DIR step N"); `abstract_params` as in
   `mgvm.train.checkpoint.load_params`. Fails naming the directory when it holds none."""
   from mgvm.train import checkpoint as checkpoint_lib
 
-  directory = checkpoint_dir(workdir)
-  if not os.path.isdir(directory):  # never create folders in a mistyped workdir
-    raise FileNotFoundError(
-      f"No checkpoint found in {directory}: no train.py run wrote to {workdir} (is --workdir right?)"
-    )
+  directory = require_checkpoints(workdir)
   with checkpoint_lib.Checkpointer(directory, save_every_steps=1) as ckpt:
     step = ckpt.latest_step()
   params = checkpoint_lib.load_params(directory, abstract_params, step=step)

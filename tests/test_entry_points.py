@@ -1,6 +1,7 @@
 """train.py / eval.py as a user runs them; config mistakes fail at once, naming the key."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -12,10 +13,11 @@ from tests.helpers import config_flags
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _run(script, *args):
+def _run(script, *args, env=None):
   return subprocess.run(
     [sys.executable, str(ROOT / script), *args],
     cwd=ROOT,
+    env=env,
     capture_output=True,
     text=True,
     timeout=600,
@@ -65,7 +67,9 @@ def test_eval_of_a_workdir_without_checkpoints_says_so(tmp_path, synthetic_dir):
     str(tmp_path / "empty"),
     *config_flags(synthetic_dir),
   )
-  assert proc.returncode != 0 and "empty" in proc.stderr and "checkpoint" in proc.stderr.lower()
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert f"error: No checkpoint found in {tmp_path / 'empty'}" in proc.stderr
+  assert not (tmp_path / "empty").exists()  # a mistyped workdir gets no folders
 
 
 @pytest.mark.slow
@@ -78,9 +82,12 @@ def test_misspelt_config_keys_fail_naming_the_key(tmp_path):
     str(tmp_path),
     "--config.total_stpes=3",
   )
-  assert proc.returncode != 0 and "total_stpes" in proc.stderr
+  # one line, no traceback: `error: ...` and exit status 2
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert "error: the config has no key 'total_stpes' (did you mean 'total_steps'?)" in proc.stderr
   proc = _run("train.py", "--config", "configs/pretrain.py:runlokal", "--workdir", str(tmp_path))
-  assert proc.returncode != 0 and "unknown config argument 'runlokal'" in proc.stderr
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert "unknown config argument 'runlokal'" in proc.stderr
   proc = _run(
     "train.py",
     "--config",
@@ -89,8 +96,13 @@ def test_misspelt_config_keys_fail_naming_the_key(tmp_path):
     str(tmp_path),
     "--config.optim.layer_dceay=0.5",
   )
-  assert proc.returncode != 0 and "layer_dceay" in proc.stderr
+  assert proc.returncode == 2 and "layer_dceay" in proc.stderr
   assert not (tmp_path / "checkpoints").exists()
+  env = dict(os.environ, MGVM_TRACEBACK="1")  # the traceback on request
+  proc = _run(
+    "train.py", "--config", "configs/pretrain.py:runlokal", "--workdir", str(tmp_path), env=env
+  )
+  assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
 @pytest.mark.parametrize("masker", ["random", "running_cell"])

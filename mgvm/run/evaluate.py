@@ -41,6 +41,8 @@ def evaluate(
   from mgvm.data import sources
 
   task = tasks.get(config.task)
+  if not checkpoint:
+    workdir_lib.require_checkpoints(workdir)  # before any data is read or generated
   split = split or config.eval.split
   mesh = sharding_lib.make_mesh(config.mesh.data)
   local_batch = sharding_lib.check_batch_size(config.eval.batch_size, mesh)
