@@ -17,7 +17,8 @@ ERROR_EXIT_CODE = 2
 
 
 def quiet_startup() -> None:
-  """Hides TensorFlow's C++ start-up INFO / WARNING lines (call before TensorFlow loads)."""
+  """Hides TensorFlow's C++ INFO / WARNING lines (call before TensorFlow loads); its oneDNN notice
+  comes before its logger starts and stays."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
