@@ -16,6 +16,8 @@ import socket
 import time
 from typing import Any, Callable, Iterator, Mapping
 
+from mgvm.trees import flatten_dict
+
 CHECKPOINT_DIR = "checkpoints"
 LOCK_FILE = "train.lock"
 CONFIG_FILE = "config.json"
@@ -179,22 +181,12 @@ def config_path(workdir: str) -> str:
   return os.path.join(workdir, CONFIG_FILE)
 
 
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      out.update(_flat(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-  return out
-
-
 def config_changes(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
   """`key: recorded -> now` for every field a resumed run may not change (`RESUME_MAY_CHANGE`;
   `total_steps` may grow). Both are nested dicts as `config.to_dict()` gives (JSON round-trip)."""
   old, new = (
-    _flat(json.loads(json.dumps(recorded, default=str))),
-    _flat(json.loads(json.dumps(now, default=str))),
+    flatten_dict(json.loads(json.dumps(recorded, default=str))),
+    flatten_dict(json.loads(json.dumps(now, default=str))),
   )
   changes = []
   for key in sorted(set(old) | set(new)):

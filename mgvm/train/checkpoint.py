@@ -26,6 +26,7 @@ import orbax.checkpoint as ocp
 
 from mgvm import workdir as workdir_lib
 from mgvm.train.optim import path_names
+from mgvm.trees import flatten_dict
 
 ITEMS = ("state", "params")
 
@@ -96,14 +97,8 @@ def _abstract(tree):
   return jax.tree.map(convert, tree)
 
 
-def _shapes(nested, prefix: str = "") -> dict[str, tuple[int, ...]]:
-  out = {}
-  for key, value in nested.items():
-    if isinstance(value, dict):
-      out.update(_shapes(value, f"{prefix}{key}/"))
-    else:
-      out[f"{prefix}{key}"] = tuple(value.shape)
-  return out
+def _shapes(nested) -> dict[str, tuple[int, ...]]:
+  return {name: tuple(leaf.shape) for name, leaf in flatten_dict(nested, "/").items()}
 
 
 def check_fits(manager: ocp.CheckpointManager, step: int, item: str, target: dict) -> None:

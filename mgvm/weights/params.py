@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mgvm.trees import flatten_dict
 from mgvm.weights.layouts import Entry, make_entry
 from mgvm.weights.read import to_numpy
 
@@ -87,16 +88,12 @@ def assign(
     var.set_value(jnp.asarray(entry.value, dtype=var.get_value().dtype))
 
 
-def _flatten(tree: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(tree: Mapping[Any, Any]) -> dict[str, Any]:
   """Nested mapping -> `{"a.b.kernel": leaf}`; `nnx.Variable` leaves give their values."""
-  flat: dict[str, Any] = {}
-  for k, v in tree.items():
-    name = f"{prefix}{k}"
-    if isinstance(v, Mapping):
-      flat.update(_flatten(v, name + "."))
-    else:
-      flat[name] = v.get_value() if isinstance(v, nnx.Variable) else v
-  return flat
+  return {
+    name: v.get_value() if isinstance(v, nnx.Variable) else v
+    for name, v in flatten_dict(tree).items()
+  }
 
 
 def export_params(model: nnx.Module) -> dict[str, Any]:
