@@ -269,4 +269,8 @@ def run(c, *, total_steps, log_every_steps=100, checkpoint_every_steps=1000, kee
   c.keep_checkpoints = keep_checkpoints
   c.tensorboard = True
   c.allow_config_change = False  # resume a workdir whose recorded config.json differs (logged)
+  # The step train.py resumes from and eval.py reads: 0 = the newest intact one (a damaged newer
+  # step is reported and passed over); N = exactly step N (a damaged step N stops the run).
+  # Steps newer than the one resumed from are moved to checkpoints.set_aside/, never deleted.
+  c.restore_step = 0
   return c

@@ -212,11 +212,14 @@ class MetricWriter:
     else:
       print(format_line(step, values, self.total_steps), flush=True)
 
-  def log(self, message: str) -> None:
-    """Prints the message (above the progress bar) and appends it to workdir/log.txt."""
+  def log(self, message: str, *, echo: bool = True) -> None:
+    """Prints the message (above the progress bar; not with `echo=False`) and appends it to
+    workdir/log.txt."""
     if not self.active:
       return
-    if self._bar is not None:
+    if not echo:
+      pass
+    elif self._bar is not None:
       self._bar.write(message)
     else:
       print(message, flush=True)

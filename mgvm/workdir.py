@@ -2,7 +2,8 @@
 
 `train.py` writes `DIR/checkpoints/<step>/`, `DIR/metrics.jsonl`, `DIR/tensorboard/`,
 `DIR/loss.png` and `DIR/config.json` (the config of the run, checked when it resumes), and holds
-`DIR/train.lock` while it runs (one writer per workdir); `eval.py` writes `DIR/eval/<split>.json`.
+`DIR/train.lock` while it runs (one writer per workdir); `eval.py` writes `DIR/eval/<split>.json`
+(`<split>.<what differs>.json` for an evaluation with other settings than the run's, or a tag).
 Every module that reads or writes a workdir asks this one for the paths.
 """
 
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
+import re
 import socket
 import time
 from typing import Any, Callable, Iterator, Mapping
@@ -22,7 +25,7 @@ CHECKPOINT_DIR = "checkpoints"
 LOCK_FILE = "train.lock"
 CONFIG_FILE = "config.json"
 # Fields a resumed run may change freely: how often it logs and saves, what it evaluates, and
-# `init_from` (only read by a run that starts from step 0). `total_steps` may only grow.
+# `init_from` (only read by a run that starts from step 0), `restore_step`. `total_steps` may only grow.
 RESUME_MAY_CHANGE = (
   "log_every_steps",
   "checkpoint_every_steps",
@@ -30,6 +33,7 @@ RESUME_MAY_CHANGE = (
   "tensorboard",
   "init_from",
   "allow_config_change",
+  "restore_step",
   "eval.",
 )
 
@@ -61,8 +65,9 @@ def loss_plot_path(workdir: str) -> str:
   return os.path.join(workdir, "loss.png")
 
 
-def eval_path(workdir: str, split: str) -> str:
-  return os.path.join(workdir, "eval", f"{split}.json")
+def eval_path(workdir: str, name: str) -> str:
+  """`DIR/eval/<name>.json`; `name` is the split, plus what the evaluation changed (`eval_name`)."""
+  return os.path.join(workdir, "eval", f"{name}.json")
 
 
 def require_checkpoints(workdir: str) -> str:
@@ -76,25 +81,80 @@ def require_checkpoints(workdir: str) -> str:
   return directory
 
 
-def latest_params(workdir: str, abstract_params=None) -> tuple[Any, str]:
-  """(params of the latest checkpoint in `workdir`, "DIR step N"); `abstract_params` as in
-  `mgvm.train.checkpoint.load_params`. Fails naming the directory when it holds none."""
+def latest_params(workdir: str, abstract_params=None, step: int | None = None) -> tuple[Any, str]:
+  """(params of `workdir`'s latest checkpoint, or of `step`; "DIR step N"); `abstract_params` as
+  in `mgvm.train.checkpoint.read_params`. Fails naming the directory when it holds none."""
   from mgvm.train import checkpoint as checkpoint_lib
 
   directory = require_checkpoints(workdir)
-  with checkpoint_lib.Checkpointer(directory, save_every_steps=1) as ckpt:
-    step = ckpt.latest_step()
-  params = checkpoint_lib.load_params(directory, abstract_params, step=step)
+  params, step = checkpoint_lib.read_params(directory, abstract_params, step=step or None)
   return params, f"{directory} step {step}"
 
 
-def write_eval_result(workdir: str, result: dict[str, Any]) -> str:
-  """Writes `result` to `DIR/eval/<result["split"]>.json`; returns the path."""
-  path = eval_path(workdir, result["split"])
+def write_eval_result(workdir: str, result: dict[str, Any], name: str | None = None) -> str:
+  """Writes `result` to `DIR/eval/<name>.json` (default: its split); returns the path."""
+  path = eval_path(workdir, name or result["split"])
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w") as f:
     json.dump(result, f, indent=1)
   return path
+
+
+# Settings that change what an evaluation measures; an eval whose config differs from the run's
+# recorded one in any of them writes a result file of its own (`eval_name`).
+EVAL_SETTINGS = (
+  "model.",
+  "masking.",
+  "data.",
+  "eval.",
+  "num_frames",
+  "image_size",
+  "num_classes",
+  "restore_step",
+  "seed",
+)
+EVAL_NEUTRAL = ("eval.split", "eval.batch_size")  # the split is named anyway; batching is neutral
+_TAG_CHARS = re.compile(r"^[A-Za-z0-9._,=+-]+$")
+
+
+def eval_settings(workdir: str, config) -> dict[str, Any]:
+  """{key: value} of every `EVAL_SETTINGS` field in which `config` differs from the config the
+  run recorded in `DIR/config.json` (empty when none is recorded)."""
+  path = config_path(workdir)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    old = flatten_dict(json.load(f))
+  new = flatten_dict(json.loads(json.dumps(config.to_dict(), default=str)))
+  return {
+    key: new.get(key, "<absent>")
+    for key in sorted(set(old) | set(new))
+    if key.startswith(EVAL_SETTINGS)
+    and not key.startswith(EVAL_NEUTRAL)
+    and old.get(key, "<absent>") != new.get(key, "<absent>")
+  }
+
+
+def eval_name(
+  split: str, settings: Mapping[str, Any], *, checkpoint: str = "", tag: str = ""
+) -> str:
+  """The result's name: `split`, then `.tag` when given, else what differs from the run
+  (`ckpt=<file>` for a torch checkpoint, `key=value` per changed setting, or a digest of them
+  when that would be long). `test` plus `masking.ratio=0.4` gives `test.masking.ratio=0.4`."""
+  if tag:
+    if not _TAG_CHARS.match(tag):
+      raise ValueError(f"--tag={tag!r}: use letters, digits and . _ , = + - only")
+    return f"{split}.{tag}"
+  parts = [f"ckpt={os.path.basename(os.path.normpath(checkpoint))}"] if checkpoint else []
+  for key, value in settings.items():
+    shown = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    parts.append(f"{key}={shown}")
+  if not parts:
+    return split
+  suffix = re.sub(r"[^A-Za-z0-9._,=+\-\[\]]", "_", ",".join(parts))
+  if len(suffix) > 80:
+    suffix = "settings-" + hashlib.sha1(suffix.encode()).hexdigest()[:8]
+  return f"{split}.{suffix}"
 
 
 # ----------------------------------------------------------------------------- one writer

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import signal
 import time
 
@@ -10,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
@@ -208,3 +211,101 @@ def test_a_damaged_checkpoint_with_non_finite_values_is_refused_naming_the_step(
     with pytest.raises(ckpt.CorruptCheckpointError, match="'state' of step 2"):
       c.restore(jax.eval_shape(lambda: state))
     _assert_equal(c.restore(state, step=1), state)  # the intact step still restores
+
+
+def _damage(directory, step, item, how):
+  """Damages `item` of `step` as issue #15 did: cut its data file short, flip bytes inside it,
+  or delete the item."""
+  folder = os.path.join(directory, str(step), item)
+  if how == "missing":
+    shutil.rmtree(folder)
+    return
+  data = max(glob.glob(os.path.join(folder, "d", "*")), key=os.path.getsize)
+  size = os.path.getsize(data)
+  if how == "truncated":
+    os.truncate(data, size // 2)
+  else:
+    raw = bytearray(open(data, "rb").read())
+    raw[size // 3 : size // 3 + 16] = bytes(b ^ 0xFF for b in raw[size // 3 : size // 3 + 16])
+    with open(data, "wb") as f:
+      f.write(bytes(raw))
+
+
+@pytest.mark.parametrize("item", ["state", "params"])
+@pytest.mark.parametrize("how", ["truncated", "flipped", "missing"])
+def test_a_damaged_latest_step_is_named_and_resume_falls_back_to_the_newest_intact(
+  tmp_path, how, item, capfd
+):
+  _, state = _state()
+  directory = str(tmp_path / "checkpoints")
+  with ckpt.Checkpointer(directory, save_every_steps=1, async_save=False) as c:
+    for step in (1, 2, 3):
+      c.maybe_save(step, state, state["params"])
+  _damage(directory, 3, item, how)
+  if (how, item) == ("missing", "state"):  # eval reads the weights-only item, intact here
+    _assert_equal(ckpt.load_params(directory), ckpt.to_nested(state["params"]))
+  else:  # eval of the latest step fails; it never returns garbage
+    with pytest.raises(ckpt.CorruptCheckpointError, match=r"step 3 in .*Steps there: \[1, 2, 3\]"):
+      ckpt.load_params(directory)
+  abstract = jax.eval_shape(lambda: state)
+  messages = []
+  with ckpt.Checkpointer(directory, save_every_steps=1) as c:
+    with pytest.raises(ckpt.CorruptCheckpointError, match="step 3"):
+      c.restore(abstract, step=3)  # a pinned step does not fall back
+    restored, step = c.restore_newest_intact(abstract, log=messages.append)
+    assert step == 2
+    _assert_equal(restored, state)
+    assert "resuming from step 2, the newest intact one" in messages[-1]
+    assert c.set_aside(after=2, log=messages.append) == directory + ".set_aside"
+    assert c.all_steps() == [1, 2]
+    assert c.maybe_save(3, state, state["params"])  # the resumed run saves step 3 afresh
+    c.wait()
+  assert os.listdir(directory + ".set_aside") == ["3"]  # the damaged step is kept, not deleted
+  _assert_equal(ckpt.load_params(directory), ckpt.to_nested(state["params"]))
+  assert "Event loop is closed" not in capfd.readouterr().err
+
+
+def test_resume_fails_listing_the_steps_when_none_is_intact(tmp_path):
+  _, state = _state()
+  with ckpt.Checkpointer(str(tmp_path), save_every_steps=1, async_save=False) as c:
+    c.maybe_save(1, state, state["params"])
+  _damage(str(tmp_path), 1, "state", "missing")
+  with ckpt.Checkpointer(str(tmp_path), save_every_steps=1) as c:
+    with pytest.raises(ckpt.CorruptCheckpointError, match=r"steps \[1\] are all damaged"):
+      c.restore_newest_intact(jax.eval_shape(lambda: state), log=lambda _: None)
+
+
+def test_eval_reads_the_new_latest_step_when_clean_up_deletes_the_one_it_reads(
+  tmp_path, monkeypatch
+):
+  """A run with keep_checkpoints=1 saves step 2 and deletes step 1 while eval reads step 1."""
+  _, state = _state()
+  directory = str(tmp_path)
+  with ckpt.Checkpointer(directory, save_every_steps=1, async_save=False) as c:
+    c.maybe_save(1, state, state["params"])
+  restore = ocp.CheckpointManager.restore
+  calls = []
+
+  def restore_while_cleaning_up(self, step, *args, **kwargs):
+    calls.append(step)
+    if step == 1:
+      with ckpt.Checkpointer(directory, max_to_keep=1, save_every_steps=1, async_save=False) as c:
+        c.maybe_save(2, state, state["params"])
+      assert not os.path.exists(os.path.join(directory, "1"))
+    return restore(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", restore_while_cleaning_up)
+  params, step = ckpt.read_params(directory)
+  assert (step, calls) == (2, [1, 2])
+  _assert_equal(params, ckpt.to_nested(state["params"]))
+  with pytest.raises(ckpt.StepDeletedError, match="step 2 was deleted"):
+    calls.clear()
+    monkeypatch.setattr(
+      ocp.CheckpointManager,
+      "restore",
+      lambda self, step, *a, **k: (
+        shutil.rmtree(os.path.join(directory, "2")),
+        restore(self, step, *a, **k),
+      )[1],
+    )
+    ckpt.read_params(directory, step=2)  # a pinned step is not replaced by another

@@ -240,8 +240,9 @@ def test_clear_errors(tmp_path, shards):
   with tf.io.TFRecordWriter(path) as writer:
     writer.write(example.SerializeToString())
   ds = pipeline.make_dataset(path, mode="eval", num_frames=T, image_size=S, batch_size=2)
-  with pytest.raises(tf.errors.InvalidArgumentError, match="empty-video-7"):
-    list(pipeline.iterate_numpy(ds))
+  with pytest.raises(pipeline.BadDataError) as e:
+    list(pipeline.numpy_batches(ds))
+  assert str(e.value) == "bad data: video/id 'empty-video-7': no frames (image/encoded is empty)"
 
 
 def test_fps_augmentation_draws_a_rate_per_clip_and_reports_it(shards):

@@ -11,6 +11,7 @@ exactly the batches an uninterrupted run would have.
 
 from __future__ import annotations
 
+import codecs
 import math
 from typing import Iterator, Sequence
 
@@ -81,9 +82,35 @@ def eval_num_batches(
   return max(math.ceil(n * views / batch_size) for n in counts)
 
 
-def iterate_numpy(ds: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
-  """Batches as dicts of numpy arrays."""
-  return ds.as_numpy_iterator()
+class BadDataError(ValueError):
+  """A record failed a data check of the pipeline (no frames, a label outside the classes)."""
+
+
+BAD_DATA = "bad data: "  # starts the message of every data check `numpy_batches` converts
+
+
+def numpy_batches(ds: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
+  """Batches as dicts of numpy arrays; a failed data check raises `BadDataError` (one line)."""
+  it = ds.as_numpy_iterator()
+  while True:
+    try:
+      batch = next(it)
+    except StopIteration:
+      return
+    except tf.errors.InvalidArgumentError as e:
+      text = e.message or str(e)
+      start = text.find(BAD_DATA)
+      if start < 0:
+        raise
+      # TF's text: 'assertion failed: [MESSAGE]\n\t [[node ...', MESSAGE C-escaped
+      line = text[start:].split("\n")[0]
+      line = line[:-1] if line.endswith("]") else line
+      message = codecs.escape_decode(line.encode())[0].decode("utf-8", "replace")
+      raise BadDataError(message) from None
+    yield batch
+
+
+iterate_numpy = numpy_batches  # the older name
 
 
 def sub_seed(seed: int, process_index: int, stream: int) -> int:
@@ -91,12 +118,32 @@ def sub_seed(seed: int, process_index: int, stream: int) -> int:
   return int(np.random.SeedSequence([seed, process_index, stream]).generate_state(1)[0])
 
 
-def parse_record(serialized, parse_fn):
-  """`parse_fn(serialized)` and its frame count; a record without frames fails naming its id."""
+def _check(ok, *message):
+  """`tf.debugging.Assert(ok, ...)` whose message (the joined strings / scalars) starts with
+  `BAD_DATA`."""
+  parts = [p if isinstance(p, str) else tf.strings.as_string(p) for p in message]
+  return tf.debugging.Assert(ok, [tf.strings.join([BAD_DATA, *parts])])
+
+
+def parse_record(serialized, parse_fn, num_classes: int | None = None):
+  """`parse_fn(serialized)` and its frame count; a record without frames, or (with `num_classes`)
+  with a label outside `[0, num_classes)`, fails naming its id."""
   ex = parse_fn(serialized)
   n = tf.shape(ex["frames"])[0]
-  check = tf.debugging.Assert(n > 0, ["record has no frames (image/encoded); video/id:", ex["id"]])
-  with tf.control_dependencies([check]):
+  checks = [_check(n > 0, "video/id '", ex["id"], "': no frames (image/encoded is empty)")]
+  if num_classes is not None:
+    label = ex["label"]
+    checks.append(
+      _check(
+        (label >= 0) & (label < num_classes),
+        "video/id '",
+        ex["id"],
+        "': label ",
+        label,
+        f" is outside [0, {num_classes}) (num_classes={num_classes}; -1 = unlabelled)",
+      )
+    )
+  with tf.control_dependencies(checks):
     n = tf.identity(n)
   return ex, n
 
@@ -246,6 +293,7 @@ def make_dataset(
   process_count: int = 1,
   eval_batches: int | None = None,
   parse_fn=None,
+  num_classes: int | None = None,
 ) -> tf.data.Dataset:
   """Batched clips for this host; see docs/data.md for the element keys.
 
@@ -260,6 +308,8 @@ def make_dataset(
   is zero-padded with `mask` False; `eval_batches` pads further with fully-masked batches to
   exactly that many (see `eval_num_batches`), and fails if there are more.
   `parse_fn(serialized) -> dict` reads another record format (default `format.parse_example`).
+  `num_classes`: a record whose label is outside `[0, num_classes)` fails the iterator naming its
+  id and label (`BadDataError` through `numpy_batches`); None checks nothing (pre-training).
   """
   fps_choices, ra_kwargs = _check_args(
     mode,
@@ -277,6 +327,8 @@ def make_dataset(
     rand_augment,
     random_erase,
   )
+  if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
+    raise ValueError(f"num_classes must be an integer >= 1 or None, got {num_classes}")
   files = host_files(files, process_index, process_count)
   parse_fn = parse_fn or fmt.parse_example
   if mode == "eval":
@@ -292,6 +344,7 @@ def make_dataset(
       num_crops=num_crops,
       eval_batches=eval_batches,
       parse_fn=parse_fn,
+      num_classes=num_classes,
     )
   if eval_batches is not None:
     raise ValueError(f"eval_batches is for mode='eval', got mode={mode!r}")
@@ -340,7 +393,7 @@ def make_dataset(
     return video
 
   def process(position, serialized):
-    ex, n = parse_record(serialized, parse_fn)
+    ex, n = parse_record(serialized, parse_fn, num_classes)
     example_seed = tf.random.experimental.stateless_fold_in(
       tf.random.experimental.stateless_fold_in(base, 1), position
     )
@@ -388,11 +441,12 @@ def _eval_dataset(
   num_crops,
   eval_batches,
   parse_fn,
+  num_classes=None,
 ):
   views = num_clips * num_crops
 
   def process(video_index, serialized):
-    ex, n = parse_record(serialized, parse_fn)
+    ex, n = parse_record(serialized, parse_fn, num_classes)
     indices, stride = _eval_indices(
       ex["fps"],
       n,

@@ -3,7 +3,7 @@
   python -m mgvm.data.prepare --csv train.csv --root VIDEOS --out OUT [--split train]
       [--short-side 320] [--max-fps 30] [--workers K] [--videos-per-shard 64]
       [--boxes ava_train_v2.2.csv [--boxes-offset 0] [--label-map LIST.pbtxt]]
-      [--boxes UCF101v2-GT.pkl --boxes-fps 25]
+      [--boxes UCF101v2-GT.pkl --boxes-fps 25] [--classes classes.txt]
 
 `--csv` is a VideoMAE-style list (`mgvm.data.video_list`). Each video is decoded with PyAV
 onto a constant rate by timestamps (`mgvm.data.decode`), optionally resized (short side) and
@@ -12,6 +12,11 @@ fatal: `OUT/<split>.summary.json` lists each with its line and reason, plus coun
 `OUT/summary.json` gathers every split's. Shards are written atomically and a rerun skips the
 finished ones (resumable); results do not depend on `--workers`. A progress bar (videos done,
 per finished shard) goes to stderr.
+
+The summaries record the labels written (`labels`: count per label, `max_label` and the video
+holding it, `max_label_video`), which `mgvm.data.sources` reads to check `config.num_classes`.
+`--classes FILE` (line k = name of label k) is stored as `classes`; a listed label outside it
+stops prepare at once naming the line. Splits of one OUT must not differ in their classes.
 
 `--boxes` attaches action-detection ground truth in the AVA CSV layout (`video_id, seconds, x1,
 y1, x2, y2, action_id[, person_id]`, boxes normalised; `mgvm.data.detection_annotations`): each
@@ -168,17 +173,76 @@ def _write_json(path: str, value) -> None:
   os.replace(path + ".tmp", path)
 
 
-def _gather_summaries(out: str) -> dict:
-  """`OUT/summary.json`: every split's summary plus totals."""
+def read_classes(path: str) -> list[str]:
+  """Class names of `path`, one per line (line k = label k); trailing blank lines are ignored."""
+  with open(path, encoding="utf-8") as f:
+    names = [line.strip() for line in f.read().splitlines()]
+  while names and not names[-1]:
+    names.pop()
+  if not names:
+    raise ValueError(f"{path}: no class names")
+  for number, name in enumerate(names, 1):
+    if not name:
+      raise ValueError(f"{path}:{number}: empty class name")
+    if name in names[: number - 1]:
+      raise ValueError(f"{path}:{number}: class {name!r} repeated (line {names.index(name) + 1})")
+  return names
+
+
+def _split_summaries(out: str) -> dict[str, dict]:
   splits = {}
   for path in sorted(glob.glob(os.path.join(out, "*.summary.json"))):
     with open(path) as f:
       summary = json.load(f)
     splits[summary["split"]] = summary
+  return splits
+
+
+def _common_classes(out: str, splits: dict[str, dict]) -> list[str] | None:
+  """The class list the splits give (None without one); differing lists are an error."""
+  given = {name: s["classes"] for name, s in splits.items() if s.get("classes")}
+  lists = {tuple(c) for c in given.values()}
+  if len(lists) > 1:
+    raise ValueError(
+      f"{out}: the splits differ in their classes ("
+      + "; ".join(f"{n}: {len(c)} classes, {c[:3]}..." for n, c in sorted(given.items()))
+      + "): prepare every split of one data set with the same --classes, or use another --out"
+    )
+  return list(lists.pop()) if lists else None
+
+
+def _label_stats(entries: list[video_list.Entry], written: set[int], root: str) -> dict:
+  """`labels` (count per label), `max_label` and `max_label_video` of the written entries."""
+  labelled = [e for e in entries if e.line in written and e.label is not None]
+  counts = collections.Counter(e.label for e in labelled)
+  top = max(labelled, key=lambda e: (e.label, -e.line), default=None)
+  return {
+    "max_label": None if top is None else top.label,
+    "max_label_video": None
+    if top is None
+    else {"line": top.line, "path": top.path, "id": _video_id(top, root)},
+    "labels": {str(k): counts[k] for k in sorted(counts)},
+  }
+
+
+def _gather_summaries(out: str) -> dict:
+  """`OUT/summary.json`: every split's summary plus totals, the largest label and the classes."""
+  splits = _split_summaries(out)
   totals = {
     key: sum(s[key] for s in splits.values()) for key in ("listed", "written", "skipped", "frames")
   }
-  gathered = {**totals, "splits": splits}
+  classes = _common_classes(out, splits)
+  labelled = [(n, s) for n, s in splits.items() if s.get("max_label") is not None]
+  top = max(labelled, key=lambda ns: ns[1]["max_label"], default=None)
+  gathered = {
+    **totals,
+    "max_label": None if top is None else top[1]["max_label"],
+    "max_label_video": None
+    if top is None
+    else {"split": top[0], "csv": top[1]["csv"], **top[1]["max_label_video"]},
+    **({"classes": classes} if classes else {}),
+    "splits": splits,
+  }
   _write_json(os.path.join(out, "summary.json"), gathered)
   return gathered
 
@@ -200,11 +264,13 @@ def prepare(
   boxes_offset: float = 0.0,
   boxes_fps: float | None = None,
   label_map: str = "",
+  classes: str = "",
 ) -> dict:
   """Writes `out/<split>-*.tfrecord`, `out/<split>.summary.json` and `out/summary.json`.
 
   Returns the split's summary. `progress` shows a tqdm bar of videos done on stderr. `boxes`:
   an AVA-layout CSV of detection ground truth to store with the frames (module docstring).
+  `classes`: a file of class names (line k = label k); every listed label must be one.
   """
   if videos_per_shard < 1:
     raise ValueError(f"videos_per_shard must be >= 1, got {videos_per_shard}")
@@ -214,6 +280,16 @@ def prepare(
   entries = video_list.read_list(csv, root)
   if not entries:
     raise ValueError(f"{csv}: no videos listed")
+  names = read_classes(classes) if classes else None
+  if names is not None:
+    for e in entries:
+      if e.label is not None and e.label >= len(names):
+        raise ValueError(
+          f"{csv}:{e.line}: {e.path}: label {e.label} is not a class of {classes} "
+          f"({len(names)} classes, labels 0..{len(names) - 1})"
+        )
+    others = {n: summary for n, summary in _split_summaries(out).items() if n != split}
+    _common_classes(out, {**others, split: {"classes": names}})  # before decoding anything
   by_video = None
   if boxes:
     by_video = read_boxes(boxes, offset=boxes_offset, frame_fps=boxes_fps, label_map=label_map)
@@ -292,6 +368,8 @@ def prepare(
     "shards": [r["shard"] for r in results],
     "short_side": short_side,
     "max_fps": max_fps,
+    **_label_stats(entries, {line for r in results for line in r["written"]}, root),
+    **({"classes": names} if names is not None else {}),
     "skipped_files": skipped,
   }
   if boxes:
@@ -340,6 +418,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     help="with an ACT .pkl: frame rate of its frame numbers (UCF101 25, JHMDB 30)",
   )
   p.add_argument("--label-map", default="", help="pbtxt label map: actions outside are skipped")
+  p.add_argument(
+    "--classes", default="", help="class names, one per line (line k = label k), stored and checked"
+  )
   a = p.parse_args(argv)
   try:
     return prepare(
@@ -357,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       boxes_offset=a.boxes_offset,
       boxes_fps=a.boxes_fps,
       label_map=a.label_map,
+      classes=a.classes,
     )
   except (video_list.VideoListError, ValueError, FileNotFoundError) as e:
     sys.exit(f"prepare: {e}")

@@ -18,6 +18,8 @@ class Source:
   files: dict[str, list[str]]
   class_names: tuple[str, ...] = ()
   parse_fn: Callable | None = None  # record parser; None = mgvm.data.format.parse_example
+  max_label: int | None = None  # the largest label stored, where a summary records it
+  label_info: str = ""  # where `max_label` comes from: the summary file and the video
 
   @property
   def num_classes(self) -> int:
@@ -62,7 +64,28 @@ def _tfrecord(data_config) -> Source:
   if os.path.exists(info):
     with open(info) as f:
       names = tuple(json.load(f).get("classes", ()))
-  return Source(root, files, names)
+  max_label, label_info = None, ""
+  summary_path = os.path.join(root, "summary.json")  # written by mgvm.data.prepare
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      try:
+        summary = json.load(f)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{summary_path}: not a prepare summary ({e})") from None
+    listed = tuple(summary.get("classes") or ())
+    if listed and names and listed != names:
+      raise ValueError(
+        f"{summary_path} and {info} list different classes ({len(listed)} vs {len(names)})"
+      )
+    names = listed or names
+    max_label = summary.get("max_label")
+    video = summary.get("max_label_video") or {}
+    if max_label is not None:
+      label_info = (
+        f"{summary_path}: largest label {max_label}, of {video.get('path')} (line "
+        f"{video.get('line')} of {video.get('csv')}, split {video.get('split')!r})"
+      )
+  return Source(root, files, names, max_label=max_label, label_info=label_info)
 
 
 def _tfds(data_config) -> Source:

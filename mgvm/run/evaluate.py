@@ -1,5 +1,5 @@
 """The evaluation runner behind `eval.py`: restore a workdir's latest params, evaluate a split,
-write `DIR/eval/<split>.json`. What is measured comes from `config.task`'s module in `mgvm.tasks`."""
+write `DIR/eval/<split>[.<what differs>].json`. What is measured comes from `config.task`'s module in `mgvm.tasks`."""
 
 from __future__ import annotations
 
@@ -21,12 +21,41 @@ def restore_params(
   abstract_params,
   checkpoint: str | None = None,
   num_classes: int | None = None,
+  model=None,
 ):
-  """(params, where they came from): a torch/HF `checkpoint` if given, else `workdir`'s latest."""
-  if checkpoint:
-    params = tasks.get(config.task).import_torch(config, checkpoint, num_classes=num_classes)
-    return params, f"torch checkpoint {checkpoint}"
-  return workdir_lib.latest_params(workdir, abstract_params)
+  """(params, where they came from): a torch/HF `checkpoint` if given, else `workdir`'s
+  `config.restore_step` (0: the latest). Either must fit `abstract_params` (the model the config
+  describes; `model` is that abstract model), else `CheckpointMismatchError` lists each
+  differing parameter."""
+  if not checkpoint:
+    return workdir_lib.latest_params(workdir, abstract_params, step=config.get("restore_step"))
+  params = tasks.get(config.task).import_torch(
+    config, checkpoint, num_classes=num_classes, model=model
+  )
+  check_params_fit(abstract_params, params, f"torch checkpoint {checkpoint}")
+  return params, f"torch checkpoint {checkpoint}"
+
+
+def check_params_fit(abstract_params, params, what: str) -> None:
+  """Raises `CheckpointMismatchError` naming each parameter whose shape differs between the
+  model the config describes and `params` (read from `what`), or that only one of them has."""
+  from mgvm.train.optim import path_names
+  from mgvm.weights import CheckpointMismatchError, shape_differences
+
+  def shapes(tree):
+    return {
+      "/".join(path_names(p)): tuple(x.shape)
+      for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+  lines = shape_differences(shapes(abstract_params), shapes(params), what="file")
+  if lines:
+    raise CheckpointMismatchError(
+      f"the {what} does not fit the model the config describes ({len(lines)} differences); set "
+      f"config.model (size, or dim / depth / num_heads) to the file's size:\n"
+      + "\n".join(lines[:40])
+      + ("\n  ..." if len(lines) > 40 else "")
+    )
 
 
 def evaluate(
@@ -35,15 +64,20 @@ def evaluate(
   *,
   split: str | None = None,
   checkpoint: str | None = None,
+  tag: str = "",
   log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-  """Evaluates `config.task`'s model on `split` (default `config.eval.split`); returns the result."""
+  """Evaluates `config.task`'s model on `split` (default `config.eval.split`); returns the result,
+  also written to `DIR/eval/<name>.json` (`workdir.eval_name`: the split, then `tag` or what the
+  evaluation changed from the run's recorded config)."""
   from mgvm.data import sources
 
   task = tasks.get(config.task)
   if not checkpoint:
     workdir_lib.require_checkpoints(workdir)  # before any data is read or generated
   split = split or config.eval.split
+  settings = workdir_lib.eval_settings(workdir, config)
+  name = workdir_lib.eval_name(split, settings, checkpoint=checkpoint or "", tag=tag)
   mesh = sharding_lib.make_mesh(config.mesh.data)
   local_batch = sharding_lib.check_batch_size(config.eval.batch_size, mesh)
   source = sources.resolve(config.data, log=log)
@@ -54,7 +88,9 @@ def evaluate(
   abstract_params = jax.tree.map(
     lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_params
   )
-  params, origin = restore_params(config, workdir, abstract_params, checkpoint, num_classes)
+  params, origin = restore_params(
+    config, workdir, abstract_params, checkpoint, num_classes, model=abstract_model
+  )
   params = jax.device_put(params, replicated)
   ctx = EvalContext(
     source=source,
@@ -67,8 +103,8 @@ def evaluate(
     model=abstract_model,
   )
   result = task.evaluate(config, ctx)
-  result.update(split=split, params=origin, data=source.root)
-  result["path"] = workdir_lib.write_eval_result(workdir, result)
+  result.update(split=split, params=origin, data=source.root, settings=settings, tag=tag)
+  result["path"] = workdir_lib.write_eval_result(workdir, result, name)
   log(summary(task, workdir, result))
   return result
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from typing import Any, Callable
 
@@ -82,13 +83,18 @@ def train(config, workdir: str, log: Callable[[str], None] | None = None) -> dic
 
 def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str, Any]:
   from mgvm import metrics as metrics_lib
-  from mgvm.data import sources
+  from mgvm.data import pipeline, sources
   from mgvm.train import checkpoint as checkpoint_lib
   from mgvm.train import optim
   from mgvm.weights import encoder_from_pretrained
 
   task = tasks.get(config.task)
-  writer_log = print if log is None else log
+  early: list[str] = []  # messages before the metric writer exists; they go to log.txt too
+
+  def writer_log(message: str) -> None:
+    (print if log is None else log)(message)
+    early.append(message)
+
   mesh = sharding_lib.make_mesh(config.mesh.data)
   local_batch = sharding_lib.check_batch_size(config.batch_size, mesh)
   source = sources.resolve(config.data, log=writer_log)
@@ -120,12 +126,21 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
   graphdef, abstract_state, shardings, init = state_lib.plan(
     model_fn, tx, mesh, config.seed, init_params=init_params
   )
-  state = init() if latest is None else ckpt.restore(abstract_state, latest)
+  if latest is None:
+    if config.get("restore_step"):
+      raise FileNotFoundError(
+        f"config.restore_step={config.restore_step} but {checkpoints} holds no checkpoint"
+      )
+    state = init()
+  else:
+    state, latest = _restore(config, ckpt, abstract_state, workdir, writer_log)
   start = int(jax.device_get(state["step"]))
 
   writer = metrics_lib.MetricWriter(
     workdir, total_steps=config.total_steps, tensorboard=config.tensorboard, resume_step=start
   )
+  for message in early:
+    writer.log(message, echo=False)
   say = writer.log if log is None else log
   say(
     f"{config.task}: {jax.device_count()} devices, mesh {dict(mesh.shape)}, global batch "
@@ -137,9 +152,11 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
   step = task.train_step(config, graphdef, abstract_model, tx, schedule, num_classes=num_classes)
   step_fn = steps_lib.compile_step(step, shardings, mesh)
 
-  batches = task.train_dataset(
-    config, source, local_batch=local_batch, start_step=start, num_classes=num_classes
-  ).as_numpy_iterator()
+  batches = pipeline.numpy_batches(
+    task.train_dataset(
+      config, source, local_batch=local_batch, start_step=start, num_classes=num_classes
+    )
+  )
   try:
     state, last_record, preempted = _run_steps(
       config, checkpoints, step_fn, state, batches, mesh, ckpt, writer, latest, start, say
@@ -166,6 +183,22 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
     "plot": plot,
     "step_cache_size": step_fn._cache_size(),
   }
+
+
+def _restore(config, ckpt, abstract_state, workdir: str, log: Callable[[str], None]):
+  """(state, step) to resume from: `config.restore_step` exactly (0: the newest intact step,
+  passing over damaged newer ones with a warning). Newer steps are set aside, never deleted."""
+  if config.get("restore_step"):
+    step = int(config.restore_step)
+    state = ckpt.restore(abstract_state, step)
+  else:
+    state, step = ckpt.restore_newest_intact(abstract_state, log=log)
+  aside = ckpt.set_aside(after=step, log=log)
+  metrics_file = workdir_lib.metrics_path(workdir)
+  if jax.process_index() == 0 and aside and os.path.exists(metrics_file):
+    # the metric writer drops the records past `step`; keep the old ones with the set-aside steps
+    shutil.copy2(metrics_file, os.path.join(aside, f"metrics.before_step_{step}.jsonl"))
+  return state, step
 
 
 def _pure(tree: Any) -> Any:

@@ -11,7 +11,7 @@ instead of branching on the task. A task module defines:
   train_step(config, graphdef, model, tx, schedule, *, num_classes)   a pure step function
   evaluate(config, ctx: EvalContext)          the result dict of `eval.py`
   summary(result)                             one line: the score and what it was measured on
-  import_torch(config, checkpoint, *, num_classes)   params from torch weights (`--checkpoint`)
+  import_torch(config, checkpoint, *, num_classes, model)   params from torch weights (`--checkpoint`)
 
 A new task is one new module here with these names.
 """

@@ -43,20 +43,41 @@ def model_kwargs(config, seed: int | None = None) -> dict[str, Any]:
   )
 
 
-def num_classes_from_data(config, source) -> int:
-  """`config.num_classes`, checked against the data set's class list, or the data set's count."""
+def num_classes_from_data(config, source, *, check_labels: bool = True) -> int:
+  """`config.num_classes`, checked against the data set's class list, or the data set's count.
+
+  With `check_labels`, a data set whose largest stored label (`source.max_label`, from the
+  summary of `mgvm.data.prepare`) is outside `[0, num_classes)` fails here, before training.
+  """
+  max_label = getattr(source, "max_label", None)
   if config.get("num_classes"):
     if source.num_classes and config.num_classes != source.num_classes:
       raise ValueError(
         f"config.num_classes={config.num_classes} but the data set at "
         f"{source.root} has {source.num_classes} classes"
       )
-    return config.num_classes
-  if not source.num_classes:
-    raise ValueError(
-      f"set config.num_classes: the data set at {source.root} does not list its classes"
+    count = config.num_classes
+  elif source.num_classes:
+    count = source.num_classes
+  else:
+    hint = (
+      f"; its labels suggest num_classes >= {max_label + 1} ({source.label_info})"
+      if max_label is not None
+      else ""
     )
-  return source.num_classes
+    raise ValueError(
+      f"set config.num_classes: the data set at {source.root} does not list its classes{hint}"
+    )
+  if check_labels and max_label is not None and max_label >= count:
+    fix = (
+      f"the data set lists {count} classes: fix the labels"
+      if source.num_classes
+      else f"set config.num_classes={max_label + 1} or more, or fix the labels"
+    )
+    raise ValueError(
+      f"label {max_label} is outside [0, {count}) (num_classes={count}): {source.label_info}; {fix}"
+    )
+  return count
 
 
 def require_num_classes(num_classes: int | None, what: str) -> int:
@@ -72,8 +93,14 @@ def eval_target_fps(target_fps):
   return target_fps or None
 
 
-def train_clips(config, source, *, local_batch: int, start_step: int, augment: bool):
-  """The training clips of `config.data` (`augment`: RandAugment and random erasing as configured)."""
+def train_clips(
+  config, source, *, local_batch: int, start_step: int, augment: bool, num_classes=None
+):
+  """The training clips of `config.data` (`augment`: RandAugment and random erasing as configured).
+
+  `num_classes`: a label outside `[0, num_classes)` fails the iterator (`pipeline.BadDataError`
+  through `pipeline.numpy_batches`).
+  """
   from mgvm.data import pipeline
 
   d = config.data
@@ -97,13 +124,17 @@ def train_clips(config, source, *, local_batch: int, start_step: int, augment: b
     process_index=jax.process_index(),
     process_count=jax.process_count(),
     parse_fn=source.parse_fn,
+    num_classes=num_classes,
   )
 
 
 def eval_clips(
-  config, ctx: EvalContext, *, num_clips: int = 1, num_crops: int = 1
+  config, ctx: EvalContext, *, num_clips: int = 1, num_crops: int = 1, num_classes=None
 ) -> Iterator[dict]:
-  """Numpy batches of every view of `ctx.split` (padded, masked rows), `config.eval.max_batches` at most."""
+  """Numpy batches of every view of `ctx.split` (padded, masked rows), `config.eval.max_batches` at most.
+
+  `num_classes`: a label outside `[0, num_classes)` raises `pipeline.BadDataError`.
+  """
   from mgvm.data import pipeline
 
   files = ctx.source.split(ctx.split)
@@ -134,8 +165,9 @@ def eval_clips(
     parse_fn=ctx.source.parse_fn,
     process_index=jax.process_index(),
     process_count=jax.process_count(),
+    num_classes=num_classes,
   )
-  return limit_batches(ds.as_numpy_iterator(), config)
+  return limit_batches(pipeline.numpy_batches(ds), config)
 
 
 def limit_batches(batches: Iterator[dict], config) -> Iterator[dict]:
@@ -145,12 +177,37 @@ def limit_batches(batches: Iterator[dict], config) -> Iterator[dict]:
   return batches
 
 
-def import_videomae(config, checkpoint: str, *, kind: str, num_classes: int | None = None):
-  """Params of an official VideoMAE `.pth` or a Hugging Face directory, built for the config's clips."""
+def import_videomae(
+  config, checkpoint: str, *, kind: str, num_classes: int | None = None, model=None
+):
+  """Params of an official VideoMAE `.pth` or a Hugging Face directory, built for the config's clips.
+
+  Sizes come from the file; where it cannot say (the heads of a width outside the official
+  table), `model`'s (the abstract model the config describes) fill in.
+  """
   from mgvm.weights import load_torch_checkpoint
 
   extra = {} if kind == "pretrain" else {"num_classes": num_classes}
-  model = load_torch_checkpoint(
-    checkpoint, kind=kind, num_frames=config.num_frames, image_size=config.image_size, **extra
+  encoder, decoder = heads_by_width(model) if model is not None else ({}, {})
+  loaded = load_torch_checkpoint(
+    checkpoint,
+    kind=kind,
+    num_frames=config.num_frames,
+    image_size=config.image_size,
+    heads_by_width=encoder,
+    decoder_heads_by_width=decoder,
+    **extra,
   )
-  return nnx.state(model, nnx.Param)
+  return nnx.state(loaded, nnx.Param)
+
+
+def heads_by_width(model) -> tuple[dict[int, int], dict[int, int]]:
+  """({width: heads} of the encoder's attention, the same of the decoder's) in `model`."""
+  encoder: dict[int, int] = {}
+  decoder: dict[int, int] = {}
+  for path, node in nnx.iter_graph(model):
+    heads, qkv = getattr(node, "num_heads", None), getattr(node, "qkv", None)
+    if isinstance(heads, int) and qkv is not None:
+      width = int(qkv.kernel.shape[0])
+      (decoder if "decoder" in map(str, path) else encoder)[width] = heads
+  return encoder, decoder

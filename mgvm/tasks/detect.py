@@ -19,7 +19,9 @@ PLOT_KEYS = ("loss",)
 
 
 def num_classes(config, source) -> int:
-  return common.num_classes_from_data(config, source)
+  return common.num_classes_from_data(
+    config, source, check_labels=False
+  )  # box actions, not clip labels
 
 
 def build_model(config, *, num_classes: int | None = None, seed: int | None = None):
@@ -98,7 +100,7 @@ def train_step(config, graphdef, model, tx, schedule, *, num_classes: int):
 
 def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
   """frame-mAP on `ctx.split`'s keyframes and GFLOPs per clip of an EVAD checkpoint."""
-  from mgvm.data import detection
+  from mgvm.data import detection, pipeline
   from mgvm.evaluate import detection as detection_eval
 
   if jax.process_count() > 1:
@@ -115,7 +117,7 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
     frame_stride=config.data.frame_stride,
     keyframes_per_video=config.eval.get("keyframes_per_video", 1),
   )
-  batches = common.limit_batches(ds.as_numpy_iterator(), config)
+  batches = common.limit_batches(pipeline.numpy_batches(ds), config)
   result = detection_eval.evaluate(
     ctx.graphdef,
     ctx.params,
@@ -144,7 +146,7 @@ def summary(result: dict[str, Any]) -> str:
   )
 
 
-def import_torch(config, checkpoint: str, *, num_classes=None):
+def import_torch(config, checkpoint: str, *, num_classes=None, model=None):
   raise ValueError(
     "--checkpoint imports VideoMAE weights (pre-training or classifier); an "
     "EVAD detector is evaluated from its own workdir"

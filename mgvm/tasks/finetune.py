@@ -59,8 +59,14 @@ def compressor(config, grid):
 
 
 def train_dataset(config, source, *, local_batch: int, start_step: int, num_classes=None):
+  """Augmented training clips; a label outside `[0, num_classes)` fails the first batch holding it."""
   return common.train_clips(
-    config, source, local_batch=local_batch, start_step=start_step, augment=True
+    config,
+    source,
+    local_batch=local_batch,
+    start_step=start_step,
+    augment=True,
+    num_classes=num_classes,
   )
 
 
@@ -84,7 +90,9 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
 
   views = (config.eval.num_clips, config.eval.num_crops)
   squeeze = compressor(config, ctx.model.grid)
-  batches = common.eval_clips(config, ctx, num_clips=views[0], num_crops=views[1])
+  batches = common.eval_clips(
+    config, ctx, num_clips=views[0], num_crops=views[1], num_classes=ctx.num_classes
+  )
   result = classification.evaluate(
     ctx.graphdef, ctx.params, batches, ctx.mesh, ctx.num_classes, compressor=squeeze
   )
@@ -109,6 +117,8 @@ def summary(result: dict[str, Any]) -> str:
   )
 
 
-def import_torch(config, checkpoint: str, *, num_classes: int | None = None):
+def import_torch(config, checkpoint: str, *, num_classes: int | None = None, model=None):
   """A classifier (or a pre-training checkpoint's encoder under a new head) from torch weights."""
-  return common.import_videomae(config, checkpoint, kind="classifier", num_classes=num_classes)
+  return common.import_videomae(
+    config, checkpoint, kind="classifier", num_classes=num_classes, model=model
+  )

@@ -63,6 +63,6 @@ def summary(result: dict[str, Any]) -> str:
   )
 
 
-def import_torch(config, checkpoint: str, *, num_classes=None):
+def import_torch(config, checkpoint: str, *, num_classes=None, model=None):
   """A `VideoMAE` pre-training checkpoint (official `.pth` or Hugging Face directory)."""
-  return common.import_videomae(config, checkpoint, kind="pretrain")
+  return common.import_videomae(config, checkpoint, kind="pretrain", model=model)

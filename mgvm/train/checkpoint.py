@@ -13,11 +13,15 @@ must be called by all processes at every step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import signal
+import sys
 import threading
-from typing import Any
+import time
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -103,25 +107,15 @@ def _shapes(nested) -> dict[str, tuple[int, ...]]:
 
 def check_fits(manager: ocp.CheckpointManager, step: int, item: str, target: dict) -> None:
   """Raises `CheckpointMismatchError` naming every parameter of `item` at `step` whose shape
-  differs from `target` (nested ShapeDtypeStructs), is missing from it or is not in it."""
-  from mgvm.weights.params import CheckpointMismatchError
+  differs from `target` (nested ShapeDtypeStructs), is missing from it or is not in it; a step
+  whose `item` is missing or whose metadata cannot be read raises `CorruptCheckpointError`."""
+  from mgvm.weights.params import CheckpointMismatchError, shape_differences
 
-  meta = manager.item_metadata(step)[item]
-  stored, wanted = _shapes(getattr(meta, "tree", meta)), _shapes(target)
-  lines = [
-    f"  {name}: model {wanted[name]} vs checkpoint {stored[name]}"
-    for name in sorted(wanted.keys() & stored.keys())
-    if wanted[name] != stored[name]
-  ]
-  lines += [
-    f"  {name}: in the model, not in the checkpoint" for name in sorted(wanted - stored.keys())
-  ]
-  lines += [
-    f"  {name}: in the checkpoint, not in the model" for name in sorted(stored - wanted.keys())
-  ]
+  directory = os.fspath(manager.directory)
+  lines = shape_differences(_shapes(target), _shapes(_item_metadata(manager, step, item)))
   if lines:
     raise CheckpointMismatchError(
-      f"the {item!r} of step {step} in {manager.directory} does not fit the model that the config "
+      f"the {item!r} of step {step} in {directory} does not fit the model that the config "
       f"describes ({len(lines)} differences):\n"
       + "\n".join(lines[:40])
       + ("\n  ..." if len(lines) > 40 else "")
@@ -129,7 +123,96 @@ def check_fits(manager: ocp.CheckpointManager, step: int, item: str, target: dic
 
 
 class CorruptCheckpointError(ValueError):
-  """A restored checkpoint holds NaN or infinite values (it was never saved that way)."""
+  """A checkpoint step cannot be read, lacks an item, or holds NaN / infinite values (which
+  training never saves): its files are damaged."""
+
+
+class StepDeletedError(FileNotFoundError):
+  """The step was deleted while it was read (the training run's clean-up of old steps)."""
+
+
+def _step_dir(directory: str, step: int) -> str:
+  return os.path.join(directory, str(step))
+
+
+def _steps_note(directory: str) -> str:
+  return (
+    f"Steps there: {sorted(_steps(directory))}. Training resumes from the newest intact step; "
+    f"--config.restore_step=N reads step N."
+  )
+
+
+def _unreadable(directory: str, step: int, item: str, error: BaseException) -> Exception:
+  """The error to raise for a failed read: the step vanished, or its files are damaged."""
+  if not os.path.isdir(_step_dir(directory, step)):
+    return StepDeletedError(f"step {step} was deleted from {directory} while it was read")
+  cause = " ".join(str(error).split())
+  cause = f"{type(error).__name__}: {cause[:300]}{'...' if len(cause) > 300 else ''}"
+  return CorruptCheckpointError(
+    f"step {step} in {directory} cannot be read (reading its {item!r} item: {cause}); its "
+    f"files are damaged or incomplete. {_steps_note(directory)}"
+  )
+
+
+def _item_metadata(manager: ocp.CheckpointManager, step: int, item: str):
+  """The stored tree of `item` at `step` (shapes and dtypes); a missing item or unreadable
+  metadata raises `CorruptCheckpointError`."""
+  directory = os.fspath(manager.directory)
+  try:
+    with _without_closed_loop_noise():
+      meta = manager.item_metadata(step)[item]
+  except KeyError:
+    meta = None
+  except Exception as e:  # damaged metadata files
+    raise _unreadable(directory, step, item, e) from e
+  if meta is None:
+    raise CorruptCheckpointError(
+      f"step {step} in {directory} has no {item!r} item ({_step_dir(directory, step)}/{item} is "
+      f"missing or incomplete). {_steps_note(directory)}"
+    )
+  return getattr(meta, "tree", meta)
+
+
+# When a read fails, the reads still in flight finish after Orbax closed its event loop, and
+# each reports a "RuntimeError: Event loop is closed" through `sys.unraisablehook`.
+def _is_closed_loop_noise(unraisable) -> bool:
+  error = unraisable.exc_value
+  return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+
+@contextlib.contextmanager
+def _without_closed_loop_noise(grace_s: float = 0.3):
+  """Runs the block with those reports dropped (the real error is raised and named instead);
+  after a failure it waits `grace_s` for the late ones. Other unraisable errors pass through."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if not _is_closed_loop_noise(unraisable):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
+  try:
+    yield
+  except BaseException:
+    time.sleep(grace_s)
+    raise
+  finally:
+    sys.unraisablehook = previous
+
+
+def _read_item(manager: ocp.CheckpointManager, step: int, item: str, target: dict) -> dict:
+  """`item` of `step` restored onto `target`: shapes checked first, values checked after."""
+  directory = os.fspath(manager.directory)
+  check_fits(manager, step, item, target)
+  try:
+    with _without_closed_loop_noise():
+      restored = manager.restore(
+        step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)})
+      )[item]
+  except Exception as e:
+    raise _unreadable(directory, step, item, e) from e
+  check_finite(restored, step, item, directory)
+  return restored
 
 
 @jax.jit
@@ -150,8 +233,7 @@ def check_finite(tree, step: int, item: str, directory: str) -> None:
     raise CorruptCheckpointError(
       f"the {item!r} of step {step} in {directory} holds NaN or infinite values in {len(bad)} "
       f"arrays ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}); training never saves "
-      f"such values, so the files are damaged. Steps there: {sorted(_steps(directory))}; remove "
-      f"the damaged step's folder to resume from an earlier one."
+      f"such values, so the files are damaged. {_steps_note(directory)}"
     )
 
 
@@ -278,7 +360,7 @@ class Checkpointer:
 
   def restore(self, abstract_state, step: int | None = None):
     """The "state" item of `step` (default latest), with the structure and shardings of
-    `abstract_state`."""
+    `abstract_state`; a damaged step raises `CorruptCheckpointError` (no fallback)."""
     self._manager.wait_until_finished()
     step = self.latest_step() if step is None else int(step)
     if step is None:
@@ -287,13 +369,58 @@ class Checkpointer:
       raise FileNotFoundError(
         f"No checkpoint for step {step} in {self.directory}; steps: {self.all_steps()}."
       )
-    target = to_nested(_abstract(abstract_state))
-    check_fits(self._manager, step, "state", target)
-    restored = self._manager.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    restored = _read_item(self._manager, step, "state", to_nested(_abstract(abstract_state)))
+    _item_metadata(self._manager, step, "params")  # the weights-only item is there too
+    return from_nested(restored, abstract_state)
+
+  def restore_newest_intact(self, abstract_state, log: Callable[[str], None] = print):
+    """(state, step) of the newest step that reads back intact. Each damaged newer step is
+    reported through `log` and `logging.warning`; a model that does not fit is not damage and
+    raises at once. Fails listing every step when none is intact."""
+    self._manager.wait_until_finished()
+    damaged = []
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        state = self.restore(abstract_state, step)
+      except CorruptCheckpointError as e:
+        damaged.append(step)
+        _warn(log, f"WARNING: {e}")
+        continue
+      if damaged:
+        _warn(
+          log,
+          f"WARNING: the newest checkpoints {damaged} in {self.directory} are damaged; resuming "
+          f"from step {step}, the newest intact one",
+        )
+      return state, step
+    raise CorruptCheckpointError(
+      f"no intact checkpoint in {self.directory}: steps {sorted(damaged)} are all damaged "
+      f"(above). Move {self.directory} away to start again from step 0."
     )
-    check_finite(restored["state"], step, "state", self.directory)
-    return from_nested(restored["state"], abstract_state)
+
+  def set_aside(self, after: int, log: Callable[[str], None] = print) -> str | None:
+    """Moves the steps newer than `after` to `<directory>.set_aside/` (nothing is deleted), so a
+    run resumed from `after` saves those steps afresh; returns that folder, or None if none.
+    Every process calls it (process 0 moves the folders)."""
+    self._manager.wait_until_finished()
+    newer = [s for s in sorted(self.all_steps()) if s > after]
+    if not newer:
+      return None
+    aside = self.directory.rstrip(os.sep) + ".set_aside"
+    if jax.process_index() == 0:
+      os.makedirs(aside, exist_ok=True)
+      for step in newer:
+        target, n = os.path.join(aside, str(step)), 1
+        while os.path.exists(target):
+          target, n = os.path.join(aside, f"{step}.{n}"), n + 1
+        shutil.move(_step_dir(self.directory, step), target)
+    if self._multi_process:
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices("mgvm checkpoints set aside")
+    self._manager.reload()
+    _warn(log, f"WARNING: moved steps {newer} (newer than the resumed step {after}) to {aside}")
+    return aside
 
   def wait(self) -> None:
     """Blocks until pending async saves are on disk."""
@@ -314,12 +441,27 @@ class Checkpointer:
     self.close()
 
 
+def _warn(log: Callable[[str], None] | None, message: str) -> None:
+  """`message` to `log` (the run's log), else to `logging.warning`."""
+  if log is None:
+    logging.warning(message)
+  else:
+    log(message)
+
+
 def load_params(directory: str, abstract_params=None, step: int | None = None):
-  """The "params" item of the latest (or given) step.
+  """The "params" item of the latest (or given) step; `read_params` without the step number."""
+  return read_params(directory, abstract_params, step)[0]
+
+
+def read_params(directory: str, abstract_params=None, step: int | None = None, *, retries: int = 3):
+  """(the "params" item of the latest or given step, that step).
 
   With `abstract_params` (arrays or ShapeDtypeStructs, e.g. `nnx.split(model)[1]`) the result
   has its structure and shardings; without, a nested dict of arrays on the first local
-  device. `directory` may also be a workdir whose `checkpoints/` holds the steps.
+  device. `directory` may also be a workdir whose `checkpoints/` holds the steps. When the
+  latest step is deleted while it is read (a running training's clean-up of old steps), the
+  new latest one is read instead; a damaged step raises `CorruptCheckpointError`.
   """
   directory = _resolve_directory(directory)
   if not _has_steps(directory):
@@ -327,6 +469,17 @@ def load_params(directory: str, abstract_params=None, step: int | None = None):
       f"No checkpoint found in {directory} (expected numbered step "
       "folders written by mgvm.train.checkpoint.Checkpointer)."
     )
+  for attempt in range(retries + 1):
+    try:
+      return _read_params_once(directory, abstract_params, step)
+    except StepDeletedError:
+      if step is not None or attempt == retries:
+        raise
+      time.sleep(0.2 * (attempt + 1))
+  raise AssertionError("unreachable")
+
+
+def _read_params_once(directory: str, abstract_params, step: int | None):
   manager = _manager(directory, read_only=True)
   try:
     steps = list(manager.all_steps())
@@ -337,15 +490,10 @@ def load_params(directory: str, abstract_params=None, step: int | None = None):
       raise FileNotFoundError(f"No checkpoint for step {step} in {directory}; steps: {steps}.")
     if abstract_params is not None:
       target = to_nested(_abstract(abstract_params))
-      check_fits(manager, step, "params", target)
     else:
-      meta = manager.item_metadata(step)["params"]
-      meta = getattr(meta, "tree", meta)
+      meta = _item_metadata(manager, step, "params")
       target = _abstract(jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), meta))
-    restored = manager.restore(
-      step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target))
-    )["params"]
+    restored = _read_item(manager, step, "params", target)
   finally:
     manager.close()
-  check_finite(restored, step, "params", directory)
-  return restored if abstract_params is None else from_nested(restored, abstract_params)
+  return (restored if abstract_params is None else from_nested(restored, abstract_params)), step

@@ -20,6 +20,7 @@ from mgvm.weights.params import (
   export_params,
   import_params,
   merge_params,
+  shape_differences,
 )
 from mgvm.weights.read import UnsafeCheckpointError, read_state_dict
 from mgvm.weights.torch_export import to_torch_state_dict
@@ -34,5 +35,6 @@ __all__ = [
   "load_torch_checkpoint",
   "merge_params",
   "read_state_dict",
+  "shape_differences",
   "to_torch_state_dict",
 ]

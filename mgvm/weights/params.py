@@ -24,6 +24,7 @@ from mgvm.weights.read import to_numpy
 
 __all__ = [
   "CheckpointMismatchError",
+  "shape_differences",
   "encoder_from_pretrained",
   "export_params",
   "import_params",
@@ -33,6 +34,21 @@ __all__ = [
 
 class CheckpointMismatchError(ValueError):
   """The converted checkpoint does not fit the model's parameter tree."""
+
+
+def shape_differences(
+  model: Mapping[str, tuple[int, ...]], stored: Mapping[str, tuple[int, ...]], what="checkpoint"
+) -> list[str]:
+  """One line per parameter name whose shape differs between the model and the stored weights,
+  or that only one of them has (names sorted, shape mismatches first)."""
+  lines = [
+    f"  {name}: model {tuple(model[name])} vs {what} {tuple(stored[name])}"
+    for name in sorted(model.keys() & stored.keys())
+    if tuple(model[name]) != tuple(stored[name])
+  ]
+  lines += [f"  {name}: in the model, not in the {what}" for name in sorted(model - stored.keys())]
+  lines += [f"  {name}: in the {what}, not in the model" for name in sorted(stored - model.keys())]
+  return lines
 
 
 def model_params(model: nnx.Module) -> dict[str, nnx.Variable]:

@@ -163,6 +163,7 @@ def _encoder_sizes(
   num_heads: int | None,
   num_frames: int | None,
   image_size: Any,
+  heads_table: Mapping[int, int],
 ) -> dict[str, Any]:
   """Encoder sizes from the weights; heads and clip size from config.json / the arguments."""
   patch = entries.get("encoder.patch_embed.proj.weight")
@@ -187,7 +188,7 @@ def _encoder_sizes(
     layer_scale_init=1.0 if "encoder.blocks.0.gamma_1" in entries else 0.0,
   )
   sizes["num_heads"] = _heads(
-    "encoder", dim, config.get("num_attention_heads"), num_heads, ENCODER_HEADS, "num_heads"
+    "encoder", dim, config.get("num_attention_heads"), num_heads, heads_table, "num_heads"
   )
   sizes["num_frames"] = int(
     _pick("num_frames", config.get("num_frames"), num_frames, 16, conflict_is_error=False)
@@ -209,6 +210,7 @@ def _decoder_sizes(
   config: Mapping[str, Any],
   mlp_ratio: float,
   decoder_heads: int | None,
+  heads_table: Mapping[int, int],
 ) -> dict[str, Any]:
   """Decoder width, depth and heads; the decoder must share the encoder's MLP ratio."""
   e2d = entries.get("encoder_to_decoder.weight")
@@ -238,7 +240,7 @@ def _decoder_sizes(
       decoder_dim,
       config.get("decoder_num_attention_heads"),
       decoder_heads,
-      DECODER_HEADS,
+      heads_table,
       "decoder_heads",
     ),
   )
@@ -297,6 +299,8 @@ def load_torch_checkpoint(
   image_size: Any = None,
   num_heads: int | None = None,
   decoder_heads: int | None = None,
+  heads_by_width: Mapping[int, int] | None = None,
+  decoder_heads_by_width: Mapping[int, int] | None = None,
   dtype=jnp.float32,
   rngs: nnx.Rngs | int | None = None,
   **model_kwargs,
@@ -318,6 +322,8 @@ def load_torch_checkpoint(
     num_heads, decoder_heads: heads, when config.json does not give them; else the
       official table by width (384→6, 768→12, 1024/1280→16; decoder 192→3, 384→6,
       512/640→8); else width // 64.
+    heads_by_width, decoder_heads_by_width: {width: heads} entries that extend (and override)
+      that table, e.g. the heads of the model a config describes, for a file that cannot say.
     dtype: compute dtype (params stay float32).
     rngs: initialises parameters the checkpoint does not provide (default `nnx.Rngs(0)`).
       When the checkpoint provides every parameter and `rngs` is None, the model is
@@ -340,9 +346,12 @@ def load_torch_checkpoint(
     _check_pretrain(entries, layout)
   else:
     num_classes, allow_missing = _check_classifier(entries, config, num_classes)
-  sizes = _encoder_sizes(entries, config, num_heads, num_frames, image_size)
+  sizes = _encoder_sizes(
+    entries, config, num_heads, num_frames, image_size, {**ENCODER_HEADS, **(heads_by_width or {})}
+  )
   if kind == "pretrain":
-    sizes.update(_decoder_sizes(entries, config, sizes["mlp_ratio"], decoder_heads))
+    table = {**DECODER_HEADS, **(decoder_heads_by_width or {})}
+    sizes.update(_decoder_sizes(entries, config, sizes["mlp_ratio"], decoder_heads, table))
   elif decoder_heads is not None:
     raise ValueError("decoder_heads= applies to kind='pretrain' only.")
   build = _model_builder(kind, num_classes, dtype, {**sizes, **model_kwargs})
