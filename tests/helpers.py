@@ -90,3 +90,26 @@ def tiny(config, data_dir=None, **overrides):
 def config_flags(data_dir=None) -> list[str]:
   """`tiny`'s settings as `--config.KEY=VALUE` flags for `train.py` / `eval.py`."""
   return [f"--config.{k}={v}" for k, v in _fields(data_dir).items()]
+
+
+def damage_step(directory: str, step: int, item: str, how: str) -> None:
+  """Damages `item` ("state" / "params") of checkpoint `step` under `directory` as issue #15
+  did: "truncated" cuts its data file short, "flipped" inverts 16 bytes inside it, "missing"
+  deletes the item."""
+  import glob
+  import shutil
+
+  folder = os.path.join(directory, str(step), item)
+  if how == "missing":
+    shutil.rmtree(folder)
+    return
+  data = max(glob.glob(os.path.join(folder, "d", "*")), key=os.path.getsize)
+  size = os.path.getsize(data)
+  if how == "truncated":
+    os.truncate(data, size // 2)
+    return
+  with open(data, "rb") as f:
+    raw = bytearray(f.read())
+  raw[size // 3 : size // 3 + 16] = bytes(b ^ 0xFF for b in raw[size // 3 : size // 3 + 16])
+  with open(data, "wb") as f:
+    f.write(bytes(raw))

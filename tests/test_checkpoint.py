@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import signal
@@ -19,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mgvm.train import checkpoint as ckpt
+from tests.helpers import damage_step
 
 
 class _Tiny(nnx.Module):
@@ -213,24 +213,6 @@ def test_a_damaged_checkpoint_with_non_finite_values_is_refused_naming_the_step(
     _assert_equal(c.restore(state, step=1), state)  # the intact step still restores
 
 
-def _damage(directory, step, item, how):
-  """Damages `item` of `step` as issue #15 did: cut its data file short, flip bytes inside it,
-  or delete the item."""
-  folder = os.path.join(directory, str(step), item)
-  if how == "missing":
-    shutil.rmtree(folder)
-    return
-  data = max(glob.glob(os.path.join(folder, "d", "*")), key=os.path.getsize)
-  size = os.path.getsize(data)
-  if how == "truncated":
-    os.truncate(data, size // 2)
-  else:
-    raw = bytearray(open(data, "rb").read())
-    raw[size // 3 : size // 3 + 16] = bytes(b ^ 0xFF for b in raw[size // 3 : size // 3 + 16])
-    with open(data, "wb") as f:
-      f.write(bytes(raw))
-
-
 @pytest.mark.parametrize("item", ["state", "params"])
 @pytest.mark.parametrize("how", ["truncated", "flipped", "missing"])
 def test_a_damaged_latest_step_is_named_and_resume_falls_back_to_the_newest_intact(
@@ -241,7 +223,7 @@ def test_a_damaged_latest_step_is_named_and_resume_falls_back_to_the_newest_inta
   with ckpt.Checkpointer(directory, save_every_steps=1, async_save=False) as c:
     for step in (1, 2, 3):
       c.maybe_save(step, state, state["params"])
-  _damage(directory, 3, item, how)
+  damage_step(directory, 3, item, how)
   if (how, item) == ("missing", "state"):  # eval reads the weights-only item, intact here
     _assert_equal(ckpt.load_params(directory), ckpt.to_nested(state["params"]))
   else:  # eval of the latest step fails; it never returns garbage
@@ -269,7 +251,7 @@ def test_resume_fails_listing_the_steps_when_none_is_intact(tmp_path):
   _, state = _state()
   with ckpt.Checkpointer(str(tmp_path), save_every_steps=1, async_save=False) as c:
     c.maybe_save(1, state, state["params"])
-  _damage(str(tmp_path), 1, "state", "missing")
+  damage_step(str(tmp_path), 1, "state", "missing")
   with ckpt.Checkpointer(str(tmp_path), save_every_steps=1) as c:
     with pytest.raises(ckpt.CorruptCheckpointError, match=r"steps \[1\] are all damaged"):
       c.restore_newest_intact(jax.eval_shape(lambda: state), log=lambda _: None)

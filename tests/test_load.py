@@ -408,3 +408,40 @@ def test_unusable_checkpoints_give_clear_errors():
     weights.load_torch_checkpoint(hf_pretrain_state_dict(), decoder_heads=2)  # width 48: no default
   with pytest.raises(ValueError, match="layout"):
     weights.load_torch_checkpoint({"foo.weight": np.zeros(3)})
+
+
+def test_eval_checkpoint_takes_heads_from_the_config_and_names_each_differing_parameter(tmp_path):
+  """`eval.py --checkpoint`: a width-32 file (no official head count) loads with the config's
+  heads; a file of another width and depth fails listing each parameter with both shapes."""
+  torch = pytest.importorskip("torch")
+  from configs import finetune
+  from mgvm.run import evaluate as eval_run
+  from mgvm.tasks import finetune as finetune_task
+  from mgvm.weights.torch_import import UnknownHeadsError
+  from tests.helpers import tiny
+
+  config = tiny(finetune.get_config("runlocal"), str(tmp_path))  # dim 32, depth 2, 2 heads
+  model = nnx.eval_shape(lambda: finetune_task.build_model(config, num_classes=3))
+  abstract = nnx.state(model, nnx.Param)
+  sizes = dict(SMALL, num_frames=8, image_size=32)
+  same = random_model(VideoClassifier, 1, num_classes=3, **dict(sizes, dim=32))
+  torch.save({"model": weights.to_torch_state_dict(same, layout="official")}, tmp_path / "a.pth")
+  params, origin = eval_run.restore_params(
+    config, str(tmp_path), abstract, str(tmp_path / "a.pth"), num_classes=3, model=model
+  )
+  assert origin.startswith("torch checkpoint")
+  assert_same_params(same, nnx.merge(nnx.graphdef(model), params))
+  with pytest.raises(UnknownHeadsError, match="pass num_heads"):  # what eval.py said before
+    finetune_task.import_torch(config, str(tmp_path / "a.pth"), num_classes=3)
+
+  other = random_model(VideoClassifier, 2, num_classes=3, **dict(sizes, dim=48, depth=3))
+  torch.save({"model": weights.to_torch_state_dict(other, layout="official")}, tmp_path / "b.pth")
+  with pytest.raises(weights.CheckpointMismatchError) as e:
+    eval_run.restore_params(
+      config, str(tmp_path), abstract, str(tmp_path / "b.pth"), num_classes=3, model=model
+    )
+  message = str(e.value)
+  assert "set config.model" in message
+  assert "encoder/blocks/0/attn/qkv/kernel: model (32, 96) vs file (48, 144)" in message
+  assert "encoder/blocks/2/attn/proj/kernel: in the file, not in the model" in message
+  assert "head/kernel: model (32, 3) vs file (48, 3)" in message

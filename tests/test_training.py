@@ -19,7 +19,7 @@ from mgvm.run import train as train_run  # noqa: E402
 from mgvm.tasks import finetune as finetune_task  # noqa: E402
 from mgvm.train import checkpoint as checkpoint_lib  # noqa: E402
 from mgvm.workdir import ConfigChangedError, checkpoint_dir  # noqa: E402
-from tests.helpers import tiny  # noqa: E402
+from tests.helpers import damage_step, tiny  # noqa: E402
 
 
 def _records(workdir):
@@ -50,6 +50,13 @@ def test_pretrain_finetune_eval_chain(tmp_path, synthetic_dir):
   saved = json.load(open(os.path.join(pre_dir, "eval", "val.json")))
   assert saved["num_clips"] == 6  # 6 val videos, padded batch of 8
   assert 0 < saved["loss"] < 5 and saved["psnr"] > 5 and pre_eval["loss"] == saved["loss"]
+  config.restore_step = 2  # an earlier step, pinned; the result names it
+  early = eval_run.evaluate(config, pre_dir, tag="", log=lambda _: None)
+  assert early["path"] == os.path.join(pre_dir, "eval", "val.restore_step=2.json")
+  assert early["params"].endswith("step 2") and early["loss"] != pre_eval["loss"]
+  tagged = eval_run.evaluate(config, pre_dir, tag="early", log=lambda _: None)
+  assert tagged["path"] == os.path.join(pre_dir, "eval", "val.early.json")
+  assert os.path.exists(os.path.join(pre_dir, "eval", "val.json"))  # not overwritten
 
   messages = []
   config = tiny(
@@ -69,7 +76,11 @@ def test_pretrain_finetune_eval_chain(tmp_path, synthetic_dir):
   assert result["num_videos"] == 5 and result["num_views"] == 30 and result["views_per_video"] == 6
   assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
   assert "x chance" in messages[-1] and "checkpoints" in messages[-1]
-  assert os.path.exists(os.path.join(ft_dir, "eval", "test.json"))
+  # views differ from the run's config: the result gets a name of its own
+  assert result["path"] == os.path.join(ft_dir, "eval", "test.eval.num_crops=3.json")
+  assert result["settings"] == {"eval.num_crops": 3}  # runlocal already has 2 clips
+  with open(os.path.join(ft_dir, "log.txt")) as f:
+    assert "init_from" in f.read()  # said before the metric writer existed, logged all the same
 
 
 def _params(workdir):
@@ -147,6 +158,21 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path, synthetic_d
   messages = []
   assert train_run.train(config(), crashed, log=messages.append)["step"] == 5
   assert "resumed from step 2" in messages
+  jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(crashed))
+
+  # Damage the latest step: eval fails naming it (never a NaN result); training resumes from the
+  # newest intact step, sets the damaged one aside and ends where an undamaged run ends.
+  damage_step(checkpoint_dir(crashed), 5, "state", "flipped")
+  with pytest.raises(checkpoint_lib.CorruptCheckpointError, match="step 5 in"):
+    eval_run.evaluate(config(), crashed, log=lambda _: None)
+  messages = []
+  assert train_run.train(config(), crashed, log=messages.append)["step"] == 5
+  assert "resumed from step 4" in messages
+  assert any("resuming from step 4, the newest intact one" in m for m in messages)
+  aside = checkpoint_dir(crashed) + ".set_aside"
+  assert sorted(os.listdir(aside)) == ["5", "metrics.before_step_4.jsonl"]
+  with open(os.path.join(crashed, "log.txt")) as f:
+    assert "the newest intact one" in f.read()  # the warning is in the run's log too
   jax.tree.map(np.testing.assert_array_equal, _params(straight), _params(crashed))
 
 

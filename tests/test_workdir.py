@@ -113,3 +113,33 @@ def test_reading_params_of_a_mistyped_workdir_creates_nothing(tmp_path):
   with pytest.raises(FileNotFoundError, match="No checkpoint found"):
     workdir_lib.latest_params(str(missing))
   assert list(missing.iterdir()) == []
+
+
+def test_eval_names_carry_what_differs_from_the_recorded_run(tmp_path):
+  workdir = str(tmp_path)
+  config = finetune.get_config("runlocal")
+  assert workdir_lib.eval_settings(workdir, config) == {}  # nothing recorded: nothing differs
+  workdir_lib.record_config(workdir, config, resuming=False, log=None)
+  config.eval.batch_size = 3  # batching does not change a result
+  config.optim.base_lr = 1.0  # nor does an optimizer setting
+  assert workdir_lib.eval_settings(workdir, config) == {}
+  assert workdir_lib.eval_name("test", {}) == "test"
+  config.masking = finetune.common.compressor("mgtc", 0.4)
+  config.data.target_fps = (4.0, 8.0)
+  settings = workdir_lib.eval_settings(workdir, config)
+  assert settings == {
+    "data.target_fps": [4.0, 8.0],
+    "masking.first": "keep",
+    "masking.kind": "mgtc",
+    "masking.metric": "l1",
+    "masking.ratio": 0.4,
+    "masking.sub_blocks": 1,
+  }  # runlocal fine-tunes on all tokens: every compressor key is new
+  name = workdir_lib.eval_name("test", {"masking.ratio": 0.4, "data.target_fps": [4.0, 8.0]})
+  assert name == "test.masking.ratio=0.4,data.target_fps=[4.0,8.0]"
+  long = workdir_lib.eval_name("test", settings, checkpoint="/w/vit_b_k400.pth")
+  assert long.startswith("test.settings-") and len(long) == len("test.settings-") + 8
+  assert workdir_lib.eval_name("val", {}, checkpoint="/w/vit_b.pth") == "val.ckpt=vit_b.pth"
+  assert workdir_lib.eval_name("val", settings, tag="keep0.6") == "val.keep0.6"
+  with pytest.raises(ValueError, match="--tag='a/b'"):
+    workdir_lib.eval_name("val", {}, tag="a/b")

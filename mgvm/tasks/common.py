@@ -186,18 +186,22 @@ def import_videomae(
   table), `model`'s (the abstract model the config describes) fill in.
   """
   from mgvm.weights import load_torch_checkpoint
+  from mgvm.weights.torch_import import UnknownHeadsError
 
   extra = {} if kind == "pretrain" else {"num_classes": num_classes}
   encoder, decoder = heads_by_width(model) if model is not None else ({}, {})
-  loaded = load_torch_checkpoint(
-    checkpoint,
-    kind=kind,
-    num_frames=config.num_frames,
-    image_size=config.image_size,
-    heads_by_width=encoder,
-    decoder_heads_by_width=decoder,
-    **extra,
-  )
+  kwargs = dict(kind=kind, num_frames=config.num_frames, image_size=config.image_size, **extra)
+  try:
+    loaded = load_torch_checkpoint(
+      checkpoint, heads_by_width=encoder, decoder_heads_by_width=decoder, **kwargs
+    )
+  except UnknownHeadsError:
+    if model is None:
+      raise
+    # A width the config does not have: the weights cannot fit its model whatever the heads,
+    # so build with one head only to list the differing shapes (`check_params_fit`).
+    heads = {"decoder_heads": 1} if kind == "pretrain" else {}
+    loaded = load_torch_checkpoint(checkpoint, num_heads=1, **heads, **kwargs)
   return nnx.state(loaded, nnx.Param)
 
 

@@ -136,11 +136,15 @@ def _pick(name: str, from_config, from_arg, fallback, *, conflict_is_error: bool
   return fallback
 
 
+class UnknownHeadsError(ValueError):
+  """The file does not say its attention heads, and its width is not in the table."""
+
+
 def _heads(what: str, dim: int, from_config, from_arg, table: Mapping[int, int], arg_name: str):
   heads = _pick(arg_name, from_config, from_arg, table.get(dim), conflict_is_error=True)
   if heads is None:
     if dim % 64:
-      raise ValueError(
+      raise UnknownHeadsError(
         f"cannot infer the number of {what} attention heads for width {dim} "
         f"(not an official size and not a multiple of 64); pass {arg_name}=."
       )
