@@ -10,16 +10,44 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from typing import Callable, NoReturn
 
 TRACEBACK_ENV = "MGVM_TRACEBACK"
 ERROR_EXIT_CODE = 2
 
 
+# What TensorFlow's C++ side prints while it loads, before any log level applies.
+TF_STARTUP_NOISE = (
+  "All log messages before absl::InitializeLog() is called",
+  "oneDNN custom operations are on",
+)
+
+
 def quiet_startup() -> None:
-  """Hides TensorFlow's C++ INFO / WARNING lines (call before TensorFlow loads); its oneDNN notice
-  comes before its logger starts and stays."""
+  """Hides TensorFlow's start-up lines: its C++ INFO / WARNING logs (`TF_CPP_MIN_LOG_LEVEL=2`) and
+  the `TF_STARTUP_NOISE` it prints while loading (TensorFlow is loaded here with stderr captured;
+  anything else it prints is passed on)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if "tensorflow" in sys.modules:
+    return
+  with tempfile.TemporaryFile() as captured:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(captured.fileno(), 2)
+    try:
+      import tensorflow  # noqa: F401
+    except ImportError:  # the model-only install: nothing to quiet
+      pass
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+    captured.seek(0)
+    lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+  kept = [line for line in lines if not any(noise in line for noise in TF_STARTUP_NOISE)]
+  if kept:
+    sys.stderr.write("".join(kept))
+    sys.stderr.flush()
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

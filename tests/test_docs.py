@@ -80,3 +80,15 @@ def test_the_layout_tree_lists_every_module_and_the_readme_shows_the_same_tree()
   assert not named - modules - {"train.py", "eval.py"} - {p.name for p in ROOT.glob("tests/*.py")}
   folders = {p.name for p in (ROOT / "mgvm").iterdir() if p.is_dir() and p.name != "__pycache__"}
   assert all(f"  {f}/" in tree for f in folders), folders
+
+
+def test_the_readme_demo_figure_is_the_one_docs_training_reports():
+  """README command 1's stated accuracy = the last measured row of docs/training.md, and its
+  "× chance" is that accuracy over 1/15 (the synthetic set's 15 classes)."""
+  top1, chance = re.search(r"top-1 (\d+\.\d) %, (\d+\.\d)× chance", README).groups()
+  training = (ROOT / "docs" / "training.md").read_text()
+  row = next(line for line in training.splitlines() if line.startswith("| **the README command**"))
+  assert f"test top-1 {top1} %" in row and f"{chance}× chance" in row
+  measured = [line for line in training.splitlines() if re.match(r"\| 20\d\d-\d\d-\d\d \|", line)]
+  assert f"**{top1} %" in measured[-1] and f"{chance}× chance" in measured[-1]
+  assert chance == f"{float(top1) / (100 / 15):.1f}"

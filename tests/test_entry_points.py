@@ -69,6 +69,7 @@ def test_eval_of_a_workdir_without_checkpoints_says_so(tmp_path, synthetic_dir):
   )
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   assert f"error: No checkpoint found in {tmp_path / 'empty'}" in proc.stderr
+  assert proc.stderr.strip().count("\n") == 0, proc.stderr  # the error line and nothing else
   assert not (tmp_path / "empty").exists()  # a mistyped workdir gets no folders
 
 
