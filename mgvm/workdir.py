@@ -113,7 +113,20 @@ EVAL_SETTINGS = (
   "restore_step",
   "seed",
 )
-EVAL_NEUTRAL = ("eval.split", "eval.batch_size")  # the split is named anyway; batching is neutral
+# The split is named anyway; batching and what only training reads change no result.
+EVAL_NEUTRAL = (
+  "eval.split",
+  "eval.batch_size",
+  "data.train_split",
+  "data.shuffle_buffer",
+  "data.flip",
+  "data.crop_scale",
+  "data.rand_augment",
+  "data.random_erase",
+  "data.num_sample",
+  "model.drop_path_rate",
+  "model.fc_drop_rate",
+)
 _TAG_CHARS = re.compile(r"^[A-Za-z0-9._,=+-]+$")
 
 

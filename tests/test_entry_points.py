@@ -32,16 +32,17 @@ def test_train_then_eval_on_the_command_line(tmp_path, synthetic_dir):
     "--workdir",
     str(tmp_path / "run"),
     *config_flags(synthetic_dir),
+    "--config.data.target_fps=(4.0,8.0)",
   ]
   # The full fine-tuning recipe's augmentations and a list of rates (FPS augmentation; eval
-  # takes the first) go through the command line.
+  # takes the first) go through the command line; eval.py leaves out the training-only ones,
+  # which do not change the name of its result.
   proc = _run(
     "train.py",
     *config,
     "--config.total_steps=2",
     "--config.optim.warmup_steps=1",
     "--config.log_every_steps=1",
-    "--config.data.target_fps=(4.0,8.0)",
     "--config.data.rand_augment=rand-m7-n4-mstd0.5-inc1",
     "--config.data.random_erase=0.25",
     "--config.data.num_sample=2",
