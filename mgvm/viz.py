@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 
 from mgvm import masking, tasks  # noqa: E402
 from mgvm.config import load_config  # noqa: E402
+from mgvm.data.device_ops import model_video  # noqa: E402
 from mgvm.masking.core import Grid, MaskOut  # noqa: E402
 
 VISIBLE, TARGET, DROPPED = 0, 1, 2
@@ -261,7 +262,7 @@ def read_clip(
     names = source.class_names
     if names and 0 <= info["label"] < len(names):
       info["class"] = names[info["label"]]
-    return batch["video"][0], info
+    return np.asarray(model_video({"video": batch["video"][:1]})[0]), info
   raise IndexError(f"split {split!r} has no clip {index} ({source.root})")
 
 

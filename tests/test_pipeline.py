@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from mgvm.data import device_ops, pipeline, sampling, video_ops
 from mgvm.data import format as fmt
-from mgvm.data import pipeline, sampling, video_ops
 
 # Video v (its label): VIDEOS[v] = (num_frames, fps). Frame i has red = 8 i, so the decoded
 # (and cropped, resized) frame tells which source frame it was; blue grows left to right, so
@@ -52,16 +53,27 @@ def shards(tmp_path_factory):
   return str(root / "train-*.tfrecord")
 
 
-def _source_frames(video):
-  """[..., T] source index each (normalised) frame shows, from its red level."""
+def _pixels(video):
+  """float [0, 255] pixels of a uint8 pipeline clip or of a normalised model video."""
+  if video.dtype == np.uint8:
+    return video.astype(np.float32)
   mean, std = np.float32(video_ops.MEAN), np.float32(video_ops.STD)
-  red = ((video * std + mean) * 255)[..., 0].mean(axis=(-1, -2))
-  return np.rint(red / 8).astype(np.int32)
+  return (video * std + mean) * 255
+
+
+def _source_frames(video):
+  """[..., T] source index each frame shows, from its red level."""
+  return np.rint(_pixels(video)[..., 0].mean(axis=(-1, -2)) / 8).astype(np.int32)
+
+
+def _model(batch, seed=0):
+  """The normalised float video the model sees (`device_ops.model_video` on the batch)."""
+  return np.asarray(device_ops.model_video(batch, jax.random.key(seed)))
 
 
 def _flipped(video):
   """[...] True where the clip's blue gradient runs right to left."""
-  blue = video[..., 2].mean(axis=(-4, -3))  # over frames and rows -> [..., W]
+  blue = video[..., 2].mean(axis=(-3, -2))  # [..., T, H, W] over frames and rows -> [..., W]
   return blue[..., -1] < blue[..., 0]
 
 
@@ -91,7 +103,7 @@ def test_train_batches_use_fps_sampling_and_decode_those_frames(shards, mode, ta
   )
   batches = _take(ds, 5)  # 20 clips: crosses an epoch boundary (8 videos)
   for b in batches:
-    assert b["video"].shape == (4, T, S, S, 3) and b["video"].dtype == np.float32
+    assert b["video"].shape == (4, T, S, S, 3) and b["video"].dtype == np.uint8
     assert b["label"].dtype == np.int32 and b["label"].shape == (4,)
     assert b["frame_indices"].shape == (4, T) and b["frame_indices"].dtype == np.int32
     assert b["fps"].dtype == np.float32 and b["stride"].dtype == np.float32
@@ -107,15 +119,18 @@ def test_train_batches_use_fps_sampling_and_decode_those_frames(shards, mode, ta
       np.testing.assert_array_equal(idx, sampling.clip_indices_np(n, expected_stride, T, start))
       np.testing.assert_array_equal(_source_frames(video), idx)
   assert len({int(l) for b in batches for l in b["label"]}) >= 5  # shuffled over all shards
-  flips = np.concatenate([_flipped(b["video"]) for b in batches])
+  flips = np.concatenate([_flipped(_model(b)) for b in batches])  # flipped on the accelerator
   assert flips.any() and not flips.all() if mode == "finetune" else not flips.any()
+  if mode == "finetune":
+    np.testing.assert_array_equal(flips, np.concatenate([b["flip"] for b in batches]))
+  assert not np.concatenate([_flipped(b["video"]) for b in batches]).any()  # never on the host
 
 
 def test_finetune_without_flip(shards):
   ds = pipeline.make_dataset(
     shards, mode="finetune", num_frames=T, image_size=S, batch_size=8, flip=False
   )
-  assert not any(_flipped(b["video"]).any() for b in _take(ds, 2))
+  assert not any(_flipped(_model(b)).any() or b["flip"].any() for b in _take(ds, 2))
 
 
 def test_train_stream_is_deterministic_and_resumes_exactly(shards):
@@ -174,8 +189,7 @@ def test_eval_views_padding_and_mask(tmp_path):
   # Crop positions: 24x32 frames, short side to 16 -> 16x21, crops at x = 0, 2, 5 (start,
   # centre, end). Blue rises 8 per source pixel = 12 per resized pixel, so the crops' mean blue
   # differ by 12 * (2 - 0) and 12 * (5 - 2).
-  mean, std = np.float32(video_ops.MEAN), np.float32(video_ops.STD)
-  blue = ((rows["video"][real] * std + mean) * 255)[..., 2].mean(axis=(1, 2, 3)).reshape(5, 2, 3)
+  blue = _pixels(rows["video"][real])[..., 2].mean(axis=(1, 2, 3)).reshape(5, 2, 3)
   np.testing.assert_allclose(blue[..., 1] - blue[..., 0], 24, atol=1.5)
   np.testing.assert_allclose(blue[..., 2] - blue[..., 1], 36, atol=1.5)
   # A second pass gives the same batches.
@@ -321,8 +335,11 @@ def test_segment_sampling_train_and_eval(shards):
         np.testing.assert_array_equal(_source_frames(video), expected)
 
 
-def test_repeated_augmentation_gives_consecutive_views_of_one_decoded_clip(shards):
-  kwargs = dict(mode="finetune", num_frames=T, image_size=S, batch_size=4, num_sample=2, seed=4)
+@pytest.mark.parametrize("mode", ["finetune", "pretrain"])
+def test_repeated_augmentation_gives_consecutive_views_of_one_decoded_clip(shards, mode):
+  """`num_sample=2`: fine-tuning's repeated augmentation, and pre-training's repeated sampling
+  (VideoMAE v2, MGMAE): one decode, two differently cropped clips."""
+  kwargs = dict(mode=mode, num_frames=T, image_size=S, batch_size=4, num_sample=2, seed=4)
   batches = _take(pipeline.make_dataset(shards, **kwargs), 3)
   differ = 0
   for b in batches:
@@ -331,7 +348,7 @@ def test_repeated_augmentation_gives_consecutive_views_of_one_decoded_clip(shard
     differ += sum(not np.array_equal(b["video"][i], b["video"][i + 1]) for i in (0, 2))
     for idx, video in zip(b["frame_indices"], b["video"]):
       np.testing.assert_array_equal(_source_frames(video), idx)
-  assert differ >= 5  # different crops / flips of the same frames
+  assert differ >= 4  # different crops (and flips) of the same frames
   assert len({int(l) for b in batches for l in b["label"]}) >= 4  # 6 videos, mostly distinct
   # Resume skips batch_size / num_sample videos per step.
   _assert_batches_equal(
@@ -368,7 +385,10 @@ def test_random_erasing_and_rand_augment_change_only_what_they_should(shards):
   erased = _take(pipeline.make_dataset(shards, random_erase=1.0, **kwargs), 1)[0]
   for k in ("label", "frame_indices"):
     np.testing.assert_array_equal(plain[k], erased[k])
-  for a, b in zip(plain["video"], erased["video"]):  # one box per clip, the same in every frame
+  np.testing.assert_array_equal(plain["video"], erased["video"])  # the host erases nothing
+  assert not plain["erase_box"][:, 2:].any() if "erase_box" in plain else True
+  assert erased["erase_box"][:, 2:].all()  # prob 1: every clip gets a box (height, width > 0)
+  for a, b in zip(_model(plain), _model(erased)):  # one box per clip, the same in every frame
     changed = np.any(a != b, axis=-1)  # [T, S, S]
     assert changed.any(axis=(1, 2)).all()
     np.testing.assert_array_equal(changed, np.broadcast_to(changed[0], changed.shape))

@@ -121,6 +121,61 @@ def test_rerun_resumes_and_workers_do_not_change_the_bytes(videos, tmp_path):
   assert summary["written"] == 3
 
 
+def test_decoder_versions_are_recorded_and_a_mix_warns(videos, tmp_path):
+  """Shard infos and both summaries name PyAV / FFmpeg / Pillow; resuming shards made by another
+  decoder warns naming both, and the summaries list every decoder found."""
+  import av
+  import PIL
+
+  root, _ = videos
+  csv = tmp_path / "train.csv"
+  csv.write_text("short.mp4 0\nclip.webm 1\n")
+  out = tmp_path / "out"
+  run = dict(root=str(root), workers=1, videos_per_shard=1)
+  summary = prepare.prepare(str(csv), str(out), log=lambda _: None, **run)
+  decoder = summary["decoder"]
+  assert decoder["pyav"] == av.__version__ and decoder["pillow"] == PIL.__version__
+  assert decoder["ffmpeg"] == str(av.ffmpeg_version_info)
+  assert decoder["libraries"] == {
+    name: ".".join(map(str, v)) for name, v in av.library_versions.items()
+  }
+  assert decoder == prepare.decoder_versions()
+  shards = summary["shards"]
+  infos = {n: out / prepare.SHARD_INFO_DIR / f"{n}.json" for n in shards}
+  assert all(json.loads(p.read_text())["decoder"] == decoder for p in infos.values())
+  assert summary["decoders"] == [{"decoder": decoder, "shards": shards}]
+  gathered = json.loads((out / "summary.json").read_text())
+  assert gathered["decoder"] == decoder and gathered["decoders"] == summary["decoders"]
+  # Shard 0 recorded as made by another build; shard 1 lost: the rerun resumes shard 0.
+  info = json.loads(infos[shards[0]].read_text())
+  info["decoder"]["pyav"] = "0.0.1"
+  info["decoder"]["libraries"]["libavcodec"] = "1.2.3"
+  infos[shards[0]].write_text(json.dumps(info))
+  os.remove(out / shards[1])
+  messages = []
+  summary = prepare.prepare(str(csv), str(out), log=messages.append, **run)
+  warnings = [m for m in messages if "WARNING" in m]
+  assert len(warnings) == 1 and shards[0] in warnings[0], messages
+  assert "PyAV 0.0.1" in warnings[0] and f"PyAV {av.__version__}" in warnings[0]
+  assert f"libavcodec: 1.2.3 -> {decoder['libraries']['libavcodec']}" in warnings[0]
+  assert summary["decoder"] is None
+  assert summary["decoders"] == [
+    {"decoder": info["decoder"], "shards": [shards[0]]},
+    {"decoder": decoder, "shards": [shards[1]]},
+  ]
+  gathered = json.loads((out / "summary.json").read_text())
+  assert gathered["decoder"] is None and gathered["decoders"] == summary["decoders"]
+  # Another split prepared with this decoder is warned about the mix too.
+  messages = []
+  prepare.prepare(str(csv), str(out), split="val", log=messages.append, **run)
+  assert [m for m in messages if "WARNING" in m and "split train of" in m], messages
+  gathered = json.loads((out / "summary.json").read_text())
+  assert [g["shards"] for g in gathered["decoders"]] == [
+    [shards[0]],
+    [shards[1], "val-00000-of-00002.tfrecord", "val-00001-of-00002.tfrecord"],
+  ]
+
+
 def test_rerun_with_another_shard_size_leaves_no_stale_shards(videos, tmp_path):
   root, csv = videos
   for per_shard in (2, 3):

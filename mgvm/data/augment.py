@@ -477,6 +477,49 @@ def random_erasing(
   whole clip, 100 attempts by default. False (timm's per-image erasing of a batch): every frame
   draws its own decision and box, 10 attempts by default.
   """
+  video = tf.convert_to_tensor(video)
+  shape = tf.shape(video)
+  boxes = random_erasing_boxes(
+    shape[:3],
+    seed,
+    prob=prob,
+    area=area,
+    log_ratio=log_ratio,
+    attempts=attempts,
+    same_for_all_frames=same_for_all_frames,
+  )
+  s_noise = _split(seed, 6)[5]
+  top, left, h, w = tf.unstack(boxes, axis=1)
+  ys = tf.range(shape[1])[None, :, None]
+  xs = tf.range(shape[2])[None, None, :]
+  box = (
+    (ys >= top[:, None, None])
+    & (ys < (top + h)[:, None, None])
+    & (xs >= left[:, None, None])
+    & (xs < (left + w)[:, None, None])
+  )[..., None]  # [n, H, W, 1]
+
+  def _erase():
+    noise = tf.random.stateless_normal(shape, s_noise, dtype=video.dtype)
+    return tf.where(box, noise, video)
+
+  return tf.cond(tf.reduce_any(h > 0), _erase, lambda: tf.identity(video))
+
+
+def random_erasing_boxes(
+  shape,
+  seed,
+  *,
+  prob: float = 0.25,
+  area=(0.02, 1 / 3),
+  log_ratio=(math.log(0.3), math.log(1 / 0.3)),
+  attempts: int | None = None,
+  same_for_all_frames: bool = True,
+) -> tf.Tensor:
+  """The boxes `random_erasing` draws for a clip of `shape` (T, H, W) from `seed`: int32 [n, 4]
+  (top, left, height, width; 0 × 0 where nothing is erased), n = 1 with `same_for_all_frames`,
+  else T. The same draws as `random_erasing`, so the erasing can be applied elsewhere (the
+  accelerator: `mgvm.data.device_ops.erase`)."""
   if not 0 <= prob <= 1:
     raise ValueError(f"prob must be in [0, 1], got {prob}")
   if not 0 < area[0] <= area[1]:
@@ -487,11 +530,9 @@ def random_erasing(
     attempts = 100 if same_for_all_frames else 10
   if int(attempts) != attempts or attempts < 1:
     raise ValueError(f"attempts must be an integer >= 1, got {attempts}")
-  video = tf.convert_to_tensor(video)
-  shape = tf.shape(video)
   t, h_img, w_img = shape[0], shape[1], shape[2]
   n = 1 if same_for_all_frames else t
-  s_do, s_area, s_ratio, s_y, s_x, s_noise = tf.unstack(_split(seed, 6))
+  s_do, s_area, s_ratio, s_y, s_x, _ = tf.unstack(_split(seed, 6))
   do = tf.random.stateless_uniform([n], s_do, dtype=tf.float64) < prob
   hf, wf = tf.cast(h_img, tf.float64), tf.cast(w_img, tf.float64)
   target = (
@@ -520,18 +561,5 @@ def random_erasing(
     ),
     tf.int32,
   )
-  ys = tf.range(h_img)[None, :, None]
-  xs = tf.range(w_img)[None, None, :]
-  box = (
-    (ys >= top[:, None, None])
-    & (ys < (top + h)[:, None, None])
-    & (xs >= left[:, None, None])
-    & (xs < (left + w)[:, None, None])
-    & erase[:, None, None]
-  )[..., None]  # [n, H, W, 1]
-
-  def _erase():
-    noise = tf.random.stateless_normal(shape, s_noise, dtype=video.dtype)
-    return tf.where(box, noise, video)
-
-  return tf.cond(tf.reduce_any(erase), _erase, lambda: tf.identity(video))
+  zero = tf.zeros_like(h)
+  return tf.stack([top, left, tf.where(erase, h, zero), tf.where(erase, w, zero)], axis=1)

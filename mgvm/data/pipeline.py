@@ -1,7 +1,10 @@
 """The tf.data input pipeline: TFRecord shards -> local numpy batches (docs/algorithms.md §0.4, docs/data.md).
 
-Order (dmvr's): this host's shards -> interleave -> parse -> choose frame indices by FPS ->
-decode only those frames -> augment (one crop/flip per clip) -> normalise -> batch -> prefetch.
+Order (dmvr's): this host's shards -> interleave -> parse -> choose frame indices and the crop
+box by FPS and seed -> decode only those frames (only the crop window when one view is taken)
+-> resize -> uint8 -> batch -> prefetch. The host draws the flip and erasing boxes but leaves the
+per-pixel work (flip, normalise, erase) to the accelerator: `mgvm.data.device_ops.model_video`
+inside the jitted step (docs/data.md, "Where each step runs").
 
 Training modes repeat forever and are a pure function of (files, seed, process_index): every
 random draw is seeded from (seed, process_index, position in the shuffled example stream), and
@@ -371,26 +374,40 @@ def make_dataset(
   videos_per_batch = batch_size // num_sample
   ds = ds.enumerate().skip(start_step * videos_per_batch)  # skip before parsing / decoding
 
-  def augment_clip(frames, seed):
-    """One augmented, normalised view of the decoded clip."""
+  # One view per decoded clip and no RandAugment (which needs whole frames): decode only the
+  # crop window. Otherwise decode whole frames once and crop each view from them.
+  crop_decode = num_sample == 1 and ra_kwargs is None
+
+  def crop_box(height, width, seed):
+    if mode == "pretrain":
+      return video_ops.multi_scale_crop_box(height, width, image_size, seed)
+    return video_ops.random_resized_crop_box(height, width, seed, scale=tuple(crop_scale))
+
+  def view(jpegs, indices, frames, seed):
+    """One augmented view: uint8 pixels plus the draws `device_ops.model_video` applies."""
     s_crop, s_flip, s_rand_augment, s_erase = tf.unstack(
       tf.random.experimental.stateless_split(seed, 4)
     )
-    if mode == "pretrain":
-      return video_ops.normalize(video_ops.multi_scale_crop(frames, image_size, s_crop))
-    if ra_kwargs is not None:  # on the decoded frames, before the crop (as VideoMAE)
-      from mgvm.data import augment
+    if frames is None:
+      box = crop_box(*video_ops.jpeg_size(jpegs), s_crop)
+      clip = video_ops.resize(video_ops.decode_frames(jpegs, indices, box=box), image_size)
+    else:
+      if ra_kwargs is not None:  # on the decoded frames, before the crop (as VideoMAE)
+        from mgvm.data import augment
 
-      frames = augment.rand_augment(frames, s_rand_augment, **ra_kwargs)
-    frames = video_ops.random_resized_crop(frames, image_size, s_crop, scale=tuple(crop_scale))
-    if flip:
-      frames = video_ops.random_flip(frames, s_flip)
-    video = video_ops.normalize(frames)
-    if random_erase:
-      from mgvm.data import augment
+        frames = augment.rand_augment(frames, s_rand_augment, **ra_kwargs)
+      shape = tf.shape(frames)
+      clip = video_ops.crop_and_resize(frames, crop_box(shape[1], shape[2], s_crop), image_size)
+    out = {"video": video_ops.to_uint8(clip)}
+    if mode == "finetune":
+      out["flip"] = video_ops.flip_decision(s_flip) if flip else tf.constant(False)
+      if random_erase:
+        from mgvm.data import augment
 
-      video = augment.random_erasing(video, s_erase, prob=random_erase)
-    return video
+        out["erase_box"] = augment.random_erasing_boxes(
+          [num_frames, image_size, image_size], s_erase, prob=random_erase
+        )[0]
+    return out
 
   def process(position, serialized):
     ex, n = parse_record(serialized, parse_fn, num_classes)
@@ -407,15 +424,18 @@ def make_dataset(
       frame_stride=frame_stride,
       seed=s_time,
     )
-    frames = video_ops.decode_frames(ex["frames"], indices)
+    frames = None if crop_decode else video_ops.decode_frames(ex["frames"], indices)
     views = [
-      augment_clip(frames, tf.random.experimental.stateless_fold_in(s_views, j))
+      view(ex["frames"], indices, frames, tf.random.experimental.stateless_fold_in(s_views, j))
       for j in range(num_sample)
     ]
-    video = tf.ensure_shape(tf.stack(views), [num_sample, num_frames, image_size, image_size, 3])
+    out = {key: tf.stack([v[key] for v in views]) for key in views[0]}
+    out["video"] = tf.ensure_shape(
+      out["video"], [num_sample, num_frames, image_size, image_size, 3]
+    )
     repeat = lambda x: tf.repeat(x[None], num_sample, axis=0)  # noqa: E731
     return {
-      "video": video,
+      **out,
       "label": repeat(ex["label"]),
       "frame_indices": repeat(indices),
       "fps": repeat(ex["fps"]),
@@ -460,7 +480,7 @@ def _eval_dataset(
     crops = video_ops.spatial_crops(frames, image_size, num_crops)  # [C, K*T, S, S, 3]
     crops = tf.reshape(crops, [num_crops, num_clips, num_frames, image_size, image_size, 3])
     crops = tf.transpose(crops, [1, 0, 2, 3, 4, 5])  # view = clip * num_crops + crop
-    video = video_ops.normalize(tf.reshape(crops, [views, num_frames, image_size, image_size, 3]))
+    video = video_ops.to_uint8(tf.reshape(crops, [views, num_frames, image_size, image_size, 3]))
     per_view = lambda x: tf.fill([views], x)
     return {
       "video": video,

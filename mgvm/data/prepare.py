@@ -13,6 +13,12 @@ fatal: `OUT/<split>.summary.json` lists each with its line and reason, plus coun
 finished ones (resumable); results do not depend on `--workers`. A progress bar (videos done,
 per finished shard) goes to stderr.
 
+What made the frames is recorded (`decoder_versions`: PyAV, the FFmpeg libraries it loads and
+their build configuration, Pillow and its libjpeg) in each shard's info and, as `decoder` and
+`decoders` (each distinct one with its shards), in both summaries: results move with the FFmpeg
+build (AVA by ~3 mAP). A rerun that resumes shards, or adds a split, made by another decoder
+logs a warning naming both.
+
 The summaries record the labels written (`labels`: count per label, `max_label` and the video
 holding it, `max_label_video`), which `mgvm.data.sources` reads to check `config.num_classes`.
 `--classes FILE` (line k = name of label k) is stored as `classes`; a listed label outside it
@@ -47,6 +53,106 @@ from mgvm.data import processes, video_list
 from mgvm.data.synthetic import shard_name
 
 SHARD_INFO_DIR = ".shards"
+
+
+def decoder_versions() -> dict:
+  """What turns a video file into the stored JPEGs, as a JSON-able dict.
+
+  `pyav` and `ffmpeg`: the PyAV and FFmpeg versions; `libraries`: the FFmpeg libraries PyAV
+  loaded (libavcodec decodes, libswscale converts to RGB and resizes for `--short-side`) as
+  "major.minor.micro"; `ffmpeg_configuration`: their build's configure line (same version,
+  another build can decode differently); `pillow`, `libjpeg`: the JPEG encoder.
+  """
+  import importlib
+
+  import av
+  import PIL
+  from PIL import features
+
+  info = {
+    "pyav": str(av.__version__),
+    "ffmpeg": str(getattr(av, "ffmpeg_version_info", None) or "unknown"),
+    "libraries": {name: ".".join(map(str, v)) for name, v in sorted(av.library_versions.items())},
+  }
+  try:  # not public API: recorded when this PyAV has it
+    meta = importlib.import_module("av._core").library_meta
+    info["ffmpeg_configuration"] = str(meta["libavcodec"]["configuration"])
+  except (ImportError, AttributeError, KeyError, TypeError):
+    pass
+  info.update(pillow=str(PIL.__version__), libjpeg=str(features.version("jpg") or "unknown"))
+  return info
+
+
+def describe_decoder(decoder: dict | None) -> str:
+  """One line naming a `decoder_versions` dict (None: shards written before it was recorded)."""
+  if not decoder:
+    return "an unrecorded decoder (written before prepare recorded it)"
+  return (
+    f"PyAV {decoder.get('pyav')}, FFmpeg {decoder.get('ffmpeg')} (libavcodec "
+    f"{decoder.get('libraries', {}).get('libavcodec')}), Pillow {decoder.get('pillow')} "
+    f"(libjpeg {decoder.get('libjpeg')})"
+  )
+
+
+def _decoder_differences(old: dict | None, new: dict | None) -> list[str]:
+  """`key: old -> new` for each recorded version that differs (the configure line by name)."""
+
+  def flat(d):
+    d = dict(d or {})
+    return {**{k: v for k, v in d.items() if k != "libraries"}, **d.get("libraries", {})}
+
+  a, b = flat(old), flat(new)
+  return [
+    f"{k}: differs" if k == "ffmpeg_configuration" else f"{k}: {a.get(k)} -> {b.get(k)}"
+    for k in sorted(set(a) | set(b), key=lambda k: (k == "ffmpeg_configuration", k))
+    if a.get(k) != b.get(k)
+  ]
+
+
+def _group_decoders(pairs) -> list[dict]:
+  """[{"decoder": d, "shards": [...]}] for each distinct decoder of (shard, decoder) pairs."""
+  groups: list[dict] = []
+  for shard, decoder in pairs:
+    group = next((g for g in groups if g["decoder"] == decoder), None)
+    if group is None:
+      group = {"decoder": decoder, "shards": []}
+      groups.append(group)
+    group["shards"].append(shard)
+  return groups
+
+
+def _summary_decoders(summary: dict) -> list[dict]:
+  """A split summary's `decoders` (one unrecorded group for summaries written before them)."""
+  if "decoders" in summary:
+    return summary["decoders"]
+  return [{"decoder": None, "shards": list(summary.get("shards", []))}]
+
+
+def _warn_mixed_decoders(log, out: str, split: str, current: dict, done, others) -> None:
+  """Warns when resumed shards of `split`, or other splits of `out`, had another decoder."""
+  recorded = _group_decoders([(r["shard"], r.get("decoder")) for r in done])
+  for name, summary in sorted(others.items()):
+    recorded += [{**g, "split": name} for g in _summary_decoders(summary)]
+  for group in recorded:
+    if group["decoder"] == current:
+      continue
+    where = (
+      f"split {group['split']} of {out} was"
+      if "split" in group
+      else f"{len(group['shards'])} already written shard(s) of {split} ({group['shards'][0]}, "
+      "...) were"
+    )
+    log(
+      f"prepare: WARNING: {where} made with {describe_decoder(group['decoder'])}; this run "
+      f"decodes with {describe_decoder(current)} ("
+      + (
+        "; ".join(_decoder_differences(group["decoder"], current))
+        if group["decoder"]
+        else "versions not recorded"
+      )
+      + "). The data set would mix decoders, and results move with the FFmpeg build (AVA by ~3 "
+      "mAP): prepare into an empty --out to decode every video with one."
+    )
 
 
 def _video_id(entry: video_list.Entry, root: str) -> str:
@@ -159,6 +265,7 @@ def _write_shard(task) -> dict:
     "frames": frames,
     "annotated_frames": annotated,
     "boxes_outside": outside,
+    "decoder": decoder_versions(),
   }
   info = os.path.join(out, SHARD_INFO_DIR, f"{name}.json")
   with open(info + ".tmp", "w") as f:
@@ -232,6 +339,12 @@ def _gather_summaries(out: str) -> dict:
     key: sum(s[key] for s in splits.values()) for key in ("listed", "written", "skipped", "frames")
   }
   classes = _common_classes(out, splits)
+  decoders = _group_decoders(
+    (shard, g["decoder"])
+    for s in splits.values()
+    for g in _summary_decoders(s)
+    for shard in g["shards"]
+  )
   labelled = [(n, s) for n, s in splits.items() if s.get("max_label") is not None]
   top = max(labelled, key=lambda ns: ns[1]["max_label"], default=None)
   gathered = {
@@ -241,6 +354,8 @@ def _gather_summaries(out: str) -> dict:
     if top is None
     else {"split": top[0], "csv": top[1]["csv"], **top[1]["max_label_video"]},
     **({"classes": classes} if classes else {}),
+    "decoder": decoders[0]["decoder"] if len(decoders) == 1 else None,
+    "decoders": decoders,
     "splits": splits,
   }
   _write_json(os.path.join(out, "summary.json"), gathered)
@@ -318,6 +433,9 @@ def prepare(
     )
   if done:
     log(f"prepare: {len(done)} of {num_shards} shards already written, resuming")
+  current = decoder_versions()
+  others = {n: summary for n, summary in _split_summaries(out).items() if n != split}
+  _warn_mixed_decoders(log, out, split, current, done, others)
   start = time.time()
   results = list(done)
   with contextlib.ExitStack() as stack:
@@ -348,10 +466,10 @@ def prepare(
       else:
         log(f"prepare: shard {i}/{len(tasks)} ({stats['shard']})")
   results.sort(key=lambda s: s["shard"])
-  current = {r["shard"] for r in results}
+  names_now = {r["shard"] for r in results}
   # Shards of an earlier run with another --videos-per-shard would be read as more videos.
   for stale in glob.glob(os.path.join(out, f"{split}-[0-9]*-of-[0-9]*.tfrecord")):
-    if os.path.basename(stale) not in current:
+    if os.path.basename(stale) not in names_now:
       os.remove(stale)
       info = os.path.join(out, SHARD_INFO_DIR, os.path.basename(stale) + ".json")
       if os.path.exists(info):
@@ -368,10 +486,14 @@ def prepare(
     "shards": [r["shard"] for r in results],
     "short_side": short_side,
     "max_fps": max_fps,
+    "decoder": None,  # set below: the one decoder of every shard, None if they differ
+    "decoders": _group_decoders((r["shard"], r.get("decoder")) for r in results),
     **_label_stats(entries, {line for r in results for line in r["written"]}, root),
     **({"classes": names} if names is not None else {}),
     "skipped_files": skipped,
   }
+  if len(summary["decoders"]) == 1:
+    summary["decoder"] = summary["decoders"][0]["decoder"]
   if boxes:
     summary.update(
       boxes=os.path.abspath(boxes),
@@ -385,7 +507,7 @@ def prepare(
   log(
     f"prepare: {summary['written']} of {len(entries)} videos written, {len(skipped)} skipped "
     f"{summary['skipped_by_reason']}, {summary['frames']} frames in "
-    f"{time.time() - start:.1f} s; summary {path}"
+    f"{time.time() - start:.1f} s with {describe_decoder(current)}; summary {path}"
   )
   return summary
 

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+from mgvm.data.device_ops import MEAN, STD
+
 MULTI_SCALES = (1.0, 0.875, 0.75, 0.66)
 
 # Fixed crop positions of VideoMAE's GroupMultiScaleCrop, in units of (x step, y step) where
@@ -38,28 +38,49 @@ def _check_size(size):
     raise ValueError(f"size must be an integer >= 1, got {size}")
 
 
-def decode_frames(jpegs: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+def decode_frames(jpegs: tf.Tensor, indices: tf.Tensor, box=None) -> tf.Tensor:
   """uint8 [*indices.shape, H, W, 3]: decodes only the frames `indices` picks from `jpegs` [N].
 
-  Repeated indices (wrap-around, upsampling) are decoded once.
+  Repeated indices (wrap-around, upsampling) are decoded once. With `box = (y, x, h, w)` only
+  that window of each frame is decoded (`decode_and_crop_jpeg`: the same pixels as decoding the
+  whole frame and cropping, for less work) and the frames are [h, w].
   """
   indices = tf.convert_to_tensor(indices)
   unique, position = tf.unique(tf.reshape(indices, [-1]))
+  if box is None:
+    decode = lambda b: tf.io.decode_jpeg(b, channels=3)  # noqa: E731
+  else:
+    window = tf.stack([tf.cast(v, tf.int32) for v in box])
+    decode = lambda b: tf.io.decode_and_crop_jpeg(b, window, channels=3)  # noqa: E731
   decoded = tf.map_fn(
-    lambda b: tf.io.decode_jpeg(b, channels=3),
-    tf.gather(jpegs, unique),
-    fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+    decode, tf.gather(jpegs, unique), fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8)
   )
   frames = tf.gather(decoded, position)
   return tf.reshape(frames, tf.concat([tf.shape(indices), tf.shape(decoded)[1:]], 0))
 
 
+def jpeg_size(jpegs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """(height, width) int32 of the first JPEG of `jpegs` [N] (read from its header: no decoding).
+  A video's frames share one size."""
+  shape = tf.image.extract_jpeg_shape(jpegs[0])
+  return shape[0], shape[1]
+
+
+def resize(frames: tf.Tensor, size: int) -> tf.Tensor:
+  """float32 [T, size, size, 3]: every frame resized bilinearly (as `crop_and_resize`)."""
+  out = tf.image.resize(frames, [size, size], method="bilinear")
+  return tf.ensure_shape(tf.cast(out, tf.float32), [frames.shape[0], size, size, 3])
+
+
+def to_uint8(frames: tf.Tensor) -> tf.Tensor:
+  """float [0, 255] → uint8, rounded half to even (at most 0.5 from the float value)."""
+  return tf.cast(tf.round(tf.clip_by_value(frames, 0.0, 255.0)), tf.uint8)
+
+
 def crop_and_resize(frames: tf.Tensor, box, size: int) -> tf.Tensor:
   """float32 [T, size, size, 3]: crops `box = (y, x, h, w)` from every frame, resizes bilinearly."""
   y, x, h, w = box
-  crop = frames[:, y : y + h, x : x + w, :]
-  out = tf.image.resize(crop, [size, size], method="bilinear")
-  return tf.ensure_shape(tf.cast(out, tf.float32), [frames.shape[0], size, size, 3])
+  return resize(frames[:, y : y + h, x : x + w, :], size)
 
 
 def _hw(frames):
@@ -169,8 +190,14 @@ def random_flip(frames: tf.Tensor, seed, prob: float = 0.5) -> tf.Tensor:
   """Flips every frame of the clip horizontally with probability `prob` (one draw per clip)."""
   if not 0 <= prob <= 1:
     raise ValueError(f"prob must be in [0, 1], got {prob}")
-  flip = tf.random.stateless_uniform([], tf.cast(seed, tf.int64)) < prob
-  return tf.cond(flip, lambda: tf.reverse(frames, [2]), lambda: tf.identity(frames))
+  return tf.cond(
+    flip_decision(seed, prob), lambda: tf.reverse(frames, [2]), lambda: tf.identity(frames)
+  )
+
+
+def flip_decision(seed, prob: float = 0.5) -> tf.Tensor:
+  """The bool `random_flip` draws from `seed` (to flip later, e.g. on the accelerator)."""
+  return tf.random.stateless_uniform([], tf.cast(seed, tf.int64)) < prob
 
 
 def resize_short_side(frames: tf.Tensor, size: int) -> tf.Tensor:

@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from flax import nnx
 
+from mgvm.data.device_ops import model_video
+
 
 class ViewAggregator:
   """Accumulates per-view class probabilities by video; padded rows (mask False) are ignored."""
@@ -67,6 +69,7 @@ def predict_fn(graphdef: nnx.GraphDef, compressor=None):
 
   @jax.jit
   def predict(params, video):
+    video = model_video({"video": video})  # uint8 pipeline clips are normalised here
     logits, _ = classify(nnx.merge(graphdef, params), video, compressor, deterministic=True)
     return jax.nn.softmax(logits, axis=-1)
 

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mgvm.data.device_ops import model_video
 from mgvm.masking.core import Masker
 from mgvm.train import losses
 
@@ -57,6 +58,7 @@ def evaluate(
 
   @jax.jit
   def run(params, video, key):
+    video = model_video({"video": video})  # uint8 pipeline clips are normalised here
     return per_clip_metrics(nnx.merge(graphdef, params), masker, video, key)
 
   key = jax.random.key(seed)

@@ -14,8 +14,9 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from mgvm.data.device_ops import MEAN, STD
+
+IMAGENET_MEAN, IMAGENET_STD = MEAN, STD
 
 
 def patchify(video: jax.Array, tubelet: Sequence[int]) -> jax.Array:

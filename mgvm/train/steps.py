@@ -1,7 +1,11 @@
 """The jit-compiled train steps: pure functions `(state, batch) -> (state, metrics)`.
 
 Randomness (docs/algorithms.md §0.3): `step_key = fold_in(rng, step)`, split into separate keys for
-masking, dropout / drop path and mixup; no stream is shared between two uses.
+masking, dropout / drop path and mixup, plus `fold_in(step_key, AUGMENT_STREAM)` for the data
+augmentation done on the accelerator; no stream is shared between two uses.
+
+Batches may hold the pipeline's uint8 clips: each step turns them into the model's normalised
+float video first (`mgvm.data.device_ops.model_video`).
 """
 
 from __future__ import annotations
@@ -13,10 +17,18 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from mgvm.data.device_ops import model_video
 from mgvm.masking.core import Masker
 from mgvm.train import losses, mixup
 
 StepFn = Callable[[dict, dict], tuple[dict, dict]]
+
+
+def augment_key(state) -> jax.Array:
+  """This step's key for the accelerator's share of data augmentation (random-erasing noise):
+  `fold_in(rng, step)` folded once more, apart from the three `step_keys`."""
+  step_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
+  return jax.random.fold_in(step_key, AUGMENT_STREAM)
 
 
 def step_keys(state) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -24,6 +36,9 @@ def step_keys(state) -> tuple[jax.Array, jax.Array, jax.Array]:
   step_key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
   mask_key, drop_key, mix_key = jax.random.split(step_key, 3)
   return mask_key, drop_key, mix_key
+
+
+AUGMENT_STREAM = 0x5EED  # fold_in data of `augment_key`
 
 
 def apply_updates(
@@ -76,13 +91,14 @@ def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule) -> StepF
 
   def step(state, batch):
     mask_key, drop_key, _ = step_keys(state)
+    video = model_video(batch)
 
     def loss_fn(params):
       model = nnx.merge(graphdef, params)
       loss, _ = reconstruction_loss(
         model,
         masker,
-        batch["video"],
+        video,
         mask_key,
         deterministic=False,
         rngs=nnx.Rngs(dropout=drop_key),
@@ -113,7 +129,7 @@ def finetune_step(
 
   def step(state, batch):
     mask_key, drop_key, mix_key = step_keys(state)
-    video, labels = batch["video"], batch["label"]
+    video, labels = model_video(batch, augment_key(state)), batch["label"]
     targets = mixup.smooth_one_hot(labels, num_classes, label_smoothing)
     if use_mixup:
       video, targets = mixup.mixup_cutmix(
