@@ -125,6 +125,7 @@ def data(**overrides):
   range of fine-tuning's random-resized crop; `rand_augment` ("" off, VideoMAE:
   "rand-m7-n4-mstd0.5-inc1") and `random_erase` (probability, VideoMAE: 0.25) are fine-tuning
   only; `num_sample` > 1 is repeated augmentation (clips per decoded video, counted in the batch).
+  `threads`: the input pipeline's thread pool (0: one per core); it changes speed, not data.
   `source="tfds"` reads a data set built by a `mgvm.data.video_tfds` builder: `tfds_name`
   (e.g. "mgvm_ucf101/split1") under `dir` (the tfds data_dir).
   """
@@ -143,6 +144,7 @@ def data(**overrides):
       rand_augment="",
       random_erase=0.0,
       num_sample=1,
+      threads=0,
       synthetic=synthetic(),
     )
   )

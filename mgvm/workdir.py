@@ -34,6 +34,7 @@ RESUME_MAY_CHANGE = (
   "init_from",
   "allow_config_change",
   "restore_step",
+  "data.threads",
   "eval.",
 )
 
@@ -124,6 +125,7 @@ EVAL_NEUTRAL = (
   "data.rand_augment",
   "data.random_erase",
   "data.num_sample",
+  "data.threads",
   "model.drop_path_rate",
   "model.fc_drop_rate",
 )

@@ -400,3 +400,22 @@ def test_random_erasing_and_rand_augment_change_only_what_they_should(shards):
   )[0]
   np.testing.assert_array_equal(plain["frame_indices"], augmented["frame_indices"])
   assert sum(not np.allclose(a, b) for a, b in zip(plain["video"], augmented["video"])) >= 6
+
+
+def test_the_pipeline_runs_on_its_own_pool_sized_from_the_cores(shards):
+  kwargs = dict(mode="finetune", num_frames=T, image_size=S, batch_size=2)
+  ds = pipeline.make_dataset(shards, **kwargs)
+  opts = ds.options()
+  assert opts.threading.private_threadpool_size == pipeline.host_cores() >= 1
+  assert opts.threading.max_intra_op_parallelism == 1 and opts.deterministic
+  assert 0 < opts.autotune.ram_budget
+  assert (
+    pipeline.make_dataset(shards, threads=3, **kwargs).options().threading.private_threadpool_size
+    == 3
+  )
+  evaluation = pipeline.make_dataset(shards, mode="eval", num_frames=T, image_size=S, batch_size=2)
+  assert evaluation.options().threading.private_threadpool_size == pipeline.host_cores()
+  with pytest.raises(ValueError, match="threads must be"):
+    pipeline.make_dataset(shards, threads=-1, **kwargs)
+  one = _take(pipeline.make_dataset(shards, threads=1, seed=3, **kwargs), 2)
+  _assert_batches_equal(one, _take(pipeline.make_dataset(shards, threads=2, seed=3, **kwargs), 2))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import math
+import os
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -26,6 +27,34 @@ from mgvm.data import sampling, video_ops
 
 MODES = ("pretrain", "finetune", "eval")
 AUTOTUNE = tf.data.AUTOTUNE
+PREFETCH_BATCHES = 2  # ready batches held ahead of the step: enough to hide a step's jitter
+RAM_BUDGET_FRACTION = 0.25  # of the host's memory, for the autotuned buffers
+
+
+def host_cores() -> int:
+  """The cores this process may run on (what `taskset` / a container allows)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    return os.cpu_count() or 1
+
+
+def options(threads: int = 0) -> tf.data.Options:
+  """Every pipeline's tf.data options: a private pool of `threads` threads (0: one per core of
+  `host_cores`), one thread per op (parallelism comes from the parallel map over clips),
+  deterministic order, and autotuned buffers within `RAM_BUDGET_FRACTION` of the host's RAM."""
+  if threads < 0 or int(threads) != threads:
+    raise ValueError(f"threads must be an integer >= 0 (0: all cores), got {threads}")
+  o = tf.data.Options()
+  o.deterministic = True
+  o.threading.private_threadpool_size = int(threads) or host_cores()
+  o.threading.max_intra_op_parallelism = 1
+  try:
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    o.autotune.ram_budget = int(ram * RAM_BUDGET_FRACTION)
+  except (ValueError, OSError, AttributeError):
+    pass
+  return o
 
 
 def list_files(files: str | Sequence[str]) -> list[str]:
@@ -297,6 +326,7 @@ def make_dataset(
   eval_batches: int | None = None,
   parse_fn=None,
   num_classes: int | None = None,
+  threads: int = 0,
 ) -> tf.data.Dataset:
   """Batched clips for this host; see docs/data.md for the element keys.
 
@@ -311,6 +341,7 @@ def make_dataset(
   is zero-padded with `mask` False; `eval_batches` pads further with fully-masked batches to
   exactly that many (see `eval_num_batches`), and fails if there are more.
   `parse_fn(serialized) -> dict` reads another record format (default `format.parse_example`).
+  `threads`: the pipeline's private thread pool (0: one per core; `options`).
   `num_classes`: a record whose label is outside `[0, num_classes)` fails the iterator naming its
   id and label (`BadDataError` through `numpy_batches`); None checks nothing (pre-training).
   """
@@ -348,6 +379,7 @@ def make_dataset(
       eval_batches=eval_batches,
       parse_fn=parse_fn,
       num_classes=num_classes,
+      threads=threads,
     )
   if eval_batches is not None:
     raise ValueError(f"eval_batches is for mode='eval', got mode={mode!r}")
@@ -445,7 +477,7 @@ def make_dataset(
 
   ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
   ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE, deterministic=True)
-  return ds.prefetch(AUTOTUNE)
+  return ds.prefetch(PREFETCH_BATCHES).with_options(options(threads))
 
 
 def _eval_dataset(
@@ -462,6 +494,7 @@ def _eval_dataset(
   eval_batches,
   parse_fn,
   num_classes=None,
+  threads=0,
 ):
   views = num_clips * num_crops
 
@@ -525,4 +558,4 @@ def _eval_dataset(
     )
     ds = ds.take(eval_batches + 1).enumerate().map(check)
     ds = ds.filter(lambda i, _: i < eval_batches).map(lambda _, batch: batch)
-  return ds.prefetch(AUTOTUNE)
+  return ds.prefetch(PREFETCH_BATCHES).with_options(options(threads))

@@ -125,6 +125,7 @@ def train_clips(
     process_count=jax.process_count(),
     parse_fn=source.parse_fn,
     num_classes=num_classes,
+    threads=d.get("threads", 0),
   )
 
 
@@ -163,6 +164,7 @@ def eval_clips(
     num_clips=num_clips,
     num_crops=num_crops,
     parse_fn=ctx.source.parse_fn,
+    threads=config.data.get("threads", 0),
     process_index=jax.process_index(),
     process_count=jax.process_count(),
     num_classes=num_classes,
