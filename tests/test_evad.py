@@ -81,6 +81,7 @@ def test_shapes_and_counts_by_tracing_only():
     jax.eval_shape(forward, state, jax.ShapeDtypeStruct((1, 8, 48, 48, 3), jnp.float32))
 
 
+@pytest.mark.slow  # two EVAD compiles per case
 @pytest.mark.parametrize("rates,differs", [({1: 0.7, 2: 0.7}, True), ({}, False)])
 def test_the_official_order_flag_moves_features_only_when_pruning(rates, differs):
   video = jax.random.normal(jax.random.key(1), (2, 8, 32, 32, 3))
@@ -105,6 +106,7 @@ def test_the_official_order_flag_moves_features_only_when_pruning(rates, differs
   assert (gap > 1e-4) if differs else (gap < 1e-6), gap
 
 
+@pytest.mark.slow  # two EVAD compiles
 def test_pruning_lowers_encoder_flops():
   video_shape = (8, 32, 32, 3)
   video = jnp.zeros((1,) + video_shape)

@@ -91,6 +91,7 @@ def loss_and_grad(model):
   return flat, fn
 
 
+@pytest.mark.slow  # compiles the localizer's loss and gradient
 def test_output_shapes_finite_and_initial_boxes(model, loss_and_grad):
   params, fn = loss_and_grad
   (loss, out), _, _ = fn(params, jnp.ones(2), 1.0)

@@ -168,6 +168,7 @@ def test_everest_embeddings_from_a_workdir(flags, tmp_path):
     viz.patch_tokens(config, video, workdir=str(tmp_path / "empty"))
 
 
+@pytest.mark.slow  # a figure per masker option
 def test_mgmae_rows_show_the_masks_and_the_warped_map_of_the_masker_options(flags):
   import jax
 

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from mgvm.data import format as fmt
 from mgvm.data import sampling, video_ops
-from mgvm.data.pipeline import AUTOTUNE, host_files, parse_record, sub_seed
+from mgvm.data.pipeline import eval_stream, host_files, parse_record, train_stream
 
 
 def keyframe_clip_indices(num_frames_src, keyframe, stride, num_frames: int) -> tf.Tensor:
@@ -119,6 +119,7 @@ def make_detection_dataset(
   start_step: int = 0,
   process_index: int = 0,
   process_count: int = 1,
+  threads: int = 0,
 ) -> tf.data.Dataset:
   """Batched detection clips for this host (see the module docstring).
 
@@ -126,7 +127,8 @@ def make_detection_dataset(
   set every frame), or any frame of a video without boxes. "train": repeats forever, one random
   keyframe per video visit, optional flip, drops the remainder, starts at batch `start_step`.
   "eval": one pass, `keyframes_per_video` evenly spaced keyframes per video (0: all of them),
-  zero-padded last batch with `mask` False.
+  zero-padded last batch with `mask` False. Both run in the shells of `mgvm.data.pipeline`
+  (`train_stream`, `eval_stream`) that classification clips use.
   """
   if mode not in ("train", "eval"):
     raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
@@ -186,20 +188,18 @@ def make_detection_dataset(
         "num_truncated": truncated,
       }
 
-    ds = tf.data.Dataset.from_tensor_slices(files).repeat()
-    ds = ds.interleave(
-      tf.data.TFRecordDataset,
-      cycle_length=min(len(files), 8),
-      block_length=1,
-      num_parallel_calls=AUTOTUNE,
-      deterministic=True,
+    return train_stream(
+      files,
+      lambda position, serialized: tf.nest.map_structure(
+        lambda x: x[None], process(position, serialized)
+      ),
+      batch_size=batch_size,
+      seed=seed,
+      process_index=process_index,
+      shuffle_buffer=shuffle_buffer,
+      start_step=start_step,
+      threads=threads,
     )
-    ds = ds.shuffle(
-      shuffle_buffer, seed=sub_seed(seed, process_index, 1), reshuffle_each_iteration=True
-    )
-    ds = ds.enumerate().skip(start_step * batch_size)
-    ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
   def process_eval(video_index, serialized):
     ex, n = parse(serialized)
@@ -224,17 +224,4 @@ def make_detection_dataset(
     keyframes = eval_keyframes(annotated_frames(ex[fmt.REGION_BBOX]), keyframes_per_video)
     return tf.data.Dataset.from_tensor_slices(keyframes).map(one)
 
-  ds = tf.data.TFRecordDataset(files).enumerate().flat_map(process_eval)
-  ds = ds.batch(batch_size)
-
-  def pad(batch):
-    real = tf.shape(batch["mask"])[0]
-    return tf.nest.map_structure(
-      lambda x: tf.ensure_shape(
-        tf.pad(x, [[0, batch_size - real]] + [[0, 0]] * (x.shape.rank - 1)),
-        [batch_size] + x.shape[1:],
-      ),
-      batch,
-    )
-
-  return ds.map(pad).prefetch(AUTOTUNE)
+  return eval_stream(files, process_eval, batch_size=batch_size, threads=threads, flat=True)

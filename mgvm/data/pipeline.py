@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import math
 import os
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -384,27 +384,6 @@ def make_dataset(
   if eval_batches is not None:
     raise ValueError(f"eval_batches is for mode='eval', got mode={mode!r}")
   base = tf.constant([seed, process_index], tf.int64)
-  file_seed = tf.random.experimental.stateless_fold_in(base, 0)
-
-  def epoch_files(epoch):  # a fresh stateless permutation of the shards per epoch
-    keys = tf.random.stateless_uniform(
-      [len(files)], tf.random.experimental.stateless_fold_in(file_seed, epoch)
-    )
-    return tf.data.Dataset.from_tensor_slices(tf.gather(tf.constant(files), tf.argsort(keys)))
-
-  ds = tf.data.Dataset.counter().flat_map(epoch_files)
-  ds = ds.interleave(
-    tf.data.TFRecordDataset,
-    cycle_length=min(len(files), 8),
-    block_length=1,
-    num_parallel_calls=AUTOTUNE,
-    deterministic=True,
-  )
-  ds = ds.shuffle(
-    shuffle_buffer, seed=sub_seed(seed, process_index, 1), reshuffle_each_iteration=False
-  )
-  videos_per_batch = batch_size // num_sample
-  ds = ds.enumerate().skip(start_step * videos_per_batch)  # skip before parsing / decoding
 
   # One view per decoded clip and no RandAugment (which needs whole frames): decode only the
   # crop window. Otherwise decode whole frames once and crop each view from them.
@@ -475,6 +454,66 @@ def make_dataset(
       "clip_fps": repeat(_clip_fps(ex["fps"], stride)),
     }
 
+  return train_stream(
+    files,
+    process,
+    batch_size=batch_size,
+    items_per_example=num_sample,
+    seed=seed,
+    process_index=process_index,
+    shuffle_buffer=shuffle_buffer,
+    start_step=start_step,
+    threads=threads,
+  )
+
+
+def train_stream(
+  files: Sequence[str],
+  process: Callable,
+  *,
+  batch_size: int,
+  seed: int,
+  process_index: int,
+  shuffle_buffer: int,
+  start_step: int = 0,
+  items_per_example: int = 1,
+  threads: int = 0,
+) -> tf.data.Dataset:
+  """The shell of every training clip data set (classification and detection): this host's
+  `files` in a fresh stateless permutation per epoch → interleave → shuffle (fixed seed) →
+  `process(position, serialized)` → batches of `batch_size` → prefetch.
+
+  `process` gets the record's position in the shuffled stream (the seed of its random draws)
+  and returns a dict of `items_per_example` items each (leading axis). `start_step` skips the
+  records of the first `start_step` batches before they are processed, so a resumed stream
+  yields exactly the batches from that step on.
+  """
+  if batch_size % items_per_example:
+    raise ValueError(
+      f"batch_size={batch_size} must be a multiple of the {items_per_example} items per example"
+    )
+  file_seed = tf.random.experimental.stateless_fold_in(
+    tf.constant([seed, process_index], tf.int64), 0
+  )
+
+  def epoch_files(epoch):  # a fresh stateless permutation of the shards per epoch
+    keys = tf.random.stateless_uniform(
+      [len(files)], tf.random.experimental.stateless_fold_in(file_seed, epoch)
+    )
+    return tf.data.Dataset.from_tensor_slices(tf.gather(tf.constant(files), tf.argsort(keys)))
+
+  ds = tf.data.Dataset.counter().flat_map(epoch_files)
+  ds = ds.interleave(
+    tf.data.TFRecordDataset,
+    cycle_length=min(len(files), 8),
+    block_length=1,
+    num_parallel_calls=AUTOTUNE,
+    deterministic=True,
+  )
+  ds = ds.shuffle(
+    shuffle_buffer, seed=sub_seed(seed, process_index, 1), reshuffle_each_iteration=False
+  )
+  ds = ds.enumerate().skip(start_step * (batch_size // items_per_example))  # before decoding
   ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
   ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE, deterministic=True)
   return ds.prefetch(PREFETCH_BATCHES).with_options(options(threads))
@@ -527,6 +566,31 @@ def _eval_dataset(
       "mask": tf.ones([views], tf.bool),
     }
 
+  return eval_stream(
+    files, process, batch_size=batch_size, eval_batches=eval_batches, threads=threads
+  )
+
+
+def eval_stream(
+  files: Sequence[str],
+  process: Callable,
+  *,
+  batch_size: int,
+  eval_batches: int | None = None,
+  threads: int = 0,
+  flat: bool = False,
+) -> tf.data.Dataset:
+  """The shell of every evaluation clip data set (classification and detection): one pass over
+  `files` in order → `process(video_index, serialized)` → batches of `batch_size`, the last one
+  zero-padded → prefetch.
+
+  `process` returns a dict of a video's items (views, keyframes) along a leading axis, whose
+  length may differ per video, with a bool `mask` (True). Padding rows are zeros with `mask`
+  False. `eval_batches` pads further with fully-masked batches to exactly that many (every host
+  runs the same number of batches; `eval_num_batches`) and fails if the data needs more.
+  `flat=True`: `process` returns a `tf.data.Dataset` of single items instead.
+  """
+
   def pad(batch):
     real = tf.shape(batch["mask"])[0]
 
@@ -537,7 +601,10 @@ def _eval_dataset(
     return tf.nest.map_structure(pad_one, batch)
 
   ds = tf.data.TFRecordDataset(files).enumerate()
-  ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
+  if flat:
+    ds = ds.flat_map(process)
+  else:
+    ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
   ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE, deterministic=True).map(pad)
   if eval_batches is not None:
     if int(eval_batches) != eval_batches or eval_batches < 1:
