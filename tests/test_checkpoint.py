@@ -31,6 +31,12 @@ class _Tiny(nnx.Module):
     return self.blocks[1](self.blocks[0](self.embed(x))) + self.mask_token[...].sum()
 
 
+@pytest.fixture(autouse=True)
+def _no_deletion_grace(monkeypatch):
+  """No step is deleted under these reads: a failed read need not wait to tell."""
+  monkeypatch.setattr(ckpt, "DELETION_GRACE_S", 0.0)
+
+
 def _state():
   graphdef, params = nnx.split(_Tiny(nnx.Rngs(0)), nnx.Param)
   tx = optax.adamw(1e-2, weight_decay=0.1)

@@ -127,6 +127,9 @@ class CorruptCheckpointError(ValueError):
   training never saves): its files are damaged."""
 
 
+DELETION_GRACE_S = 0.5  # how long a failed read waits to tell a step being deleted from damage
+
+
 class StepDeletedError(FileNotFoundError):
   """The step was deleted while it was read (the training run's clean-up of old steps)."""
 
@@ -143,7 +146,10 @@ def _steps_note(directory: str) -> str:
 
 
 def _unreadable(directory: str, step: int, item: str, error: BaseException) -> Exception:
-  """The error to raise for a failed read: the step vanished, or its files are damaged."""
+  """The error to raise for a failed read: the step vanished (or is being deleted: its folder is
+  gone a moment later), or its files are damaged."""
+  if os.path.isdir(_step_dir(directory, step)):
+    time.sleep(DELETION_GRACE_S)
   if not os.path.isdir(_step_dir(directory, step)):
     return StepDeletedError(f"step {step} was deleted from {directory} while it was read")
   cause = " ".join(str(error).split())
