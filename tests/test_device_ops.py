@@ -90,3 +90,18 @@ def test_decoding_only_the_crop_window_gives_the_same_pixels():
     pixels = video_ops.to_uint8(resized).numpy()
     assert pixels.dtype == np.uint8
     assert np.abs(pixels - resized.numpy()).max() <= 0.5  # the one rounding on the host
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_model_masker_step_and_device_code_import_without_tensorflow():
+  """The GPU image has no TensorFlow: everything the accelerator runs must import without it."""
+  import subprocess
+  import sys
+
+  code = (
+    "import sys; sys.modules['tensorflow'] = None\n"
+    "import mgvm.models, mgvm.masking, mgvm.train.steps, mgvm.train.losses\n"
+    "import mgvm.data.device_ops, mgvm.evaluate.classification, mgvm.evaluate.reconstruction\n"
+  )
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
