@@ -23,7 +23,7 @@ clips after `--warmup` untimed ones:
   with the reason printed, where torch or decord (`pip install decord2`) is missing.
 - naive: the same augmentation after PyAV decodes each file from its start up to the clip's
   last frame, in `--naive-workers` processes.
-The mgvm loaders are timed as `next()` on `pipeline.iterate_numpy` batches whatever their dtype
+The mgvm loaders are timed as `next()` on `pipeline.numpy_batches` batches whatever their dtype
 (uint8 where normalisation runs on the accelerator); each row prints the dtype and bytes per clip
 it got. Each rate is shown per core (`--cores`, default os.cpu_count()), as a fraction of the
 decode limit, and against what one H200 consumes per core of its host (`NEED_PER_CORE`). Ratios
@@ -227,7 +227,7 @@ def time_pipeline(
     num_sample=num_sample,
     **kwargs,
   )
-  it = pipeline.iterate_numpy(ds)
+  it = pipeline.numpy_batches(ds)
   try:
     rate, video = _time_batches(it, batch_size, clips, warmup, lambda b: b["video"])
   finally:

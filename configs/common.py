@@ -29,24 +29,11 @@ def model(size="B", **overrides):
 
 
 def synthetic_classes():
-  """All motion classes of the synthetic set (`mgvm.data.synthetic.CLASSES`), without importing TF."""
-  return (
-    "still",
-    "move_left",
-    "move_right",
-    "move_up",
-    "move_down",
-    "move_up_left",
-    "move_up_right",
-    "move_down_left",
-    "move_down_right",
-    "rotate_cw",
-    "rotate_ccw",
-    "grow",
-    "shrink",
-    "bounce",
-    "sway",
-  )
+  """All motion classes of the synthetic set (`mgvm.data.synthetic.CLASSES`; importing that
+  module does not load TensorFlow)."""
+  from mgvm.data.synthetic import CLASSES
+
+  return tuple(CLASSES)
 
 
 def synthetic(**overrides):

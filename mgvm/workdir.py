@@ -139,8 +139,8 @@ def eval_settings(workdir: str, config) -> dict[str, Any]:
   if not os.path.exists(path):
     return {}
   with open(path) as f:
-    old = flatten_dict(json.load(f))
-  new = flatten_dict(json.loads(json.dumps(config.to_dict(), default=str)))
+    old = _flat_config(json.load(f))
+  new = _flat_config(config.to_dict())
   return {
     key: new.get(key, "<absent>")
     for key in sorted(set(old) | set(new))
@@ -256,13 +256,15 @@ def config_path(workdir: str) -> str:
   return os.path.join(workdir, CONFIG_FILE)
 
 
+def _flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
+  """{dotted key: value} of a config dict as `DIR/config.json` stores it (JSON round trip)."""
+  return flatten_dict(json.loads(json.dumps(config, default=str)))
+
+
 def config_changes(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
   """`key: recorded -> now` for every field a resumed run may not change (`RESUME_MAY_CHANGE`;
   `total_steps` may grow). Both are nested dicts as `config.to_dict()` gives (JSON round-trip)."""
-  old, new = (
-    flatten_dict(json.loads(json.dumps(recorded, default=str))),
-    flatten_dict(json.loads(json.dumps(now, default=str))),
-  )
+  old, new = _flat_config(recorded), _flat_config(now)
   changes = []
   for key in sorted(set(old) | set(new)):
     if key.startswith(RESUME_MAY_CHANGE) or old.get(key, "<absent>") == new.get(key, "<absent>"):

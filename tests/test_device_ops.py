@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -94,7 +96,8 @@ def test_decoding_only_the_crop_window_gives_the_same_pixels():
 
 @pytest.mark.slow  # a fresh interpreter
 def test_model_masker_step_and_device_code_import_without_tensorflow():
-  """The GPU image has no TensorFlow: everything the accelerator runs must import without it."""
+  """The GPU image has no TensorFlow: everything the accelerator runs, and the configs, must
+  import without it."""
   import subprocess
   import sys
 
@@ -102,6 +105,11 @@ def test_model_masker_step_and_device_code_import_without_tensorflow():
     "import sys; sys.modules['tensorflow'] = None\n"
     "import mgvm.models, mgvm.masking, mgvm.train.steps, mgvm.train.losses\n"
     "import mgvm.data.device_ops, mgvm.evaluate.classification, mgvm.evaluate.reconstruction\n"
+    "from configs import finetune, pretrain\n"
+    "assert 'move_left' in pretrain.get_config('runlocal').data.synthetic.classes\n"
   )
-  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]

@@ -78,7 +78,7 @@ def _flipped(video):
 
 
 def _take(ds, n):
-  return list(itertools.islice(pipeline.iterate_numpy(ds), n))
+  return list(itertools.islice(pipeline.numpy_batches(ds), n))
 
 
 def _assert_batches_equal(a, b):
@@ -168,7 +168,7 @@ def test_eval_views_padding_and_mask(tmp_path):
     num_clips=2,
     num_crops=3,
   )
-  batches = list(pipeline.iterate_numpy(ds))
+  batches = list(pipeline.numpy_batches(ds))
   assert len(batches) == 8  # 5 videos x 6 views = 30 -> 8 batches of 4
   assert [int(b["mask"].sum()) for b in batches] == [4] * 7 + [2]
   assert pipeline.eval_num_batches(path, batch_size=4, num_clips=2, num_crops=3) == 8
@@ -193,7 +193,7 @@ def test_eval_views_padding_and_mask(tmp_path):
   np.testing.assert_allclose(blue[..., 1] - blue[..., 0], 24, atol=1.5)
   np.testing.assert_allclose(blue[..., 2] - blue[..., 1], 36, atol=1.5)
   # A second pass gives the same batches.
-  _assert_batches_equal(batches, list(pipeline.iterate_numpy(ds)))
+  _assert_batches_equal(batches, list(pipeline.numpy_batches(ds)))
 
 
 def test_hosts_get_disjoint_shards_and_equal_eval_steps(shards):
@@ -214,13 +214,13 @@ def test_hosts_get_disjoint_shards_and_equal_eval_steps(shards):
       process_count=2,
       eval_batches=steps + 1,
     )
-    batches = list(pipeline.iterate_numpy(ds))
+    batches = list(pipeline.numpy_batches(ds))
     assert len(batches) == steps + 1 and not batches[-1]["mask"].any()
     labels.append({int(l) for b in batches for l, m in zip(b["label"], b["mask"]) if m})
   assert labels == [{0, 1, 4, 5}, {2, 3, 6, 7}]
   with pytest.raises(tf.errors.InvalidArgumentError, match="eval_batches=1"):
     list(
-      pipeline.iterate_numpy(
+      pipeline.numpy_batches(
         pipeline.make_dataset(
           shards,
           mode="eval",
@@ -325,7 +325,7 @@ def test_segment_sampling_train_and_eval(shards):
     num_clips=2,
     num_crops=3,
   )
-  for b in pipeline.iterate_numpy(ev):
+  for b in pipeline.numpy_batches(ev):
     for label, view, idx, video, real in zip(
       b["label"], b["view"], b["frame_indices"], b["video"], b["mask"]
     ):

@@ -103,8 +103,9 @@ def test_config_rejects_bad_values_by_name():
   )
 
 
-def test_the_configs_copy_of_the_class_list_is_the_data_sets():
-  """configs/common.py lists the classes without importing TensorFlow; the copy must not drift."""
+def test_the_configs_class_list_is_the_data_sets():
+  """configs/common.py takes the classes from `mgvm.data.synthetic` (loading it without
+  TensorFlow: `tests/test_device_ops.py` checks that)."""
   from configs import common
 
   assert common.synthetic_classes() == tuple(sy.CLASSES)

@@ -22,8 +22,6 @@ import numpy as np
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
-DEVICE_KEYS = ("flip", "erase_box")  # what the host draws for `model_video`
-
 
 def _normalize_table() -> np.ndarray:
   """float32 [256, 3]: `(v / 255 - MEAN[c]) / STD[c]` for every uint8 value v and channel c, by

@@ -142,9 +142,6 @@ def numpy_batches(ds: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
     yield batch
 
 
-iterate_numpy = numpy_batches  # the older name
-
-
 def sub_seed(seed: int, process_index: int, stream: int) -> int:
   """A seed of its own for each (run seed, host, random stream): hosts never share a stream."""
   return int(np.random.SeedSequence([seed, process_index, stream]).generate_state(1)[0])

@@ -40,7 +40,7 @@ def check_params_fit(abstract_params, params, what: str) -> None:
   """Raises `CheckpointMismatchError` naming each parameter whose shape differs between the
   model the config describes and `params` (read from `what`), or that only one of them has."""
   from mgvm.train.optim import path_names
-  from mgvm.weights import CheckpointMismatchError, shape_differences
+  from mgvm.weights.params import mismatch_error, shape_differences
 
   def shapes(tree):
     return {
@@ -50,11 +50,10 @@ def check_params_fit(abstract_params, params, what: str) -> None:
 
   lines = shape_differences(shapes(abstract_params), shapes(params), what="file")
   if lines:
-    raise CheckpointMismatchError(
-      f"the {what} does not fit the model the config describes ({len(lines)} differences); set "
-      f"config.model (size, or dim / depth / num_heads) to the file's size:\n"
-      + "\n".join(lines[:40])
-      + ("\n  ..." if len(lines) > 40 else "")
+    raise mismatch_error(
+      f"the {what} does not fit the model the config describes; set config.model (size, or "
+      f"dim / depth / num_heads) to the file's size",
+      lines,
     )
 
 

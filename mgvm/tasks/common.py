@@ -49,7 +49,7 @@ def num_classes_from_data(config, source, *, check_labels: bool = True) -> int:
   With `check_labels`, a data set whose largest stored label (`source.max_label`, from the
   summary of `mgvm.data.prepare`) is outside `[0, num_classes)` fails here, before training.
   """
-  max_label = getattr(source, "max_label", None)
+  max_label = source.max_label
   if config.get("num_classes"):
     if source.num_classes and config.num_classes != source.num_classes:
       raise ValueError(

@@ -87,6 +87,7 @@ def train_dataset(config, source, *, local_batch: int, start_step: int, num_clas
     start_step=start_step,
     process_index=jax.process_index(),
     process_count=jax.process_count(),
+    threads=d.get("threads", 0),
   )
 
 
@@ -116,6 +117,7 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
     target_fps=common.eval_target_fps(config.data.target_fps),
     frame_stride=config.data.frame_stride,
     keyframes_per_video=config.eval.get("keyframes_per_video", 1),
+    threads=config.data.get("threads", 0),
   )
   batches = common.limit_batches(pipeline.numpy_batches(ds), config)
   result = detection_eval.evaluate(

@@ -109,16 +109,14 @@ def check_fits(manager: ocp.CheckpointManager, step: int, item: str, target: dic
   """Raises `CheckpointMismatchError` naming every parameter of `item` at `step` whose shape
   differs from `target` (nested ShapeDtypeStructs), is missing from it or is not in it; a step
   whose `item` is missing or whose metadata cannot be read raises `CorruptCheckpointError`."""
-  from mgvm.weights.params import CheckpointMismatchError, shape_differences
+  from mgvm.weights.params import mismatch_error, shape_differences
 
-  directory = os.fspath(manager.directory)
   lines = shape_differences(_shapes(target), _shapes(_item_metadata(manager, step, item)))
   if lines:
-    raise CheckpointMismatchError(
-      f"the {item!r} of step {step} in {directory} does not fit the model that the config "
-      f"describes ({len(lines)} differences):\n"
-      + "\n".join(lines[:40])
-      + ("\n  ..." if len(lines) > 40 else "")
+    raise mismatch_error(
+      f"the {item!r} of step {step} in {os.fspath(manager.directory)} does not fit the model "
+      f"that the config describes",
+      lines,
     )
 
 
@@ -381,7 +379,7 @@ class Checkpointer:
 
   def restore_newest_intact(self, abstract_state, log: Callable[[str], None] = print):
     """(state, step) of the newest step that reads back intact. Each damaged newer step is
-    reported through `log` and `logging.warning`; a model that does not fit is not damage and
+    reported through `log` (`logging.warning` when None); a model that does not fit is not damage and
     raises at once. Fails listing every step when none is intact."""
     self._manager.wait_until_finished()
     damaged = []

@@ -51,6 +51,16 @@ def shape_differences(
   return lines
 
 
+def mismatch_error(problem: str, lines: list[str], limit: int = 40) -> CheckpointMismatchError:
+  """`CheckpointMismatchError`: `problem` with the count of `shape_differences` lines, then the
+  first `limit` of them."""
+  return CheckpointMismatchError(
+    f"{problem} ({len(lines)} differences):\n"
+    + "\n".join(lines[:limit])
+    + ("\n  ..." if len(lines) > limit else "")
+  )
+
+
 def model_params(model: nnx.Module) -> dict[str, nnx.Variable]:
   return {
     ".".join(str(p) for p in path): var
