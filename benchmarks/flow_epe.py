@@ -5,7 +5,7 @@
 1. Translating square: a random-texture square (`square` px) moves by a known displacement over
    a textured or smooth background; EPE over the square's interior (≥ 3 px inside its edges in
    frame a). Textures are sums of random plane waves, evaluated exactly at sub-pixel shifts.
-2. The synthetic motion data set (`mgvm.data.synthetic`, dense ground-truth flow from
+2. The synthetic motion data set (`mgvm.datasets.synthetic`, dense ground-truth flow from
    `with_flow=True`): EPE over all pixels and over the objects' boxes, consecutive frames of
    `--videos` test videos rendered at `--fps` (4: 0.8-1.6 px per frame; the native 10-60 fps
    move objects by < 0.7 px), translating classes only (move_*: one displacement per object),
@@ -158,7 +158,7 @@ TRANSLATING = (
 
 
 def synthetic_table(size: int, videos: int, fps: float, **options) -> list[dict]:
-  from mgvm.data import synthetic
+  from mgvm.datasets import synthetic
 
   config = synthetic.SyntheticConfig(image_size=size, classes=TRANSLATING, max_distractors=0)
   a, b, truth, boxes = [], [], [], []

@@ -7,7 +7,7 @@ DataLoader and a naive PyAV loader, on the same videos and the same cores in one
       [--only limit,finetune,pretrain,pretrain2,decord,naive] [--json OUT.json]
 
 Every loader makes clips of T frames, every `frame-stride`-th frame from a random start, of the
-same PyAV-written H.264 videos (or of their `mgvm.data.prepare` shards; preparing is timed apart,
+same PyAV-written H.264 videos (or of their `mgvm.datasets.prepare` shards; preparing is timed apart,
 a one-off cost). The loaders run one after another on the same cores, each timed over `--clips`
 clips after `--warmup` untimed ones:
 - limit: the decode limit. The same T frames of the same shards through `tf.io.decode_jpeg` and
@@ -48,8 +48,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MEAN = np.float32([0.485, 0.456, 0.406])
-STD = np.float32([0.229, 0.224, 0.225])
+from mgvm.data import device_ops  # noqa: E402  (TF-free: the one copy of the ImageNet statistics)
+
+MEAN = np.float32(device_ops.MEAN)
+STD = np.float32(device_ops.STD)
 
 LOADERS = ("limit", "finetune", "pretrain", "pretrain2", "decord", "naive")
 LABELS = {
@@ -414,7 +416,7 @@ def main(argv=None) -> dict:
   import av
   import tensorflow as tf
 
-  from mgvm.data import prepare
+  from mgvm.datasets import prepare
 
   rows: dict[str, dict] = {}
   with tempfile.TemporaryDirectory() as tmp:

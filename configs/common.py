@@ -4,6 +4,8 @@ Not a config itself: every runnable config file has `get_config(arg)` and a docs
 starts with the command that runs it.
 """
 
+import dataclasses
+
 import ml_collections
 
 
@@ -28,38 +30,17 @@ def model(size="B", **overrides):
   return c
 
 
-def synthetic_classes():
-  """All motion classes of the synthetic set (`mgvm.data.synthetic.CLASSES`; importing that
-  module does not load TensorFlow)."""
-  from mgvm.data.synthetic import CLASSES
-
-  return tuple(CLASSES)
-
-
 def synthetic(**overrides):
-  """The built-in synthetic motion data set (`mgvm.data.synthetic`), generated on first use."""
-  c = ml_collections.ConfigDict(
-    dict(
-      image_size=64,
-      min_seconds=2.0,
-      max_seconds=4.0,
-      min_fps=10.0,
-      max_fps=60.0,
-      classes=synthetic_classes(),
-      min_distractors=0,
-      max_distractors=2,
-      camera_pan=False,
-      object_size=(0.24, 0.34),  # circumscribed diameter, image sizes
-      speed=(0.05, 0.1),  # translation, image sizes per second
-      rotation_speed=(0.15, 0.35),  # turns per second
-      scale_rate=(0.1, 0.2),  # d log(scale) / dt per second
-      background_detail=1.0,  # fine background texture (0: smooth)
-      num_train=4000,
-      num_val=400,
-      num_test=400,
-      seed=0,
-    )
-  )
+  """The built-in synthetic motion data set (`mgvm.datasets.synthetic`), generated on first use:
+  every field of its `SyntheticConfig` at the default (defined there, once), the split sizes
+  `num_train` / `num_val` / `num_test` of `DEFAULT_SPLITS`, the `seed` and `videos_per_shard`
+  (every host of a multi-host run needs a shard of each split). Importing these loads no
+  TensorFlow."""
+  from mgvm.datasets.synthetic.config import DEFAULT_SPLITS, VIDEOS_PER_SHARD, SyntheticConfig
+
+  fields = dataclasses.asdict(SyntheticConfig())
+  counts = {f"num_{split}": count for split, count in DEFAULT_SPLITS.items()}
+  c = ml_collections.ConfigDict(dict(**fields, **counts, seed=0, videos_per_shard=VIDEOS_PER_SHARD))
   c.update(overrides)
   return c
 
@@ -113,7 +94,7 @@ def data(**overrides):
   "rand-m7-n4-mstd0.5-inc1") and `random_erase` (probability, VideoMAE: 0.25) are fine-tuning
   only; `num_sample` > 1 is repeated augmentation (clips per decoded video, counted in the batch).
   `threads`: the input pipeline's thread pool (0: one per core); it changes speed, not data.
-  `source="tfds"` reads a data set built by a `mgvm.data.video_tfds` builder: `tfds_name`
+  `source="tfds"` reads a data set built by a `mgvm.datasets.builders` builder: `tfds_name`
   (e.g. "mgvm_ucf101/split1") under `dir` (the tfds data_dir).
   """
   c = ml_collections.ConfigDict(

@@ -19,8 +19,11 @@ DATA_AXIS = "data"
 def maybe_initialize_distributed() -> None:
   """Calls `jax.distributed.initialize()` when the launcher describes a multi-process run.
 
-  Cloud TPU pods and SLURM/Open MPI launches are detected by jax itself; a plain
-  single-process run (no coordinator in the environment) is left alone.
+  Cloud TPU pods and SLURM/Open MPI launches are detected by jax itself; elsewhere (several GPU
+  machines, or processes on one machine) give every process `JAX_COORDINATOR_ADDRESS`
+  (host:port of process 0), `JAX_NUM_PROCESSES` and its own `JAX_PROCESS_ID`. A plain
+  single-process run (no coordinator in the environment) is left alone. CPU processes exchange
+  data through gloo.
   """
   import os
 
@@ -38,8 +41,19 @@ def maybe_initialize_distributed() -> None:
   hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
   if hosts and "," not in hosts:
     multi = False
-  if multi and not jax.distributed.is_initialized():
-    jax.distributed.initialize()
+  if os.environ.get("JAX_NUM_PROCESSES") == "1":
+    multi = False
+  if not multi or jax.distributed.is_initialized():
+    return
+  kwargs = {}
+  for name, key in (("num_processes", "JAX_NUM_PROCESSES"), ("process_id", "JAX_PROCESS_ID")):
+    if os.environ.get(key):
+      try:
+        kwargs[name] = int(os.environ[key])
+      except ValueError:
+        raise ValueError(f"{key}={os.environ[key]!r} is not an integer") from None
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
 
 
 def make_mesh(num_data_devices: int = -1, devices=None) -> Mesh:
@@ -94,3 +108,32 @@ def replicate_tree(tree: Any, mesh: Mesh) -> Any:
   """Shardings for a (parameter / optimizer) pytree: replicated on every device (pure data parallel)."""
   sharding = replicated(mesh)
   return jax.tree.map(lambda _: sharding, tree)
+
+
+def gather_hosts(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Every host's `rows` (any number each, same keys and dtypes) concatenated in host order, on
+  every host; the rows themselves on one host."""
+  if jax.process_count() == 1:
+    return rows
+  from jax.experimental import multihost_utils
+
+  n = len(next(iter(rows.values())))
+  counts = np.asarray(multihost_utils.process_allgather(np.asarray([n], np.int32))).reshape(-1)
+  top = max(int(counts.max()), 1)
+  padded = {
+    k: np.concatenate([v, np.zeros((top - n,) + v.shape[1:], v.dtype)]) for k, v in rows.items()
+  }
+  gathered = multihost_utils.process_allgather(padded)  # {key: [hosts, top, ...]}
+  return {
+    k: np.concatenate([np.asarray(g)[h, :c] for h, c in enumerate(counts)]).astype(rows[k].dtype)
+    for k, g in gathered.items()
+  }
+
+
+def host_rows(x: jax.Array, mesh) -> np.ndarray:
+  """This host's rows of a global array sharded on the batch axis (`sharding.to_global`)."""
+  if jax.process_count() == 1:
+    return np.asarray(jax.device_get(x))
+  from jax.experimental import multihost_utils
+
+  return np.asarray(multihost_utils.global_array_to_host_local_array(x, mesh, P(DATA_AXIS)))

@@ -113,3 +113,52 @@ def damage_step(directory: str, step: int, item: str, how: str) -> None:
   raw[size // 3 : size // 3 + 16] = bytes(b ^ 0xFF for b in raw[size // 3 : size // 3 + 16])
   with open(data, "wb") as f:
     f.write(bytes(raw))
+
+
+def evaluate_on_two_hosts(config, workdir: str, *, tag: str) -> list[str]:
+  """`mgvm.run.evaluate.evaluate(config, workdir, tag=tag)` in two processes of one CPU device
+  each, joined by jax.distributed as `eval.py` runs on two hosts (`mesh.data` = every device);
+  returns their outputs. The config's data needs a shard per host in the split evaluated."""
+  import socket
+  import subprocess
+  import tempfile
+
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  code = (
+    "import json, sys\n"
+    "from ml_collections import ConfigDict\n"
+    "from mgvm.run import evaluate as eval_run\n"
+    "config = ConfigDict(json.load(open(sys.argv[1])))\n"
+    "config.mesh.data = -1\n"
+    "eval_run.evaluate(config, sys.argv[2], tag=sys.argv[3])\n"
+  )
+  flags = os.environ.get("XLA_FLAGS", "").replace(
+    "--xla_force_host_platform_device_count=8", "--xla_force_host_platform_device_count=1"
+  )
+  env = dict(
+    os.environ,
+    PYTHONPATH=ROOT,
+    XLA_FLAGS=flags,
+    JAX_PLATFORMS="cpu",
+    JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+    JAX_NUM_PROCESSES="2",
+  )
+  with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+    f.write(config.to_json())
+    f.flush()
+    procs = [
+      subprocess.Popen(
+        [sys.executable, "-c", code, f.name, workdir, tag],
+        env=dict(env, JAX_PROCESS_ID=str(i)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+      )
+      for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+  return outputs

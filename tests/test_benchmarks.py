@@ -47,7 +47,7 @@ def test_decord_loader_takes_the_strided_frames(tmp_path):
 
 
 def test_decode_limit_decodes_the_same_strided_frames(tmp_path):
-  from mgvm.data import prepare
+  from mgvm.datasets import prepare
 
   (tmp_path / "v").mkdir()
   write_video(tmp_path / "v" / "a.mp4", 40, 30)

@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from mgvm.data import decode as dec
-from mgvm.data import video_list
+from mgvm.datasets import decode as dec
+from mgvm.datasets import video_list
 from tests.video_files import H, W
 from tests.video_files import index_of as _index
 from tests.video_files import write_video as _write

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from mgvm.data import detection_annotations as da
+from mgvm.datasets import annotations as da
 from mgvm.evaluate import frame_map as detection
 
 AVA_GT = """\

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from mgvm.data import detection
 from mgvm.data import format as fmt
-from mgvm.data import synthetic as sy
+from mgvm.datasets import synthetic as sy
 
 TINY = sy.SyntheticConfig(
   image_size=32,
@@ -144,19 +144,76 @@ def test_train_flip_mirrors_boxes(tiny_set):
   plain = next(detection.make_detection_dataset(files, **kw).as_numpy_iterator())
   flipped = next(detection.make_detection_dataset(files, flip=True, **kw).as_numpy_iterator())
   np.testing.assert_array_equal(plain["keyframe"], flipped["keyframe"])
-  changed = 0
+  # the host leaves the uint8 frames alone; the flag says which clips the device mirrors
+  assert flipped["video"].dtype == np.uint8
+  np.testing.assert_array_equal(flipped["video"], plain["video"])
+  assert not plain["flip"].any() and 1 <= flipped["flip"].sum() < 3  # this seed flips some
   for i in range(3):
-    if np.allclose(flipped["video"][i], plain["video"][i]):
-      np.testing.assert_allclose(flipped["boxes"][i], plain["boxes"][i])
-      continue
-    changed += 1
-    np.testing.assert_allclose(flipped["video"][i], plain["video"][i][:, :, ::-1], atol=1e-5)
     v = plain["box_valid"][i]
     b = plain["boxes"][i][v]
-    np.testing.assert_allclose(
-      flipped["boxes"][i][v],
-      np.stack([32 - b[:, 2], b[:, 1], 32 - b[:, 0], b[:, 3]], -1),
-      atol=1e-5,
-    )
+    want = np.stack([32 - b[:, 2], b[:, 1], 32 - b[:, 0], b[:, 3]], -1) if flipped["flip"][i] else b
+    np.testing.assert_allclose(flipped["boxes"][i][v], want, atol=1e-5)
+  # on the device: the flagged clips' frames mirror, exactly as the boxes did
+  from mgvm.data import device_ops
+
+  on_device = np.asarray(
+    device_ops.model_video({"video": flipped["video"], "flip": flipped["flip"]})
+  )
+  mirrored = np.where(
+    flipped["flip"][:, None, None, None, None], plain["video"][:, :, :, ::-1], plain["video"]
+  )
+  np.testing.assert_array_equal(on_device, np.asarray(device_ops.model_video({"video": mirrored})))
   assert plain["boxes"].shape == (3, 3, 4)
-  assert changed >= 1  # this seed flips at least one of the three clips
+
+
+def test_eval_batches_count_the_keyframes_of_the_busiest_host(tmp_path):
+  """Annotated frames per video 2, 1, 3 (files 0, 1, 2): with every annotated frame a keyframe,
+  host 0 of 2 (files 0 and 2) has 5 keyframes, host 1 has 1; batch 2 → 3 batches each, host 1's
+  last two fully masked."""
+  jpeg = sy.encode_jpeg(np.zeros((1, 16, 16, 3), np.uint8))[0]
+  paths = []
+  for f, annotated in enumerate(([2, 5], [1], [0, 4, 8])):
+    boxes = [np.zeros(0, np.float32)] * 10
+    labels = [np.zeros(0, np.int64)] * 10
+    for k in annotated:
+      boxes[k], labels[k] = np.array([0.1, 0.1, 0.5, 0.5], np.float32), np.array([0])
+    path = str(tmp_path / f"val-{f}.tfrecord")
+    with tf.io.TFRecordWriter(path) as w:
+      w.write(
+        fmt.encode_example(
+          video_id=f"v{f}",
+          fps=10.0,
+          jpeg_frames=[jpeg] * 10,
+          height=16,
+          width=16,
+          annotations={fmt.REGION_BBOX: boxes, fmt.REGION_LABEL: labels},
+        )
+      )
+    paths.append(path)
+  count = lambda k: detection.eval_num_batches(  # noqa: E731
+    paths, batch_size=2, keyframes_per_video=k, process_count=2
+  )
+  assert count(0) == 3 and count(1) == 1 and count(3) == 3  # k=3: host 0 has 6 → 3
+  kw = dict(num_frames=4, image_size=16, num_classes=1, max_boxes=2, frame_stride=1)
+  per_host = [
+    list(
+      detection.make_detection_dataset(
+        paths,
+        mode="eval",
+        batch_size=2,
+        keyframes_per_video=0,
+        process_index=h,
+        process_count=2,
+        eval_batches=3,
+        **kw,
+      ).as_numpy_iterator()
+    )
+    for h in range(2)
+  ]
+  assert [len(b) for b in per_host] == [3, 3]
+  assert [b["mask"].tolist() for b in per_host[0]] == [[True, True]] * 2 + [[True, False]]
+  assert [b["mask"].tolist() for b in per_host[1]] == [[True, False]] + [[False, False]] * 2
+  keyframes = [k for b in per_host[0] for k, m in zip(b["keyframe"], b["mask"]) if m]
+  assert keyframes == [2, 5, 0, 4, 8]
+  with pytest.raises(ValueError, match="eval_batches is for mode='eval'"):
+    detection.make_detection_dataset(paths, mode="train", batch_size=2, eval_batches=3, **kw)

@@ -75,7 +75,7 @@ def test_model_video_does_flip_normalise_erase_in_that_order_and_passes_floats_t
 def test_decoding_only_the_crop_window_gives_the_same_pixels():
   """Exact for 4:4:4 JPEGs (what mgvm writes); with subsampled chroma the window's edge pixels
   are upsampled from fewer neighbours and may differ (docs/data.md)."""
-  from mgvm.data.synthetic import encode_jpeg
+  from mgvm.datasets.synthetic import encode_jpeg
 
   rng = np.random.default_rng(4)
   frames = encode_jpeg(rng.integers(0, 256, (4, 37, 53, 3), dtype=np.uint8), quality=80)

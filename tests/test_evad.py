@@ -22,7 +22,7 @@ from mgvm.run import train as train_run  # noqa: E402
 from mgvm.train import checkpoint as checkpoint_lib  # noqa: E402
 from mgvm.train import detection as detection_lib  # noqa: E402
 from mgvm.workdir import checkpoint_dir  # noqa: E402
-from tests.helpers import tiny  # noqa: E402
+from tests.helpers import evaluate_on_two_hosts, tiny  # noqa: E402
 
 LOCALIZER = dict(dim=16, num_proposals=4, num_stages=1, num_heads=2, dynamic_dim=4, ffn_dim=32)
 
@@ -118,8 +118,7 @@ def test_pruning_lowers_encoder_flops():
   assert flops["pruned"] < 0.85 * flops["full"]  # measured 0.78 (embedding, explicit attention)
 
 
-@pytest.mark.slow
-def test_runlocal_detect_train_then_eval(tmp_path, synthetic_dir):
+def _detect_config(synthetic_dir):
   config = tiny(
     detect.get_config("runlocal"),
     synthetic_dir,
@@ -128,8 +127,15 @@ def test_runlocal_detect_train_then_eval(tmp_path, synthetic_dir):
     checkpoint_every_steps=1,
   )
   config.data.synthetic.max_actors = 1  # one actor with one action per keyframe: num_gt is exact
+  config.data.synthetic.videos_per_shard = 3  # two test shards (3 + 2 videos): one per host
   config.optim.update(warmup_steps=1, weight_decay=0.0)  # a param moves iff its gradient is not 0
   config.eval.keyframes_per_video = 2
+  return config
+
+
+@pytest.mark.slow
+def test_runlocal_detect_train_then_eval(tmp_path, synthetic_dir):
+  config = _detect_config(synthetic_dir)
   workdir = str(tmp_path / "detect")
   result = train_run.train(config, workdir, log=lambda _: None)
   assert result["step"] == 2 and result["step_cache_size"] == 1
@@ -157,6 +163,16 @@ def test_runlocal_detect_train_then_eval(tmp_path, synthetic_dir):
   assert 0.0 <= saved["frame_map"] <= 1.0 and saved["frame_map"] == out["frame_map"]
   assert saved["gflops_per_clip"] > saved["encoder_gflops_per_clip"] > 0
   assert "frame-mAP@0.5" in messages[-1]
+  # Two hosts, each with its own test shard (3 and 2 videos: 6 and 4 keyframes, so host 1 pads
+  # with a fully-masked batch), gather their detections: the same keyframes, ground truth and
+  # frame-mAP as one host.
+  outputs = evaluate_on_two_hosts(config, workdir, tag="hosts2")
+  both = json.load(open(os.path.join(workdir, "eval", "test.hosts2.json")))
+  assert both["hosts"] == 2 and saved["hosts"] == 1
+  for key in ("num_keyframes", "num_gt", "num_detections", "truncated_gt_boxes"):
+    assert both[key] == saved[key], key
+  assert both["frame_map"] == pytest.approx(saved["frame_map"], abs=1e-6)
+  assert "frame-mAP@0.5" in outputs[0] and "frame-mAP@0.5" not in outputs[1]  # host 0 reports
 
 
 def test_flops_per_clip_do_not_depend_on_sharding():

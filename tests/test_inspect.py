@@ -1,4 +1,4 @@
-"""`python -m mgvm.data.inspect`: counts, histograms and the exact evaluation clips per video."""
+"""`python -m mgvm.datasets.inspect`: counts, histograms and the exact evaluation clips per video."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from mgvm.data import format as fmt
-from mgvm.data import inspect
+from mgvm.datasets import inspect
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (id, num_frames, fps, label)
@@ -96,7 +96,7 @@ def test_errors_name_the_problem(data_dir, tmp_path):
     with pytest.raises(SystemExit, match=message.replace("*", r"\*")):
       inspect.main(args)
   proc = subprocess.run(
-    [sys.executable, "-m", "mgvm.data.inspect", str(data_dir), "--split", "tset"],
+    [sys.executable, "-m", "mgvm.datasets.inspect", str(data_dir), "--split", "tset"],
     cwd=ROOT,
     capture_output=True,
     text=True,

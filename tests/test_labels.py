@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from mgvm.data import format as fmt
-from mgvm.data import pipeline, prepare, sources
+from mgvm.data import pipeline, sources
+from mgvm.datasets import prepare
 from mgvm.tasks import common
 from tests.video_files import write_video
 

@@ -1,4 +1,4 @@
-"""`python -m mgvm.data.prepare`: a folder of real (PyAV-written) videos → TFRecord shards.
+"""`python -m mgvm.datasets.prepare`: a folder of real (PyAV-written) videos → TFRecord shards.
 
 Broken files are skipped and listed by line and reason; the stored frames are exactly the
 source frames the timestamps call for; a rerun resumes; workers do not change the bytes.
@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from mgvm.data import format as fmt
-from mgvm.data import prepare
+from mgvm.datasets import prepare
 from tests.video_files import index_of as _index
 from tests.video_files import write_video as _write
 
@@ -207,7 +207,7 @@ def test_cli_names_the_bad_line(videos, tmp_path):
     [
       sys.executable,
       "-m",
-      "mgvm.data.prepare",
+      "mgvm.datasets.prepare",
       "--csv",
       str(bad),
       "--root",
@@ -229,7 +229,7 @@ def test_cli_shows_progress_and_writes_the_summary(videos, tmp_path):
     [
       sys.executable,
       "-m",
-      "mgvm.data.prepare",
+      "mgvm.datasets.prepare",
       "--csv",
       str(csv),
       "--root",

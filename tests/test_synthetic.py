@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 
 from mgvm.data import format as fmt
-from mgvm.data import synthetic as sy
+from mgvm.datasets import synthetic as sy
+from mgvm.datasets.synthetic import scene as scene_lib
 
 TINY = sy.SyntheticConfig(
   image_size=32, min_seconds=0.5, max_seconds=1.0, min_fps=10.0, max_fps=20.0
@@ -103,12 +104,19 @@ def test_config_rejects_bad_values_by_name():
   )
 
 
-def test_the_configs_class_list_is_the_data_sets():
-  """configs/common.py takes the classes from `mgvm.data.synthetic` (loading it without
-  TensorFlow: `tests/test_device_ops.py` checks that)."""
+def test_the_configs_synthetic_block_is_the_data_sets_defaults():
+  """configs/common.py takes every synthetic default from `mgvm.datasets.synthetic.config`
+  (loading it without TensorFlow: `tests/test_device_ops.py` checks that): the block rebuilds
+  the default `SyntheticConfig`, with the default split sizes, and overrides land."""
   from configs import common
 
-  assert common.synthetic_classes() == tuple(sy.CLASSES)
+  block = common.synthetic().to_dict()
+  counts = {split: block.pop(f"num_{split}") for split in sy.DEFAULT_SPLITS}
+  assert counts == sy.DEFAULT_SPLITS and block.pop("seed") == 0
+  assert block.pop("videos_per_shard") == sy.VIDEOS_PER_SHARD
+  assert sy.SyntheticConfig(**block) == sy.SyntheticConfig()
+  assert tuple(block["classes"]) == sy.CLASSES
+  assert common.synthetic(max_actors=2).max_actors == 2
 
 
 def test_background_detail_scales_the_fine_texture_only():
@@ -131,7 +139,7 @@ def test_background_detail_scales_the_fine_texture_only():
 @pytest.mark.slow
 def test_rendering_needs_no_tensorflow():
   code = (
-    "import sys, mgvm.data.synthetic as s; "
+    "import sys, mgvm.datasets.synthetic as s; "
     "v = s.render_video(s.SyntheticConfig(image_size=16, min_seconds=0.2, max_seconds=0.2),"
     " 0, 'train', 0, with_flow=True); assert 'tensorflow' not in sys.modules"
   )
@@ -243,7 +251,7 @@ def test_each_class_has_its_motion_signature():
       np.testing.assert_array_equal(box, np.broadcast_to(box[0], box.shape))
       assert not v.object_displacement.any()
     elif name.startswith("move_"):
-      direction = np.array(sy._DIRECTIONS[name])
+      direction = np.array(scene_lib._DIRECTIONS[name])
       np.testing.assert_allclose(move, actor.speed * t[:, None] * direction, atol=1e-3)
       np.testing.assert_allclose(
         v.object_displacement[:, 0], np.tile(actor.speed / fps * direction, (len(t), 1)), atol=1e-4
@@ -552,7 +560,7 @@ def test_cli_writes_and_prints_a_summary(tmp_path, capsys):
 def test_tfds_builder_builds_offline_and_matches_render_video(tmp_path):
   import tensorflow_datasets as tfds
 
-  from mgvm.data import synthetic_tfds
+  from mgvm.datasets.synthetic import builder as synthetic_tfds
 
   config = synthetic_tfds.make_config("test_tiny", TINY, splits={"train": 3, "val": 1}, seed=6)
   builder = synthetic_tfds.MgvmSynthetic(config=config, data_dir=str(tmp_path))

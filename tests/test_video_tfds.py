@@ -1,4 +1,4 @@
-"""tfds builders over manual_dir (`mgvm.data.video_tfds`): tiny PyAV videos in each official layout.
+"""tfds builders over manual_dir (`mgvm.datasets.builders`): tiny PyAV videos in each official layout.
 
 Every frame encodes its index (tests/video_files.py), so the stored frames are checked to be the
 right ones in order. Also: labels as each format defines them, skipped files with reasons,
@@ -16,10 +16,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from mgvm.data import decode as dec
 from mgvm.data import format as fmt
-from mgvm.data import video_tfds as vt
-from mgvm.data.video_list import VideoListError
+from mgvm.datasets import builders as vt
+from mgvm.datasets import decode as dec
+from mgvm.datasets.video_list import VideoListError
 from tests.video_files import index_of, write_video
 
 SMALL = vt.make_config("test_s32", short_side=32)  # 64x128 -> 32x64
@@ -89,7 +89,7 @@ def test_folder_builder_labels_names_skips_and_adapter(tmp_path, caplog):
   )
   _write(f"{m}/test.csv", f"videos/a.mp4\n{tmp_path}/elsewhere/c.mp4\n")  # unlabelled
   _write(f"{m}/classes.txt", "walk\nrun\njump\n")
-  with caplog.at_level(logging.WARNING, logger="mgvm.data.video_tfds"):
+  with caplog.at_level(logging.WARNING, logger="mgvm.datasets.builders"):
     builder = _build(vt.MgvmVideoFolder, m, tmp_path / "data")
   assert _sizes(builder) == {"train": 2, "test": 2}
   assert vt.class_names(builder) == ("walk", "run", "jump")
@@ -333,7 +333,7 @@ def test_kinetics_csvs_subfolders_missing_counted_test_unlabelled(tmp_path, capl
   _corrupt(f"{m}/train/some_label/foot_ball-1_000000_000010.mkv")  # .webm preferred over .mkv
   _video(f"{m}/validate/abseiling/abs00000001_000030_000040.mp4", 3, 10)
   _video(f"{m}/test/test0000001_000007_000017.mp4", 4, 10)
-  with caplog.at_level(logging.WARNING, logger="mgvm.data.video_tfds"):
+  with caplog.at_level(logging.WARNING, logger="mgvm.datasets.builders"):
     builder = _build(vt.MgvmKinetics, m, tmp_path / "data")
   names = ("abseiling", "passing American football (not in game)", "riding a bike")
   assert vt.class_names(builder) == names

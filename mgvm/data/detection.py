@@ -8,10 +8,15 @@ fps / target_fps` or `frame_stride`. Boxes come from the record's `region/bbox` 
 one-row-per-label layout) merge into one multi-hot row. The whole frame is resized to
 `image_size`² (no crop: boxes must stay whole); training may flip clip and boxes.
 
-Element keys: `video` [T, S, S, 3] normalised, `boxes` [G, 4] xyxy pixels, `box_valid` [G],
-`actions` [G, C] float32 multi-hot, `keyframe` (source frame index), `video_index`, `mask`
-(False on eval padding), `frame_indices` [T]. At most `max_boxes` boxes per keyframe are kept
-(the first ones); `num_truncated` counts the rest.
+Element keys: `video` [T, S, S, 3] uint8 (flipped and normalised on the accelerator by
+`mgvm.data.device_ops.model_video`, as classification clips), `flip` (bool: the boxes are
+already flipped), `boxes` [G, 4] xyxy pixels, `box_valid` [G], `actions` [G, C] float32
+multi-hot, `keyframe` (source frame index), `video_index`, `mask` (False on eval padding),
+`frame_indices` [T]. At most `max_boxes` boxes per keyframe are kept (the first ones);
+`num_truncated` counts the rest.
+
+Detection and classification clips share the shells of `mgvm.data.pipeline` (`train_stream`,
+`eval_stream`) and differ only in the per-record function.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ import tensorflow as tf
 
 from mgvm.data import format as fmt
 from mgvm.data import sampling, video_ops
-from mgvm.data.pipeline import eval_stream, host_files, parse_record, train_stream
+from mgvm.data.pipeline import (
+  busiest_host_batches,
+  eval_stream,
+  host_files,
+  parse_record,
+  train_stream,
+)
 
 
 def keyframe_clip_indices(num_frames_src, keyframe, stride, num_frames: int) -> tf.Tensor:
@@ -89,8 +100,9 @@ def keyframe_targets(boxes_flat, labels, *, image_size: int, max_boxes: int, num
 
 def _clip_and_targets(ex, n, keyframe, stride, *, num_frames, image_size, max_boxes, num_classes):
   indices = keyframe_clip_indices(n, keyframe, stride, num_frames)
-  frames = video_ops.decode_frames(ex["frames"], indices)
-  frames = tf.image.resize(tf.cast(frames, tf.float32), [image_size, image_size], method="bilinear")
+  frames = video_ops.to_uint8(
+    video_ops.resize(video_ops.decode_frames(ex["frames"], indices), image_size)
+  )
   boxes, valid, actions, truncated = keyframe_targets(
     ex[fmt.REGION_BBOX][keyframe],
     ex[fmt.REGION_LABEL][keyframe],
@@ -119,6 +131,7 @@ def make_detection_dataset(
   start_step: int = 0,
   process_index: int = 0,
   process_count: int = 1,
+  eval_batches: int | None = None,
   threads: int = 0,
 ) -> tf.data.Dataset:
   """Batched detection clips for this host (see the module docstring).
@@ -127,8 +140,10 @@ def make_detection_dataset(
   set every frame), or any frame of a video without boxes. "train": repeats forever, one random
   keyframe per video visit, optional flip, drops the remainder, starts at batch `start_step`.
   "eval": one pass, `keyframes_per_video` evenly spaced keyframes per video (0: all of them),
-  zero-padded last batch with `mask` False. Both run in the shells of `mgvm.data.pipeline`
-  (`train_stream`, `eval_stream`) that classification clips use.
+  zero-padded last batch with `mask` False; `eval_batches` pads further with fully-masked
+  batches to exactly that many (`eval_num_batches`: what a multi-host evaluation passes). Both
+  run in the shells of `mgvm.data.pipeline` (`train_stream`, `eval_stream`) that classification
+  clips use.
   """
   if mode not in ("train", "eval"):
     raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
@@ -146,8 +161,10 @@ def make_detection_dataset(
       f"keyframes_per_video must be an integer >= 0 (0: every annotated frame), "
       f"got {keyframes_per_video}"
     )
+  if mode == "train" and eval_batches is not None:
+    raise ValueError(f"eval_batches is for mode='eval', got mode={mode!r}")
   files = host_files(files, process_index, process_count)
-  parse = lambda s: parse_record(s, lambda x: fmt.parse_example(x, with_annotations=True))  # noqa: E731
+  parse = _parse_annotated
   common = dict(
     num_frames=num_frames, image_size=image_size, max_boxes=max_boxes, num_classes=num_classes
   )
@@ -171,15 +188,14 @@ def make_detection_dataset(
       indices, frames, boxes, valid, actions, truncated = _clip_and_targets(
         ex, n, keyframe, stride, **common
       )
-      if flip:
-        do = tf.random.stateless_uniform([], s_flip) < 0.5
-        frames = tf.where(do, tf.reverse(frames, [2]), frames)
-        flipped = tf.stack(
-          [image_size - boxes[:, 2], boxes[:, 1], image_size - boxes[:, 0], boxes[:, 3]], -1
-        )
-        boxes = tf.where(do & valid[:, None], flipped, boxes)
+      do = video_ops.flip_decision(s_flip) if flip else tf.constant(False)
+      flipped = tf.stack(
+        [image_size - boxes[:, 2], boxes[:, 1], image_size - boxes[:, 0], boxes[:, 3]], -1
+      )
+      boxes = tf.where(do & valid[:, None], flipped, boxes)  # the frames flip on the device
       return {
-        "video": video_ops.normalize(frames),
+        "video": frames,
+        "flip": do,
         "boxes": boxes,
         "box_valid": valid,
         "actions": actions,
@@ -210,7 +226,7 @@ def make_detection_dataset(
         ex, n, keyframe, stride, **common
       )
       return {
-        "video": video_ops.normalize(frames),
+        "video": frames,
         "boxes": boxes,
         "box_valid": valid,
         "actions": actions,
@@ -224,4 +240,36 @@ def make_detection_dataset(
     keyframes = eval_keyframes(annotated_frames(ex[fmt.REGION_BBOX]), keyframes_per_video)
     return tf.data.Dataset.from_tensor_slices(keyframes).map(one)
 
-  return eval_stream(files, process_eval, batch_size=batch_size, threads=threads, flat=True)
+  return eval_stream(
+    files,
+    process_eval,
+    batch_size=batch_size,
+    eval_batches=eval_batches,
+    threads=threads,
+    flat=True,
+  )
+
+
+def _parse_annotated(serialized):
+  return parse_record(serialized, lambda x: fmt.parse_example(x, with_annotations=True))
+
+
+def eval_keyframe_count(serialized, keyframes_per_video: int):
+  """int32: the keyframes the eval mode takes from one record (decodes no frames)."""
+  if keyframes_per_video:
+    return tf.constant(keyframes_per_video, tf.int32)
+  ex, _ = _parse_annotated(serialized)
+  return tf.size(annotated_frames(ex[fmt.REGION_BBOX]))
+
+
+def eval_num_batches(
+  files: str | Sequence[str], *, batch_size: int, keyframes_per_video: int, process_count: int
+) -> int:
+  """`pipeline.busiest_host_batches` of detection clips: pass it to every host as
+  `eval_batches` (every host then runs the same number of batches)."""
+  return busiest_host_batches(
+    files,
+    batch_size=batch_size,
+    process_count=process_count,
+    items_of=lambda s: eval_keyframe_count(s, keyframes_per_video),
+  )

@@ -93,6 +93,35 @@ def count_records(files: Sequence[str]) -> int:
   return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
 
 
+def count_items(files: Sequence[str], items_of: Callable | None = None) -> int:
+  """Evaluation items (views, keyframes) in `files`: `items_of(serialized) -> int64 scalar` summed
+  over the records (one per record without it); decodes no frames unless `items_of` does."""
+  if items_of is None:
+    return count_records(files)
+  ds = tf.data.TFRecordDataset(list(files)).map(items_of, num_parallel_calls=AUTOTUNE)
+  return int(ds.reduce(np.int64(0), lambda n, k: n + tf.cast(k, tf.int64)))
+
+
+def busiest_host_batches(
+  files: str | Sequence[str],
+  *,
+  batch_size: int,
+  process_count: int,
+  items_per_record: int = 1,
+  items_of: Callable | None = None,
+) -> int:
+  """Evaluation batches of the host with the most items (each host reads every
+  `process_count`-th file): pass it to every host as `eval_batches`, so that all run the same
+  number of steps (the others pad with fully-masked batches). A record has `items_per_record`
+  items, or `items_of(serialized)` (`count_items`)."""
+  all_files = list_files(files)
+  counts = [
+    count_items(all_files[i::process_count], items_of) * items_per_record
+    for i in range(process_count)
+  ]
+  return max(math.ceil(n / batch_size) for n in counts)
+
+
 def eval_num_batches(
   files: str | Sequence[str],
   *,
@@ -101,17 +130,13 @@ def eval_num_batches(
   num_crops: int = 1,
   process_count: int = 1,
 ) -> int:
-  """Batches the busiest host needs in eval mode: pass it to every host as `eval_batches`.
-
-  Every host then runs the same number of steps (the others pad with fully-masked batches).
-  """
-  all_files = list_files(files)
-  views = num_clips * num_crops
-  counts = [
-    count_records(all_files[i::process_count]) if all_files[i::process_count] else 0
-    for i in range(process_count)
-  ]
-  return max(math.ceil(n * views / batch_size) for n in counts)
+  """`busiest_host_batches` of classification clips (`num_clips * num_crops` views a video)."""
+  return busiest_host_batches(
+    files,
+    batch_size=batch_size,
+    process_count=process_count,
+    items_per_record=num_clips * num_crops,
+  )
 
 
 class BadDataError(ValueError):

@@ -39,15 +39,19 @@ def default_root() -> str:
 
 
 def _synthetic(data_config, log: Callable[[str], None]) -> Source:
-  from mgvm.data import synthetic
+  from mgvm.datasets import synthetic
 
   sc = data_config.synthetic.to_dict()
   counts = {"train": sc.pop("num_train"), "val": sc.pop("num_val"), "test": sc.pop("num_test")}
   seed = sc.pop("seed")
+  per_shard = sc.pop("videos_per_shard", synthetic.VIDEOS_PER_SHARD)
   config = synthetic.SyntheticConfig(**sc)
-  digest = hashlib.sha1(json.dumps([sc, counts, seed], sort_keys=True).encode()).hexdigest()[:10]
+  identity = [sc, counts, seed] + ([per_shard] if per_shard != synthetic.VIDEOS_PER_SHARD else [])
+  digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
   root = os.path.join(data_config.dir or default_root(), f"synthetic-{digest}")
-  synthetic.ensure_dataset(root, config, splits=counts, seed=seed, log=log)
+  synthetic.ensure_dataset(
+    root, config, splits=counts, seed=seed, log=log, videos_per_shard=per_shard
+  )
   files = {split: synthetic.split_files(root, split) for split in counts}
   return Source(root, files, tuple(config.classes))
 
@@ -65,7 +69,7 @@ def _tfrecord(data_config) -> Source:
     with open(info) as f:
       names = tuple(json.load(f).get("classes", ()))
   max_label, label_info = None, ""
-  summary_path = os.path.join(root, "summary.json")  # written by mgvm.data.prepare
+  summary_path = os.path.join(root, "summary.json")  # written by mgvm.datasets.prepare
   if os.path.exists(summary_path):
     with open(summary_path) as f:
       try:
@@ -89,10 +93,10 @@ def _tfrecord(data_config) -> Source:
 
 
 def _tfds(data_config) -> Source:
-  """A data set built by a `mgvm.data.video_tfds` builder (`tfds_name` under data_dir `dir`)."""
+  """A data set built by a `mgvm.datasets.builders` builder (`tfds_name` under data_dir `dir`)."""
   import tensorflow_datasets as tfds
 
-  from mgvm.data import video_tfds  # registers the builders
+  from mgvm.datasets import builders as video_tfds  # registers the builders
 
   if not data_config.tfds_name:
     raise ValueError(

@@ -37,6 +37,31 @@ class ViewAggregator:
       self.views[v] = self.views.get(v, 0) + 1
       self.labels[v] = y
 
+  def across_hosts(self) -> ViewAggregator:
+    """The videos of every host, keyed `(host, video_index)`, on every host (a video's views
+    all come from its own host's files); itself on one host."""
+    if jax.process_count() == 1:
+      return self
+    from mgvm.sharding import gather_hosts
+
+    order = sorted(self.sums)
+    rows = gather_hosts(
+      {
+        "host": np.full(len(order), jax.process_index(), np.int32),
+        "video": np.asarray(order, np.int32),
+        "sums": np.asarray([self.sums[v] for v in order], np.float32).reshape(
+          len(order), self.num_classes
+        ),
+        "views": np.asarray([self.views[v] for v in order], np.int32),
+        "labels": np.asarray([self.labels[v] for v in order], np.int32),
+      }
+    )
+    out = ViewAggregator(self.num_classes)
+    for h, v, p, n, y in zip(*(rows[k] for k in ("host", "video", "sums", "views", "labels"))):
+      key = (int(h), int(v))
+      out.sums[key], out.views[key], out.labels[key] = p, int(n), int(y)
+    return out
+
   def result(self, ks: Sequence[int] = (1, 5)) -> dict[str, float | int]:
     if not self.sums:
       raise ValueError("no evaluation examples were seen (is the split empty?)")
@@ -85,12 +110,13 @@ def evaluate(
   ks: Sequence[int] = (1, 5),
   compressor=None,
 ) -> dict[str, float | int]:
-  """Top-k accuracy of `params` over every view of every video in `batches` (eval-mode batches)."""
-  from mgvm.sharding import to_global
+  """Top-k accuracy of `params` over every view of every video in `batches` (eval-mode batches),
+  of every host's videos when there are several."""
+  from mgvm.sharding import host_rows, to_global
 
   predict = predict_fn(graphdef, compressor)
   agg = ViewAggregator(num_classes)
   for batch in batches:
-    probs = jax.device_get(predict(params, to_global({"video": batch["video"]}, mesh)["video"]))
-    agg.add(probs, batch["video_index"], batch["label"], batch.get("mask"))
-  return agg.result(ks)
+    probs = predict(params, to_global({"video": batch["video"]}, mesh)["video"])
+    agg.add(host_rows(probs, mesh), batch["video_index"], batch["label"], batch.get("mask"))
+  return agg.across_hosts().result(ks)

@@ -54,7 +54,7 @@ def evaluate(
   graphdef: nnx.GraphDef, params, masker: Masker, batches: Iterable[dict], mesh, seed: int = 0
 ) -> dict[str, float | int]:
   """Mean loss and PSNR over every real (unpadded) clip; batch i is masked with fold_in(key, i)."""
-  from mgvm.sharding import to_global
+  from mgvm.sharding import gather_hosts, host_rows, to_global
 
   @jax.jit
   def run(params, video, key):
@@ -62,15 +62,15 @@ def evaluate(
     return per_clip_metrics(nnx.merge(graphdef, params), masker, video, key)
 
   key = jax.random.key(seed)
-  sums, count = {"loss": 0.0, "psnr": 0.0}, 0
+  totals = np.zeros(3)  # loss, psnr, clips of this host
   for i, batch in enumerate(batches):
-    out = jax.device_get(
-      run(params, to_global({"video": batch["video"]}, mesh)["video"], jax.random.fold_in(key, i))
-    )
+    video = to_global({"video": batch["video"]}, mesh)["video"]
+    out = run(params, video, jax.random.fold_in(key, i))
     mask = np.asarray(batch.get("mask", np.ones(len(batch["video"]), bool)), bool)
-    for k in sums:
-      sums[k] += float(np.asarray(out[k])[mask].sum())
-    count += int(mask.sum())
+    for j, name in enumerate(("loss", "psnr")):
+      totals[j] += float(host_rows(out[name], mesh)[mask].sum())
+    totals[2] += int(mask.sum())
+  loss, psnr, count = gather_hosts({"totals": totals[None]})["totals"].sum(0)  # every host's
   if not count:
     raise ValueError("no evaluation clips were seen (is the split empty?)")
-  return {"loss": sums["loss"] / count, "psnr": sums["psnr"] / count, "num_clips": count}
+  return {"loss": float(loss / count), "psnr": float(psnr / count), "num_clips": int(count)}

@@ -71,6 +71,7 @@ def evaluate(
   evaluation changed from the run's recorded config)."""
   from mgvm.data import sources
 
+  sharding_lib.maybe_initialize_distributed()
   task = tasks.get(config.task)
   if not checkpoint:
     workdir_lib.require_checkpoints(workdir)  # before any data is read or generated
@@ -103,8 +104,9 @@ def evaluate(
   )
   result = task.evaluate(config, ctx)
   result.update(split=split, params=origin, data=source.root, settings=settings, tag=tag)
-  result["path"] = workdir_lib.write_eval_result(workdir, result, name)
-  log(summary(task, workdir, result))
+  if jax.process_index() == 0:  # every host holds the same result
+    result["path"] = workdir_lib.write_eval_result(workdir, result, name)
+    log(summary(task, workdir, result))
   return result
 
 

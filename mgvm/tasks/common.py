@@ -47,7 +47,7 @@ def num_classes_from_data(config, source, *, check_labels: bool = True) -> int:
   """`config.num_classes`, checked against the data set's class list, or the data set's count.
 
   With `check_labels`, a data set whose largest stored label (`source.max_label`, from the
-  summary of `mgvm.data.prepare`) is outside `[0, num_classes)` fails here, before training.
+  summary of `mgvm.datasets.prepare`) is outside `[0, num_classes)` fails here, before training.
   """
   max_label = source.max_label
   if config.get("num_classes"):

@@ -104,11 +104,22 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
   from mgvm.data import detection, pipeline
   from mgvm.evaluate import detection as detection_eval
 
-  if jax.process_count() > 1:
-    raise NotImplementedError("detection evaluation runs on one host")
+  files = ctx.source.split(ctx.split)
+  keyframes_per_video = config.eval.get("keyframes_per_video", 1)
+  hosts = jax.process_count()
   ds = detection.make_detection_dataset(
-    ctx.source.split(ctx.split),
+    files,
     mode="eval",
+    process_index=jax.process_index(),
+    process_count=hosts,
+    eval_batches=detection.eval_num_batches(  # every host runs the same number of batches
+      files,
+      batch_size=ctx.local_batch,
+      keyframes_per_video=keyframes_per_video,
+      process_count=hosts,
+    )
+    if hosts > 1
+    else None,
     num_frames=config.num_frames,
     image_size=config.image_size,
     batch_size=ctx.local_batch,
@@ -116,7 +127,7 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
     max_boxes=config.evad.max_boxes,
     target_fps=common.eval_target_fps(config.data.target_fps),
     frame_stride=config.data.frame_stride,
-    keyframes_per_video=config.eval.get("keyframes_per_video", 1),
+    keyframes_per_video=keyframes_per_video,
     threads=config.data.get("threads", 0),
   )
   batches = common.limit_batches(pipeline.numpy_batches(ds), config)

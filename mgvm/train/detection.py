@@ -21,6 +21,7 @@ import optax
 from flax import nnx
 
 from mgvm import ops
+from mgvm.data.device_ops import model_video
 from mgvm.models.localizer import NO_OBJECT, PERSON, image_whwh, person_scores
 from mgvm.train.steps import StepFn, apply_updates, step_keys
 
@@ -189,9 +190,11 @@ def detect_step(
   def step(state, batch):
     _, drop_key, _ = step_keys(state)
 
+    video = model_video(batch)  # uint8 clips: flipped and normalised here
+
     def loss_fn(params):
       model = nnx.merge(graphdef, params)
-      out, _ = model(batch["video"], deterministic=False, rngs=nnx.Rngs(dropout=drop_key))
+      out, _ = model(video, deterministic=False, rngs=nnx.Rngs(dropout=drop_key))
       return detection_loss(out, batch, image_hw, weights)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])

@@ -1,6 +1,6 @@
 """What is in a prepared data set, and which frames the model will be shown.
 
-  python -m mgvm.data.inspect OUT [--split S] [--num-frames T] [--target-fps F]
+  python -m mgvm.datasets.inspect OUT [--split S] [--num-frames T] [--target-fps F]
       [--frame-stride N] [--temporal dense|segment] [--clips K] [--json]
 
 Reads only the records' context (no frame is decoded): counts, frame-rate / length histograms
@@ -138,9 +138,9 @@ def summarise(split: str, records: list[dict], class_names: Sequence[str] = ()) 
 
 def main(argv: Sequence[str] | None = None) -> list[dict] | None:
   p = argparse.ArgumentParser(
-    prog="python -m mgvm.data.inspect", description=__doc__.split("\n")[0]
+    prog="python -m mgvm.datasets.inspect", description=__doc__.split("\n")[0]
   )
-  p.add_argument("root", help="a prepared data set directory (OUT of mgvm.data.prepare)")
+  p.add_argument("root", help="a prepared data set directory (OUT of mgvm.datasets.prepare)")
   p.add_argument("--split", default=None, help="one split (default: all)")
   p.add_argument("--num-frames", type=int, default=16, help="frames per clip")
   p.add_argument(

@@ -1,4 +1,4 @@
-"""A tfds builder for the synthetic motion data set (`mgvm.data.synthetic`), made offline.
+"""A tfds builder for the synthetic motion data set (`mgvm.datasets.synthetic`), made offline.
 
     builder = MgvmSynthetic(data_dir=DIR)            # or config=make_config("tiny", ...)
     builder.download_and_prepare(
@@ -17,7 +17,7 @@ from typing import Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mgvm.data import synthetic
+from mgvm.datasets import synthetic
 
 
 @dataclasses.dataclass(eq=False)

@@ -69,3 +69,24 @@ def read_list(list_path: str, root: str = "") -> list[Entry]:
       )
     entries.append(Entry(os.path.join(root, path) if root else path, label, number))
   return entries
+
+
+def read_classes(path: str) -> list[str]:
+  """Class names of `path`, one per line (line k = label k); trailing blank lines are ignored.
+
+  An empty or repeated name raises `VideoListError` naming FILE:LINE.
+  """
+  with open(path, encoding="utf-8") as f:
+    names = [line.strip() for line in f.read().splitlines()]
+  while names and not names[-1]:
+    names.pop()
+  if not names:
+    raise VideoListError(f"{path}: no class names")
+  for number, name in enumerate(names, 1):
+    if not name:
+      raise VideoListError(f"{path}:{number}: empty class name")
+    if name in names[: number - 1]:
+      raise VideoListError(
+        f"{path}:{number}: class {name!r} repeated (line {names.index(name) + 1})"
+      )
+  return names

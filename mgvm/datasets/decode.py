@@ -12,6 +12,7 @@ Files that cannot be used raise `DecodeError` with a short `reason` for per-reas
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 
@@ -227,3 +228,20 @@ def jpeg_encoder(quality: int = 90):
     return buf.getvalue()
 
   return encode
+
+
+def decode_or_skip(
+  path: str, *, short_side: int | None = None, max_fps: float | None = None, jpeg_quality: int = 90
+) -> Decoded | dict:
+  """What every writer does with one listed file (`prepare`, the tfds builders): the `Decoded`
+  video holding per-frame JPEG bytes (encoded as each frame is decoded), or, for a file that
+  cannot be used, its skip record `{"path", "reason", "detail"}` (never an exception)."""
+  try:
+    return decode(path, max_fps=max_fps, short_side=short_side, convert=jpeg_encoder(jpeg_quality))
+  except DecodeError as e:
+    return {"path": path, "reason": e.reason, "detail": e.detail}
+
+
+def skip_counts(skipped) -> dict[str, int]:
+  """{reason: count} of skip records, sorted by reason."""
+  return dict(sorted(collections.Counter(s["reason"] for s in skipped).items()))

@@ -1,12 +1,12 @@
 """Video files → sharded TFRecord `SequenceExample`s (the on-disk format of `mgvm.data.format`).
 
-  python -m mgvm.data.prepare --csv train.csv --root VIDEOS --out OUT [--split train]
+  python -m mgvm.datasets.prepare --csv train.csv --root VIDEOS --out OUT [--split train]
       [--short-side 320] [--max-fps 30] [--workers K] [--videos-per-shard 64]
       [--boxes ava_train_v2.2.csv [--boxes-offset 0] [--label-map LIST.pbtxt]]
       [--boxes UCF101v2-GT.pkl --boxes-fps 25] [--classes classes.txt]
 
-`--csv` is a VideoMAE-style list (`mgvm.data.video_list`). Each video is decoded with PyAV
-onto a constant rate by timestamps (`mgvm.data.decode`), optionally resized (short side) and
+`--csv` is a VideoMAE-style list (`mgvm.datasets.video_list`). Each video is decoded with PyAV
+onto a constant rate by timestamps (`mgvm.datasets.decode`), optionally resized (short side) and
 capped in rate; `video/fps` is the rate actually stored. Unusable files are skipped, never
 fatal: `OUT/<split>.summary.json` lists each with its line and reason, plus counts, and
 `OUT/summary.json` gathers every split's. Shards are written atomically and a rerun skips the
@@ -25,7 +25,7 @@ holding it, `max_label_video`), which `mgvm.data.sources` reads to check `config
 stops prepare at once naming the line. Splits of one OUT must not differ in their classes.
 
 `--boxes` attaches action-detection ground truth in the AVA CSV layout (`video_id, seconds, x1,
-y1, x2, y2, action_id[, person_id]`, boxes normalised; `mgvm.data.detection_annotations`): each
+y1, x2, y2, action_id[, person_id]`, boxes normalised; `mgvm.datasets.annotations`): each
 annotated second t goes to the stored frame `round((t − offset) · fps)` as `region/bbox` rows
 (one per label; `mgvm.data.detection` merges them into multi-hot actions), so those frames
 become the keyframes. `--boxes-offset` is the time of the video's first frame in the CSV's
@@ -48,9 +48,8 @@ import sys
 import time
 from typing import Sequence
 
-from mgvm.data import decode as dec
-from mgvm.data import processes, video_list
-from mgvm.data.synthetic import shard_name
+from mgvm.datasets import decode as dec
+from mgvm.datasets import processes, shards, video_list
 
 SHARD_INFO_DIR = ".shards"
 
@@ -179,7 +178,7 @@ def read_boxes(
   path: str, *, offset: float = 0.0, frame_fps: float | None = None, label_map: str = ""
 ) -> dict[str, list[tuple]]:
   """`boxes_by_video` of an AVA CSV or (`.pkl`, needs `frame_fps`) an ACT pickle."""
-  from mgvm.data import detection_annotations as da
+  from mgvm.datasets import annotations as da
 
   if path.endswith(".pkl"):
     if not frame_fps or frame_fps <= 0:
@@ -216,24 +215,18 @@ def frame_annotations(boxes: list[tuple], fps: float, num_frames: int):
 
 def _write_shard(task) -> dict:
   """Decodes and writes one shard; returns its stats (also stored next to the shard)."""
-  import tensorflow as tf
-
   from mgvm.data import format as fmt
 
   out, split, shard, num_shards, entries, root, short_side, max_fps, quality, boxes = task
-  name = shard_name(split, shard, num_shards)
+  name = shards.shard_name(split, shard, num_shards)
   written, skipped, frames, outside, annotated = [], [], 0, 0, 0
-  tmp = os.path.join(out, f".{name}.tmp")
-  with tf.io.TFRecordWriter(tmp) as writer:
+  with shards.write_shard(out, name) as writer:
     for entry in entries:
-      try:
-        video = dec.decode(
-          entry.path, max_fps=max_fps, short_side=short_side, convert=dec.jpeg_encoder(quality)
-        )  # holds JPEGs, not frames
-      except dec.DecodeError as e:
-        skipped.append(
-          {"line": entry.line, "path": entry.path, "reason": e.reason, "detail": e.detail}
-        )
+      video = dec.decode_or_skip(
+        entry.path, short_side=short_side, max_fps=max_fps, jpeg_quality=quality
+      )
+      if isinstance(video, dict):
+        skipped.append({"line": entry.line, **video})
         continue
       video_id = _video_id(entry, root)
       extra = None
@@ -257,7 +250,6 @@ def _write_shard(task) -> dict:
       )
       written.append(entry.line)
       frames += len(video.frames)
-  os.replace(tmp, os.path.join(out, name))
   stats = {
     "shard": name,
     "written": written,
@@ -267,33 +259,8 @@ def _write_shard(task) -> dict:
     "boxes_outside": outside,
     "decoder": decoder_versions(),
   }
-  info = os.path.join(out, SHARD_INFO_DIR, f"{name}.json")
-  with open(info + ".tmp", "w") as f:
-    json.dump(stats, f)
-  os.replace(info + ".tmp", info)
+  shards.write_json(os.path.join(out, SHARD_INFO_DIR, f"{name}.json"), stats, indent=None)
   return stats
-
-
-def _write_json(path: str, value) -> None:
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + ".tmp", path)
-
-
-def read_classes(path: str) -> list[str]:
-  """Class names of `path`, one per line (line k = label k); trailing blank lines are ignored."""
-  with open(path, encoding="utf-8") as f:
-    names = [line.strip() for line in f.read().splitlines()]
-  while names and not names[-1]:
-    names.pop()
-  if not names:
-    raise ValueError(f"{path}: no class names")
-  for number, name in enumerate(names, 1):
-    if not name:
-      raise ValueError(f"{path}:{number}: empty class name")
-    if name in names[: number - 1]:
-      raise ValueError(f"{path}:{number}: class {name!r} repeated (line {names.index(name) + 1})")
-  return names
 
 
 def _split_summaries(out: str) -> dict[str, dict]:
@@ -358,7 +325,7 @@ def _gather_summaries(out: str) -> dict:
     "decoders": decoders,
     "splits": splits,
   }
-  _write_json(os.path.join(out, "summary.json"), gathered)
+  shards.write_json(os.path.join(out, "summary.json"), gathered)
   return gathered
 
 
@@ -395,7 +362,7 @@ def prepare(
   entries = video_list.read_list(csv, root)
   if not entries:
     raise ValueError(f"{csv}: no videos listed")
-  names = read_classes(classes) if classes else None
+  names = video_list.read_classes(classes) if classes else None
   if names is not None:
     for e in entries:
       if e.label is not None and e.label >= len(names):
@@ -413,10 +380,11 @@ def prepare(
       f"prepare: {boxes}: boxes for {len(by_video)} videos; {len(unknown)} listed videos have none"
     )
   os.makedirs(os.path.join(out, SHARD_INFO_DIR), exist_ok=True)
+  shards.remove_partial(out, split)  # left by an interrupted run of this split
   num_shards = -(-len(entries) // videos_per_shard)
   tasks, done = [], []
   for shard in range(num_shards):
-    name = shard_name(split, shard, num_shards)
+    name = shards.shard_name(split, shard, num_shards)
     info = os.path.join(out, SHARD_INFO_DIR, f"{name}.json")
     if os.path.exists(info) and os.path.exists(os.path.join(out, name)):
       with open(info) as f:
@@ -468,12 +436,7 @@ def prepare(
   results.sort(key=lambda s: s["shard"])
   names_now = {r["shard"] for r in results}
   # Shards of an earlier run with another --videos-per-shard would be read as more videos.
-  for stale in glob.glob(os.path.join(out, f"{split}-[0-9]*-of-[0-9]*.tfrecord")):
-    if os.path.basename(stale) not in names_now:
-      os.remove(stale)
-      info = os.path.join(out, SHARD_INFO_DIR, os.path.basename(stale) + ".json")
-      if os.path.exists(info):
-        os.remove(info)
+  shards.remove_stale(out, split, names_now, sidecar_dirs=(SHARD_INFO_DIR,))
   skipped = sorted((s for r in results for s in r["skipped"]), key=lambda s: s["line"])
   summary = {
     "csv": os.path.abspath(csv),
@@ -481,7 +444,7 @@ def prepare(
     "listed": len(entries),
     "written": sum(len(r["written"]) for r in results),
     "skipped": len(skipped),
-    "skipped_by_reason": dict(sorted(collections.Counter(s["reason"] for s in skipped).items())),
+    "skipped_by_reason": dec.skip_counts(skipped),
     "frames": sum(r["frames"] for r in results),
     "shards": [r["shard"] for r in results],
     "short_side": short_side,
@@ -502,7 +465,7 @@ def prepare(
       boxes_outside=sum(r.get("boxes_outside", 0) for r in results),
     )
   path = os.path.join(out, f"{split}.summary.json")
-  _write_json(path, summary)
+  shards.write_json(path, summary)
   _gather_summaries(out)
   log(
     f"prepare: {summary['written']} of {len(entries)} videos written, {len(skipped)} skipped "
@@ -514,7 +477,7 @@ def prepare(
 
 def main(argv: Sequence[str] | None = None) -> dict:
   p = argparse.ArgumentParser(
-    prog="python -m mgvm.data.prepare", description=__doc__.split("\n")[0]
+    prog="python -m mgvm.datasets.prepare", description=__doc__.split("\n")[0]
   )
   p.add_argument("--csv", required=True, help="video list: 'path label' per line")
   p.add_argument("--root", default="", help="directory the list's relative paths start from")
