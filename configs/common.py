@@ -24,6 +24,8 @@ def model(size="B", **overrides):
       drop_path_rate=0.0,
       fc_drop_rate=0.0,
       dtype="bfloat16",
+      attention="auto",  # the attention kernel (mgvm.models.vit; "auto": the backend's best)
+      remat="none",  # activation rematerialisation per block: none | full | dots
     )
   )
   c.update(overrides)
@@ -94,6 +96,9 @@ def data(**overrides):
   "rand-m7-n4-mstd0.5-inc1") and `random_erase` (probability, VideoMAE: 0.25) are fine-tuning
   only; `num_sample` > 1 is repeated augmentation (clips per decoded video, counted in the batch).
   `threads`: the input pipeline's thread pool (0: one per core); it changes speed, not data.
+  `host_independent_batches`: every host reads every shard and decodes only its slice of each
+  global batch, so the global batches do not depend on the number of hosts (docs/scale.md);
+  off, each host reads its own shards (less I/O).
   `source="tfds"` reads a data set built by a `mgvm.datasets.builders` builder: `tfds_name`
   (e.g. "mgvm_ucf101/split1") under `dir` (the tfds data_dir).
   """
@@ -113,6 +118,7 @@ def data(**overrides):
       random_erase=0.0,
       num_sample=1,
       threads=0,
+      host_independent_batches=False,
       synthetic=synthetic(),
     )
   )
@@ -216,8 +222,9 @@ def optim(**overrides):
 
 
 def mesh(**overrides):
-  """Devices on the `data` axis (-1: all)."""
-  c = ml_collections.ConfigDict(dict(data=-1))
+  """Devices on the `data` axis (-1: all) and on the `fsdp` axis (params and optimizer state
+  sharded over it; 1: replicated)."""
+  c = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
   c.update(overrides)
   return c
 
@@ -238,6 +245,7 @@ def run(c, *, total_steps, log_every_steps=100, checkpoint_every_steps=1000, kee
   c.checkpoint_every_steps = checkpoint_every_steps
   c.keep_checkpoints = keep_checkpoints
   c.tensorboard = True
+  c.accum_steps = 1  # micro-batches per update: batch_size is the effective (global) batch
   c.allow_config_change = False  # resume a workdir whose recorded config.json differs (logged)
   # The step train.py resumes from and eval.py reads: 0 = the newest intact one (a damaged newer
   # step is reported and passed over); N = exactly step N (a damaged step N stops the run).

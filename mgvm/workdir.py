@@ -36,6 +36,7 @@ RESUME_MAY_CHANGE = (
   "restore_step",
   "data.threads",
   "eval.",
+  "mesh.",
 )
 
 

@@ -115,10 +115,11 @@ def damage_step(directory: str, step: int, item: str, how: str) -> None:
     f.write(bytes(raw))
 
 
-def evaluate_on_two_hosts(config, workdir: str, *, tag: str) -> list[str]:
-  """`mgvm.run.evaluate.evaluate(config, workdir, tag=tag)` in two processes of one CPU device
-  each, joined by jax.distributed as `eval.py` runs on two hosts (`mesh.data` = every device);
-  returns their outputs. The config's data needs a shard per host in the split evaluated."""
+def run_on_two_hosts(config, workdir: str, *, train: bool, tag: str = "") -> list[str]:
+  """In two processes of one CPU device each, joined by jax.distributed as `train.py` /
+  `eval.py` run on two hosts (`mesh.data` = every device): `mgvm.run.train.train(config,
+  workdir)` when `train`, then `mgvm.run.evaluate.evaluate(config, workdir, tag=tag)` when
+  `tag`. Returns their outputs. Evaluation needs a shard per host of the split."""
   import socket
   import subprocess
   import tempfile
@@ -129,10 +130,11 @@ def evaluate_on_two_hosts(config, workdir: str, *, tag: str) -> list[str]:
   code = (
     "import json, sys\n"
     "from ml_collections import ConfigDict\n"
-    "from mgvm.run import evaluate as eval_run\n"
+    "from mgvm.run import evaluate as eval_run, train as train_run\n"
     "config = ConfigDict(json.load(open(sys.argv[1])))\n"
     "config.mesh.data = -1\n"
-    "eval_run.evaluate(config, sys.argv[2], tag=sys.argv[3])\n"
+    "if sys.argv[3] == 'train': train_run.train(config, sys.argv[2])\n"
+    "if sys.argv[4]: eval_run.evaluate(config, sys.argv[2], tag=sys.argv[4])\n"
   )
   flags = os.environ.get("XLA_FLAGS", "").replace(
     "--xla_force_host_platform_device_count=8", "--xla_force_host_platform_device_count=1"
@@ -148,9 +150,10 @@ def evaluate_on_two_hosts(config, workdir: str, *, tag: str) -> list[str]:
   with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
     f.write(config.to_json())
     f.flush()
+    args = [f.name, workdir, "train" if train else "", tag]
     procs = [
       subprocess.Popen(
-        [sys.executable, "-c", code, f.name, workdir, tag],
+        [sys.executable, "-c", code, *args],
         env=dict(env, JAX_PROCESS_ID=str(i)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -158,7 +161,7 @@ def evaluate_on_two_hosts(config, workdir: str, *, tag: str) -> list[str]:
       )
       for i in range(2)
     ]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    outputs = [p.communicate(timeout=400)[0] for p in procs]
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-3000:]
   return outputs

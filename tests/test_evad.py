@@ -22,7 +22,7 @@ from mgvm.run import train as train_run  # noqa: E402
 from mgvm.train import checkpoint as checkpoint_lib  # noqa: E402
 from mgvm.train import detection as detection_lib  # noqa: E402
 from mgvm.workdir import checkpoint_dir  # noqa: E402
-from tests.helpers import evaluate_on_two_hosts, tiny  # noqa: E402
+from tests.helpers import run_on_two_hosts, tiny  # noqa: E402
 
 LOCALIZER = dict(dim=16, num_proposals=4, num_stages=1, num_heads=2, dynamic_dim=4, ffn_dim=32)
 
@@ -166,7 +166,7 @@ def test_runlocal_detect_train_then_eval(tmp_path, synthetic_dir):
   # Two hosts, each with its own test shard (3 and 2 videos: 6 and 4 keyframes, so host 1 pads
   # with a fully-masked batch), gather their detections: the same keyframes, ground truth and
   # frame-mAP as one host.
-  outputs = evaluate_on_two_hosts(config, workdir, tag="hosts2")
+  outputs = run_on_two_hosts(config, workdir, train=False, tag="hosts2")
   both = json.load(open(os.path.join(workdir, "eval", "test.hosts2.json")))
   assert both["hosts"] == 2 and saved["hosts"] == 1
   for key in ("num_keyframes", "num_gt", "num_detections", "truncated_gt_boxes"):

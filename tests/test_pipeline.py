@@ -153,6 +153,40 @@ def test_train_stream_is_deterministic_and_resumes_exactly(shards):
   assert not all(np.array_equal(a["video"], b["video"]) for a, b in zip(full, other))
 
 
+def test_host_independent_batches_are_the_same_global_batches_on_any_number_of_hosts(shards):
+  """Two hosts' slices of each step, stacked, are one host's batch of twice the size; a resumed
+  host's stream starts at the same global step; the slices differ between hosts."""
+  kwargs = dict(
+    mode="finetune",
+    num_frames=T,
+    image_size=S,
+    target_fps=8.0,
+    seed=5,
+    shuffle_buffer=4,
+    host_independent_batches=True,
+  )
+  one = _take(pipeline.make_dataset(shards, batch_size=4, **kwargs), 3)
+  hosts = [
+    _take(
+      pipeline.make_dataset(shards, batch_size=2, process_index=h, process_count=2, **kwargs), 3
+    )
+    for h in range(2)
+  ]
+  stacked = [{k: np.concatenate([a[k], b[k]]) for k in a} for a, b in zip(*hosts)]
+  _assert_batches_equal(one, stacked)
+  assert not np.array_equal(hosts[0][0]["video"], hosts[1][0]["video"])
+  resumed = _take(
+    pipeline.make_dataset(
+      shards, batch_size=2, process_index=1, process_count=2, start_step=2, **kwargs
+    ),
+    1,
+  )
+  _assert_batches_equal(hosts[1][2:], resumed)
+  # one host reads the same stream either way: a one-host run may go on with the flag on N hosts
+  plain = {**kwargs, "host_independent_batches": False}
+  _assert_batches_equal(one, _take(pipeline.make_dataset(shards, batch_size=4, **plain), 3))
+
+
 def test_eval_views_padding_and_mask(tmp_path):
   path = str(tmp_path / "eval.tfrecord")
   with tf.io.TFRecordWriter(path) as writer:

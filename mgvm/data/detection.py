@@ -33,6 +33,7 @@ from mgvm.data.pipeline import (
   host_files,
   parse_record,
   train_stream,
+  training_files,
 )
 
 
@@ -133,6 +134,7 @@ def make_detection_dataset(
   process_count: int = 1,
   eval_batches: int | None = None,
   threads: int = 0,
+  host_independent_batches: bool = False,
 ) -> tf.data.Dataset:
   """Batched detection clips for this host (see the module docstring).
 
@@ -143,7 +145,7 @@ def make_detection_dataset(
   zero-padded last batch with `mask` False; `eval_batches` pads further with fully-masked
   batches to exactly that many (`eval_num_batches`: what a multi-host evaluation passes). Both
   run in the shells of `mgvm.data.pipeline` (`train_stream`, `eval_stream`) that classification
-  clips use.
+  clips use; `host_independent_batches` as in `pipeline.make_dataset`.
   """
   if mode not in ("train", "eval"):
     raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
@@ -163,7 +165,6 @@ def make_detection_dataset(
     )
   if mode == "train" and eval_batches is not None:
     raise ValueError(f"eval_batches is for mode='eval', got mode={mode!r}")
-  files = host_files(files, process_index, process_count)
   parse = _parse_annotated
   common = dict(
     num_frames=num_frames, image_size=image_size, max_boxes=max_boxes, num_classes=num_classes
@@ -171,7 +172,10 @@ def make_detection_dataset(
   fps_target = target_fps or None
 
   if mode == "train":
-    base = tf.constant([seed, process_index], tf.int64)
+    files, streams = training_files(
+      files, process_index, process_count, host_independent=host_independent_batches
+    )
+    base = tf.constant([seed, streams], tf.int64)
 
     def process(position, serialized):
       ex, n = parse(serialized)
@@ -212,6 +216,8 @@ def make_detection_dataset(
       batch_size=batch_size,
       seed=seed,
       process_index=process_index,
+      process_count=process_count,
+      host_independent=host_independent_batches,
       shuffle_buffer=shuffle_buffer,
       start_step=start_step,
       threads=threads,
@@ -241,7 +247,7 @@ def make_detection_dataset(
     return tf.data.Dataset.from_tensor_slices(keyframes).map(one)
 
   return eval_stream(
-    files,
+    host_files(files, process_index, process_count),
     process_eval,
     batch_size=batch_size,
     eval_batches=eval_batches,

@@ -349,6 +349,7 @@ def make_dataset(
   parse_fn=None,
   num_classes: int | None = None,
   threads: int = 0,
+  host_independent_batches: bool = False,
 ) -> tf.data.Dataset:
   """Batched clips for this host; see docs/data.md for the element keys.
 
@@ -366,6 +367,8 @@ def make_dataset(
   `threads`: the pipeline's private thread pool (0: one per core; `options`).
   `num_classes`: a record whose label is outside `[0, num_classes)` fails the iterator naming its
   id and label (`BadDataError` through `numpy_batches`); None checks nothing (pre-training).
+  `host_independent_batches` (training): every host reads every file and takes its slice of each
+  global batch, so the global batches are the same for any `process_count` (`train_stream`).
   """
   fps_choices, ra_kwargs = _check_args(
     mode,
@@ -385,9 +388,9 @@ def make_dataset(
   )
   if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
     raise ValueError(f"num_classes must be an integer >= 1 or None, got {num_classes}")
-  files = host_files(files, process_index, process_count)
   parse_fn = parse_fn or fmt.parse_example
   if mode == "eval":
+    files = host_files(files, process_index, process_count)
     return _eval_dataset(
       files,
       num_frames=num_frames,
@@ -405,7 +408,10 @@ def make_dataset(
     )
   if eval_batches is not None:
     raise ValueError(f"eval_batches is for mode='eval', got mode={mode!r}")
-  base = tf.constant([seed, process_index], tf.int64)
+  files, streams = training_files(
+    files, process_index, process_count, host_independent=host_independent_batches
+  )
+  base = tf.constant([seed, streams], tf.int64)
 
   # One view per decoded clip and no RandAugment (which needs whole frames): decode only the
   # crop window. Otherwise decode whole frames once and crop each view from them.
@@ -483,10 +489,24 @@ def make_dataset(
     items_per_example=num_sample,
     seed=seed,
     process_index=process_index,
+    process_count=process_count,
+    host_independent=host_independent_batches,
     shuffle_buffer=shuffle_buffer,
     start_step=start_step,
     threads=threads,
   )
+
+
+def training_files(
+  files: str | Sequence[str], process_index: int, process_count: int, *, host_independent: bool
+) -> tuple[list[str], int]:
+  """(files this host reads, index of its random streams) in training: its own shards and its
+  own streams, or (`host_independent`) every file and the streams every host shares."""
+  if host_independent:
+    if not 0 <= process_index < process_count:
+      raise ValueError(f"process_index must be in [0, {process_count}), got {process_index}")
+    return list_files(files), 0
+  return host_files(files, process_index, process_count), process_index
 
 
 def train_stream(
@@ -500,6 +520,8 @@ def train_stream(
   start_step: int = 0,
   items_per_example: int = 1,
   threads: int = 0,
+  process_count: int = 1,
+  host_independent: bool = False,
 ) -> tf.data.Dataset:
   """The shell of every training clip data set (classification and detection): this host's
   `files` in a fresh stateless permutation per epoch → interleave → shuffle (fixed seed) →
@@ -509,14 +531,20 @@ def train_stream(
   and returns a dict of `items_per_example` items each (leading axis). `start_step` skips the
   records of the first `start_step` batches before they are processed, so a resumed stream
   yields exactly the batches from that step on.
+
+  `host_independent`: `files` are every host's and the stream is the same on every host (seeded
+  as host 0's); of each global step's `process_count` × `batch_size` items this host processes
+  only its slice (rows `process_index` × `batch_size` onwards of the global batch, the rows
+  `jax.make_array_from_process_local_data` gives it). The global batches then depend on the
+  data and the seed only, not on the number of hosts; each host reads every record but decodes
+  only its own.
   """
   if batch_size % items_per_example:
     raise ValueError(
       f"batch_size={batch_size} must be a multiple of the {items_per_example} items per example"
     )
-  file_seed = tf.random.experimental.stateless_fold_in(
-    tf.constant([seed, process_index], tf.int64), 0
-  )
+  streams = 0 if host_independent else process_index
+  file_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, streams], tf.int64), 0)
 
   def epoch_files(epoch):  # a fresh stateless permutation of the shards per epoch
     keys = tf.random.stateless_uniform(
@@ -532,10 +560,14 @@ def train_stream(
     num_parallel_calls=AUTOTUNE,
     deterministic=True,
   )
-  ds = ds.shuffle(
-    shuffle_buffer, seed=sub_seed(seed, process_index, 1), reshuffle_each_iteration=False
-  )
-  ds = ds.enumerate().skip(start_step * (batch_size // items_per_example))  # before decoding
+  ds = ds.shuffle(shuffle_buffer, seed=sub_seed(seed, streams, 1), reshuffle_each_iteration=False)
+  local = batch_size // items_per_example  # records per step on this host
+  if host_independent:
+    step_records = local * process_count
+    ds = ds.enumerate().skip(start_step * step_records)  # before decoding
+    ds = ds.filter(lambda position, _: (position % step_records) // local == process_index)
+  else:
+    ds = ds.enumerate().skip(start_step * local)  # before decoding
   ds = ds.map(process, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
   ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE, deterministic=True)
   return ds.prefetch(PREFETCH_BATCHES).with_options(options(threads))

@@ -126,6 +126,7 @@ def train_clips(
     parse_fn=source.parse_fn,
     num_classes=num_classes,
     threads=d.get("threads", 0),
+    host_independent_batches=d.get("host_independent_batches", False),
   )
 
 

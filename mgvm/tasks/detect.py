@@ -88,6 +88,7 @@ def train_dataset(config, source, *, local_batch: int, start_step: int, num_clas
     process_index=jax.process_index(),
     process_count=jax.process_count(),
     threads=d.get("threads", 0),
+    host_independent_batches=d.get("host_independent_batches", False),
   )
 
 
