@@ -49,10 +49,13 @@ def test_two_processes_train_and_evaluate_as_one_and_resume_in_one(tmp_path, syn
   config.eval.update(split="test", num_clips=2)
   config.mesh.data = 2  # one process with two devices: the layout of two one-device hosts
   one_dir, two_dir = str(tmp_path / "one"), str(tmp_path / "two")
+  # first, so that the two processes make the data set: process 0 writes it, then the other
+  # finds it (sources._process_zero_first)
+  outputs = run_on_two_hosts(config, two_dir, train=True, tag="hosts2")
+  assert "generating" in outputs[0] and "generating" not in outputs[1]
   train_run.train(config, one_dir, log=lambda _: None)
   one_eval = eval_run.evaluate(config, one_dir, log=lambda _: None)
 
-  outputs = run_on_two_hosts(config, two_dir, train=True, tag="hosts2")
   one, two = _losses(one_dir), _losses(two_dir)
   assert sorted(two) == list(range(1, 7))
   np.testing.assert_allclose(

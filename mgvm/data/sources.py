@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
 import os
+import sys
 from typing import Callable
 
 
@@ -49,11 +51,38 @@ def _synthetic(data_config, log: Callable[[str], None]) -> Source:
   identity = [sc, counts, seed] + ([per_shard] if per_shard != synthetic.VIDEOS_PER_SHARD else [])
   digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
   root = os.path.join(data_config.dir or default_root(), f"synthetic-{digest}")
-  synthetic.ensure_dataset(
-    root, config, splits=counts, seed=seed, log=log, videos_per_shard=per_shard
+  ensure = functools.partial(
+    synthetic.ensure_dataset,
+    root,
+    config,
+    splits=counts,
+    seed=seed,
+    log=log,
+    videos_per_shard=per_shard,
   )
+  _process_zero_first(ensure, "synthetic data set written")
   files = {split: synthetic.split_files(root, split) for split in counts}
   return Source(root, files, tuple(config.classes))
+
+
+def _process_zero_first(work: Callable[[], object], what: str) -> None:
+  """`work()` on process 0, then (after all processes meet) on the others: on a shared
+  directory they find what process 0 wrote, on a disk of their own they make their copy."""
+  if "jax" not in sys.modules:
+    work()
+    return
+  import jax
+
+  if jax.process_count() == 1:
+    work()
+    return
+  from jax.experimental import multihost_utils
+
+  if jax.process_index() == 0:
+    work()
+  multihost_utils.sync_global_devices(what)
+  if jax.process_index() != 0:
+    work()
 
 
 def _tfrecord(data_config) -> Source:
