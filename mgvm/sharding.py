@@ -1,12 +1,17 @@
 """Device mesh, shardings and host-local → global batches: one program for every scale.
 
-`jax.jit` over global arrays with `NamedSharding` on a `("data",)` mesh, no pmap; each host
-feeds its own rows with `jax.make_array_from_process_local_data` (docs/algorithms.md §0.1).
+`jax.jit` over global arrays with `NamedSharding` on a `("data",)` mesh, or a
+`("data", "fsdp")` mesh when `config.mesh.fsdp > 1`; no pmap. Each host feeds its own rows with
+`jax.make_array_from_process_local_data` (docs/algorithms.md §0.1). With FSDP the batch is split
+over both axes and params / optimizer state over `fsdp` by `FSDP_RULES` (big_vision's scheme:
+(regex on the parameter path, spec) pairs, first match wins; docs/scale.md).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import math
+import re
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -14,6 +19,15 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
+FSDP_AXIS = "fsdp"
+# The default rule's name in a rule list: shard the largest axis divisible by the fsdp size.
+FSDP = "fsdp"
+# (regex searched in the parameter path "encoder/blocks/0/mlp/fc1/kernel", PartitionSpec or FSDP);
+# the first match wins, a leaf no rule matches is replicated.
+FSDP_RULES: tuple[tuple[str, Any], ...] = ((r".*", FSDP),)
+# Leaves smaller than this stay replicated under the FSDP rule (an all-gather of a few KiB costs
+# more latency than the memory it saves); 0 shards every divisible leaf.
+MIN_SHARD_BYTES = 1 << 20
 
 
 def maybe_initialize_distributed() -> None:
@@ -56,35 +70,79 @@ def maybe_initialize_distributed() -> None:
   jax.distributed.initialize(**kwargs)
 
 
-def make_mesh(num_data_devices: int = -1, devices=None) -> Mesh:
-  """A 1-D `("data",)` mesh over `num_data_devices` devices (-1: all of them).
+def make_mesh(num_data_devices: int = -1, devices=None, *, fsdp: int = 1) -> Mesh:
+  """A `("data",)` mesh over `num_data_devices` devices (-1: all of them) when `fsdp` is 1, else
+  a `("data", "fsdp")` mesh of `num_data_devices` x `fsdp` devices (-1: all the devices left).
 
-  Built directly from `Mesh` so sharding propagation under `jax.jit` is the classic
-  (auto) kind on every jax version.
+  Neighbouring devices share an fsdp group (`fsdp` is the inner axis). Built directly from
+  `Mesh` so sharding propagation under `jax.jit` is the classic (auto) kind on every jax version.
   """
   devices = list(jax.devices() if devices is None else devices)
-  n = len(devices) if num_data_devices in (-1, 0, None) else int(num_data_devices)
-  if not 1 <= n <= len(devices):
-    raise ValueError(f"mesh.data={num_data_devices} but only {len(devices)} devices are visible")
-  return Mesh(np.asarray(devices[:n]), (DATA_AXIS,))
+  fsdp = int(fsdp or 1)
+  if fsdp < 1:
+    raise ValueError(f"mesh.fsdp={fsdp} must be >= 1")
+  if fsdp == 1:
+    n = len(devices) if num_data_devices in (-1, 0, None) else int(num_data_devices)
+    if not 1 <= n <= len(devices):
+      raise ValueError(f"mesh.data={num_data_devices} but only {len(devices)} devices are visible")
+    return Mesh(np.asarray(devices[:n]), (DATA_AXIS,))
+  if num_data_devices in (-1, 0, None):
+    if len(devices) % fsdp:
+      raise ValueError(
+        f"mesh.fsdp={fsdp} does not divide the {len(devices)} visible devices; use a divisor "
+        f"of {len(devices)} (or set mesh.data so that mesh.data x mesh.fsdp <= {len(devices)})"
+      )
+    data = len(devices) // fsdp
+  else:
+    data = int(num_data_devices)
+  if data < 1 or data * fsdp > len(devices):
+    raise ValueError(
+      f"mesh.data={num_data_devices} x mesh.fsdp={fsdp} = {data * fsdp} devices but only "
+      f"{len(devices)} are visible"
+    )
+  grid = np.asarray(devices[: data * fsdp], dtype=object).reshape(data, fsdp)
+  return Mesh(grid, (DATA_AXIS, FSDP_AXIS))
+
+
+def fsdp_size(mesh: Mesh) -> int:
+  """Devices on the mesh's `fsdp` axis (1 on a 1-D mesh)."""
+  return int(dict(mesh.shape).get(FSDP_AXIS, 1))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def batch_spec(mesh: Mesh) -> P:
+  """The batch axis over every mesh axis: `P("data")`, or `P(("data", "fsdp"))`."""
+  if FSDP_AXIS in mesh.axis_names:
+    return P((DATA_AXIS, FSDP_AXIS))
+  return P(DATA_AXIS)
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading (batch) axis split over `data`, the rest replicated."""
-  return NamedSharding(mesh, P(DATA_AXIS))
+  """Leading (batch) axis split over `data` (and `fsdp`), the rest replicated."""
+  return NamedSharding(mesh, batch_spec(mesh))
 
 
-def check_batch_size(global_batch_size: int, mesh: Mesh) -> int:
-  """Returns the per-host batch size; fails clearly when the batch does not divide evenly."""
+def check_batch_size(global_batch_size: int, mesh: Mesh, accum_steps: int = 1) -> int:
+  """Returns the per-host batch size; fails clearly when the batch does not divide evenly
+  (over the mesh's devices, times `accum_steps` micro-batches)."""
   devices = mesh.devices.size
-  if global_batch_size % devices:
+  shape = " x ".join(f"{k} {v}" for k, v in dict(mesh.shape).items())
+  accum_steps = int(accum_steps)
+  if accum_steps < 1:
+    raise ValueError(f"accum_steps={accum_steps} must be >= 1")
+  if accum_steps == 1 and global_batch_size % devices:
     raise ValueError(
       f"batch_size={global_batch_size} is not divisible by the {devices} devices "
-      f"of the mesh; use a multiple of {devices} (or set config.mesh.data)"
+      f"of the mesh ({shape}); use a multiple of {devices} (or set config.mesh.data)"
+    )
+  if global_batch_size % (accum_steps * devices):
+    raise ValueError(
+      f"batch_size={global_batch_size} is not divisible by accum_steps={accum_steps} x "
+      f"{devices} devices of the mesh ({shape}) = {accum_steps * devices}: every micro-batch "
+      f"must split evenly over the devices; use a multiple of {accum_steps * devices}"
     )
   hosts = jax.process_count()
   if global_batch_size % hosts:
@@ -108,6 +166,79 @@ def replicate_tree(tree: Any, mesh: Mesh) -> Any:
   """Shardings for a (parameter / optimizer) pytree: replicated on every device (pure data parallel)."""
   sharding = replicated(mesh)
   return jax.tree.map(lambda _: sharding, tree)
+
+
+def leaf_spec(
+  name: str,
+  shape: Sequence[int],
+  itemsize: int,
+  fsdp: int,
+  rules: Sequence[tuple[str, Any]] = FSDP_RULES,
+  *,
+  min_bytes: int = MIN_SHARD_BYTES,
+) -> P:
+  """The `PartitionSpec` of one array `name` (path joined by "/") under `rules` on `fsdp` devices.
+
+  The first rule whose regex `re.search`es `name` decides: a `PartitionSpec` is taken as is
+  (every axis it shards must divide); `FSDP` shards the largest axis divisible by `fsdp` (the
+  first of equal ones) when the array holds at least `min_bytes`, else replicates. No match, or
+  `fsdp` 1: replicated.
+  """
+  shape = tuple(int(d) for d in shape)
+  for pattern, rule in rules:
+    if not re.search(pattern, name):
+      continue
+    if isinstance(rule, P):
+      if len(rule) > len(shape):
+        raise ValueError(f"sharding rule {pattern!r}: {rule} has more axes than {name} {shape}")
+      for size, axes in zip(shape, rule):
+        names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+        if FSDP_AXIS in names and size % fsdp:
+          raise ValueError(
+            f"sharding rule {pattern!r}: {name} {shape} has an axis of {size}, not divisible "
+            f"by mesh.fsdp={fsdp}"
+          )
+      return rule if fsdp > 1 else P()
+    if rule != FSDP:
+      raise ValueError(f"sharding rule {pattern!r}: {rule!r} is neither a PartitionSpec nor FSDP")
+    if fsdp == 1 or math.prod(shape) * itemsize < min_bytes:
+      return P()
+    for axis in sorted(range(len(shape)), key=lambda a: (-shape[a], a)):
+      if shape[axis] % fsdp == 0:
+        return P(*([None] * axis + [FSDP_AXIS]))
+    return P()
+  return P()
+
+
+def tree_specs(
+  tree: Any,
+  fsdp: int,
+  rules: Sequence[tuple[str, Any]] = FSDP_RULES,
+  *,
+  min_bytes: int = MIN_SHARD_BYTES,
+) -> Any:
+  """`leaf_spec` of every array (or ShapeDtypeStruct) of `tree`, named by its path."""
+  from mgvm.train.optim import path_names
+
+  def spec(path, x):
+    dtype = np.dtype(getattr(x, "dtype", np.float32))
+    return leaf_spec(
+      "/".join(path_names(path)), np.shape(x), dtype.itemsize, fsdp, rules, min_bytes=min_bytes
+    )
+
+  return jax.tree_util.tree_map_with_path(spec, tree)
+
+
+def shard_shape(shape: Sequence[int], spec: P, axis_sizes: Mapping[str, int]) -> tuple[int, ...]:
+  """The per-device block of an array of `shape` placed with `spec` on a mesh of `axis_sizes`
+  (no mesh needed: sizes beyond the visible devices work)."""
+  out = list(shape)
+  for i, axes in enumerate(spec):
+    if axes is None:
+      continue
+    for axis in (axes,) if isinstance(axes, str) else axes:
+      out[i] = -(-out[i] // int(axis_sizes[axis]))
+  return tuple(out)
 
 
 def gather_hosts(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -136,4 +267,4 @@ def host_rows(x: jax.Array, mesh) -> np.ndarray:
     return np.asarray(jax.device_get(x))
   from jax.experimental import multihost_utils
 
-  return np.asarray(multihost_utils.global_array_to_host_local_array(x, mesh, P(DATA_AXIS)))
+  return np.asarray(multihost_utils.global_array_to_host_local_array(x, mesh, batch_spec(mesh)))

@@ -37,6 +37,7 @@ RESUME_MAY_CHANGE = (
   "data.threads",
   "eval.",
   "mesh.",
+  "accum_steps",  # the same update (docs/scale.md), in another number of micro-batches
 )
 
 

@@ -78,7 +78,9 @@ def evaluate(
   split = split or config.eval.split
   settings = workdir_lib.eval_settings(workdir, config)
   name = workdir_lib.eval_name(split, settings, checkpoint=checkpoint or "", tag=tag)
-  mesh = sharding_lib.make_mesh(config.mesh.data)
+  mesh = sharding_lib.make_mesh(
+    config.mesh.data, fsdp=config.mesh.get("fsdp", 1)
+  )  # params replicated
   local_batch = sharding_lib.check_batch_size(config.eval.batch_size, mesh)
   source = sources.resolve(config.data, log=log)
   num_classes = task.num_classes(config, source)

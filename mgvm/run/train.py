@@ -3,7 +3,9 @@
 What differs per `config.task` (model, step, data) comes from its module in `mgvm.tasks`.
 
 Order (big_vision's): mesh → input pipeline → eval_shape → shardings → jitted init (or restore)
-→ donate the state to a step compiled once.
+→ donate the state to a step compiled once. `config.mesh.fsdp` > 1 shards params and optimizer
+state over an `fsdp` mesh axis; `config.accum_steps` > 1 splits each batch into micro-batches
+(docs/scale.md).
 """
 
 from __future__ import annotations
@@ -95,8 +97,9 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
     (print if log is None else log)(message)
     early.append(message)
 
-  mesh = sharding_lib.make_mesh(config.mesh.data)
-  local_batch = sharding_lib.check_batch_size(config.batch_size, mesh)
+  mesh = sharding_lib.make_mesh(config.mesh.data, fsdp=config.mesh.get("fsdp", 1))
+  accum_steps = int(config.get("accum_steps", 1))
+  local_batch = sharding_lib.check_batch_size(config.batch_size, mesh, accum_steps)
   source = sources.resolve(config.data, log=writer_log)
   num_classes = task.num_classes(config, source)
 
@@ -147,6 +150,12 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
     f"{config.batch_size} ({local_batch} per host); peak lr {float(schedule(config.optim.warmup_steps)):.3g}"
     f" = base_lr {config.optim.base_lr:g} x global batch {config.batch_size} / 256"
   )
+  if accum_steps > 1:
+    say(
+      f"gradient accumulation: batch {config.batch_size} = {accum_steps} micro-batches of "
+      f"{config.batch_size // accum_steps}; LR scaled by the effective batch "
+      f"{config.batch_size}/256"
+    )
   say(f"resumed from step {start}" if latest is not None else "starting from step 0")
 
   step = task.train_step(config, graphdef, abstract_model, tx, schedule, num_classes=num_classes)

@@ -95,6 +95,13 @@ def train_dataset(config, source, *, local_batch: int, start_step: int, num_clas
 def train_step(config, graphdef, model, tx, schedule, *, num_classes: int):
   from mgvm.train import detection as detection_lib
 
+  if config.get("accum_steps", 1) != 1:
+    # the set and action losses are normalised by the batch's box count, not per clip, so the
+    # mean over micro-batches would not be the batch's loss
+    raise ValueError(
+      f"accum_steps={config.accum_steps}: gradient accumulation is not available for "
+      f"task 'detect'; use accum_steps=1 (docs/scale.md)"
+    )
   return detection_lib.detect_step(
     graphdef, tx, schedule, image_hw=model.image_hw, weights=config.evad.loss_weights.to_dict()
   )

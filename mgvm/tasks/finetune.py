@@ -81,6 +81,7 @@ def train_step(config, graphdef, model, tx, schedule, *, num_classes: int):
     label_smoothing=config.label_smoothing,
     mixup_config=config.mixup,
     compressor=compressor(config, model.grid),
+    accum_steps=config.get("accum_steps", 1),
   )
 
 

@@ -41,7 +41,13 @@ def train_dataset(config, source, *, local_batch: int, start_step: int, num_clas
 def train_step(config, graphdef, model, tx, schedule, *, num_classes=None):
   from mgvm.train import steps
 
-  return steps.pretrain_step(graphdef, masking.build(config.masking, model.grid), tx, schedule)
+  return steps.pretrain_step(
+    graphdef,
+    masking.build(config.masking, model.grid),
+    tx,
+    schedule,
+    accum_steps=config.get("accum_steps", 1),
+  )
 
 
 def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:

@@ -6,10 +6,27 @@ augmentation done on the accelerator; no stream is shared between two uses.
 
 Batches may hold the pipeline's uint8 clips: each step turns them into the model's normalised
 float video first (`mgvm.data.device_ops.model_video`).
+
+Gradient accumulation (`accum_steps` = k > 1, docs/scale.md): the step splits its batch of B
+clips into k micro-batches of B/k (micro-batch i holds rows i, i + k, i + 2k, ..., so every
+device keeps its own rows), runs forward + backward on one at a time in a `jax.lax.scan`, and
+applies one update with the mean gradient. Everything random that is cheap and not part of the
+backward pass is drawn once for the whole batch with the step's keys, exactly as with k = 1: the
+pixels (flip, normalisation, random erasing), mixup / cutmix, label smoothing and the masks or
+compressor's kept tokens (computed from the whole batch's embeddings, outside the gradient). Only
+dropout / drop path draw per micro-batch, with `fold_in(dropout_key, i)`. Hence: with dropout and
+drop path off, k micro-batches give the same loss, gradient and update as one batch, to float32
+rounding, whatever the masker (random and tube masking included); with them on, each
+micro-batch's draws differ from the whole batch's (the same distribution, not the same sample).
+The loss must be a mean over clips (it is for pre-training and fine-tuning) for the mean of the
+micro-batch losses to equal the batch's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 from typing import Any, Callable
 
 import jax
@@ -22,6 +39,43 @@ from mgvm.masking.core import Masker
 from mgvm.train import losses, mixup
 
 StepFn = Callable[[dict, dict], tuple[dict, dict]]
+
+
+# (mesh, the params' shardings) while `compile_step` traces a step on a mesh with an fsdp axis.
+_FSDP: contextvars.ContextVar = contextvars.ContextVar("mgvm_fsdp", default=None)
+
+
+@contextlib.contextmanager
+def fsdp_tracing(mesh, param_shardings):
+  """While a step is traced: `gather_params` and `shard_like_params` know the params' layout
+  (`compile_step` sets this on a mesh with an `fsdp` axis; a no-op elsewhere)."""
+  token = _FSDP.set((mesh, param_shardings))
+  try:
+    yield
+  finally:
+    _FSDP.reset(token)
+
+
+def gather_params(params):
+  """FSDP: the params all-gathered (replicated) for the forward and backward pass, so the
+  activations keep the batch's sharding; under `jax.grad` their gradient is reduce-scattered
+  back to the params' shards. Identity without FSDP."""
+  ctx = _FSDP.get()
+  if ctx is None:
+    return params
+  from mgvm.sharding import replicated
+
+  rep = replicated(ctx[0])
+  return jax.tree.map(lambda p: jax.lax.with_sharding_constraint(p, rep), params)
+
+
+def shard_like_params(tree):
+  """FSDP: a params-shaped tree (gradients, their running sum) constrained to the params'
+  shardings. Identity without FSDP."""
+  ctx = _FSDP.get()
+  if ctx is None:
+    return tree
+  return jax.lax.with_sharding_constraint(tree, ctx[1])
 
 
 def augment_key(state) -> jax.Array:
@@ -45,6 +99,7 @@ def apply_updates(
   state, grads, loss, tx: optax.GradientTransformation, schedule
 ) -> tuple[dict, dict]:
   """One optax update of `state["params"]`; returns the next state and the step's metrics."""
+  grads = shard_like_params(grads)
   updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
   params = optax.apply_updates(state["params"], updates)
   # update_norm catches an overflowing update while the loss is still finite, so a
@@ -57,6 +112,50 @@ def apply_updates(
   }
   new = dict(state, step=state["step"] + 1, params=params, opt_state=opt_state)
   return new, metrics
+
+
+def micro_batches(tree: Any, accum_steps: int) -> Any:
+  """Every array of `tree` [B, ...] -> [accum_steps, B / accum_steps, ...]; micro-batch i holds rows
+  i, i + k, i + 2k, ... (k = accum_steps), so a batch sharded over its leading axis splits
+  without moving rows between devices when B is a multiple of k x devices."""
+  k = int(accum_steps)
+
+  def split(x):
+    b = x.shape[0]
+    if b % k:
+      raise ValueError(
+        f"a batch of {b} clips does not split into accum_steps={k} micro-batches; "
+        f"batch_size must be a multiple of accum_steps x devices"
+      )
+    return jnp.swapaxes(x.reshape((b // k, k) + x.shape[1:]), 0, 1)
+
+  return jax.tree.map(split, tree)
+
+
+def accumulate_gradients(
+  loss_fn: Callable, params, micro: Any, drop_key: jax.Array, accum_steps: int
+) -> tuple[jax.Array, Any, Any]:
+  """(mean loss, mean gradient, stacked aux) of `loss_fn(params, micro_batch, dropout_key) ->
+  (loss, aux)` over the `accum_steps` micro-batches of `micro` (`micro_batches`), one at a time
+  in a `jax.lax.scan`; micro-batch i gets `fold_in(drop_key, i)`. The gradient sum is kept in
+  float32 in the params' shardings."""
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def body(carry, xs):
+    loss_sum, grad_sum = carry
+    i, batch = xs
+    (loss, aux), grads = grad_fn(params, batch, jax.random.fold_in(drop_key, i))
+    grads = shard_like_params(grads)
+    grad_sum = jax.tree.map(lambda a, g: a + g.astype(a.dtype), grad_sum, grads)
+    return (loss_sum + loss, grad_sum), aux
+
+  zeros = shard_like_params(jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params))
+  carry = (jnp.zeros((), jnp.float32), zeros)
+  (loss_sum, grad_sum), aux = jax.lax.scan(
+    body, carry, (jnp.arange(accum_steps, dtype=jnp.uint32), micro)
+  )
+  grads = jax.tree.map(lambda g, p: (g / accum_steps).astype(jnp.result_type(p)), grad_sum, params)
+  return loss_sum / accum_steps, grads, aux
 
 
 def reconstruction_loss(
@@ -86,15 +185,30 @@ def classify(
   return model(video, ids_keep=kept, tokens=tokens, **kwargs)
 
 
-def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule) -> StepFn:
-  """MAE pre-training: mask, reconstruct normalized pixels, AdamW update."""
+def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule, accum_steps=1) -> StepFn:
+  """MAE pre-training: mask, reconstruct normalized pixels, AdamW update (over `accum_steps`
+  micro-batches: the module docstring says which equality holds)."""
 
   def step(state, batch):
     mask_key, drop_key, _ = step_keys(state)
     video = model_video(batch)
+    if accum_steps > 1:
+      model = nnx.merge(graphdef, gather_params(state["params"]))
+      m = jax.lax.stop_gradient(masker(mask_key, video, model.encoder.embed(video)))
+
+      def micro_loss(params, mb, key):
+        model = nnx.merge(graphdef, gather_params(params))
+        pred, _ = model(mb["video"], mb["mask"], deterministic=False, rngs=nnx.Rngs(dropout=key))
+        return losses.mae_loss(mb["video"], pred, mb["mask"], model.tubelet), None
+
+      micro = micro_batches({"video": video, "mask": m}, accum_steps)
+      loss, grads, _ = accumulate_gradients(
+        micro_loss, state["params"], micro, drop_key, accum_steps
+      )
+      return apply_updates(state, grads, loss, tx, schedule)
 
     def loss_fn(params):
-      model = nnx.merge(graphdef, params)
+      model = nnx.merge(graphdef, gather_params(params))
       loss, _ = reconstruction_loss(
         model,
         masker,
@@ -120,10 +234,13 @@ def finetune_step(
   label_smoothing: float = 0.0,
   mixup_config: Any = None,
   compressor: Masker | None = None,
+  accum_steps: int = 1,
 ) -> StepFn:
   """Classification: smoothed one-hot targets, optional mixup/cutmix, soft-target cross-entropy.
 
-  With a `compressor` (`mgtc`, `everest`) the encoder sees only the tokens it keeps.
+  With a `compressor` (`mgtc`, `everest`) the encoder sees only the tokens it keeps. With
+  `accum_steps` > 1 the batch is augmented, mixed and compressed whole, then split into
+  micro-batches (the module docstring says which equality holds).
   """
   use_mixup = bool(mixup_config and mixup_config.enabled)
 
@@ -142,8 +259,34 @@ def finetune_step(
         switch_prob=mixup_config.switch_prob,
       )
 
+    if accum_steps > 1:
+      whole = {"video": video, "targets": targets}
+      if compressor is not None:
+        model = nnx.merge(graphdef, gather_params(state["params"]))
+        tokens = model.encoder.embed(video)
+        whole["ids_keep"] = jax.lax.stop_gradient(compressor(mask_key, video, tokens).ids_keep)
+
+      def micro_loss(params, mb, key):
+        model = nnx.merge(graphdef, gather_params(params))
+        logits, _ = model(
+          mb["video"],
+          ids_keep=mb.get("ids_keep"),
+          deterministic=False,
+          rngs=nnx.Rngs(dropout=key),
+        )
+        return mixup.soft_cross_entropy(logits, mb["targets"]), logits
+
+      micro = micro_batches(whole, accum_steps)
+      loss, grads, logits = accumulate_gradients(
+        micro_loss, state["params"], micro, drop_key, accum_steps
+      )
+      state, metrics = apply_updates(state, grads, loss, tx, schedule)
+      hits = jnp.argmax(logits, -1) == micro_batches(labels, accum_steps)
+      metrics["accuracy"] = jnp.mean(hits)
+      return state, metrics
+
     def loss_fn(params):
-      model = nnx.merge(graphdef, params)
+      model = nnx.merge(graphdef, gather_params(params))
       logits, _ = classify(
         model, video, compressor, mask_key, deterministic=False, rngs=nnx.Rngs(dropout=drop_key)
       )
@@ -158,11 +301,21 @@ def finetune_step(
 
 
 def compile_step(step: StepFn, state_shardings, mesh) -> Callable:
-  """`jax.jit` with the state donated, the batch sharded on `data`, metrics replicated."""
-  from mgvm.sharding import batch_sharding, replicated
+  """`jax.jit` with the state donated, the batch sharded on `data` (and `fsdp`), metrics
+  replicated. On a mesh with an `fsdp` axis the step is traced inside `fsdp_tracing`, so the
+  steps of this module gather the params for the forward pass and keep gradients sharded."""
+  from mgvm.sharding import FSDP_AXIS, batch_sharding, replicated
+
+  traced = step
+  if FSDP_AXIS in mesh.axis_names:
+
+    @functools.wraps(step)
+    def traced(state, batch):
+      with fsdp_tracing(mesh, state_shardings["params"]):
+        return step(state, batch)
 
   return jax.jit(
-    step,
+    traced,
     in_shardings=(state_shardings, batch_sharding(mesh)),
     out_shardings=(state_shardings, replicated(mesh)),
     donate_argnums=(0,),
