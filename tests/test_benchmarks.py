@@ -132,3 +132,73 @@ def test_benchmark_runs_decord_through_a_dataloader(capsys):
 def test_only_names_known_loaders():
   with pytest.raises(SystemExit):
     bench.main(["--only", "limit,dali"])
+
+
+# benchmarks/accelerator.py: run as on the GPU image, which has neither TensorFlow nor
+# ml_collections (the script brings a stand-in for the part of ml_collections configs/ use).
+ACCELERATOR = "from benchmarks import accelerator; "
+NO_TF = "import sys; sys.modules['tensorflow'] = None; "
+
+
+def _python(code: str, *args: str, timeout: int):
+  import pathlib
+  import subprocess
+  import sys
+
+  root = pathlib.Path(__file__).resolve().parents[1]
+  return subprocess.run(
+    [sys.executable, "-c", code, *args], cwd=root, capture_output=True, text=True, timeout=timeout
+  )
+
+
+def test_accelerator_benchmark_imports_no_tensorflow():
+  proc = _python(NO_TF + ACCELERATOR + "accelerator.import_all(); print('imported')", timeout=300)
+  assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_accelerator_benchmark_toy_run_prints_a_number_in_every_section(tmp_path):
+  from benchmarks import accelerator
+
+  out = tmp_path / "accelerator.json"
+  code = NO_TF + "sys.modules['ml_collections'] = None; " + ACCELERATOR + "accelerator.main()"
+  proc = _python(code, "--toy", "--json", str(out), timeout=900)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  printed, result = proc.stdout, json.loads(out.read_text())
+  assert result["header"]["command"] == f"python benchmarks/accelerator.py --toy --json {out}"
+  assert {"jax", "jaxlib", "flax", "torch", "transformers"} <= set(result["header"]["versions"])
+  assert list(result["sections"]) == list(accelerator.SECTIONS) and not result["skipped_sections"]
+  for section, rows in result["sections"].items():
+    assert f"## {section}: " in printed
+    keys = [key for _, key, fmt in accelerator.COLUMNS[section] if fmt is not str]
+    measured = [row for row in rows if all(isinstance(row.get(k), (int, float)) for k in keys[:2])]
+    assert measured, f"{section}: no row measured a number: {rows}"
+  sections = result["sections"]
+  steps = {row["step"]: row for row in sections["steps"]}
+  assert list(steps) == list(accelerator.STEPS)
+  for row in steps.values():
+    assert row["ms"] > 0 and row["model_gflop"] > 0 and row["mfu"] is None  # n/a on CPU
+    assert row["clips_per_s"] == pytest.approx(2e3 / row["ms"])
+  for row in sections["torch"]:
+    mgvm = steps[row["step"]]["ms"]
+    assert row["mgvm_over_torch"] == pytest.approx(row["torch_ms"] / mgvm)
+  maskers = {row["masker"]: row for row in sections["maskers"]}
+  assert set(accelerator.MASKERS) < set(maskers)
+  for row in maskers.values():
+    assert row["share"] == pytest.approx(row["masker_ms"] / row["step_ms"])
+  assert maskers["tube"]["step_ms"] == steps["pretrain_v1"]["ms"]  # the same program, measured once
+  pruned = [row for row in sections["compression"] if "speedup" in row]
+  assert [row["model"] for row in pruned] == ["EVAD", "classifier"]
+  for row in pruned:
+    assert row["flops_reduction"] > 1 and row["efficiency"] == pytest.approx(
+      row["speedup"] / row["flops_reduction"]
+    )
+  failed = [row for row in sections["attention"] if "error" in row]
+  assert [row["attention"] for row in failed] == ["cudnn"]  # float32 on CPU: printed, run goes on
+  assert "needs a bfloat16" in failed[0]["error"] and "needs a bfloat16" in printed
+  assert [row["program"] for row in sections["cpu"]] == [
+    "finetune step",
+    "inference forward",
+    "pretrain step",
+  ]
+  assert all(row["mgvm_over_torch"] > 0 for row in sections["cpu"])

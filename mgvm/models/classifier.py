@@ -22,7 +22,7 @@ class VideoClassifier(nnx.Module):
 
   `model(video, ids_keep=None)` -> `(logits [B, num_classes] float32, aux)`; with
   `ids_keep` [B, K] the encoder sees only those tokens (token compression).
-  `aux["pooled"]` is the normalised mean token.
+  `aux["pooled"]` is the normalised mean token. `attention` / `remat`: see `VideoViT`.
   """
 
   def __init__(
@@ -43,6 +43,8 @@ class VideoClassifier(nnx.Module):
     layer_scale_init: float = 0.0,
     fc_drop_rate: float = 0.0,
     head_init_scale: float = 0.001,
+    attention: str = "auto",
+    remat: str = "none",
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
@@ -63,6 +65,8 @@ class VideoClassifier(nnx.Module):
       layer_scale_init=layer_scale_init,
       final_norm=False,
       init="trunc_normal",
+      attention=attention,
+      remat=remat,
       dtype=dtype,
       rngs=rngs,
     )

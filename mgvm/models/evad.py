@@ -76,6 +76,8 @@ class EVAD(nnx.Module):
     enhanced_weight: weight of keyframe queries in the KTP scores (EW; 1 or 4).
     feature_blocks: blocks whose keyframe tokens feed the localizer's FPN (default 2, 5, 8, 11).
     official_order: rebuild the grid as the official code does (docs/algorithms.md §4.2, ablation only).
+    attention, remat: the encoder's and the decoder's blocks (`VideoViT`); KTP's pruning blocks
+      compute their attention explicitly (they need the probabilities) and are not rematerialised.
   """
 
   def __init__(
@@ -104,6 +106,8 @@ class EVAD(nnx.Module):
     roi_size: int = 7,
     official_order: bool = False,
     localizer: dict | None = None,
+    attention: str = "auto",
+    remat: str = "none",
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
@@ -127,6 +131,8 @@ class EVAD(nnx.Module):
       tubelet=tubelet,
       drop_path_rate=drop_path_rate,
       final_norm=True,
+      attention=attention,
+      remat=remat,
       dtype=dtype,
       rngs=rngs,
     )
@@ -169,7 +175,15 @@ class EVAD(nnx.Module):
     )
     self.decoder_blocks = nnx.List(
       [
-        Block(ddim, spec.decoder_heads, drop_path=r, dtype=dtype, rngs=rngs)
+        Block(
+          ddim,
+          spec.decoder_heads,
+          drop_path=r,
+          attention=attention,
+          remat=remat,
+          dtype=dtype,
+          rngs=rngs,
+        )
         for r in drop_path_rates(decoder_drop_path_rate, depth_d)
       ]
     )

@@ -66,13 +66,8 @@ def sequence_lengths(
 def attention_with_probs(attn: Attention, x: jax.Array) -> tuple[jax.Array, jax.Array]:
   """`attn(x)` computed explicitly: (output [B, N, D], probabilities [B, heads, N, N] float32)."""
   b, n, d = x.shape
-  qkv = attn.qkv(x)
-  if attn.q_bias is not None:
-    bias = jnp.concatenate([attn.q_bias[...], jnp.zeros_like(attn.q_bias[...]), attn.v_bias[...]])
-    qkv = qkv + bias.astype(qkv.dtype)
   hd = d // attn.num_heads
-  q, k, v = jnp.split(qkv.reshape(b, n, 3, attn.num_heads, hd), 3, axis=2)
-  q, k, v = (a[:, :, 0].transpose(0, 2, 1, 3) for a in (q, k, v))  # [B, H, N, hd]
+  q, k, v = (a.transpose(0, 2, 1, 3) for a in attn.heads(x))  # [B, H, N, hd]
   logits = jnp.einsum("bhqd,bhkd->bhqk", q * hd**-0.5, k).astype(jnp.float32)
   probs = jax.nn.softmax(logits, axis=-1)
   out = jnp.einsum("bhqk,bhkd->bhqd", probs.astype(v.dtype), v)

@@ -40,6 +40,8 @@ class MAEDecoder(nnx.Module):
     qkv_bias=True,
     drop_path_rate=0.0,
     layer_scale_init=0.0,
+    attention: str = "auto",
+    remat: str = "none",
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
@@ -52,6 +54,8 @@ class MAEDecoder(nnx.Module):
           qkv_bias=qkv_bias,
           drop_path=r,
           layer_scale_init=layer_scale_init,
+          attention=attention,
+          remat=remat,
           dtype=dtype,
           rngs=rngs,
         )
@@ -74,6 +78,7 @@ class VideoMAE(nnx.Module):
   `m.ids_target`; `aux["encoded"]` holds the encoder output on `m.ids_keep`.
   Sizes by name ("S", "B", "L", "H"; decoder depth 4 for S/B, 12 for L/H) or custom
   (`size=None, dim=, depth=, num_heads=`, optional `decoder_dim/depth/heads`).
+  `attention` and `remat` apply to the encoder and the decoder blocks alike (`VideoViT`).
   """
 
   def __init__(
@@ -94,6 +99,8 @@ class VideoMAE(nnx.Module):
     qkv_bias: bool = True,
     drop_path_rate: float = 0.0,
     layer_scale_init: float = 0.0,
+    attention: str = "auto",
+    remat: str = "none",
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
@@ -121,6 +128,8 @@ class VideoMAE(nnx.Module):
       drop_path_rate=drop_path_rate,
       layer_scale_init=layer_scale_init,
       final_norm=True,
+      attention=attention,
+      remat=remat,
       dtype=dtype,
       rngs=rngs,
     )
@@ -140,6 +149,8 @@ class VideoMAE(nnx.Module):
       qkv_bias=qkv_bias,
       drop_path_rate=drop_path_rate,
       layer_scale_init=layer_scale_init,
+      attention=attention,
+      remat=remat,
       dtype=dtype,
       rngs=rngs,
     )

@@ -4,7 +4,8 @@ Follows the VideoMAE reference (docs/algorithms.md §1.1): a Conv3d tubelet embe
 (kernel = stride = tubelet), a fixed 1-D interleaved sin/cos table over the
 flattened (t, h, w) token index, pre-LN blocks (LayerNorm eps 1e-6, exact GELU,
 MLP ratio 4) whose attention has learned q/v biases and a zero k bias.
-Attention runs through `jax.nn.dot_product_attention`.
+Attention runs through `jax.nn.dot_product_attention` (XLA or cuDNN) or two einsums, chosen per
+backend (`Attention`); `remat` rematerialises each block in the backward pass (`Block`).
 """
 
 from __future__ import annotations
@@ -171,8 +172,120 @@ class DropPath(nnx.Module):
     return jnp.where(keep_mask, x / keep, jnp.zeros_like(x))
 
 
+ATTENTION = ("auto", "xla", "cudnn", "einsum")
+REMAT = ("none", "full", "dots")
+_HALF = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+
+def resolve_attention(attention: str, dtype, head_dim: int, backend: str | None = None) -> str:
+  """The implementation `attention` runs as on `backend` (default: `jax.default_backend()`).
+
+  "auto" is "cudnn" on GPU for a bfloat16 / float16 compute dtype and a head dim cuDNN's flash
+  kernel takes on every GPU (a multiple of 8, <= 128), "xla" on TPU, otherwise "einsum" (the
+  fastest on CPU, docs/benchmarks.md). "cudnn" with another dtype or head dim raises here; on a
+  backend other than GPU it raises when called.
+  """
+  if attention not in ATTENTION:
+    raise ValueError(f"Unknown attention {attention!r}; known: {', '.join(ATTENTION)}.")
+  half = jnp.dtype(dtype) in _HALF
+  if attention == "auto":
+    backend = backend or jax.default_backend()
+    if backend == "gpu" and half and head_dim % 8 == 0 and head_dim <= 128:
+      return "cudnn"
+    return "xla" if backend == "tpu" else "einsum"
+  if attention == "cudnn":
+    if not half:
+      raise ValueError(
+        f"attention='cudnn' (cuDNN flash attention) needs a bfloat16 or float16 compute dtype; "
+        f"got {jnp.dtype(dtype).name}. Use dtype=jnp.bfloat16, or attention='xla' / 'einsum'."
+      )
+    if head_dim % 8 or head_dim > 256:
+      raise ValueError(
+        f"attention='cudnn' needs a head dim that is a multiple of 8 and <= 256 (<= 128 before "
+        f"Hopper); got {head_dim}. Use attention='xla' or 'einsum'."
+      )
+  return attention
+
+
+# Finite (as jax.nn.dot_product_attention's): a row with no valid key stays finite (uniform).
+NEG_INF = -0.7 * float(np.finfo(np.float32).max)
+
+
+def einsum_attention(q, k, v, q_lengths=None, kv_lengths=None):
+  """softmax(q kᵀ / √d) v as two einsums, [B, N, H, d] in and out, in the head-major layout.
+
+  The softmax is in float32 and its normalisation is deferred past the value product (one
+  divide per output element rather than per logit), which is faster on CPU and, for the
+  gradient, cheaper than `jax.nn.softmax`.
+  """
+  hd = q.shape[-1]
+  q, k, v = (a.transpose(0, 2, 1, 3) for a in (q, k, v))  # [B, H, N, d]
+  logits = jnp.einsum(
+    "bhqd,bhkd->bhqk", q * jnp.asarray(hd**-0.5, q.dtype), k, preferred_element_type=jnp.float32
+  )
+  if kv_lengths is not None:
+    valid = jnp.arange(k.shape[2], dtype=jnp.int32) < kv_lengths[:, None]  # [B, S]
+    logits = jnp.where(valid[:, None, None, :], logits, NEG_INF)
+  weights = jnp.exp(logits - jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True)))
+  out = jnp.einsum(
+    "bhqk,bhkd->bhqd", weights.astype(v.dtype), v, preferred_element_type=jnp.float32
+  )
+  out = out / weights.sum(axis=-1, keepdims=True)
+  if q_lengths is not None:
+    real = jnp.arange(q.shape[2], dtype=jnp.int32) < q_lengths[:, None]  # [B, T]
+    out = jnp.where(real[:, None, :, None], out, 0.0)
+  return out.transpose(0, 2, 1, 3).astype(v.dtype)
+
+
+def dot_product_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  implementation: str,
+  q_lengths: jax.Array | None = None,
+  kv_lengths: jax.Array | None = None,
+) -> jax.Array:
+  """Scaled dot-product attention, q/k/v [B, N, H, d] -> [B, N, H, d], by `implementation`
+  ("xla", "cudnn", "einsum"; `resolve_attention` maps "auto").
+
+  `kv_lengths` [B] int32: keys at index >= length get no weight. `q_lengths` [B] int32: query
+  rows at index >= length come out as zeros (jax.nn.dot_product_attention's rule).
+  """
+  lengths = [None if a is None else jnp.asarray(a, jnp.int32) for a in (q_lengths, kv_lengths)]
+  if implementation == "einsum":
+    return einsum_attention(q, k, v, *lengths)
+  if implementation == "cudnn" and jax.default_backend() != "gpu":
+    raise ValueError(
+      f"attention='cudnn' runs only on NVIDIA GPUs (cuDNN flash attention); the backend is "
+      f"{jax.default_backend()!r}. Use attention='auto', 'xla' or 'einsum'."
+    )
+  if implementation not in ("xla", "cudnn"):
+    raise ValueError(f"Unknown attention implementation {implementation!r}.")
+  return jax.nn.dot_product_attention(
+    q,
+    k,
+    v,
+    query_seq_lengths=lengths[0],
+    key_value_seq_lengths=lengths[1],
+    implementation=implementation,
+  )
+
+
 class Attention(nnx.Module):
-  """Multi-head self-attention; qkv without bias plus learned q/v biases (k bias is zero)."""
+  """Multi-head self-attention; qkv without bias plus learned q/v biases (k bias is zero).
+
+  `attention` picks the kernel (the same numbers up to float rounding):
+  - "xla": `jax.nn.dot_product_attention(implementation="xla")`;
+  - "cudnn": cuDNN flash attention (NVIDIA GPUs, bfloat16 / float16 compute dtype, head dim a
+    multiple of 8); a ValueError names what does not fit;
+  - "einsum": einsum -> float32 softmax -> einsum (`einsum_attention`), the fastest on CPU;
+  - "auto" (default): "cudnn" on GPU when the compute dtype is bfloat16 / float16 and the head
+    dim fits, "xla" on TPU, "einsum" otherwise (CPU, or float32 on GPU). `implementation` is
+    what it resolved to, fixed at construction (`resolve_attention`).
+  `__call__(x, kv_lengths=, q_lengths=)`: optional [B] int32 counts of real tokens; keys past
+  `kv_lengths` get no weight, outputs of queries past `q_lengths` are the projection of zeros.
+  """
 
   def __init__(
     self,
@@ -181,11 +294,14 @@ class Attention(nnx.Module):
     *,
     qkv_bias: bool = True,
     init: str = "xavier",
+    attention: str = "auto",
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
     self.num_heads = num_heads
     self.dtype = dtype
+    self.attention = attention
+    self.implementation = resolve_attention(attention, dtype, dim // num_heads)
     self.qkv = torch_linear(dim, 3 * dim, use_bias=False, init=init, dtype=dtype, rngs=rngs)
     if qkv_bias:
       self.q_bias = nnx.Param(jnp.zeros((dim,), jnp.float32))
@@ -194,15 +310,29 @@ class Attention(nnx.Module):
       self.q_bias = self.v_bias = None
     self.proj = torch_linear(dim, dim, init=init, dtype=dtype, rngs=rngs)
 
-  def __call__(self, x):
+  def heads(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """q, k, v [B, N, heads, D / heads] of x [B, N, D] (biases added)."""
     b, n, d = x.shape
     qkv = self.qkv(x)
     if self.q_bias is not None:
       bias = jnp.concatenate([self.q_bias[...], jnp.zeros_like(self.q_bias[...]), self.v_bias[...]])
       qkv = qkv + bias.astype(qkv.dtype)
     q, k, v = jnp.split(qkv.reshape(b, n, 3, self.num_heads, d // self.num_heads), 3, axis=2)
-    out = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])
-    return self.proj(out.reshape(b, n, d))
+    return q[:, :, 0], k[:, :, 0], v[:, :, 0]
+
+  def __call__(self, x, *, kv_lengths=None, q_lengths=None):
+    q, k, v = self.heads(x)
+    out = dot_product_attention(
+      q, k, v, implementation=self.implementation, q_lengths=q_lengths, kv_lengths=kv_lengths
+    )
+    return self.proj(out.reshape(x.shape))
+
+
+def gelu(x: jax.Array) -> jax.Array:
+  """Exact (erf) GELU, x·(1 + erf(x/√2))/2: PyTorch's formula, within a float32 ulp (absolute
+  7e-7 where 1 + erf cancels, below x ≈ -5.4). `jax.nn.gelu(approximate=False)` goes through
+  erfc: 3.4x slower forward, 1.4x for the gradient on CPU (docs/benchmarks.md)."""
+  return x * (0.5 + 0.5 * jax.lax.erf(x * np.asarray(1 / math.sqrt(2), x.dtype)))
 
 
 class Mlp(nnx.Module):
@@ -215,11 +345,27 @@ class Mlp(nnx.Module):
     self.fc2 = torch_linear(hidden, dim, init=init, dtype=dtype, rngs=rngs)
 
   def __call__(self, x):
-    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+    return self.fc2(gelu(self.fc1(x)))
+
+
+def remat_policy(remat: str):
+  """(rematerialise?, jax.checkpoint policy) for a `remat` choice (see `Block`)."""
+  if remat not in REMAT:
+    raise ValueError(f"Unknown remat {remat!r}; known: {', '.join(REMAT)}.")
+  if remat == "dots":
+    return True, jax.checkpoint_policies.dots_with_no_batch_dims_saveable
+  return remat == "full", None
 
 
 class Block(nnx.Module):
-  """Pre-LN transformer block with optional layer-scale and drop path."""
+  """Pre-LN transformer block with optional layer-scale and drop path.
+
+  `remat` (activation rematerialisation of the block's forward in the backward pass):
+  "none"; "full" saves only the block's input (`nnx.remat`); "dots" saves the outputs of the
+  projections and the MLP (`jax.checkpoint_policies.dots_with_no_batch_dims_saveable`) and
+  recomputes the rest: LayerNorms, GELU and the attention itself, whose [B, heads, N, N]
+  intermediates grow with N² (`checkpoint_dots` would keep its batched dots too).
+  """
 
   def __init__(
     self,
@@ -231,11 +377,17 @@ class Block(nnx.Module):
     drop_path: float = 0.0,
     layer_scale_init: float = 0.0,
     init: str = "xavier",
+    attention: str = "auto",
+    remat: str = "none",
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
+    remat_policy(remat)
+    self.remat = remat
     self.norm1 = layer_norm(dim, dtype, rngs=rngs)
-    self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, init=init, dtype=dtype, rngs=rngs)
+    self.attn = Attention(
+      dim, num_heads, qkv_bias=qkv_bias, init=init, attention=attention, dtype=dtype, rngs=rngs
+    )
     self.norm2 = layer_norm(dim, dtype, rngs=rngs)
     self.mlp = Mlp(dim, int(dim * mlp_ratio), init=init, dtype=dtype, rngs=rngs)
     self.drop_path = DropPath(drop_path)
@@ -245,8 +397,25 @@ class Block(nnx.Module):
     else:
       self.gamma_1 = self.gamma_2 = None
 
-  def __call__(self, x, *, deterministic: bool = True, rngs: nnx.Rngs | None = None):
-    y = self.attn(self.norm1(x))
+  def __call__(
+    self,
+    x,
+    *,
+    deterministic: bool = True,
+    rngs: nnx.Rngs | None = None,
+    kv_lengths: jax.Array | None = None,
+    q_lengths: jax.Array | None = None,
+  ):
+    """x [B, N, D] -> [B, N, D]; `kv_lengths` / `q_lengths` go to the attention (`Attention`)."""
+    checkpointed, policy = remat_policy(self.remat)
+    if not checkpointed:
+      return self.forward(x, deterministic, rngs, kv_lengths, q_lengths)
+    forward = nnx.remat(Block.forward, policy=policy, static_argnums=(2,))
+    return forward(self, x, deterministic, rngs, kv_lengths, q_lengths)
+
+  def forward(self, x, deterministic, rngs, kv_lengths=None, q_lengths=None):
+    """The block without rematerialisation."""
+    y = self.attn(self.norm1(x), kv_lengths=kv_lengths, q_lengths=q_lengths)
     if self.gamma_1 is not None:
       y = y * self.gamma_1[...].astype(y.dtype)
     x = x + self.drop_path(y, deterministic=deterministic, rngs=rngs)
@@ -315,6 +484,8 @@ class VideoViT(nnx.Module):
     final_norm: LayerNorm after the last block (MAE encoder); the mean-pooling
       classifier uses `fc_norm` instead.
     layer_scale_init: > 0 turns on layer-scale with that initial value.
+    attention: "auto" | "xla" | "cudnn" | "einsum", the attention kernel (`Attention`).
+    remat: "none" | "full" | "dots", rematerialisation of each block (`Block`).
     dtype: compute dtype (params stay float32).
   """
 
@@ -335,6 +506,8 @@ class VideoViT(nnx.Module):
     layer_scale_init: float = 0.0,
     final_norm: bool = True,
     init: str = "xavier",
+    attention: str = "auto",
+    remat: str = "none",
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
@@ -354,6 +527,8 @@ class VideoViT(nnx.Module):
           drop_path=r,
           layer_scale_init=layer_scale_init,
           init=init,
+          attention=attention,
+          remat=remat,
           dtype=dtype,
           rngs=rngs,
         )
@@ -377,14 +552,19 @@ class VideoViT(nnx.Module):
     *,
     deterministic: bool = True,
     rngs: nnx.Rngs | None = None,
+    kv_lengths: jax.Array | None = None,
   ) -> jax.Array:
-    """Adds positions to all N tokens, keeps `ids_keep` [B, K] (all if None), runs the blocks."""
+    """Adds positions to all N tokens, keeps `ids_keep` [B, K] (all if None), runs the blocks.
+
+    `kv_lengths` [B] int32: only the first `kv_lengths[b]` kept tokens of sample b are real,
+    the rest padding that no token attends to (their own outputs are meaningless).
+    """
     pos = jnp.asarray(sinusoid_table(tokens.shape[1], tokens.shape[2]), tokens.dtype)
     x = tokens + pos[None]
     if ids_keep is not None:
       x = gather_tokens(x, ids_keep)
     for block in self.blocks:
-      x = block(x, deterministic=deterministic, rngs=rngs)
+      x = block(x, deterministic=deterministic, rngs=rngs, kv_lengths=kv_lengths)
     return self.norm(x) if self.norm is not None else x
 
   def __call__(self, video, ids_keep=None, *, deterministic: bool = True, rngs=None):

@@ -38,6 +38,8 @@ def model_kwargs(config, seed: int | None = None) -> dict[str, Any]:
     image_size=config.image_size,
     tubelet=tuple(int(v) for v in mc.get("tubelet", (2, 16, 16))),
     drop_path_rate=mc.drop_path_rate,
+    attention=mc.get("attention", "auto"),
+    remat=mc.get("remat", "none"),
     dtype=jnp.dtype(mc.dtype),
     rngs=nnx.Rngs(config.seed if seed is None else seed),
   )
