@@ -7,7 +7,8 @@ over the kept tokens plus one RoI token per detected person. Clips of 16 frames 
 centred on the keyframe; AdamW (0.9, 0.999), weight decay 1e-4, base LR 2.5e-5 per 16 clips
 (4e-4 per 256), 8x LR on the localizer, drop path 0.1. The reference decays the LR in steps
 (x0.1 at epochs 5 and 8 of 12); here warmup + cosine. `init_from` is a VideoMAE pre-training
-or fine-tuning workdir whose encoder initialises EVAD's.
+or fine-tuning workdir, or a released `.pth` / Hugging Face directory, whose encoder
+initialises EVAD's.
 
 Arguments after the colon: `runlocal` (a CPU-size run on the synthetic set with 1-2 actors per
 video, whose per-frame actor boxes and motion classes are the ground truth),

@@ -5,7 +5,8 @@ weight decay 0.05, layer-wise LR decay 0.75, warmup from 0 then cosine to min_lr
 0.1, label smoothing 0.1, mixup 0.8 / cutmix 1.0, random-resized crop, RandAugment
 rand-m7-n4-mstd0.5-inc1 (the same ops for all frames), random erasing p 0.25, repeated
 augmentation (2 clips per decoded video). `init_from` is a pre-training workdir whose latest
-`params` initialise the encoder (empty: from scratch).
+`params` initialise the encoder, or a released `.pth` / Hugging Face directory (empty: from
+scratch).
 
 Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in
 synthetic motion data set; `dataset=k400|ucf101|hmdb51|ssv2` sets that data set's temporal

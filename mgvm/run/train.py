@@ -23,6 +23,7 @@ from flax import nnx
 from mgvm import sharding as sharding_lib
 from mgvm import tasks
 from mgvm import workdir as workdir_lib
+from mgvm.tasks import common as task_common
 from mgvm.train import state as state_lib
 from mgvm.train import steps as steps_lib
 
@@ -124,7 +125,7 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
     workdir_lib.record_config(workdir, config, resuming=latest is not None, log=writer_log)
   init_params = None
   if latest is None and config.get("init_from"):
-    pretrained = checkpoint_lib.load_params(workdir_lib.checkpoint_dir(config.init_from))
+    pretrained = task_common.init_from_params(config, config.init_from, abstract_model)
     init_params = encoder_from_pretrained(abstract_params, _pure(pretrained), log=writer_log)
   graphdef, abstract_state, shardings, init = state_lib.plan(
     model_fn, tx, mesh, config.seed, init_params=init_params

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from typing import Any, Iterator
 
 import jax
@@ -208,6 +209,40 @@ def import_videomae(
     heads = {"decoder_heads": 1} if kind == "pretrain" else {}
     loaded = load_torch_checkpoint(checkpoint, num_heads=1, **heads, **kwargs)
   return nnx.state(loaded, nnx.Param)
+
+
+def init_from_params(config, init_from: str, model) -> dict:
+  """The pure-dict params whose encoder `config.init_from` names: the latest params of an mgvm
+  workdir, or an official VideoMAE / VideoMAE v2 / MGMAE / EVEREST `.pth` or a Hugging Face
+  directory (pre-training or fine-tuned; read without running pickled code, `module.` /
+  `_orig_mod.` / `backbone.` prefixes tolerated). `model` is the abstract model being trained
+  (its attention heads fill in what the file cannot say)."""
+  from mgvm.train import checkpoint as checkpoint_lib
+  from mgvm.workdir import checkpoint_dir
+
+  if os.path.isdir(checkpoint_dir(init_from)):
+    return checkpoint_lib.load_params(checkpoint_dir(init_from))
+  if not os.path.exists(init_from):
+    raise FileNotFoundError(
+      f"config.init_from={init_from!r}: no such workdir, checkpoint file or directory"
+    )
+  if os.path.isdir(init_from) and not os.path.exists(os.path.join(init_from, "config.json")):
+    raise FileNotFoundError(
+      f"config.init_from={init_from!r} is neither an mgvm workdir (no checkpoints/ in it) nor a "
+      f"Hugging Face directory (no config.json in it)"
+    )
+  try:
+    params = import_videomae(config, init_from, kind="pretrain", model=model)
+  except ValueError as e:
+    if "needs a pre-training checkpoint" not in str(e):
+      raise
+    try:  # a fine-tuned (or encoder-only) model: its head, if any, goes unused
+      params = import_videomae(config, init_from, kind="classifier", model=model)
+    except ValueError as e:
+      if "pass num_classes=" not in str(e):
+        raise
+      params = import_videomae(config, init_from, kind="classifier", num_classes=1, model=model)
+  return params.to_pure_dict()
 
 
 def heads_by_width(model) -> tuple[dict[int, int], dict[int, int]]:

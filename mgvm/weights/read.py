@@ -64,6 +64,9 @@ def _unwrap(obj: Any, what: str) -> dict[str, Any]:
   for prefix in ("module.", "_orig_mod."):
     if all(k.startswith(prefix) for k in state):
       state = {k[len(prefix) :]: v for k, v in state.items()}
+  # mmaction-style detectors / recognisers (EVAD's): the ViT under `backbone.`, heads beside it.
+  if any(k.startswith("backbone.patch_embed.") for k in state):
+    state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
   return state
 
 
