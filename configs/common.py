@@ -156,6 +156,26 @@ def apply_dataset(c, name: str):
   return c
 
 
+def masking(kind: str, **overrides):
+  """The masker `kind` (`mgvm.masking.BUILDERS`) with every option its builder accepts, at the
+  builder's default, so each one can be set from the command line (the config is locked), e.g.
+  `--config.masking.base_frame=random` for MGMAE; then `overrides`."""
+  import inspect
+
+  from mgvm import masking as masking_lib
+
+  if kind not in masking_lib.BUILDERS:
+    raise ValueError(f"unknown masker {kind!r}; known: {', '.join(sorted(masking_lib.BUILDERS))}")
+  options = {
+    name: default
+    for name, default in masking_lib.accepted_keys(kind).items()
+    if default is not inspect.Parameter.empty
+  }
+  c = ml_collections.ConfigDict(dict(kind=kind, **options))
+  c.update(overrides)
+  return c
+
+
 def compressor(kind: str, ratio: float):
   """A motion-guided compressor's config (`mgvm.masking.COMPRESSORS`) with all its keys.
 

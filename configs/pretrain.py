@@ -32,7 +32,7 @@ def get_config(arg=None):
   c.num_frames = 16
   c.image_size = 224
   c.data = common.data()
-  c.masking = ml_collections.ConfigDict(dict(kind=args.masker, ratio=0.9))
+  c.masking = common.masking(args.masker, ratio=0.9)  # every option of the masker, settable
   if args.masker == "running_cell":
     c.masking.decoder_ratio = 0.5
   if args.compress:

@@ -47,3 +47,24 @@ def test_mistakes_fail_naming_the_key_or_argument(spec, overrides, error, messag
 def test_a_missing_config_file_is_named():
   with pytest.raises(FileNotFoundError, match="no file 'configs/nope.py'"):
     load_config("configs/nope.py:runlocal")
+
+
+def test_every_option_of_the_masker_is_settable_from_the_command_line():
+  """MGMAE's knobs were not in the locked config (issue #16): now every option of a masker's
+  builder is there at the builder's default, and an override reaches the masker."""
+  import inspect
+
+  from mgvm import masking
+
+  config = load_config(
+    f"{CONFIG}:runlocal,masker=mgmae",
+    ["--config.masking.base_frame=random", "--config.masking.reproduce_warp_bug=True"],
+  )
+  defaults = {
+    k: d for k, d in masking.accepted_keys("mgmae").items() if d is not inspect.Parameter.empty
+  }
+  assert set(config.masking) == {"kind", *defaults}
+  assert config.masking.base_frame == "random" and config.masking.reproduce_warp_bug is True
+  assert config.masking.hole_filling == defaults["hole_filling"]
+  with pytest.raises(ValueError, match="base_frame must be one of"):
+    masking.build({**config.masking.to_dict(), "base_frame": "sideways"}, (4, 4, 4))
