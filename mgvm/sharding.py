@@ -261,10 +261,14 @@ def gather_hosts(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   }
 
 
-def host_rows(x: jax.Array, mesh) -> np.ndarray:
-  """This host's rows of a global array sharded on the batch axis (`sharding.to_global`)."""
-  if jax.process_count() == 1:
-    return np.asarray(jax.device_get(x))
-  from jax.experimental import multihost_utils
+def host_rows(tree: Any, mesh) -> Any:
+  """This host's rows of every global array of `tree` (an array, tuple, dict...) sharded on the
+  batch axis (`sharding.to_global`), as numpy, fetched in one transfer."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
 
-  return np.asarray(multihost_utils.global_array_to_host_local_array(x, mesh, batch_spec(mesh)))
+    spec = batch_spec(mesh)
+    tree = multihost_utils.global_array_to_host_local_array(
+      tree, mesh, jax.tree.map(lambda _: spec, tree)
+    )
+  return jax.tree.map(np.asarray, jax.device_get(tree))

@@ -8,7 +8,6 @@ import glob
 import hashlib
 import json
 import os
-import sys
 from typing import Callable
 
 
@@ -68,9 +67,6 @@ def _synthetic(data_config, log: Callable[[str], None]) -> Source:
 def _process_zero_first(work: Callable[[], object], what: str) -> None:
   """`work()` on process 0, then (after all processes meet) on the others: on a shared
   directory they find what process 0 wrote, on a disk of their own they make their copy."""
-  if "jax" not in sys.modules:
-    work()
-    return
   import jax
 
   if jax.process_count() == 1:

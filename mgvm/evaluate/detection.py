@@ -139,7 +139,7 @@ def evaluate(
       predict = jax.jit(_predict(graphdef)).lower(params, video).compile()
       total_gflops = flops_of(predict) / clips_per_device(video) / 1e9
       enc_gflops = encoder_gflops(graphdef, params, video)
-    person, boxes, actions = (host_rows(x, mesh) for x in predict(params, video))
+    person, boxes, actions = host_rows(predict(params, video), mesh)
     d, g = batch_detections(batch, person, boxes, actions, image_hw, person_threshold, host)
     dets += d
     gts += g

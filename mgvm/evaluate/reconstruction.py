@@ -65,10 +65,10 @@ def evaluate(
   totals = np.zeros(3)  # loss, psnr, clips of this host
   for i, batch in enumerate(batches):
     video = to_global({"video": batch["video"]}, mesh)["video"]
-    out = run(params, video, jax.random.fold_in(key, i))
+    out = host_rows(run(params, video, jax.random.fold_in(key, i)), mesh)
     mask = np.asarray(batch.get("mask", np.ones(len(batch["video"]), bool)), bool)
     for j, name in enumerate(("loss", "psnr")):
-      totals[j] += float(host_rows(out[name], mesh)[mask].sum())
+      totals[j] += float(out[name][mask].sum())
     totals[2] += int(mask.sum())
   loss, psnr, count = gather_hosts({"totals": totals[None]})["totals"].sum(0)  # every host's
   if not count:
