@@ -119,6 +119,10 @@ def data(**overrides):
       num_sample=1,
       threads=0,
       host_independent_batches=False,
+      num_train_videos=0,  # videos in the training split, for *_epochs (0: the source's count)
+      normalization="imagenet",  # imagenet | kinetics (0.45 / 0.225, SlowFast/EVAD's)
+      frame_selection="",  # "" off | segment | global (mgvm.masking.frames; experimental)
+      frame_selection_window=2,  # decode this many times the clip's frames, keep the clip's
       synthetic=synthetic(),
     )
   )
@@ -229,6 +233,13 @@ def optim(**overrides):
       base_lr=1.5e-4,  # scaled by the global batch size / 256
       min_lr=1e-5,  # likewise scaled
       warmup_steps=5_000,
+      warmup_epochs=0,  # set one of warmup_steps / warmup_epochs (the other 0)
+      warmup_from=0.0,  # the LR at step 0, per 256 like base_lr (EVAD: 2.5e-6 at batch 16)
+      schedule="cosine",  # cosine | step (x decay_factor at each of decay_steps / decay_epochs)
+      decay_steps=(),
+      decay_epochs=(),
+      decay_factor=0.1,
+      lr_scale_by="videos",  # lr x batch/256 counts videos (the references) or clips (num_sample)
       weight_decay=0.05,
       b1=0.9,
       b2=0.95,
@@ -261,6 +272,7 @@ def evaluation(**overrides):
 def run(c, *, total_steps, log_every_steps=100, checkpoint_every_steps=1000, keep_checkpoints=3):
   """Durations, logging and checkpointing fields every training config has."""
   c.total_steps = total_steps
+  c.total_epochs = 0  # set one of total_steps / total_epochs (the other 0); docs/training.md
   c.log_every_steps = log_every_steps
   c.checkpoint_every_steps = checkpoint_every_steps
   c.keep_checkpoints = keep_checkpoints
@@ -271,4 +283,47 @@ def run(c, *, total_steps, log_every_steps=100, checkpoint_every_steps=1000, kee
   # step is reported and passed over); N = exactly step N (a damaged step N stops the run).
   # Steps newer than the one resumed from are moved to checkpoints.set_aside/, never deleted.
   c.restore_step = 0
+  return c
+
+
+def recipe_args(args, spec: dict, task: str) -> dict | None:
+  """The recipe `args.recipe` names (`configs.recipes.RECIPES[task]`), with the config arguments
+  it fixes (dataset, masker, ...) written into `args`. An argument given on the command line
+  that contradicts the recipe fails, as does `runlocal` (a recipe is the paper's full size)."""
+  if not args.recipe:
+    return None
+  from configs import recipes
+
+  table = recipes.RECIPES[task]
+  if args.recipe not in table:
+    raise ValueError(f"unknown {task} recipe {args.recipe!r}; known: {', '.join(sorted(table))}")
+  recipe = table[args.recipe]
+  if getattr(args, "runlocal", False):
+    raise ValueError(
+      f"recipe={args.recipe} is a full-size recipe; it cannot be combined with runlocal"
+    )
+  for name, value in recipe.get("args", {}).items():
+    given = getattr(args, name)
+    if given != spec[name] and given != value:
+      raise ValueError(
+        f"recipe={args.recipe} sets {name}={value!r}; the argument {name}={given!r} contradicts it"
+      )
+    setattr(args, name, value)
+  return recipe
+
+
+def apply_recipe(c, recipe: dict | None):
+  """Sets each dotted key of `recipe["set"]` in `c`; a key the config lacks fails, naming it."""
+  if recipe is None:
+    return c
+  for dotted, value in recipe["set"].items():
+    *parents, leaf = dotted.split(".")
+    node = c
+    for part in parents:
+      if part not in node:
+        raise ValueError(f"recipe sets {dotted!r}, but the config has no {part!r} there")
+      node = node[part]
+    if leaf not in node:
+      raise ValueError(f"recipe sets {dotted!r}, but the config has no such key")
+    node[leaf] = value
   return c

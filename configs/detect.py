@@ -5,8 +5,10 @@ EVAD action detection (docs/algorithms.md §4): a VideoViT with keyframe-centric
 stages) on keyframe tokens of blocks 2, 5, 8, 11, and a context refinement decoder (6 x 384)
 over the kept tokens plus one RoI token per detected person. Clips of 16 frames every 4th frame
 centred on the keyframe; AdamW (0.9, 0.999), weight decay 1e-4, base LR 2.5e-5 per 16 clips
-(4e-4 per 256), 8x LR on the localizer, drop path 0.1. The reference decays the LR in steps
-(x0.1 at epochs 5 and 8 of 12); here warmup + cosine. `init_from` is a VideoMAE pre-training
+(4e-4 per 256), 8x LR on the detection head (the localizer's heads and the context refinement
+decoder, as the reference's `det_head`; `optim.lr_multipliers` holds regex patterns), drop
+path 0.1. Warmup + cosine here; `recipe=evad_ava_b` has the reference's step decay (x0.1 at
+epochs 5 and 8 of 12) and AVA input. `init_from` is a VideoMAE pre-training
 or fine-tuning workdir, or a released `.pth` / Hugging Face directory, whose encoder
 initialises EVAD's.
 
@@ -59,7 +61,9 @@ def evad(**overrides):
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, runlocal=False, keep=0.7, ew=1.0, official_order=False)
+  spec = dict(runlocal=False, keep=0.7, ew=1.0, official_order=False, recipe="")
+  args = parse_arg(arg, **spec)
+  recipe = common.recipe_args(args, spec, "detect")
   c = ml_collections.ConfigDict()
   c.task = "detect"
   c.seed = 0
@@ -76,7 +80,12 @@ def get_config(arg=None):
   )
   c.batch_size = 16
   c.optim = common.optim(base_lr=4e-4, min_lr=4e-6, warmup_steps=1000, weight_decay=1e-4, b2=0.999)
-  c.optim.lr_multipliers = ml_collections.ConfigDict({"localizer": 8.0})
+  # 8x for the reference's detection head (`det_head`): the localizer's heads and the context
+  # refinement decoder with its input projection and mask token; backbone, FPN and proposals 1x
+  c.optim.lr_multipliers = tuple(
+    (name, 8.0)
+    for name in ("localizer/heads", "decoder_embed", "mask_token", "decoder_blocks", "action_heads")
+  )
   c.mesh = common.mesh()
   c.eval = common.evaluation(keyframes_per_video=0)  # 0: every annotated frame
   common.run(c, total_steps=30_000)
@@ -104,4 +113,4 @@ def get_config(arg=None):
     c.optim.update(base_lr=0.016, min_lr=0.0016, warmup_steps=50)  # 5e-4 per 8 clips
     common.run(c, total_steps=600, log_every_steps=25, checkpoint_every_steps=300)
     c.eval.update(split="test", batch_size=16, keyframes_per_video=1)
-  return c
+  return common.apply_recipe(c, recipe)

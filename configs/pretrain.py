@@ -24,7 +24,9 @@ from mgvm.config import parse_arg
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, runlocal=False, masker="tube", dataset="", compress="", fps_scale=1)
+  spec = dict(runlocal=False, masker="tube", dataset="", compress="", fps_scale=1, recipe="")
+  args = parse_arg(arg, **spec)
+  recipe = common.recipe_args(args, spec, "pretrain")
   c = ml_collections.ConfigDict()
   c.task = "pretrain"
   c.seed = 0
@@ -67,4 +69,4 @@ def get_config(arg=None):
     if args.compress:
       raise ValueError("fps_scale sets its own MGTC compressor; drop compress=")
     common.trade_fps_for_tokens(c, args.fps_scale)
-  return c
+  return common.apply_recipe(c, recipe)

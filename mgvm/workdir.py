@@ -25,7 +25,8 @@ CHECKPOINT_DIR = "checkpoints"
 LOCK_FILE = "train.lock"
 CONFIG_FILE = "config.json"
 # Fields a resumed run may change freely: how often it logs and saves, what it evaluates, and
-# `init_from` (only read by a run that starts from step 0), `restore_step`. `total_steps` may only grow.
+# `init_from` (only read by a run that starts from step 0), `restore_step`. `total_steps` and
+# `total_epochs` may only grow.
 RESUME_MAY_CHANGE = (
   "log_every_steps",
   "checkpoint_every_steps",
@@ -265,13 +266,15 @@ def _flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def config_changes(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
   """`key: recorded -> now` for every field a resumed run may not change (`RESUME_MAY_CHANGE`;
-  `total_steps` may grow). Both are nested dicts as `config.to_dict()` gives (JSON round-trip)."""
+  `total_steps` / `total_epochs` may grow). Both are nested dicts as `config.to_dict()` gives (JSON round-trip)."""
   old, new = _flat_config(recorded), _flat_config(now)
   changes = []
   for key in sorted(set(old) | set(new)):
     if key.startswith(RESUME_MAY_CHANGE) or old.get(key, "<absent>") == new.get(key, "<absent>"):
       continue
-    if key == "total_steps" and key in old and key in new and new[key] >= old[key]:
+    if (
+      key in ("total_steps", "total_epochs") and key in old and key in new and new[key] >= old[key]
+    ):
       continue
     changes.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
   return changes

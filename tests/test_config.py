@@ -1,12 +1,14 @@
 """`mgvm.config.load_config`: the command-line tools read configs as `train.py` does."""
 
 import pathlib
+import sys
 
 import pytest
 
 from mgvm.config import load_config
 
-CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "pretrain.py")
+CONFIGS = str(pathlib.Path(__file__).resolve().parents[1] / "configs")
+CONFIG = f"{CONFIGS}/pretrain.py"
 
 
 def test_overrides_are_typed_like_train_py_reads_them():
@@ -68,3 +70,48 @@ def test_every_option_of_the_masker_is_settable_from_the_command_line():
   assert config.masking.hole_filling == defaults["hole_filling"]
   with pytest.raises(ValueError, match="base_frame must be one of"):
     masking.build({**config.masking.to_dict(), "base_frame": "sideways"}, (4, 4, 4))
+
+
+def test_a_recipe_fixes_its_arguments_and_sets_its_keys(monkeypatch):
+  import types
+
+  fake = {
+    "pretrain": {
+      "toy": dict(
+        args=dict(dataset="ssv2", masker="random"),
+        set={
+          "total_steps": 0,
+          "total_epochs": 800,
+          "optim.warmup_epochs": 40,
+          "optim.warmup_steps": 0,
+          "batch_size": 2048,
+          "masking.ratio": 0.75,
+        },
+      ),  # fmt: skip
+      "typo": dict(args={}, set={"optim.warmup_epoch": 40}),
+    }
+  }
+  import configs
+
+  module = types.SimpleNamespace(RECIPES=fake)
+  monkeypatch.setitem(sys.modules, "configs.recipes", module)
+  monkeypatch.setattr(configs, "recipes", module, raising=False)
+  c = load_config(f"{CONFIGS}/pretrain.py:recipe=toy", ["--config.optim.base_lr=3e-4"])
+  assert (c.total_steps, c.total_epochs, c.optim.warmup_epochs, c.batch_size) == (0, 800, 40, 2048)
+  assert c.masking.kind == "random" and c.masking.ratio == 0.75 and c.optim.base_lr == 3e-4
+  assert c.data.frame_stride == 2  # dataset=ssv2 applied: pre-training every 2nd frame
+  with pytest.raises(ValueError, match="sets masker='random'; the argument masker='running_cell'"):
+    load_config(f"{CONFIGS}/pretrain.py:recipe=toy,masker=running_cell")
+  with pytest.raises(ValueError, match="cannot be combined with runlocal"):
+    load_config(f"{CONFIGS}/pretrain.py:recipe=toy,runlocal")
+  with pytest.raises(ValueError, match="unknown pretrain recipe 'toy2'; known: toy, typo"):
+    load_config(f"{CONFIGS}/pretrain.py:recipe=toy2")
+  with pytest.raises(ValueError, match="'optim.warmup_epoch', but the config has no such key"):
+    load_config(f"{CONFIGS}/pretrain.py:recipe=typo")
+
+
+def test_lr_multipliers_take_pattern_pairs_from_the_command_line():
+  c = load_config(
+    f"{CONFIGS}/detect.py:runlocal", ["--config.optim.lr_multipliers=(('localizer', 2.0),)"]
+  )
+  assert tuple(map(tuple, c.optim.lr_multipliers)) == (("localizer", 2.0),)

@@ -91,8 +91,81 @@ def test_describe_lr():
   text = optim.describe_lr(
     {"base_lr": 1.5e-4, "min_lr": 1e-5, "warmup_steps": 40, "weight_decay": 0.05}, 2048
   )
-  assert text.startswith("peak lr 1.2e-3 = base_lr 1.5e-4 x global batch 2048 / 256"), text
+  assert text.startswith("peak lr 1.2e-3 = base_lr 1.5e-4 x 2048 videos per step / 256"), text
   assert "min lr 8e-5" in text
+  text = optim.describe_lr(
+    dict(CFG, base_lr=4e-4, warmup_from=4e-5, schedule="step", decay_steps=(50, 80)), 16
+  )
+  assert "peak lr 2.5e-5" in text and "warmup from 2.5e-6" in text, text
+  assert text.endswith("x0.1 at steps 50, 80"), text
+
+
+def test_warmup_from_a_floor_cosine():
+  # linspace(start, peak, W) as the reference's start_warmup_value: 1e-4 .. 1e-3 at batch 256
+  sched = optim.lr_schedule(
+    base_lr=1e-3,
+    min_lr=0.0,
+    global_batch_size=256,
+    warmup_steps=4,
+    total_steps=10,
+    warmup_from=1e-4,
+  )
+  want = np.linspace(1e-4, 1e-3, 4)
+  got = [float(sched(s)) for s in range(4)]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_step_schedule_hand_values():
+  """EVAD's schedule at batch 16: peak 4e-4 x 16 / 256 = 2.5e-5, warmup from 2.5e-6 over 10 steps
+  (SlowFast: start + (lr(W) - start) * s / W), x0.1 at steps 50 and 80."""
+  sched = optim.lr_schedule(
+    base_lr=4e-4,
+    min_lr=1.0,  # unused by "step"
+    global_batch_size=16,
+    warmup_steps=10,
+    total_steps=120,
+    warmup_from=4e-5,
+    schedule="step",
+    decay_steps=(50, 80),
+  )
+  peak, start = 2.5e-5, 2.5e-6
+  expect = {
+    0: start,
+    5: start + (peak - start) * 5 / 10,
+    9: start + (peak - start) * 9 / 10,
+    10: peak,
+    49: peak,
+    50: peak * 0.1,
+    79: peak * 0.1,
+    80: peak * 0.01,
+    500: peak * 0.01,
+  }
+  for step, value in expect.items():
+    np.testing.assert_allclose(float(sched(step)), value, rtol=1e-5, err_msg=str(step))
+  with pytest.raises(ValueError, match="ascending"):
+    optim.lr_schedule(
+      base_lr=1e-3, min_lr=0.0, global_batch_size=8, warmup_steps=0, total_steps=9,
+      schedule="step", decay_steps=(5, 3),
+    )  # fmt: skip
+  with pytest.raises(ValueError, match="schedule='linear'"):
+    optim.lr_schedule(
+      base_lr=1e-3, min_lr=0.0, global_batch_size=8, warmup_steps=0, total_steps=9,
+      schedule="linear",
+    )  # fmt: skip
+
+
+def test_lr_batch_size_counts_videos_or_clips():
+  import ml_collections
+
+  c = ml_collections.ConfigDict(
+    dict(batch_size=768, data=dict(num_sample=2), optim=dict(lr_scale_by="videos"))
+  )
+  assert optim.lr_batch_size(c) == 384  # VideoMAE 1600e fine-tuning: 384 videos x 2 clips
+  c.optim.lr_scale_by = "clips"
+  assert optim.lr_batch_size(c) == 768
+  c.optim.lr_scale_by = "video"
+  with pytest.raises(ValueError, match="lr_scale_by='video'"):
+    optim.lr_batch_size(c)
 
 
 # ------------------------------------------------------------------------- decay mask
@@ -269,7 +342,7 @@ def test_lr_multipliers_by_hand():
   hand = _hand_adamw(params, (grads,), [float(sched(0))], cfg, scales, 0.0)
   for k, value in _names(p).items():
     np.testing.assert_allclose(np.asarray(value), hand[k], rtol=1e-5, atol=1e-7, err_msg=k)
-  with pytest.raises(ValueError, match=r"\['localizer'\], which the model does not have"):
+  with pytest.raises(ValueError, match=r"patterns \['localizer'\] match no param"):
     optim.make_optimizer(
       dict(CFG, lr_multipliers={"localizer": 8.0}),
       params,
@@ -279,12 +352,29 @@ def test_lr_multipliers_by_hand():
     )
   with pytest.raises(ValueError, match="must be > 0"):
     optim.make_optimizer(
-      dict(CFG, lr_multipliers={"head": 0.0}),
+      dict(CFG, lr_multipliers=(("head", 0.0),)),
       params,
       global_batch_size=8,
       total_steps=10,
       num_layers=1,
     )
+
+
+def test_lr_multiplier_patterns():
+  """Patterns match '/'-joined paths whole or up to a '/'; the first match wins."""
+  rules = optim.multiplier_rules(
+    (("localizer/heads", 8.0), ("decoder_.*", 4.0), ("mask_token", 8.0), ("localizer", 2.0))
+  )
+  assert optim.multiplier_of("localizer/heads/0/linear1/kernel", rules) == 8.0
+  assert optim.multiplier_of("localizer/fpn/lateral/0/kernel", rules) == 2.0
+  assert optim.multiplier_of("localizer/heads_extra/kernel", rules) == 2.0  # not at a '/'
+  assert optim.multiplier_of("decoder_blocks/1/mlp/kernel", rules) == 4.0
+  assert optim.multiplier_of("mask_token", rules) == 8.0
+  assert optim.multiplier_of("encoder/blocks/0/mask_token", rules) == 1.0  # anchored at the start
+  with pytest.raises(ValueError, match="unterminated|missing"):
+    optim.multiplier_rules((("head(", 2.0),))
+  with pytest.raises(ValueError, match="not a .regex, factor. pair"):
+    optim.multiplier_rules(("head",))
 
 
 def _hand_adamw(params, grads_list, lrs, cfg, scales, clip):

@@ -62,7 +62,8 @@ def test_pretrain_finetune_eval_chain(tmp_path, synthetic_dir):
   config = tiny(
     finetune.get_config("runlocal"),
     synthetic_dir,
-    total_steps=3,
+    total_steps=0,
+    total_epochs=1,  # 24 training videos // 8 per step = 3 steps
     log_every_steps=1,
     checkpoint_every_steps=3,
     init_from=pre_dir,
@@ -70,6 +71,7 @@ def test_pretrain_finetune_eval_chain(tmp_path, synthetic_dir):
   config.mixup.enabled = True
   train_run.train(config, ft_dir, log=messages.append)
   assert any("init_from" in m and "decoder" in m for m in messages)
+  assert any(m.startswith("durations: total 1 epochs -> 3 steps") for m in messages), messages
   assert [r["step"] for r in _records(ft_dir)] == [1, 2, 3]
   config.eval.update(split="test", num_clips=2, num_crops=3)
   result = eval_run.evaluate(config, ft_dir, log=messages.append)

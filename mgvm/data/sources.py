@@ -21,6 +21,7 @@ class Source:
   parse_fn: Callable | None = None  # record parser; None = mgvm.data.format.parse_example
   max_label: int | None = None  # the largest label stored, where a summary records it
   label_info: str = ""  # where `max_label` comes from: the summary file and the video
+  num_videos: tuple[tuple[str, int], ...] = ()  # (split, videos) where the source records it
 
   @property
   def num_classes(self) -> int:
@@ -33,6 +34,10 @@ class Source:
         f"(splits found: {sorted(k for k, v in self.files.items() if v)})"
       )
     return self.files[name]
+
+  def count(self, split: str) -> int | None:
+    """Videos in `split`, where the source records it (None otherwise)."""
+    return dict(self.num_videos).get(split)
 
 
 def default_root() -> str:
@@ -61,7 +66,7 @@ def _synthetic(data_config, log: Callable[[str], None]) -> Source:
   )
   _process_zero_first(ensure, "synthetic data set written")
   files = {split: synthetic.split_files(root, split) for split in counts}
-  return Source(root, files, tuple(config.classes))
+  return Source(root, files, tuple(config.classes), num_videos=tuple(counts.items()))
 
 
 def _process_zero_first(work: Callable[[], object], what: str) -> None:
@@ -93,7 +98,7 @@ def _tfrecord(data_config) -> Source:
   if os.path.exists(info):
     with open(info) as f:
       names = tuple(json.load(f).get("classes", ()))
-  max_label, label_info = None, ""
+  max_label, label_info, num_videos = None, "", ()
   summary_path = os.path.join(root, "summary.json")  # written by mgvm.datasets.prepare
   if os.path.exists(summary_path):
     with open(summary_path) as f:
@@ -107,6 +112,11 @@ def _tfrecord(data_config) -> Source:
         f"{summary_path} and {info} list different classes ({len(listed)} vs {len(names)})"
       )
     names = listed or names
+    num_videos = tuple(
+      (split, int(s["written"]))
+      for split, s in sorted((summary.get("splits") or {}).items())
+      if isinstance(s.get("written"), int)
+    )
     max_label = summary.get("max_label")
     video = summary.get("max_label_video") or {}
     if max_label is not None:
@@ -114,7 +124,9 @@ def _tfrecord(data_config) -> Source:
         f"{summary_path}: largest label {max_label}, of {video.get('path')} (line "
         f"{video.get('line')} of {video.get('csv')}, split {video.get('split')!r})"
       )
-  return Source(root, files, names, max_label=max_label, label_info=label_info)
+  return Source(
+    root, files, names, max_label=max_label, label_info=label_info, num_videos=num_videos
+  )
 
 
 def _tfds(data_config) -> Source:
@@ -143,6 +155,9 @@ def _tfds(data_config) -> Source:
     files,
     video_tfds.class_names(builder),
     parse_fn=video_tfds.make_parser(builder),
+    num_videos=tuple(
+      (split, int(info.num_examples)) for split, info in builder.info.splits.items()
+    ),
   )
 
 

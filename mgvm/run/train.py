@@ -88,7 +88,7 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
   from mgvm import metrics as metrics_lib
   from mgvm.data import pipeline, sources
   from mgvm.train import checkpoint as checkpoint_lib
-  from mgvm.train import optim
+  from mgvm.train import durations, optim
   from mgvm.weights import encoder_from_pretrained
 
   task = tasks.get(config.task)
@@ -102,6 +102,12 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
   accum_steps = int(config.get("accum_steps", 1))
   local_batch = sharding_lib.check_batch_size(config.batch_size, mesh, accum_steps)
   source = sources.resolve(config.data, log=writer_log)
+  durations.check_pairs(config)
+  if durations.uses_epochs(config):
+    given = config
+    config = durations.resolve(config, lambda: source.count(config.data.train_split))
+    writer_log(durations.describe(given, config, source.count(config.data.train_split)))
+  lr_batch = optim.lr_batch_size(config)
   num_classes = task.num_classes(config, source)
 
   model_fn = lambda: task.build_model(config, num_classes=num_classes)  # noqa: E731
@@ -111,7 +117,7 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
   tx, schedule = optim.make_optimizer(
     config.optim,
     abstract_params,
-    global_batch_size=config.batch_size,
+    global_batch_size=lr_batch,
     total_steps=config.total_steps,
     num_layers=depth,
   )
@@ -148,14 +154,12 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
   say = writer.log if log is None else log
   say(
     f"{config.task}: {jax.device_count()} devices, mesh {dict(mesh.shape)}, global batch "
-    f"{config.batch_size} ({local_batch} per host); peak lr {float(schedule(config.optim.warmup_steps)):.3g}"
-    f" = base_lr {config.optim.base_lr:g} x global batch {config.batch_size} / 256"
+    f"{config.batch_size} ({local_batch} per host); {optim.describe_lr(config.optim, lr_batch)}"
   )
   if accum_steps > 1:
     say(
       f"gradient accumulation: batch {config.batch_size} = {accum_steps} micro-batches of "
-      f"{config.batch_size // accum_steps}; LR scaled by the effective batch "
-      f"{config.batch_size}/256"
+      f"{config.batch_size // accum_steps}; the LR scales with the whole batch"
     )
   say(f"resumed from step {start}" if latest is not None else "starting from step 0")
 
