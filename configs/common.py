@@ -26,6 +26,10 @@ def model(size="B", **overrides):
       dtype="bfloat16",
       attention="auto",  # the attention kernel (mgvm.models.vit; "auto": the backend's best)
       remat="none",  # activation rematerialisation per block: none | full | dots
+      # () = a 1-D sinusoid table for the actual token count; (gh, gw) = the spatial grid the
+      # table is laid out for (VideoMAE's 224²: (14, 14)), bicubically interpolated per slice
+      # to the actual grid (EVAD; docs/evad.md). Read by the detector only so far.
+      pos_grid=(),
     )
   )
   c.update(overrides)
@@ -121,8 +125,8 @@ def data(**overrides):
       host_independent_batches=False,
       num_train_videos=0,  # videos in the training split, for *_epochs (0: the source's count)
       normalization="imagenet",  # imagenet | kinetics (0.45 / 0.225, SlowFast/EVAD's)
-      frame_selection="",  # "" off | segment | global (mgvm.masking.frames; experimental)
-      frame_selection_window=2,  # decode this many times the clip's frames, keep the clip's
+      frame_selection="",  # "" off | segment | global: most changing tubelet pairs (experimental)
+      frame_selection_window=2,  # sample this many times the clip's frames, keep num_frames of them
       synthetic=synthetic(),
     )
   )
@@ -130,14 +134,16 @@ def data(**overrides):
   return c
 
 
-# Per-data-set sampling, augmentation and test views of the VideoMAE recipe (docs/algorithms.md §1.5-1.7):
-# fine-tuning K400 / UCF101 / HMDB51 take "dense" clips every 4th frame with flip and 5x3 test
-# views; SSv2 one frame per segment, no flip (direction-sensitive classes), 2x3 test views.
-# Pre-training takes dense clips every `pretrain_stride` frames (4; SSv2 2), never flips.
+# Per-data-set sampling, augmentation and test views (docs/algorithms.md §1.5-1.7). K400 and
+# UCF101 (VideoMAE's scripts): "dense" clips every 4th frame with flip, 5x3 test views. HMDB51
+# (EVEREST's scripts, the only published HMDB51 recipe; VideoMAE has none): every 2nd frame in
+# pre-training and fine-tuning, flip, 10x3 test views. SSv2: one frame per segment, no flip
+# (direction-sensitive classes), 2x3 test views, pre-training every 2nd frame. Pre-training
+# takes dense clips every `pretrain_stride` frames and never flips.
 DATASETS = {
   "k400": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
   "ucf101": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
-  "hmdb51": dict(temporal="dense", frame_stride=4, pretrain_stride=4, flip=True, clips=5, crops=3),
+  "hmdb51": dict(temporal="dense", frame_stride=2, pretrain_stride=2, flip=True, clips=10, crops=3),
   "ssv2": dict(temporal="segment", frame_stride=2, pretrain_stride=2, flip=False, clips=2, crops=3),
 }
 

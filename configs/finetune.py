@@ -10,8 +10,9 @@ scratch).
 
 Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in
 synthetic motion data set; `dataset=k400|ucf101|hmdb51|ssv2` sets that data set's temporal
-sampling, flip and test views (dense clips, flip, 5 clips x 3 crops; SSv2: segments, no flip,
-2 x 3); `compress=mgtc|everest` runs the encoder on the tokens a motion-guided compressor keeps,
+sampling, flip and test views (dense clips, flip, 5 clips x 3 crops; HMDB51 every 2nd frame
+and 10 x 3, as EVEREST's scripts; SSv2: segments, no flip, 2 x 3); `recipe=NAME` a paper's
+whole recipe (configs/recipes.py, docs/reproduce.md); `compress=mgtc|everest` runs the encoder on the tokens a motion-guided compressor keeps,
 in training and test (ratio 0.25 / 0.4 dropped; `--config.masking.ratio=...`);
 `fps_scale=2` takes twice the frames at twice the rate with MGTC keeping half the tokens (the
 same encoder token count as the unscaled config), e.g. `--config configs/finetune.py:dataset=ssv2 --config.data.source=tfrecord

@@ -10,8 +10,9 @@ synthetic motion data set; `masker=random|tube|running_cell` picks the masker;
 mgtc drops 25 %, everest 70 % as EVEREST with `masker=random`); `fps_scale=2` takes twice the
 frames at twice the rate, MGTC drops half and the masking ratio rises so the encoder sees as many
 tokens as unscaled;
-`dataset=k400|ucf101|hmdb51|ssv2` samples as VideoMAE does there (every 4th frame; SSv2 every
-2nd), e.g. `--config configs/pretrain.py:dataset=k400 --config.data.source=tfrecord
+`dataset=k400|ucf101|hmdb51|ssv2` samples as VideoMAE does there (every 4th frame; SSv2 and
+HMDB51 (EVEREST's scripts) every 2nd); `recipe=NAME` a paper's whole recipe (configs/recipes.py,
+docs/reproduce.md), e.g. `--config configs/pretrain.py:dataset=k400 --config.data.source=tfrecord
 --config.data.dir=DIR`.
 Evaluate with `python eval.py --config configs/pretrain.py:runlocal --workdir DIR`
 (masked reconstruction loss and PSNR on held-out clips).

@@ -32,7 +32,7 @@ def test_epochs_to_steps_by_hand():
   line = durations.describe(c, out, 1000)
   assert line == (
     "durations: total 10 epochs -> 310 steps; warmup 1.5 epochs -> 47 steps (1000 training "
-    "videos // 32 videos per step = 31 steps per epoch)"
+    "videos // 32 per step = 31 steps per epoch)"
   )
 
 
@@ -57,7 +57,7 @@ def test_bad_durations_fail_naming_the_keys():
     durations.resolve(_config(total_steps=5), 1000)
   with pytest.raises(ValueError, match="neither total_steps nor total_epochs"):
     durations.resolve(_config(total_epochs=0), 1000)
-  with pytest.raises(ValueError, match="set config.data.num_train_videos"):
+  with pytest.raises(ValueError, match=r"set config.data.num_train_videos \(videos; for det"):
     durations.resolve(_config(), lambda: None)
   with pytest.raises(ValueError, match="less than one step of 32 videos"):
     durations.resolve(_config(), 31)
@@ -71,8 +71,11 @@ def test_sources_count_their_videos(tmp_path):
   from mgvm.data import sources
 
   (tmp_path / "train-00000-of-00001.tfrecord").write_bytes(b"")
-  summary = {"splits": {"train": {"written": 9537}, "val": {"written": 3783}}}
+  summary = {
+    "splits": {"train": {"written": 235, "annotated_frames": 210634}, "val": {"written": 64}}
+  }
   (tmp_path / "summary.json").write_text(json.dumps(summary))
   source = sources.resolve(ml_collections.ConfigDict(dict(source="tfrecord", dir=str(tmp_path))))
-  assert source.count("train") == 9537 and source.count("val") == 3783
+  assert source.count("train") == 235 and source.count("val") == 64
+  assert source.count("train", "keyframes") == 210634 and source.count("val", "keyframes") is None
   assert source.count("test") is None

@@ -145,6 +145,29 @@ def test_random_exact_count_and_not_tube_shaped():
   assert any(len(set(row.sum(-1))) > 1 for row in per_slice), "random masking looks like tubes"
 
 
+@pytest.mark.parametrize(
+  "grid,ratio,rule,visible",
+  [
+    (BASE, 0.9, "auto", 157),  # alone, "auto" is VideoMAE's: 1568 - int(1411.2)
+    (BASE, 0.9, "videomae", 157),
+    (BASE, 0.9, "everest", 156),  # EVEREST's int((1 - 0.9) * 1568) = int(156.79...)
+    ((10, 157, 1), 0.9, "videomae", 157),  # 1570 - int(1413.0)
+    ((10, 157, 1), 0.9, "everest", 156),  # (1 - 0.9) * 1570 = 156.99999999999997 in float64
+    (SMALL, 0.75, "everest", 16),  # the rules agree when ratio * N is exact: 64 - 48
+  ],
+)
+def test_random_visible_rule_counts(grid, ratio, rule, visible):
+  n = grid[0] * grid[1] * grid[2]
+  m = masking.build({"kind": "random", "ratio": ratio, "visible_rule": rule}, grid)
+  assert (m.num_keep, m.num_target) == (visible, n - visible)
+  assert m.params["visible_rule"] == ("videomae" if rule == "auto" else rule)
+  if rule == "everest":  # the masker draws that count
+    out = m(jax.random.key(0), None, jnp.zeros((2, n, 1)))
+    np.testing.assert_array_equal(out.mask.sum(-1), [n - visible] * 2)
+  with pytest.raises(ValueError, match="visible_rule must be one of"):
+    masking.build({"kind": "random", "ratio": ratio, "visible_rule": "floor"}, grid)
+
+
 @pytest.mark.parametrize("kind", ["random", "tube"])
 def test_masks_differ_across_samples_and_keys(kind):
   _, a = _call(kind, SMALL, batch=4, seed=0, ratio=0.5)

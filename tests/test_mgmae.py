@@ -43,10 +43,8 @@ def exact_flow(frame_a, frame_b):
 
 def _volume(**options):
   """mask_volume of `_clip(BATCH)` with key KEY, one seed token (token_rand unless overridden)."""
-  options = {"ratio": ONE_SEED, "init": "token_rand", **options}
-  return mgmae.mask_volume(
-    jax.random.key(KEY), _clip(BATCH), grid=GRID, flow_fn=exact_flow, **options
-  )
+  options = {"ratio": ONE_SEED, "init": "token_rand", "flow_fn": exact_flow, **options}
+  return mgmae.mask_volume(jax.random.key(KEY), _clip(BATCH), grid=GRID, **options)
 
 
 def _seeds():
@@ -267,6 +265,60 @@ def test_random_base_frame_keeps_shapes_and_the_initial_map_at_the_base():
   assert all(bases) and len({tuple(b) for b in bases}) > 1, bases
 
 
+def test_random_batch_draws_one_base_frame_for_the_whole_batch():
+  """The official `random` base frame is one draw per batch; `random` draws one per sample."""
+  bases = set()
+  for key in range(4):
+    vol = np.asarray(
+      mgmae.mask_volume(
+        jax.random.key(key),
+        _clip(BATCH),
+        grid=GRID,
+        flow_fn=exact_flow,
+        ratio=ONE_SEED,
+        init="token_rand",
+        base_frame="random_batch",
+      )
+    )
+    first = np.asarray(
+      mgmae.initial_map(
+        jax.random.key(key), BATCH, (SIZE, SIZE), GRID, ratio=ONE_SEED, init="token_rand"
+      )
+    )
+    found = [
+      [k for k in range(FRAMES) if np.array_equal(vol[b, k], first[b])] for b in range(BATCH)
+    ]
+    drawn = int(jax.random.randint(jax.random.fold_in(jax.random.key(key), 1), (), 0, FRAMES))
+    assert found == [[drawn]] * BATCH, (key, found)
+    bases.add(drawn)
+  assert len(bases) > 1, bases
+
+
+def test_official_warp_scale_moves_a_pattern_by_flow_times_w_minus_1_over_w():
+  # A linear pattern m(x, y) = x + 100 y is warped exactly by bilinear sampling, so frame 1 of
+  # a chain from base 0 reads m at (x + dx', y + dy'): dx' = 2 and dy' = 4 with "exact",
+  # dx' = 2 * 15/16 = 1.875 and dy' = 4 * 7/8 = 3.5 with "official" (W = 16, H = 8).
+  h, w = 8, 16
+  y, x = np.mgrid[:h, :w].astype(np.float32)
+  init = jnp.asarray((x + 100 * y)[None])
+  flows = jnp.broadcast_to(jnp.asarray([2.0, 4.0]), (1, 1, h, w, 2))  # T = 2, B = 1
+  base = jnp.zeros((1,), jnp.int32)
+  for scale, (dx, dy) in (("exact", (2.0, 4.0)), ("official", (1.875, 3.5))):
+    got = np.asarray(mgmae.propagate(init, flows, base, hole_filling="none", warp_scale=scale))
+    np.testing.assert_array_equal(got[0, 0], init[0])
+    inside = (x + dx <= w - 1) & (y + dy <= h - 1)
+    np.testing.assert_allclose(got[0, 1][inside], (x + dx + 100 * (y + dy))[inside], atol=1e-3)
+  np.testing.assert_allclose(
+    mgmae.official_displacement(flows)[0, 0, 0, 0], [2 * 15 / 16, 4 * 7 / 8], rtol=1e-6
+  )
+  # Through the masker's volume: "official" equals "exact" on the scaled flow.
+  scaled = lambda a, b: mgmae.official_displacement(exact_flow(a, b))  # noqa: E731
+  np.testing.assert_array_equal(
+    _volume(warp_scale="official"), _volume(flow_fn=scaled, warp_scale="exact")
+  )
+  assert not np.array_equal(_volume(warp_scale="official"), _volume())
+
+
 def test_compose_priority_is_the_token_score():
   video = _clip(BATCH)
   prio = mgmae.compose_priority(
@@ -278,6 +330,36 @@ def test_compose_priority_is_the_token_score():
     {"kind": "mgmae", "ratio": 0.75, "compress": {"kind": "mgtc", "ratio": 0.25}}, GRID
   )
   assert (composed.num_keep, composed.num_target) == (16, 48 - 16)
+  # The masker's options reach the priority (the config lists every one of them).
+  options = dict(base_frame="first", warp_scale="official", topk_on_all=False)
+  np.testing.assert_array_equal(
+    mgmae.compose_priority(
+      jax.random.key(3),
+      BATCH,
+      GRID,
+      video=video,
+      ratio=0.75,
+      flow_fn=exact_flow,
+      base_frame="first",
+      warp_scale="official",
+    ),
+    mgmae.token_scores(
+      mgmae.mask_volume(
+        jax.random.key(3),
+        video,
+        grid=GRID,
+        ratio=0.75,
+        flow_fn=exact_flow,
+        base_frame="first",
+        warp_scale="official",
+      ),
+      GRID,
+    ),
+  )
+  built = masking.build(
+    {"kind": "mgmae", **options, "compress": {"kind": "mgtc", "ratio": 0.25}}, GRID
+  )
+  assert built.params["warp_scale"] == "official" and built.params["ratio"] == 0.9
   with pytest.raises(ValueError, match="needs video"):
     mgmae.compose_priority(jax.random.key(3), BATCH, GRID, video=None, ratio=0.75)
 
@@ -302,6 +384,7 @@ def test_errors_name_the_key():
     ("base_frame", "last"),
     ("hole_filling", "prev"),
     ("gauss_mix", "mean"),
+    ("warp_scale", "torch"),
   ):
     with pytest.raises(ValueError, match=f"{key} must be one of"):
       masking.build({"kind": "mgmae", key: value}, GRID)

@@ -15,6 +15,7 @@ exactly the batches an uninterrupted run would have.
 from __future__ import annotations
 
 import codecs
+import functools
 import math
 import os
 from typing import Callable, Iterator, Sequence
@@ -318,6 +319,17 @@ def _eval_indices(fps, n, *, num_frames, temporal, fps_choices, frame_stride, nu
   return sampling.eval_indices(n, stride, num_frames, num_clips), stride
 
 
+def _select_frames(video, indices, *, num_frames, mode, group):
+  """(video [V, T, S, S, 3], indices [V, T]): the `num_frames` most informative frames of each
+  uint8 window `video` [V, W, S, S, 3] (source `indices` [V, W]), in groups of `group`
+  consecutive frames (`sampling.select_frame_positions`, `mgvm.masking.frames`)."""
+  positions = sampling.select_frame_positions(sampling.frame_change(video), num_frames, mode, group)
+  return (
+    tf.gather(video, positions, axis=1, batch_dims=1),
+    tf.gather(indices, positions, axis=1, batch_dims=1),
+  )
+
+
 def _clip_fps(fps, stride):
   """float32: the rate the clip shows, source fps / stride."""
   return tf.cast(tf.cast(tf.cast(fps, tf.float32), tf.float64) / stride, tf.float32)
@@ -350,6 +362,9 @@ def make_dataset(
   num_classes: int | None = None,
   threads: int = 0,
   host_independent_batches: bool = False,
+  frame_selection: str = "",
+  frame_selection_window: int = 2,
+  frame_selection_group: int = 2,
 ) -> tf.data.Dataset:
   """Batched clips for this host; see docs/data.md for the element keys.
 
@@ -369,6 +384,12 @@ def make_dataset(
   id and label (`BadDataError` through `numpy_batches`); None checks nothing (pre-training).
   `host_independent_batches` (training): every host reads every file and takes its slice of each
   global batch, so the global batches are the same for any `process_count` (`train_stream`).
+  `frame_selection` ("" off, "segment", "global"; experimental, `mgvm.masking.frames`): every
+  clip (each view) is first sampled `frame_selection_window` times as long, at the same stride
+  (or segments), and keeps its `num_frames` most changing frames in groups of
+  `frame_selection_group` consecutive ones (the tubelet's frames), in temporal order; the
+  energy is computed on the uint8 view the model gets. `frame_indices` are then the kept source
+  frames and `stride` the window's.
   """
   fps_choices, ra_kwargs = _check_args(
     mode,
@@ -388,6 +409,18 @@ def make_dataset(
   )
   if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
     raise ValueError(f"num_classes must be an integer >= 1 or None, got {num_classes}")
+  sampling.check_frame_selection(
+    frame_selection, frame_selection_window, num_frames, frame_selection_group
+  )
+  # Frames sampled per clip: a window `frame_selection_window` times the clip when selecting.
+  window = num_frames * int(frame_selection_window) if frame_selection else num_frames
+  select = (
+    functools.partial(
+      _select_frames, num_frames=num_frames, mode=frame_selection, group=frame_selection_group
+    )
+    if frame_selection
+    else None
+  )
   parse_fn = parse_fn or fmt.parse_example
   if mode == "eval":
     files = host_files(files, process_index, process_count)
@@ -405,6 +438,8 @@ def make_dataset(
       parse_fn=parse_fn,
       num_classes=num_classes,
       threads=threads,
+      window=window,
+      select=select,
     )
   if eval_batches is not None:
     raise ValueError(f"eval_batches is for mode='eval', got mode={mode!r}")
@@ -438,6 +473,9 @@ def make_dataset(
       shape = tf.shape(frames)
       clip = video_ops.crop_and_resize(frames, crop_box(shape[1], shape[2], s_crop), image_size)
     out = {"video": video_ops.to_uint8(clip)}
+    if select is not None:
+      video, kept = select(out["video"][None], indices[None])
+      out.update(video=video[0], frame_indices=kept[0])
     if mode == "finetune":
       out["flip"] = video_ops.flip_decision(s_flip) if flip else tf.constant(False)
       if random_erase:
@@ -457,7 +495,7 @@ def make_dataset(
     indices, stride = _train_indices(
       ex["fps"],
       n,
-      num_frames=num_frames,
+      num_frames=window,
       temporal=temporal,
       fps_choices=fps_choices,
       frame_stride=frame_stride,
@@ -473,10 +511,11 @@ def make_dataset(
       out["video"], [num_sample, num_frames, image_size, image_size, 3]
     )
     repeat = lambda x: tf.repeat(x[None], num_sample, axis=0)  # noqa: E731
+    kept = out.pop("frame_indices") if select is not None else repeat(indices)  # views' own
     return {
       **out,
       "label": repeat(ex["label"]),
-      "frame_indices": repeat(indices),
+      "frame_indices": kept,
       "fps": repeat(ex["fps"]),
       "stride": repeat(tf.cast(stride, tf.float32)),
       "clip_fps": repeat(_clip_fps(ex["fps"], stride)),
@@ -588,30 +627,36 @@ def _eval_dataset(
   parse_fn,
   num_classes=None,
   threads=0,
+  window=None,
+  select=None,
 ):
   views = num_clips * num_crops
+  window = window or num_frames  # frames sampled per clip (more when `select` keeps num_frames)
 
   def process(video_index, serialized):
     ex, n = parse_record(serialized, parse_fn, num_classes)
     indices, stride = _eval_indices(
       ex["fps"],
       n,
-      num_frames=num_frames,
+      num_frames=window,
       temporal=temporal,
       fps_choices=fps_choices,
       frame_stride=frame_stride,
       num_clips=num_clips,
-    )  # [K, T]
+    )  # [K, window]
     frames = video_ops.decode_frames(ex["frames"], tf.reshape(indices, [-1]))
-    crops = video_ops.spatial_crops(frames, image_size, num_crops)  # [C, K*T, S, S, 3]
-    crops = tf.reshape(crops, [num_crops, num_clips, num_frames, image_size, image_size, 3])
+    crops = video_ops.spatial_crops(frames, image_size, num_crops)  # [C, K*window, S, S, 3]
+    crops = tf.reshape(crops, [num_crops, num_clips, window, image_size, image_size, 3])
     crops = tf.transpose(crops, [1, 0, 2, 3, 4, 5])  # view = clip * num_crops + crop
-    video = video_ops.to_uint8(tf.reshape(crops, [views, num_frames, image_size, image_size, 3]))
+    video = video_ops.to_uint8(tf.reshape(crops, [views, window, image_size, image_size, 3]))
+    frame_indices = tf.repeat(indices, num_crops, axis=0)
+    if select is not None:
+      video, frame_indices = select(video, frame_indices)
     per_view = lambda x: tf.fill([views], x)
     return {
       "video": video,
       "label": per_view(ex["label"]),
-      "frame_indices": tf.repeat(indices, num_crops, axis=0),
+      "frame_indices": frame_indices,
       "fps": per_view(ex["fps"]),
       "stride": per_view(tf.cast(stride, tf.float32)),
       "clip_fps": per_view(_clip_fps(ex["fps"], stride)),

@@ -232,3 +232,57 @@ def segment_eval_indices(num_frames, num_out: int, num_clips: int = 2) -> tf.Ten
   i = tf.range(num_out, dtype=tf.float64)[None, :]
   k = tf.range(num_clips, dtype=tf.float64)[:, None]
   return tf.cast(tf.floor(i * tick + k * tick / float(num_clips)), tf.int32)
+
+
+# ------------------------------------------------------------------------- frame selection
+
+FRAME_SELECTION = ("", "segment", "global")
+
+
+def check_frame_selection(frame_selection: str, window: int, num_frames: int, group: int) -> None:
+  """ValueError naming the key unless the frame-selection settings fit `num_frames`."""
+  if frame_selection not in FRAME_SELECTION:
+    raise ValueError(
+      f"frame_selection must be one of {FRAME_SELECTION} ('' = off), got {frame_selection!r}"
+    )
+  if not frame_selection:
+    return
+  if int(window) != window or window < 2:
+    raise ValueError(f"frame_selection_window must be an integer >= 2, got {window}")
+  if int(group) != group or group < 1 or num_frames % group:
+    raise ValueError(
+      f"frame_selection_group ({group}, the tubelet's frames) must be an integer >= 1 that "
+      f"divides num_frames ({num_frames})"
+    )
+
+
+def frame_change(clips) -> tf.Tensor:
+  """int64 [B, W]: Σ |x_i − x_{i−1}| per frame of the uint8 `clips` [B, W, H, W, C] (c_0 = c_1),
+  exact; `mgvm.masking.frames.frame_change` is the reference."""
+  x = tf.cast(clips, tf.int32)
+  rows = tf.reduce_sum(tf.abs(x[:, 1:] - x[:, :-1]), axis=[3, 4])  # int32: exact per row
+  d = tf.reduce_sum(tf.cast(rows, tf.int64), axis=2)
+  return tf.concat([d[:, :1], d], axis=1)
+
+
+def select_frame_positions(change, num_frames: int, mode: str, group: int = 2) -> tf.Tensor:
+  """int32 [B, T]: ascending positions in the window chosen from `change` [B, W] in groups of
+  `group` consecutive frames; the rule of `mgvm.masking.frames.select_frame_indices`."""
+  window = int(change.shape[1])
+  if mode not in FRAME_SELECTION[1:]:
+    raise ValueError(f"frame_selection must be one of {FRAME_SELECTION[1:]}, got {mode!r}")
+  if num_frames % group or window % group or (mode == "segment" and window % num_frames):
+    raise ValueError(
+      f"cannot select {num_frames} frames in groups of {group} from a window of {window}"
+    )
+  picks, groups = num_frames // group, window // group
+  scores = tf.reduce_sum(tf.reshape(change, [-1, groups, group]), axis=2)
+  if mode == "segment":
+    length = groups // picks
+    best = tf.math.top_k(tf.reshape(scores, [-1, picks, length]), 1).indices[..., 0]
+    ids = best + tf.range(picks) * length  # top_k: the lower index on ties
+  else:
+    top = tf.math.top_k(scores[:, 1:], picks - 1).indices + 1
+    ids = tf.sort(tf.concat([tf.zeros_like(top[:, :1]), top], axis=1), axis=1)
+  frames = ids[:, :, None] * group + tf.range(group)
+  return tf.reshape(tf.cast(frames, tf.int32), [-1, num_frames])

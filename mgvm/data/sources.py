@@ -22,6 +22,7 @@ class Source:
   max_label: int | None = None  # the largest label stored, where a summary records it
   label_info: str = ""  # where `max_label` comes from: the summary file and the video
   num_videos: tuple[tuple[str, int], ...] = ()  # (split, videos) where the source records it
+  num_keyframes: tuple[tuple[str, int], ...] = ()  # (split, annotated frames) of a detection set
 
   @property
   def num_classes(self) -> int:
@@ -35,9 +36,11 @@ class Source:
       )
     return self.files[name]
 
-  def count(self, split: str) -> int | None:
-    """Videos in `split`, where the source records it (None otherwise)."""
-    return dict(self.num_videos).get(split)
+  def count(self, split: str, what: str = "videos") -> int | None:
+    """Videos (or annotated `"keyframes"`) in `split`, where the source records it (else None)."""
+    if what not in ("videos", "keyframes"):
+      raise ValueError(f"count what={what!r}; expected 'videos' or 'keyframes'")
+    return dict(self.num_videos if what == "videos" else self.num_keyframes).get(split)
 
 
 def default_root() -> str:
@@ -98,7 +101,7 @@ def _tfrecord(data_config) -> Source:
   if os.path.exists(info):
     with open(info) as f:
       names = tuple(json.load(f).get("classes", ()))
-  max_label, label_info, num_videos = None, "", ()
+  max_label, label_info, num_videos, num_keyframes = None, "", (), ()
   summary_path = os.path.join(root, "summary.json")  # written by mgvm.datasets.prepare
   if os.path.exists(summary_path):
     with open(summary_path) as f:
@@ -117,6 +120,11 @@ def _tfrecord(data_config) -> Source:
       for split, s in sorted((summary.get("splits") or {}).items())
       if isinstance(s.get("written"), int)
     )
+    num_keyframes = tuple(
+      (split, int(s["annotated_frames"]))
+      for split, s in sorted((summary.get("splits") or {}).items())
+      if s.get("annotated_frames")
+    )
     max_label = summary.get("max_label")
     video = summary.get("max_label_video") or {}
     if max_label is not None:
@@ -125,7 +133,13 @@ def _tfrecord(data_config) -> Source:
         f"{video.get('line')} of {video.get('csv')}, split {video.get('split')!r})"
       )
   return Source(
-    root, files, names, max_label=max_label, label_info=label_info, num_videos=num_videos
+    root,
+    files,
+    names,
+    max_label=max_label,
+    label_info=label_info,
+    num_videos=num_videos,
+    num_keyframes=num_keyframes,
   )
 
 

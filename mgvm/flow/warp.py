@@ -6,7 +6,8 @@ from frame a to frame b (`frame_a(x) ≈ frame_b(x + flow(x))`, RAFT's conventio
 `warp(frame_b, flow)` ≈ `frame_a`. Sampling is bilinear; taps outside the image count as zero,
 so this equals `jax.scipy.ndimage.map_coordinates(order=1, mode="constant", cval=0)` per channel.
 It is not PyTorch's `grid_sample(align_corners=True)` with flow / (W/2): that scales the
-displacement by (W - 1) / W (docs/algorithms.md §2.1, step 6).
+displacement by (W - 1) / W (docs/algorithms.md §2.1, step 6); MGMAE's `warp_scale="official"`
+reproduces it by scaling the flow (`mgvm.masking.mgmae.official_displacement`).
 """
 
 from __future__ import annotations

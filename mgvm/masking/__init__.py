@@ -113,4 +113,9 @@ def build(config: Any, grid: Grid) -> Masker:
       f"{', '.join(sorted(COMPRESSORS))}"
     )
   compressor = COMPRESSORS[compressor_kind](grid, **_options(compressor_kind, compress_config))
+  if kind in compose.PRIORITIES:
+    params = _options(kind, params)
+    default_ratio = accepted_keys(kind)["ratio"]
+    if "ratio" not in params and default_ratio is not inspect.Parameter.empty:
+      params["ratio"] = default_ratio
   return compose.build_composed(grid, kind, params, compressor)

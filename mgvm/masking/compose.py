@@ -3,17 +3,24 @@
 `{"kind": "tube", "ratio": 0.9, "compress": {"kind": "mgtc", "ratio": 0.25}}`: the compressor
 (`mgvm.masking.motion`) keeps `Kc` tokens per clip; the masker ranks tokens by its own priority
 (random: i.i.d. uniform per token; tube: one uniform draw per spatial position, shared by all
-slices; mgmae: its warped mask-volume score per token, default options) and the `V` highest-priority *kept* tokens are visible, `V` being the masker's visible
-count on the full grid (random: `N − int(ratio·N)`, tube: `T'·(h·w − int(ratio·h·w))`). The other
-`Kc − V` kept tokens are the reconstruction targets; dropped tokens are neither. Every count is
-static. EVEREST pre-training is `{"kind": "random", "ratio": 0.9, "compress": {"kind":
-"everest", "ratio": 0.7}}`: 470 candidates of 1568 as the reference, 157 visible (the reference
-takes `int(0.1·1568)` = 156; mgvm's random masker keeps VideoMAE's `N − int(0.9·N)`).
+slices; mgmae: its warped mask-volume score per token) and the `V` highest-priority *kept*
+tokens are visible, `V` being the masker's visible count on the full grid (random:
+`random.random_counts`, tube: `T'·(h·w − int(ratio·h·w))`, mgmae: `T'·int(h·w·(1 − ratio))`).
+The other `Kc − V` kept tokens are the reconstruction targets; dropped tokens are neither. Every
+count is static. The masker's own options apply (random: `visible_rule`; mgmae: every option,
+the selection being one global top-`V` whatever `topk_on_all` says, since the slices keep
+different numbers of tokens).
+
+EVEREST pre-training is `{"kind": "random", "ratio": 0.9, "compress": {"kind": "everest",
+"ratio": 0.7}}`: 470 candidates of 1568 and, with random's default `visible_rule="auto"`,
+EVEREST's `int((1 − 0.9)·1568)` = 156 visible and 314 targets as the reference;
+`visible_rule="videomae"` gives VideoMAE's `N − int(0.9·N)` = 157 and 313.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,12 +46,49 @@ def _tube_priority(key, b: int, grid: Grid, **_) -> jax.Array:
   return jnp.tile(jax.random.uniform(key, (b, h * w)), (1, t))
 
 
-# kind -> (priority(key, batch, grid, *, video, ratio) -> [B, N],
-#          counts(grid, ratio) -> (visible, masked))
+def _only(kind: str, options: dict, accepted: tuple[str, ...]) -> None:
+  extra = sorted(set(options) - set(accepted))
+  if extra:
+    raise ValueError(
+      f"masking kind {kind!r} with 'compress' does not accept key(s) {extra}; "
+      f"accepted: {', '.join(['ratio', *accepted])}"
+    )
+
+
+def _random_options(options: dict, compressor: Masker) -> dict:
+  _only("random", options, ("visible_rule",))
+  rule = options.get("visible_rule", "auto")
+  return {"visible_rule": random.resolve_visible_rule(rule, compressor.kind)}
+
+
+def _tube_options(options: dict, compressor: Masker) -> dict:
+  _only("tube", options, ())
+  return {}
+
+
+def _mgmae_options(options: dict, compressor: Masker) -> dict:
+  _only("mgmae", options, mgmae.OPTIONS)
+  return mgmae.check_options(**options)
+
+
+class Priority(NamedTuple):
+  """How a masker kind ranks the kept tokens.
+
+  `priority(key, batch, grid, *, video, ratio, **options) -> [B, N]`;
+  `counts(grid, ratio[, visible_rule]) -> (visible, masked)` on the full grid;
+  `options(params, compressor) -> dict` checks the masker's options besides `ratio` (an unknown
+  one raises) and resolves their defaults (random's "auto" rule from the compressor's kind).
+  """
+
+  priority: Callable[..., jax.Array]
+  counts: Callable[..., tuple[int, int]]
+  options: Callable[[dict, Masker], dict]
+
+
 PRIORITIES = {
-  "random": (_random_priority, random.random_counts),
-  "tube": (_tube_priority, random.tube_counts),
-  "mgmae": (mgmae.compose_priority, mgmae.mgmae_counts),
+  "random": Priority(_random_priority, random.random_counts, _random_options),
+  "tube": Priority(_tube_priority, random.tube_counts, _tube_options),
+  "mgmae": Priority(mgmae.compose_priority, mgmae.mgmae_counts, _mgmae_options),
 }
 
 
@@ -55,13 +99,14 @@ def build_composed(grid: Grid, kind: str, params: dict, compressor: Masker) -> M
       f"masking kind {kind!r} cannot take 'compress'; kinds that can: "
       f"{', '.join(sorted(PRIORITIES))}"
     )
-  if set(params) != {"ratio"}:
-    raise ValueError(
-      f"masking kind {kind!r} with 'compress' takes only 'ratio'; got {sorted(params)}"
-    )
-  ratio = check_fraction("ratio", params["ratio"])
-  priority, counts = PRIORITIES[kind]
-  num_visible, _ = counts(grid, ratio)
+  params = dict(params)
+  if "ratio" not in params:
+    raise ValueError(f"masking kind {kind!r} with 'compress' needs key 'ratio'")
+  ratio = check_fraction("ratio", params.pop("ratio"))
+  priority, counts, check = PRIORITIES[kind]
+  options = check(params, compressor)
+  count_options = {"visible_rule": options["visible_rule"]} if kind == "random" else {}
+  num_visible, _ = counts(grid, ratio, **count_options)
   kept = compressor.num_keep
   if not 1 <= num_visible < kept:
     raise ValueError(
@@ -70,15 +115,22 @@ def build_composed(grid: Grid, kind: str, params: dict, compressor: Masker) -> M
       f"must be fewer than the kept ones (raise ratio or lower compress.ratio)"
     )
 
+  prio_options = {k: v for k, v in options.items() if k not in ("visible_rule", "topk_on_all")}
+
   def fn(key, video, tokens):
     b = batch_size(video, tokens, math.prod(grid))
     c_key, m_key = jax.random.split(key)
     ids_kept = compressor(c_key, video, tokens).ids_keep  # [B, Kc] ascending
-    rank = jnp.take_along_axis(priority(m_key, b, grid, video=video, ratio=ratio), ids_kept, axis=1)
+    scores = priority(m_key, b, grid, video=video, ratio=ratio, **prio_options)
+    rank = jnp.take_along_axis(scores, ids_kept, axis=1)
     visible, target = split_by_scores(rank, num_visible)  # positions in ids_kept, ascending
     ids_keep = jnp.take_along_axis(ids_kept, visible, axis=1)
     ids_target = jnp.take_along_axis(ids_kept, target, axis=1)
     return MaskOut(ids_keep, ids_target, mask_from_ids(ids_keep, math.prod(grid)))
 
-  out_params = {"ratio": ratio, "compress": {"kind": compressor.kind, **compressor.params}}
+  out_params = {
+    "ratio": ratio,
+    **options,
+    "compress": {"kind": compressor.kind, **compressor.params},
+  }
   return Masker(f"{kind}+{compressor.kind}", grid, num_visible, kept - num_visible, fn, out_params)

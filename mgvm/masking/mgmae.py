@@ -1,19 +1,22 @@
 """MGMAE motion-guided masking: an initial map on a base frame, warped along optical flow
-(docs/algorithms.md §2.1–2.2, 2.6).
+(docs/algorithms.md §2.1–2.2, 2.6–2.7).
 
 Per clip [B, T, H, W, 3] with token grid `(T', h, w)` (tubelet `pt × ph × pw`):
 1. an initial map at pixel resolution on the base frame (`init`): `mix_gauss` (Gaussian bumps
    at the pixel centres of `h·w − int(ratio·h·w)` random tokens, combined by max or sum and
    divided by the map's max), `token_rand` (those tokens' pixels 1, the rest 1e-8) or
    `pixel_rand` (`H·W − int(ratio·H·W)` random pixels 1, the rest 1e-8);
-2. the base frame (`base_frame`): `middle` (T // 2), `first` (0) or `random` (uniform per sample);
+2. the base frame (`base_frame`): `middle` (T // 2), `first` (0), `random` (uniform, one draw
+   per sample) or `random_batch` (uniform, one draw shared by every sample of the call: the
+   official code's `random`, which draws once per batch);
 3. chained backward warping away from the base in both directions: after it
    `map_{k+1}(x) = map_k(x + F_{k+1→k}(x))`, before it `map_{k−1}(x) = map_k(x + F_{k−1→k}(x))`,
    where `F_{a→b} = flow_fn(frame_a, frame_b)` satisfies `frame_b(x + F(x)) ≈ frame_a(x)`;
-   bilinear sampling, zeros outside the image. `reproduce_warp_bug=True` uses the official
-   code's `flow_fn(frame_{k}, frame_{k−1})` before the base (§2.6): the mask then moves the
-   wrong way there. Hole filling `consist`: after each warp, pixels that are exactly 0 take the
-   base frame's initial value (`none`: no filling);
+   bilinear sampling, zeros outside the image; `warp_scale="official"` shrinks each flow by
+   `((W − 1)/W, (H − 1)/H)` as the official warp does (below). `reproduce_warp_bug=True`
+   uses the official code's `flow_fn(frame_{k}, frame_{k−1})` before the base (§2.6): the
+   mask then moves the wrong way there. Hole filling `consist`: after each warp, pixels that
+   are exactly 0 take the base frame's initial value (`none`: no filling);
 4. each token's score = the sum of the maps over its tubelet; visible = the
    `k = int(h·w·(1 − ratio))` highest scores of each slice (`topk_on_all`: the `T'·k` highest of
    the clip), ties to the lower index; `ids_target` = every masked token.
@@ -22,13 +25,25 @@ The T − 1 adjacent-pair flows go through one batched `flow_fn` call ((T − 1)
 `(k, k+1)` is estimated in the direction the sample needs (`frame_{k+1} → frame_k` at or after
 the base, `frame_k → frame_{k+1}` before it), so a random base frame costs no extra flow.
 The default `flow_fn` is `mgvm.flow.estimate`, imported when the masker first runs; it gets the
-frames as the masker gets them (float32). Unlike the reference `grid_sample(align_corners=True)`
-with flow normalised by W/2, H/2, displacements here are exact pixels (no `(W−1)/W` factor).
+frames as the masker gets them (float32).
+
+`warp_scale`: the official warp calls `grid_sample(align_corners=True)` with the flow divided by
+W/2 and H/2, while `align_corners=True` maps ±1 to the outer pixel centres, (W − 1)/2 px from
+the middle: the map moves by `flow·(W − 1)/W` px instead of `flow` (0.4 % short at 224). That
+is a normalisation slip, so the default `"exact"` moves by the flow; `"official"` reproduces
+the reference's displacement for parity runs.
+
+`random_batch` under data parallelism: the masker runs inside the jitted step on the global
+batch, so one draw serves every row of the step on every device and host (and every
+micro-batch of an accumulated step). The reference draws per GPU and step from each rank's own
+Python `random` (its per-GPU batch, 24 videos × 4 repeats); on one device the two agree. Every
+sample's base frame is uniform either way; only the correlation between samples differs.
 
 Composition with a compressor (`compose.PRIORITIES["mgmae"]`): the priority is the token score
-above (default options) and the visible count `T'·k`; compose picks the `T'·k` best *kept*
-tokens of the whole clip (a global top-k, like `topk_on_all`), not `k` per slice. The priority
-needs the clip: compose calls it as `priority(key, b, grid, video=video, ratio=ratio)`.
+above (with the masker's options) and the visible count `T'·k`; compose picks the `T'·k` best
+*kept* tokens of the whole clip (a global top-k, like `topk_on_all`), not `k` per slice. The
+priority needs the clip: compose calls it as
+`priority(key, b, grid, video=video, ratio=ratio, **options)`.
 """
 
 from __future__ import annotations
@@ -52,8 +67,19 @@ from mgvm.masking.core import (
 
 INITS = ("mix_gauss", "token_rand", "pixel_rand")
 GAUSS_MIX = ("max", "sum")
-BASE_FRAMES = ("middle", "first", "random")
+BASE_FRAMES = ("middle", "first", "random", "random_batch")
 HOLE_FILLING = ("consist", "none")
+WARP_SCALES = ("exact", "official")
+# The builder's options besides `ratio` (compose passes them through).
+OPTIONS = (
+  "init",
+  "gauss_mix",
+  "base_frame",
+  "hole_filling",
+  "topk_on_all",
+  "reproduce_warp_bug",
+  "warp_scale",
+)
 FLOOR = 1e-8  # token_rand / pixel_rand background: keeps real zeros apart from out-of-frame holes
 
 FlowFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -164,13 +190,15 @@ def backward_warp(image: jax.Array, flow: jax.Array) -> jax.Array:
 
 
 def base_index(key: jax.Array, batch: int, frames: int, base_frame: str) -> jax.Array:
-  """int32 [B]: raw-frame index of each sample's base frame."""
+  """int32 [B]: raw-frame index of each sample's base frame (`random_batch`: one for all)."""
   if base_frame == "middle":
     return jnp.full((batch,), frames // 2, jnp.int32)
   if base_frame == "first":
     return jnp.zeros((batch,), jnp.int32)
   if base_frame == "random":
     return jax.random.randint(key, (batch,), 0, frames, jnp.int32)
+  if base_frame == "random_batch":
+    return jnp.full((batch,), jax.random.randint(key, (), 0, frames, jnp.int32))
   raise ValueError(f"mgmae base_frame must be one of {BASE_FRAMES}, got {base_frame!r}")
 
 
@@ -196,14 +224,31 @@ def pair_flows(
   return jnp.asarray(flow, jnp.float32).reshape(frames - 1, b, height, width, 2)
 
 
-@functools.partial(jax.jit, static_argnames=("hole_filling",))
+def official_displacement(flow: jax.Array) -> jax.Array:
+  """`flow` [..., H, W, 2] (dx, dy px) times ((W − 1)/W, (H − 1)/H): the displacement of
+  `grid_sample(align_corners=True)` given the flow divided by (W/2, H/2), the official warp."""
+  height, width = flow.shape[-3:-1]
+  return flow * jnp.asarray([(width - 1) / width, (height - 1) / height], flow.dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("hole_filling", "warp_scale"))
 def propagate(
-  init_map: jax.Array, flows: jax.Array, base: jax.Array, *, hole_filling: str = "consist"
+  init_map: jax.Array,
+  flows: jax.Array,
+  base: jax.Array,
+  *,
+  hole_filling: str = "consist",
+  warp_scale: str = "exact",
 ) -> jax.Array:
   """float32 [B, T, H, W]: `init_map` [B, H, W] on frame `base` [B], chained outward along
-  `flows` [T − 1, B, H, W, 2] (as `pair_flows`); one scan warps both directions at once."""
+  `flows` [T − 1, B, H, W, 2] (as `pair_flows`); one scan warps both directions at once.
+  `warp_scale="official"` warps by `official_displacement(flow)` instead of the flow."""
   if hole_filling not in HOLE_FILLING:
     raise ValueError(f"mgmae hole_filling must be one of {HOLE_FILLING}, got {hole_filling!r}")
+  if warp_scale not in WARP_SCALES:
+    raise ValueError(f"mgmae warp_scale must be one of {WARP_SCALES}, got {warp_scale!r}")
+  if warp_scale == "official":
+    flows = official_displacement(flows)
   frames = flows.shape[0] + 1
   at = lambda cond: cond[:, None, None]  # [B] -> broadcast over H, W
   fill = jnp.concatenate([init_map, init_map])
@@ -240,6 +285,7 @@ def propagate(
     "base_frame",
     "hole_filling",
     "reproduce_warp_bug",
+    "warp_scale",
     "flow_fn",
   ),
 )
@@ -254,6 +300,7 @@ def mask_volume(
   base_frame: str = "middle",
   hole_filling: str = "consist",
   reproduce_warp_bug: bool = False,
+  warp_scale: str = "exact",
   flow_fn: FlowFn | None = None,
 ) -> jax.Array:
   """float32 [B, T, H, W]: the per-frame warped maps of `video` [B, T, H, W, C] (visualisation).
@@ -262,13 +309,13 @@ def mask_volume(
   drawn from `fold_in(key, 1)`."""
   b, frames, height, width = video.shape[:4]
   _tubelet(video.shape, grid)
-  base_key = jax.random.fold_in(key, 1) if base_frame == "random" else key
+  base_key = jax.random.fold_in(key, 1) if base_frame.startswith("random") else key
   base = base_index(base_key, b, frames, base_frame)
   init_map = initial_map(key, b, (height, width), grid, ratio=ratio, init=init, gauss_mix=gauss_mix)
   if frames == 1:
     return init_map[:, None]
   flows = pair_flows(video, base, flow_fn or default_flow, reproduce_warp_bug=reproduce_warp_bug)
-  return propagate(init_map, flows, base, hole_filling=hole_filling)
+  return propagate(init_map, flows, base, hole_filling=hole_filling, warp_scale=warp_scale)
 
 
 def token_scores(volume: jax.Array, grid: Grid) -> jax.Array:
@@ -308,6 +355,7 @@ def mgmae_mask(
   hole_filling: str = "consist",
   topk_on_all: bool = False,
   reproduce_warp_bug: bool = False,
+  warp_scale: str = "exact",
   flow_fn: FlowFn | None = None,
 ) -> MaskOut:
   """MGMAE masking of `video` [B, T, H, W, C] (see the module docstring)."""
@@ -327,6 +375,7 @@ def mgmae_mask(
     base_frame=base_frame,
     hole_filling=hole_filling,
     reproduce_warp_bug=reproduce_warp_bug,
+    warp_scale=warp_scale,
     flow_fn=flow_fn,
   )
   return select(
@@ -343,6 +392,28 @@ def _choice(name: str, value, options) -> str:
   return value
 
 
+def check_options(
+  *,
+  init: str = "mix_gauss",
+  gauss_mix: str = "max",
+  base_frame: str = "middle",
+  hole_filling: str = "consist",
+  topk_on_all: bool = False,
+  reproduce_warp_bug: bool = False,
+  warp_scale: str = "exact",
+) -> dict:
+  """The options besides `ratio`, checked (a bad value names its key), at their defaults."""
+  return {
+    "init": _choice("init", init, INITS),
+    "gauss_mix": _choice("gauss_mix", gauss_mix, GAUSS_MIX),
+    "base_frame": _choice("base_frame", base_frame, BASE_FRAMES),
+    "hole_filling": _choice("hole_filling", hole_filling, HOLE_FILLING),
+    "topk_on_all": bool(topk_on_all),
+    "reproduce_warp_bug": bool(reproduce_warp_bug),
+    "warp_scale": _choice("warp_scale", warp_scale, WARP_SCALES),
+  }
+
+
 def mgmae_masker(
   grid: Grid,
   flow_fn: FlowFn | None = None,
@@ -354,17 +425,21 @@ def mgmae_masker(
   hole_filling: str = "consist",
   topk_on_all: bool = False,
   reproduce_warp_bug: bool = False,
+  warp_scale: str = "exact",
 ) -> Masker:
   """`build_mgmae` with an injectable `flow_fn(frame_a, frame_b) -> [B, H, W, 2]` (None: default)."""
   ratio = check_fraction("ratio", ratio)
   params = {
     "ratio": ratio,
-    "init": _choice("init", init, INITS),
-    "gauss_mix": _choice("gauss_mix", gauss_mix, GAUSS_MIX),
-    "base_frame": _choice("base_frame", base_frame, BASE_FRAMES),
-    "hole_filling": _choice("hole_filling", hole_filling, HOLE_FILLING),
-    "topk_on_all": bool(topk_on_all),
-    "reproduce_warp_bug": bool(reproduce_warp_bug),
+    **check_options(
+      init=init,
+      gauss_mix=gauss_mix,
+      base_frame=base_frame,
+      hole_filling=hole_filling,
+      topk_on_all=topk_on_all,
+      reproduce_warp_bug=reproduce_warp_bug,
+      warp_scale=warp_scale,
+    ),
   }
   hw, k = grid[1] * grid[2], visible_per_slice(grid, ratio)
   if not 1 <= k < hw:
@@ -388,8 +463,15 @@ def build_mgmae(
   hole_filling: str = "consist",
   topk_on_all: bool = False,
   reproduce_warp_bug: bool = False,
+  warp_scale: str = "exact",
 ) -> Masker:
-  """MGMAE motion-guided masking with the default flow estimator (`mgvm.flow.estimate`)."""
+  """MGMAE motion-guided masking with the default flow estimator (`mgvm.flow.estimate`).
+
+  Parity switches (module docstring): `base_frame="random_batch"` draws one base frame per
+  call as the official `random`; `warp_scale="official"` reproduces the official warp's
+  `(W − 1)/W` displacement (default "exact": that factor is a normalisation slip);
+  `reproduce_warp_bug=True` the official direction before the base (§2.6).
+  """
   return mgmae_masker(
     grid,
     None,
@@ -400,6 +482,7 @@ def build_mgmae(
     hole_filling=hole_filling,
     topk_on_all=topk_on_all,
     reproduce_warp_bug=reproduce_warp_bug,
+    warp_scale=warp_scale,
   )
 
 
@@ -411,8 +494,11 @@ def compose_priority(
   video: jax.Array | None,
   ratio: float,
   flow_fn: FlowFn | None = None,
+  **options,
 ) -> jax.Array:
-  """Composition priority [B, N]: the token scores of `mgmae_mask` (default options, `ratio`)."""
+  """Composition priority [B, N]: the token scores of `mgmae_mask` with `ratio` and `options`
+  (those of `mask_volume`: init, gauss_mix, base_frame, hole_filling, reproduce_warp_bug,
+  warp_scale; default where absent)."""
   if video is None:
     raise ValueError(
       "masking kind 'mgmae' with 'compress' ranks tokens by the warped mask "
@@ -420,4 +506,5 @@ def compose_priority(
     )
   if video.shape[0] != b:
     raise ValueError(f"video batch {video.shape[0]} != {b}")
-  return token_scores(mask_volume(key, video, grid=grid, ratio=ratio, flow_fn=flow_fn), grid)
+  volume = mask_volume(key, video, grid=grid, ratio=ratio, flow_fn=flow_fn, **options)
+  return token_scores(volume, grid)

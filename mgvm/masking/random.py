@@ -2,9 +2,10 @@
 
 Each masker is a pure function `(key, video, tokens, *, grid, ...) -> MaskOut` with static
 shapes; only the batch size of `video` / `tokens` is read. Counts follow the references:
-`int(ratio * N)` masked tokens for random masking, `int(ratio * h·w)` masked positions per
-slice for tube masking (docs/algorithms.md §1.2), and VideoMAE v2's running-cell decoder mask
-(§1.9). Each kind also has a `build_*` function used by `mgvm.masking.build`.
+`int(ratio * N)` masked tokens for random masking (or, `visible_rule="everest"`, EVEREST's
+`int((1 - ratio) * N)` visible ones), `int(ratio * h·w)` masked positions per slice for tube
+masking (docs/algorithms.md §1.2, §3.2), and VideoMAE v2's running-cell decoder mask (§1.9).
+Each kind also has a `build_*` function used by `mgvm.masking.build`.
 """
 
 from __future__ import annotations
@@ -34,10 +35,39 @@ NUM_PHASES = CELL * CELL
 
 # ----------------------------------------------------------------------------- random
 
+# How `ratio` becomes the visible count K of N tokens ("auto": the recipe's own, see
+# `resolve_visible_rule`).
+VISIBLE_RULES = ("auto", "videomae", "everest")
 
-def random_counts(grid: Grid, ratio: float) -> tuple[int, int]:
-  """(K, M) of per-token random masking: M = int(ratio * N) masked, K = N - M visible."""
+
+def check_visible_rule(visible_rule: str) -> str:
+  if visible_rule not in VISIBLE_RULES:
+    raise ValueError(
+      f"masking kind 'random': visible_rule must be one of {VISIBLE_RULES}, got {visible_rule!r}"
+    )
+  return visible_rule
+
+
+def resolve_visible_rule(visible_rule: str, compressor_kind: str | None = None) -> str:
+  """ "auto" -> "everest" under EVEREST's compressor (its reference), else "videomae"."""
+  if check_visible_rule(visible_rule) != "auto":
+    return visible_rule
+  return "everest" if compressor_kind == "everest" else "videomae"
+
+
+def random_counts(grid: Grid, ratio: float, visible_rule: str = "videomae") -> tuple[int, int]:
+  """(K, M) of per-token random masking on N tokens.
+
+  "videomae" (VideoMAE v2's `RandomMaskingGenerator`): M = int(ratio * N) masked, K = N - M
+  (157 of 1568 at 0.9). "everest" (EVEREST's `mcm_step`): K = int((1 - ratio) * N) in float64,
+  M = N - K (156 of 1568: (1 - 0.9) * 1568 = 156.79...). Neither rounding is a defect; they
+  differ by one token whenever `ratio * N` is not an integer.
+  """
   n = math.prod(grid)
+  rule = resolve_visible_rule(visible_rule)
+  if rule == "everest":
+    k = int((1.0 - ratio) * n)
+    return k, n - k
   m = int(ratio * n)
   return n - m, m
 
@@ -49,10 +79,11 @@ def random_mask(
   *,
   grid: Grid,
   ratio: float,
+  visible_rule: str = "videomae",
 ) -> MaskOut:
-  """Mask `int(ratio * N)` tokens uniformly at random, independently per sample."""
+  """Mask the `random_counts` tokens uniformly at random, independently per sample."""
   n = math.prod(grid)
-  num_keep, _ = random_counts(grid, ratio)
+  num_keep, _ = random_counts(grid, ratio, visible_rule)
   b = batch_size(video, tokens, n)
   scores = jax.random.uniform(key, (b, n))
   ids_keep, ids_target = split_by_scores(scores, num_keep)
@@ -154,13 +185,25 @@ def running_cell_mask(
 # ----------------------------------------------------------------------------- builders
 
 
-def build_random(grid: Grid, *, ratio: float) -> Masker:
-  """Per-token random masking of `int(ratio * N)` tokens."""
+def build_random(grid: Grid, *, ratio: float, visible_rule: str = "auto") -> Masker:
+  """Per-token random masking of `int(ratio * N)` tokens.
+
+  `visible_rule` (`random_counts`): "videomae" keeps N − int(ratio·N) visible, "everest"
+  int((1 − ratio)·N); "auto" (default) is each recipe's reference: "everest" when composed with
+  the `everest` compressor (EVEREST pre-training: 156 of 1568), "videomae" otherwise (157).
+  """
   ratio = check_fraction("ratio", ratio)
-  num_keep, num_target = random_counts(grid, ratio)
+  rule = resolve_visible_rule(visible_rule)
+  num_keep, num_target = random_counts(grid, ratio, rule)
   check_split("random", ratio, math.prod(grid), num_target, "tokens")
-  fn = functools.partial(random_mask, grid=grid, ratio=ratio)
-  return Masker("random", grid, num_keep, num_target, fn, {"ratio": ratio})
+  if num_keep < 1:
+    raise ValueError(
+      f"masking kind 'random': ratio={ratio} with visible_rule={visible_rule!r} leaves no "
+      "visible token"
+    )
+  fn = functools.partial(random_mask, grid=grid, ratio=ratio, visible_rule=rule)
+  params = {"ratio": ratio, "visible_rule": rule}
+  return Masker("random", grid, num_keep, num_target, fn, params)
 
 
 def build_tube(grid: Grid, *, ratio: float) -> Masker:

@@ -104,9 +104,11 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
   source = sources.resolve(config.data, log=writer_log)
   durations.check_pairs(config)
   if durations.uses_epochs(config):
-    given = config
-    config = durations.resolve(config, lambda: source.count(config.data.train_split))
-    writer_log(durations.describe(given, config, source.count(config.data.train_split)))
+    # an epoch: every training video (detection: every annotated keyframe, AVA's epoch)
+    what = getattr(task, "EPOCH_OF", "videos")
+    count = source.count(config.data.train_split, what)
+    given, config = config, durations.resolve(config, count)
+    writer_log(durations.describe(given, config, count, what))
   lr_batch = optim.lr_batch_size(config)
   num_classes = task.num_classes(config, source)
 

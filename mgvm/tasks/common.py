@@ -96,6 +96,17 @@ def eval_target_fps(target_fps):
   return target_fps or None
 
 
+def frame_selection(config) -> dict[str, Any]:
+  """`make_dataset`'s frame-selection arguments from `config.data` (experimental, off by
+  default): frames chosen in groups of the tubelet's length, so a tubelet spans adjacent frames."""
+  d = config.data
+  return dict(
+    frame_selection=d.get("frame_selection", ""),
+    frame_selection_window=d.get("frame_selection_window", 2),
+    frame_selection_group=int(config.model.get("tubelet", (2, 16, 16))[0]),
+  )
+
+
 def train_clips(
   config, source, *, local_batch: int, start_step: int, augment: bool, num_classes=None
 ):
@@ -130,6 +141,7 @@ def train_clips(
     num_classes=num_classes,
     threads=d.get("threads", 0),
     host_independent_batches=d.get("host_independent_batches", False),
+    **frame_selection(config),
   )
 
 
@@ -172,6 +184,7 @@ def eval_clips(
     process_index=jax.process_index(),
     process_count=jax.process_count(),
     num_classes=num_classes,
+    **frame_selection(config),
   )
   return limit_batches(pipeline.numpy_batches(ds), config)
 

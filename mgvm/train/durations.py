@@ -9,7 +9,9 @@ An epoch is one pass over the training split's videos, counted as the references
 (`len(dataset) // videos per step`, the last partial batch dropped): with repeated augmentation
 (`data.num_sample` clips per video) a step sees `batch_size / num_sample` videos. Fractional
 epochs round to the nearest step (halves up). The video count is `config.data.num_train_videos` when set,
-else the data source's (the synthetic set, a prepared set's summary.json, a tfds split).
+else the data source's (the synthetic set, a prepared set's summary.json, a tfds split). For
+detection an epoch visits every annotated keyframe (AVA's epoch, `summary.json`'s
+`annotated_frames`), and `num_train_videos` counts those.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ def resolve(config, num_train_videos: Callable[[], int | None] | int | None = No
     count = num_train_videos() if callable(num_train_videos) else num_train_videos
   if not count:
     raise ValueError(
-      "durations are in epochs but the data source does not know how many training videos it "
-      "has: set config.data.num_train_videos"
+      "durations are in epochs but the data source does not record the size of its training "
+      "split: set config.data.num_train_videos (videos; for detection, annotated keyframes)"
     )
   per_epoch = steps_per_epoch(config, count)
   for steps_key, epochs_key in PAIRS:
@@ -131,9 +133,9 @@ def resolve(config, num_train_videos: Callable[[], int | None] | int | None = No
   return out
 
 
-def describe(config, resolved, num_train_videos: int | None) -> str:
+def describe(config, resolved, num_train_videos: int | None, what: str = "videos") -> str:
   """A log line: 'durations: total 800 epochs -> 93600 steps; warmup 40 epochs -> 4680 steps
-  (240000 training videos // 2048 videos per step = 117 steps per epoch)'."""
+  (240000 training videos // 2048 per step = 117 steps per epoch)'."""
   if not uses_epochs(config):
     return f"{resolved.total_steps} steps"
   count = int(config.data.get("num_train_videos", 0) or 0) or num_train_videos
@@ -143,6 +145,6 @@ def describe(config, resolved, num_train_videos: int | None) -> str:
     if _given(_get(config, e))
   ]
   return (
-    f"durations: {'; '.join(parts)} ({count} training videos // {videos_per_step(config)} "
-    f"videos per step = {steps_per_epoch(config, count)} steps per epoch)"
+    f"durations: {'; '.join(parts)} ({count} training {what} // {videos_per_step(config)} "
+    f"per step = {steps_per_epoch(config, count)} steps per epoch)"
   )
