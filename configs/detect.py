@@ -12,6 +12,12 @@ epochs 5 and 8 of 12) and AVA input. `init_from` is a VideoMAE pre-training
 or fine-tuning workdir, or a released `.pth` / Hugging Face directory, whose encoder
 initialises EVAD's.
 
+Input keys (docs/evad.md): `image_size` (S or (H, W)), `data.resize` ("square": stretched, as
+before; "short_side": the aspect kept and zero-padded, AVA's 288 x 512), `data.normalization`
+("imagenet" | "kinetics"), `model.pos_grid` (() or (14, 14): the VideoMAE table interpolated per
+slice). Evaluation keys: `eval.class_ids` or `eval.label_map` (the classes scored),
+`eval.frame_order` ("score" | "input"), `eval.excluded_timestamps` (AVA's CSV).
+
 Arguments after the colon: `runlocal` (a CPU-size run on the synthetic set with 1-2 actors per
 video, whose per-frame actor boxes and motion classes are the ground truth),
 `keep=0.6` (keep rate), `ew=4` (keyframe query weight), `official_order=1` (the official
@@ -71,8 +77,12 @@ def get_config(arg=None):
   c.num_classes = 0  # 0: from the data set
   c.model = common.model("B", drop_path_rate=0.1)
   c.num_frames = 16
-  c.image_size = 224
+  c.image_size = ml_collections.FieldReference(224, field_type=object)  # S (S x S) or (H, W)
   c.data = common.data(target_fps=0, frame_stride=4, flip=False)
+  # square: the whole frame stretched to image_size; short_side: the aspect kept, scaled by
+  # min(H / h, W / w) (short side H, long side <= W), zero-padded bottom / right to (H, W)
+  c.data.resize = "square"
+  c.data.label_offset = 0  # stored label l is class l - label_offset (AVA's 1-based ids: 1)
   c.evad = evad(
     keep_rate=float(args.keep),
     enhanced_weight=float(args.ew),
@@ -87,7 +97,13 @@ def get_config(arg=None):
     for name in ("localizer/heads", "decoder_embed", "mask_token", "decoder_blocks", "action_heads")
   )
   c.mesh = common.mesh()
-  c.eval = common.evaluation(keyframes_per_video=0)  # 0: every annotated frame
+  c.eval = common.evaluation(
+    keyframes_per_video=0,  # 0: every annotated frame
+    class_ids=(),  # class ids scored (as the data stores them: AVA's action ids); (): all trained
+    label_map="",  # or a pbtxt label map whose ids are scored (AVA's 60-class list)
+    frame_order="score",  # per-frame matching order: score (TF API) | input (EVAD's port)
+    excluded_timestamps="",  # AVA's excluded-timestamps CSV: those keyframes are not scored
+  )
   common.run(c, total_steps=30_000)
   if args.runlocal:
     c.model.update(size="", dim=96, depth=4, num_heads=3, drop_path_rate=0.0, dtype="float32")

@@ -111,12 +111,17 @@ def heat_panel(frames: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np.
   return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def to_uint8(video: np.ndarray) -> np.ndarray:
-  """ImageNet-normalised float frames [..., 3] -> uint8 pixels."""
-  from mgvm.data.video_ops import MEAN, STD
+def to_uint8(video: np.ndarray, normalization: str = "imagenet") -> np.ndarray:
+  """Normalised float frames [..., 3] (`normalization`'s statistics) -> uint8 pixels."""
+  from mgvm.data.device_ops import normalization_stats
 
-  x = np.asarray(video, np.float32) * np.asarray(STD, np.float32) + np.asarray(MEAN, np.float32)
+  mean, std = normalization_stats(normalization)
+  x = np.asarray(video, np.float32) * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
   return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def _normalization(config) -> str:
+  return config.data.get("normalization", "imagenet") if "data" in config else "imagenet"
 
 
 def token_grid(config) -> Grid:
@@ -262,7 +267,8 @@ def read_clip(
     names = source.class_names
     if names and 0 <= info["label"] < len(names):
       info["class"] = names[info["label"]]
-    return np.asarray(model_video({"video": batch["video"][:1]})[0]), info
+    video = model_video({"video": batch["video"][:1]}, normalization=_normalization(config))
+    return np.asarray(video[0]), info
   raise IndexError(f"split {split!r} has no clip {index} ({source.root})")
 
 
@@ -321,7 +327,7 @@ def mask_rows(
   import jax
 
   grid = token_grid(config)
-  frames = to_uint8(video)
+  frames = to_uint8(video, _normalization(config))
   batch = np.asarray(video, np.float32)[None]
   kinds = {s["kind"] for _, s in specs} | {
     s["compress"]["kind"] for _, s in specs if s.get("compress") and s["compress"].get("kind")

@@ -92,6 +92,13 @@ def test_repeated_boxes_merge_into_multi_hot_and_padding():
     boxes, labels, image_size=10, max_boxes=2, num_classes=5
   )
   assert valid.numpy().all() and int(truncated) == 1
+  # AVA's 1-based ids (label_offset=1): id 1 is class 0, id 5 class 4; id 0 is left out
+  _, _, actions, _ = detection.keyframe_targets(
+    boxes, np.array([1, 5, 0, 2]), image_size=10, max_boxes=4, num_classes=5, label_offset=1
+  )
+  np.testing.assert_array_equal(
+    actions.numpy(), [[1, 0, 0, 0, 0], [0, 0, 0, 0, 1], [0, 1, 0, 0, 0], [0, 0, 0, 0, 0]]
+  )
 
 
 def test_eval_clips_carry_the_rendered_keyframe_boxes(tiny_set):

@@ -3,7 +3,7 @@
 Every random op takes an explicit stateless `seed` (a [2] int tensor) and draws one crop / flip
 for the whole clip, so all frames get the same geometry and eager, graph and tf.data runs agree
 exactly. Resizing is bilinear (half-pixel centres, no antialiasing); crops and resizes return
-float32 in [0, 255]; `normalize` maps to ImageNet-normalised float32.
+float32 in [0, 255]; `normalize` maps to normalised float32 (ImageNet statistics by default).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from mgvm.data.device_ops import MEAN, STD
+from mgvm.data.device_ops import MEAN, STD, normalization_stats  # noqa: F401 (MEAN, STD re-exported)
 
 MULTI_SCALES = (1.0, 0.875, 0.75, 0.66)
 
@@ -66,10 +66,49 @@ def jpeg_size(jpegs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   return shape[0], shape[1]
 
 
-def resize(frames: tf.Tensor, size: int) -> tf.Tensor:
-  """float32 [T, size, size, 3]: every frame resized bilinearly (as `crop_and_resize`)."""
-  out = tf.image.resize(frames, [size, size], method="bilinear")
-  return tf.ensure_shape(tf.cast(out, tf.float32), [frames.shape[0], size, size, 3])
+def size_hw(size) -> tuple[int, int]:
+  """(height, width) of an int (square) or a (height, width) pair; each an integer >= 1."""
+  height, width = (size, size) if isinstance(size, (int, float)) else tuple(size)
+  for v in (height, width):
+    _check_size(v)
+  return int(height), int(width)
+
+
+def resize(frames: tf.Tensor, size) -> tf.Tensor:
+  """float32 [T, H, W, 3]: every frame resized bilinearly (as `crop_and_resize`) to `size` (an
+  int for S × S, or (H, W)); the aspect is not kept."""
+  height, width = size_hw(size)
+  out = tf.image.resize(frames, [height, width], method="bilinear")
+  return tf.ensure_shape(tf.cast(out, tf.float32), [frames.shape[0], height, width, 3])
+
+
+def fit_size(height, width, size) -> tf.Tensor:
+  """int32 [2]: the (h, w) a `height` × `width` frame is resized to by `resize_keep_aspect`.
+
+  Scale s = min(H / height, W / width) for the canvas `size` = (H, W) (an int: S × S), sides
+  `floor(side · s + 0.5)` (at least 1, at most the canvas). For a frame of the canvas's
+  orientation (landscape in a landscape canvas) this is detectron2's ResizeShortestEdge with
+  short side min(H, W) and max size max(H, W): the short side becomes H unless the long side
+  would pass W, then the long side becomes W.
+  """
+  canvas_h, canvas_w = size_hw(size)
+  h = tf.cast(height, tf.float64)
+  w = tf.cast(width, tf.float64)
+  scale = tf.minimum(canvas_h / h, canvas_w / w)
+  new_h = tf.clip_by_value(tf.floor(h * scale + 0.5), 1.0, float(canvas_h))
+  new_w = tf.clip_by_value(tf.floor(w * scale + 0.5), 1.0, float(canvas_w))
+  return tf.cast(tf.stack([new_h, new_w]), tf.int32)
+
+
+def resize_keep_aspect(frames: tf.Tensor, size) -> tuple[tf.Tensor, tf.Tensor]:
+  """(float32 [T, H, W, 3], int32 [2] content (h, w)): every frame resized bilinearly to
+  `fit_size` (aspect kept) and zero-padded at the bottom and right to the canvas `size`."""
+  canvas_h, canvas_w = size_hw(size)
+  height, width = _hw(frames)
+  content = fit_size(height, width, (canvas_h, canvas_w))
+  out = tf.cast(tf.image.resize(frames, content, method="bilinear"), tf.float32)
+  out = tf.pad(out, [[0, 0], [0, canvas_h - content[0]], [0, canvas_w - content[1]], [0, 0]])
+  return tf.ensure_shape(out, [frames.shape[0], canvas_h, canvas_w, 3]), content
 
 
 def to_uint8(frames: tf.Tensor) -> tf.Tensor:
@@ -241,7 +280,9 @@ def spatial_crops(frames: tf.Tensor, size: int, num_crops: int = 3) -> tf.Tensor
   return tf.ensure_shape(tf.stack(views), [num_crops, frames.shape[0], size, size, 3])
 
 
-def normalize(frames: tf.Tensor) -> tf.Tensor:
-  """float32 `(frames / 255 - MEAN) / STD` per channel."""
+def normalize(frames: tf.Tensor, normalization: str = "imagenet") -> tf.Tensor:
+  """float32 `(frames / 255 - mean) / std` per channel, with the statistics of `normalization`
+  (`mgvm.data.device_ops.NORMALIZATIONS`: "imagenet" or "kinetics")."""
+  mean, std = normalization_stats(normalization)
   x = tf.cast(frames, tf.float32) / 255.0
-  return (x - tf.constant(MEAN, tf.float32)) / tf.constant(STD, tf.float32)
+  return (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)

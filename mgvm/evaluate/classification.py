@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from mgvm.data.device_ops import model_video
+from mgvm.data.device_ops import model_video, normalization_stats
 
 
 class ViewAggregator:
@@ -85,16 +85,19 @@ def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
   return float(np.mean(np.any(top == labels[:, None], axis=1)))
 
 
-def predict_fn(graphdef: nnx.GraphDef, compressor=None):
+def predict_fn(graphdef: nnx.GraphDef, compressor=None, normalization: str = "imagenet"):
   """jit-compiled `(params, video) -> softmax probabilities` (deterministic).
 
   With a `compressor` the encoder runs on its kept tokens (test-time token compression).
+  uint8 clips are normalised with `normalization`'s statistics (`config.data.normalization`).
   """
   from mgvm.train.steps import classify
 
+  normalization_stats(normalization)
+
   @jax.jit
   def predict(params, video):
-    video = model_video({"video": video})  # uint8 pipeline clips are normalised here
+    video = model_video({"video": video}, normalization=normalization)  # uint8 clips
     logits, _ = classify(nnx.merge(graphdef, params), video, compressor, deterministic=True)
     return jax.nn.softmax(logits, axis=-1)
 
@@ -109,12 +112,13 @@ def evaluate(
   num_classes: int,
   ks: Sequence[int] = (1, 5),
   compressor=None,
+  normalization: str = "imagenet",
 ) -> dict[str, float | int]:
   """Top-k accuracy of `params` over every view of every video in `batches` (eval-mode batches),
   of every host's videos when there are several."""
   from mgvm.sharding import host_rows, to_global
 
-  predict = predict_fn(graphdef, compressor)
+  predict = predict_fn(graphdef, compressor, normalization)
   agg = ViewAggregator(num_classes)
   for batch in batches:
     probs = predict(params, to_global({"video": batch["video"]}, mesh)["video"])

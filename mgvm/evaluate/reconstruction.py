@@ -9,20 +9,22 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mgvm.data.device_ops import model_video
+from mgvm.data.device_ops import model_video, normalization_stats
 from mgvm.masking.core import Masker
 from mgvm.train import losses
 
 
 def reconstruct_pixels(
-  video: jax.Array, pred: jax.Array, m, tubelet
+  video: jax.Array, pred: jax.Array, m, tubelet, *, normalization: str = "imagenet"
 ) -> tuple[jax.Array, jax.Array]:
   """Predicted and true target tubelets in [0, 1] pixels, [B, M, P·C] each.
 
   Predictions are normalized-pixel values; they are mapped back with each true tubelet's
-  per-channel mean and std (as VideoMAE's visualisation does).
+  per-channel mean and std (as VideoMAE's visualisation does). `video` is normalised with
+  `normalization`'s statistics.
   """
-  raw = losses.pixel_targets(video, tubelet, normalize=False)
+  mean, std = normalization_stats(normalization)
+  raw = losses.pixel_targets(video, tubelet, normalize=False, mean=mean, std=std)
   b, n, pc = raw.shape
   c = video.shape[-1]
   raw = jnp.take_along_axis(raw, m.ids_target[..., None], axis=1).reshape(b, -1, pc // c, c)
@@ -33,33 +35,46 @@ def reconstruct_pixels(
 
 
 def per_clip_metrics(
-  model, masker: Masker, video: jax.Array, key: jax.Array
+  model, masker: Masker, video: jax.Array, key: jax.Array, *, normalization: str = "imagenet"
 ) -> dict[str, jax.Array]:
-  """[B] normalized-pixel loss and PSNR (dB, peak 1) over each clip's hidden target tubelets."""
+  """[B] normalized-pixel loss and PSNR (dB, peak 1) over each clip's hidden target tubelets
+  (`video` normalised with `normalization`'s statistics, which the targets undo)."""
+  mean, std = normalization_stats(normalization)
   tokens = model.encoder.embed(video)
   m = masker(key, video, tokens)
   pred, _ = model(video, m, tokens=tokens, deterministic=True)
   targets = jnp.take_along_axis(
-    losses.pixel_targets(video, model.tubelet), m.ids_target[..., None], 1
+    losses.pixel_targets(video, model.tubelet, mean=mean, std=std), m.ids_target[..., None], 1
   )
   weights = losses.target_weights(m)
   count = jnp.maximum(weights.sum(1), 1.0)
   loss = (jnp.mean(jnp.square(pred.astype(jnp.float32) - targets), -1) * weights).sum(1) / count
-  recon, truth = reconstruct_pixels(video, pred, m, model.tubelet)
+  recon, truth = reconstruct_pixels(video, pred, m, model.tubelet, normalization=normalization)
   mse = (jnp.mean(jnp.square(recon - truth), -1) * weights).sum(1) / count
   return {"loss": loss, "psnr": -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))}
 
 
 def evaluate(
-  graphdef: nnx.GraphDef, params, masker: Masker, batches: Iterable[dict], mesh, seed: int = 0
+  graphdef: nnx.GraphDef,
+  params,
+  masker: Masker,
+  batches: Iterable[dict],
+  mesh,
+  seed: int = 0,
+  normalization: str = "imagenet",
 ) -> dict[str, float | int]:
-  """Mean loss and PSNR over every real (unpadded) clip; batch i is masked with fold_in(key, i)."""
+  """Mean loss and PSNR over every real (unpadded) clip; batch i is masked with fold_in(key, i).
+  `normalization`: the clips' statistics (`config.data.normalization`)."""
   from mgvm.sharding import gather_hosts, host_rows, to_global
+
+  normalization_stats(normalization)
 
   @jax.jit
   def run(params, video, key):
-    video = model_video({"video": video})  # uint8 pipeline clips are normalised here
-    return per_clip_metrics(nnx.merge(graphdef, params), masker, video, key)
+    video = model_video({"video": video}, normalization=normalization)  # uint8 clips
+    return per_clip_metrics(
+      nnx.merge(graphdef, params), masker, video, key, normalization=normalization
+    )
 
   key = jax.random.key(seed)
   totals = np.zeros(3)  # loss, psnr, clips of this host

@@ -6,6 +6,11 @@ the keyframe tokens, and a context refinement decoder that classifies each actor
   (xyxy, input pixels) of every localizer stage;
 - `out["actions"]` [L, B, P, num_classes] action logits after every decoder block (sigmoid);
 - `aux["kept_ids"]` [B, K − h·w] original indices of the kept non-keyframe tokens.
+
+`image_hw` (call argument): the size of each clip's content, (H, W) or [B, 2] (default: the
+whole input). Clips padded at the bottom / right (`data.resize="short_side"`) pass their
+unpadded size, as the reference's `images_whwh`: the proposals start as the whole content,
+boxes and RoIs are clipped to it.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ from mgvm.models.vit import (
   Block,
   VideoViT,
   drop_path_rates,
+  position_table,
   resolve_size,
-  sinusoid_table,
   torch_linear,
 )
 
@@ -78,6 +83,9 @@ class EVAD(nnx.Module):
     official_order: rebuild the grid as the official code does (docs/algorithms.md §4.2, ablation only).
     attention, remat: the encoder's and the decoder's blocks (`VideoViT`); KTP's pruning blocks
       compute their attention explicitly (they need the probabilities) and are not rematerialised.
+    pos_grid: () or the spatial grid the position tables are laid out for ((14, 14) for
+      VideoMAE's 224² tables), interpolated per slice to the actual grid in the encoder and the
+      context refinement decoder alike (`vit.position_table`, EVAD's `interpolate_pos_embed_online`).
   """
 
   def __init__(
@@ -108,6 +116,7 @@ class EVAD(nnx.Module):
     localizer: dict | None = None,
     attention: str = "auto",
     remat: str = "none",
+    pos_grid: Sequence[int] = (),
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
@@ -133,10 +142,12 @@ class EVAD(nnx.Module):
       final_norm=True,
       attention=attention,
       remat=remat,
+      pos_grid=pos_grid,
       dtype=dtype,
       rngs=rngs,
     )
     self.grid = self.encoder.grid
+    self.pos_grid = self.encoder.pos_grid
     self.tubelet = self.encoder.tubelet
     self.image_hw = (self.grid[1] * self.tubelet[1], self.grid[2] * self.tubelet[2])
     if keep_rates is None:
@@ -168,6 +179,7 @@ class EVAD(nnx.Module):
       spec.dim, token_stride=self.tubelet[1], **(localizer or {}), dtype=dtype, rngs=rngs
     )
     ddim = spec.decoder_dim
+    position_table(self.grid, ddim, self.pos_grid)  # the decoder's table, computed once here
     depth_d = decoder_depth or DECODER_DEPTH.get(size or "", 6)
     self.decoder_embed = torch_linear(spec.dim, ddim, use_bias=False, dtype=dtype, rngs=rngs)
     self.mask_token = nnx.Param(
@@ -218,14 +230,16 @@ class EVAD(nnx.Module):
       rngs=rngs,
     )
 
-  def roi_tokens(self, full: jax.Array, boxes: jax.Array) -> jax.Array:
-    """One token per box: RoIAlign the enlarged box on every slice of the full grid
-    [B, N, C], max over the RoI, mean over the slices -> [B, P, C]."""
+  def roi_tokens(self, full: jax.Array, boxes: jax.Array, image_hw=None) -> jax.Array:
+    """One token per box: RoIAlign the enlarged box (clipped to `image_hw`, default the whole
+    input) on every slice of the full grid [B, N, C], max over the RoI, mean over the slices
+    -> [B, P, C]."""
     t, h, w = self.grid
     b, p, _ = boxes.shape
     c = full.shape[-1]
     maps = full.reshape(b * t, h, w, c)
-    boxes = ops.enlarge_boxes(boxes, self.roi_extension, self.image_hw)  # EVAD's (w + 1) rule
+    hw = self.image_hw if image_hw is None else image_hw
+    boxes = ops.enlarge_boxes(boxes, self.roi_extension, hw)  # EVAD's (w + 1) rule
     per_slice = jnp.broadcast_to(boxes[:, None], (b, t, p, 4)).reshape(-1, 4)
     index = jnp.repeat(jnp.arange(b * t, dtype=jnp.int32), p)
     rois = ops.roi_align(
@@ -234,16 +248,22 @@ class EVAD(nnx.Module):
     return rois.max(axis=(1, 2)).reshape(b, t, p, c).mean(axis=1)
 
   def refine(
-    self, x: jax.Array, ids: jax.Array, boxes: jax.Array, *, deterministic: bool = True, rngs=None
+    self,
+    x: jax.Array,
+    ids: jax.Array,
+    boxes: jax.Array,
+    image_hw=None,
+    *,
+    deterministic: bool = True,
+    rngs=None,
   ) -> jax.Array:
     """Context refinement decoder: [L, B, P, num_classes] action logits for `boxes` [B, P, 4]."""
     xv = self.decoder_embed(x)
-    n = int(np.prod(self.grid))
-    pos = jnp.asarray(sinusoid_table(n, xv.shape[-1]), xv.dtype)
+    pos = jnp.asarray(position_table(self.grid, xv.shape[-1], self.pos_grid), xv.dtype)
     full, positions = ktp.rebuild_grid(
       xv, ids, self.grid, self.mask_token[...][0, 0], official_order=self.official_order
     )
-    rois = self.roi_tokens(full + pos[None], boxes)
+    rois = self.roi_tokens(full + pos[None], boxes, image_hw)
     y = jnp.concatenate([xv + pos[positions], rois.astype(xv.dtype)], axis=1)
     p = boxes.shape[1]
     logits = []
@@ -252,10 +272,14 @@ class EVAD(nnx.Module):
       logits.append(head(y[:, -p:]).astype(jnp.float32))
     return jnp.stack(logits)
 
-  def __call__(self, video: jax.Array, *, deterministic: bool = True, rngs=None):
+  def __call__(self, video: jax.Array, image_hw=None, *, deterministic: bool = True, rngs=None):
+    """`image_hw`: (H, W) or [B, 2] content size of each clip (default: the whole input)."""
+    if image_hw is not None:
+      image_hw = jnp.asarray(image_hw, jnp.float32)
+    hw = self.image_hw if image_hw is None else image_hw
     x, ids, maps = self.encode(video, deterministic=deterministic, rngs=rngs)
-    loc = self.localizer(maps, self.image_hw, deterministic=deterministic, rngs=rngs)
+    loc = self.localizer(maps, hw, deterministic=deterministic, rngs=rngs)
     boxes = jax.lax.stop_gradient(loc["boxes"][-1])  # the last stage's boxes, detached
-    actions = self.refine(x, ids, boxes, deterministic=deterministic, rngs=rngs)
+    actions = self.refine(x, ids, boxes, image_hw, deterministic=deterministic, rngs=rngs)
     out = {"person_logits": loc["logits"], "boxes": loc["boxes"], "actions": actions}
     return out, {"kept_ids": ids}

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mgvm.models.vit import Attention, Block, VideoViT, sinusoid_table
+from mgvm.models.vit import Attention, Block, VideoViT
 
 
 def keyframe_slice(grid: Sequence[int]) -> int:
@@ -137,7 +137,7 @@ def encode_keyframe_first(
   num_key = h * w
   lengths = sequence_lengths(n, num_key, len(encoder.blocks), keep_rates)
   key_ids, other_ids = keyframe_order(grid)
-  x = tokens + jnp.asarray(sinusoid_table(n, d), tokens.dtype)[None]
+  x = tokens + jnp.asarray(encoder.positions(n), tokens.dtype)[None]
   x = jnp.concatenate([x[:, key_ids], x[:, other_ids]], axis=1)
   ids = jnp.broadcast_to(jnp.asarray(other_ids), (b, other_ids.size))
   maps = []

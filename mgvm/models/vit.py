@@ -4,6 +4,8 @@ Follows the VideoMAE reference (docs/algorithms.md §1.1): a Conv3d tubelet embe
 (kernel = stride = tubelet), a fixed 1-D interleaved sin/cos table over the
 flattened (t, h, w) token index, pre-LN blocks (LayerNorm eps 1e-6, exact GELU,
 MLP ratio 4) whose attention has learned q/v biases and a zero k bias.
+With `pos_grid=(gh, gw)` the table is the one of a (T', gh, gw) grid, bicubically interpolated
+per time slice to the actual (h, w), as EVAD does for its non-square inputs (`position_table`).
 Attention runs through `jax.nn.dot_product_attention` (XLA or cuDNN) or two einsums, chosen per
 backend (`Attention`); `remat` rematerialises each block in the backward pass (`Block`).
 """
@@ -11,6 +13,7 @@ backend (`Attention`); `remat` rematerialises each block in the backward pass (`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -103,6 +106,99 @@ def sinusoid_table(num_positions: int, dim: int) -> np.ndarray:
   angles = pos / np.power(10000.0, 2 * (j // 2) / dim)
   table = np.where(j % 2 == 0, np.sin(angles), np.cos(angles))
   return table.astype(np.float32)
+
+
+def _cubic_weights(t: np.ndarray, a: float = -0.75) -> np.ndarray:
+  """[..., 4] weights of the samples at offsets -1, 0, 1, 2 from floor(x), t = x - floor(x):
+  the Keys cubic kernel with torch's a = -0.75, in `t`'s dtype."""
+  a = t.dtype.type(a)
+  one, two = t.dtype.type(1), t.dtype.type(2)
+
+  def near(x):  # |x| <= 1
+    return ((a + 2) * x - (a + 3)) * x * x + 1
+
+  def far(x):  # 1 < |x| < 2
+    return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+  return np.stack([far(t + one), near(t), near(one - t), far(two - t)], axis=-1)
+
+
+def bicubic_matrix(
+  size_in: int, size_out: int, align_corners: bool = False, dtype=np.float32
+) -> np.ndarray:
+  """float64 [size_out, size_in]: 1-D bicubic resampling as torch's `interpolate(mode="bicubic")`.
+
+  Source coordinate `in/out · (i + 0.5) − 0.5` (align_corners=False; not clamped, as torch's cubic
+  path) or `(in − 1)/(out − 1) · i` (True); the four taps around it are clamped to the edge.
+  Coordinates and weights are computed in `dtype`, as torch does for tensors of that dtype.
+  """
+  if size_in < 1 or size_out < 1:
+    raise ValueError(f"bicubic sizes must be >= 1, got {size_in} -> {size_out}")
+  f = np.dtype(dtype).type
+  dst = np.arange(size_out, dtype=dtype)
+  if align_corners:
+    scale = f(size_in - 1) / f(size_out - 1) if size_out > 1 else f(0)
+    src = scale * dst
+  else:
+    scale = f(size_in) / f(size_out)
+    src = scale * (dst + f(0.5)) - f(0.5)
+  base = np.floor(src)
+  weights = _cubic_weights((src - base).astype(dtype)).astype(np.float64)
+  matrix = np.zeros((size_out, size_in))
+  rows = np.arange(size_out)
+  for k in range(4):
+    taps = np.clip(base.astype(np.int64) - 1 + k, 0, size_in - 1)
+    np.add.at(matrix, (rows, taps), weights[:, k])
+  return matrix
+
+
+def resize_bicubic(x: np.ndarray, size: Sequence[int], align_corners: bool = False) -> np.ndarray:
+  """float64 `x` [..., H, W] resized to [..., h, w] as torch's bicubic `interpolate` (a = -0.75,
+  no antialiasing), separably; coordinates and weights in `x`'s float dtype (float32 for any
+  other), as torch's, the sums in float64."""
+  x = np.asarray(x)
+  dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
+  my = bicubic_matrix(x.shape[-2], int(size[0]), align_corners, dtype)
+  mx = bicubic_matrix(x.shape[-1], int(size[1]), align_corners, dtype)
+  return np.einsum("yh,...hw,xw->...yx", my, x.astype(np.float64), mx)
+
+
+def check_pos_grid(pos_grid: Sequence[int]) -> tuple[int, ...]:
+  """`pos_grid` as a tuple: () or two positive ints (the spatial grid the table was made for)."""
+  grid = tuple(pos_grid or ())
+  if grid and (len(grid) != 2 or any(int(g) != g or g < 1 for g in grid)):
+    raise ValueError(
+      f"pos_grid must be () or (height, width) in tokens, e.g. (14, 14); got {tuple(pos_grid)}"
+    )
+  return tuple(int(g) for g in grid)
+
+
+@functools.lru_cache(maxsize=32)
+def _position_table(grid: tuple[int, int, int], dim: int, pos_grid: tuple[int, ...]) -> np.ndarray:
+  t, h, w = grid
+  if not pos_grid or tuple(pos_grid) == (h, w):
+    table = sinusoid_table(t * h * w, dim)
+  else:
+    gh, gw = pos_grid
+    base = sinusoid_table(t * gh * gw, dim).reshape(t, gh, gw, dim).transpose(0, 3, 1, 2)
+    table = resize_bicubic(base, (h, w)).transpose(0, 2, 3, 1).reshape(t * h * w, dim)
+    table = table.astype(np.float32)
+  table.setflags(write=False)
+  return table
+
+
+def position_table(grid: Sequence[int], dim: int, pos_grid: Sequence[int] = ()) -> np.ndarray:
+  """float32 [T'·h·w, dim] (read-only, cached): the positions of a (T', h, w) token grid.
+
+  `pos_grid=()`: the 1-D `sinusoid_table` of the T'·h·w tokens. `pos_grid=(gh, gw)`: the 1-D
+  table of a (T', gh, gw) grid, each time slice resized bicubically to (h, w) (torch's
+  `interpolate(mode="bicubic", align_corners=False)`, EVAD's `interpolate_pos_embed_online`);
+  the table itself when (h, w) = (gh, gw).
+  """
+  grid = tuple(int(g) for g in grid)
+  if len(grid) != 3 or min(grid) < 1:
+    raise ValueError(f"grid must be (T', h, w) of positive ints, got {grid}")
+  return _position_table(grid, int(dim), check_pos_grid(pos_grid))
 
 
 def token_grid(
@@ -478,9 +574,12 @@ class VideoViT(nnx.Module):
 
   Args:
     size: "S", "B", "L", "H" or None for a custom (dim, depth, num_heads).
-    num_frames, image_size: the clip the model is built for; sets `grid`. Inputs of
-      other sizes divisible by the tubelet work too (the position table is built for
-      the actual token count).
+    num_frames, image_size: the clip the model is built for (`image_size` an int or
+      (height, width)); sets `grid`. Without `pos_grid`, inputs of other sizes divisible by
+      the tubelet work too (the position table is built for the actual token count).
+    pos_grid: () for the 1-D table of the grid's tokens, or (gh, gw), the spatial grid the
+      (pre-trained) table was laid out for (VideoMAE: (14, 14)): its slices are bicubically
+      interpolated to the grid's (h, w) (`position_table`); inputs must then be of the grid.
     final_norm: LayerNorm after the last block (MAE encoder); the mean-pooling
       classifier uses `fc_norm` instead.
     layer_scale_init: > 0 turns on layer-scale with that initial value.
@@ -508,6 +607,7 @@ class VideoViT(nnx.Module):
     init: str = "xavier",
     attention: str = "auto",
     remat: str = "none",
+    pos_grid: Sequence[int] = (),
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
@@ -515,6 +615,8 @@ class VideoViT(nnx.Module):
     self.dim, self.depth, self.num_heads = spec.dim, spec.depth, spec.num_heads
     self.tubelet = tuple(int(s) for s in tubelet)
     self.grid = token_grid(num_frames, image_size, self.tubelet)
+    self.pos_grid = check_pos_grid(pos_grid)
+    position_table(self.grid, spec.dim, self.pos_grid)  # computed (and cached) once, here
     self.dtype = dtype
     self.patch_embed = TubeletEmbed(spec.dim, self.tubelet, in_channels, dtype=dtype, rngs=rngs)
     self.blocks = nnx.List(
@@ -541,6 +643,18 @@ class VideoViT(nnx.Module):
   def num_tokens(self) -> int:
     return math.prod(self.grid)
 
+  def positions(self, num_tokens: int) -> np.ndarray:
+    """float32 [num_tokens, dim]: the position table for `num_tokens` tokens (`position_table`
+    of `grid`; without `pos_grid` another count gets the 1-D table of that many tokens)."""
+    if num_tokens == self.num_tokens:
+      return position_table(self.grid, self.dim, self.pos_grid)
+    if self.pos_grid:
+      raise ValueError(
+        f"{num_tokens} tokens, but this encoder interpolates its positions (pos_grid="
+        f"{self.pos_grid}) for its grid {self.grid} of {self.num_tokens} tokens only"
+      )
+    return sinusoid_table(num_tokens, self.dim)
+
   def embed(self, video: jax.Array) -> jax.Array:
     """Tubelet patch embeddings (before positions): [B, T, H, W, C] -> [B, N, D]."""
     return self.patch_embed(video.astype(self.dtype))
@@ -559,8 +673,7 @@ class VideoViT(nnx.Module):
     `kv_lengths` [B] int32: only the first `kv_lengths[b]` kept tokens of sample b are real,
     the rest padding that no token attends to (their own outputs are meaningless).
     """
-    pos = jnp.asarray(sinusoid_table(tokens.shape[1], tokens.shape[2]), tokens.dtype)
-    x = tokens + pos[None]
+    x = tokens + jnp.asarray(self.positions(tokens.shape[1]), tokens.dtype)[None]
     if ids_keep is not None:
       x = gather_tokens(x, ids_keep)
     for block in self.blocks:

@@ -3,10 +3,17 @@
 A `VideoViT` with keyframe-centric token pruning, the Sparse R-CNN actor localizer and the
 context refinement decoder (`mgvm.models.evad`); trained with the set + action losses of
 `mgvm.train.detection`; evaluated by frame-mAP (AVA protocol) and GFLOPs per clip.
+
+Input keys: `image_size` (int or (H, W)), `data.resize` ("square" | "short_side"),
+`data.normalization`, `model.pos_grid`; evaluation keys: `eval.class_ids` or `eval.label_map`,
+`eval.frame_order`, `eval.excluded_timestamps` (docs/evad.md).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from typing import Any
 
 import jax
@@ -16,6 +23,9 @@ from mgvm import models
 from mgvm.tasks import common
 
 PLOT_KEYS = ("loss",)
+EPOCH_OF = "keyframes"  # an epoch (`total_epochs`) visits every annotated keyframe, as AVA's
+
+_log = logging.getLogger(__name__)
 
 
 def num_classes(config, source) -> int:
@@ -59,6 +69,7 @@ def build_model(config, *, num_classes: int | None = None, seed: int | None = No
     roi_extension=tuple(e.roi_extension),
     official_order=e.official_order,
     localizer=localizer,
+    pos_grid=tuple(mc.get("pos_grid", ())),
   )
 
 
@@ -79,6 +90,7 @@ def train_dataset(config, source, *, local_batch: int, start_step: int, num_clas
     batch_size=local_batch,
     num_classes=num_classes,
     max_boxes=config.evad.max_boxes,
+    resize=d.get("resize", "square"),
     target_fps=d.target_fps or None,
     frame_stride=d.frame_stride,
     flip=d.flip,
@@ -89,6 +101,7 @@ def train_dataset(config, source, *, local_batch: int, start_step: int, num_clas
     process_count=jax.process_count(),
     threads=d.get("threads", 0),
     host_independent_batches=d.get("host_independent_batches", False),
+    label_offset=d.get("label_offset", 0),
   )
 
 
@@ -103,8 +116,76 @@ def train_step(config, graphdef, model, tx, schedule, *, num_classes: int):
       f"task 'detect'; use accum_steps=1 (docs/scale.md)"
     )
   return detection_lib.detect_step(
-    graphdef, tx, schedule, image_hw=model.image_hw, weights=config.evad.loss_weights.to_dict()
+    graphdef,
+    tx,
+    schedule,
+    image_hw=model.image_hw,
+    weights=config.evad.loss_weights.to_dict(),
+    normalization=normalization(config),
   )
+
+
+def normalization(config) -> str:
+  """`config.data.normalization`, checked (an unknown name fails naming the key)."""
+  from mgvm.data.device_ops import normalization_stats
+
+  name = config.data.get("normalization", "imagenet")
+  normalization_stats(name)
+  return name
+
+
+def eval_class_ids(config, num_classes: int) -> list[int] | None:
+  """The class ids frame-mAP scores: `config.eval.class_ids`, or the ids of the label map at
+  `config.eval.label_map` (AVA's 60-class `ava_action_list_v2.2_for_activitynet_2019.pbtxt`),
+  given as the data stores them (AVA's action ids) and returned as classes (minus
+  `config.data.label_offset`); None (neither set): every trained class."""
+  e = config.eval
+  ids = tuple(int(c) for c in (e.get("class_ids", ()) or ()))
+  label_map = e.get("label_map", "")
+  if ids and label_map:
+    raise ValueError(
+      "set config.eval.class_ids or config.eval.label_map, not both (the label map's ids are "
+      "the classes scored)"
+    )
+  where = f"config.eval.class_ids={ids}"
+  if label_map:
+    from mgvm.datasets.annotations import read_label_map
+
+    ids = tuple(sorted(read_label_map(label_map)))
+    where = f"config.eval.label_map={label_map}"
+  offset = int((config.get("data") or {}).get("label_offset", 0))
+  outside = sorted({c for c in ids if not 0 <= c - offset < num_classes})
+  if outside:
+    raise ValueError(
+      f"{where}: class ids {outside} are outside the {num_classes} trained classes "
+      f"[{offset}, {num_classes + offset}) (ids are the labels the data stores, e.g. AVA's "
+      f"1-based action ids, class = id - config.data.label_offset={offset})"
+    )
+  return [c - offset for c in ids] or None
+
+
+def split_timestamp_offset(source, split: str) -> float:
+  """The clock offset of `split`'s stored frames: `boxes_offset` of the split's prepare summary
+  (`mgvm.datasets.prepare --boxes-offset`; 900 for AVA's 15-minute cuts), else 0."""
+  path = os.path.join(str(source.root), f"{split}.summary.json")
+  if not os.path.exists(path):
+    return 0.0
+  with open(path) as f:
+    return float(json.load(f).get("boxes_offset", 0.0) or 0.0)
+
+
+def eval_excluded(config, source, split: str) -> tuple[set, float]:
+  """(AVA excluded `(video_id, second)` pairs of `config.eval.excluded_timestamps`, the split's
+  timestamp offset); (empty, 0) when the key is unset."""
+  path = config.eval.get("excluded_timestamps", "")
+  if not path:
+    return set(), 0.0
+  from mgvm.datasets.annotations import read_ava_excluded
+
+  excluded = read_ava_excluded(path)
+  offset = split_timestamp_offset(source, split)
+  _log.info("%s: %d excluded timestamps, offset %g s", path, len(excluded), offset)
+  return excluded, offset
 
 
 def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
@@ -112,6 +193,8 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
   from mgvm.data import detection, pipeline
   from mgvm.evaluate import detection as detection_eval
 
+  class_ids = eval_class_ids(config, ctx.num_classes)  # bad keys fail before any data is read
+  excluded, offset = eval_excluded(config, ctx.source, ctx.split)
   files = ctx.source.split(ctx.split)
   keyframes_per_video = config.eval.get("keyframes_per_video", 1)
   hosts = jax.process_count()
@@ -133,10 +216,12 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
     batch_size=ctx.local_batch,
     num_classes=ctx.num_classes,
     max_boxes=config.evad.max_boxes,
+    resize=config.data.get("resize", "square"),
     target_fps=common.eval_target_fps(config.data.target_fps),
     frame_stride=config.data.frame_stride,
     keyframes_per_video=keyframes_per_video,
     threads=config.data.get("threads", 0),
+    label_offset=config.data.get("label_offset", 0),
   )
   batches = common.limit_batches(pipeline.numpy_batches(ds), config)
   result = detection_eval.evaluate(
@@ -147,6 +232,11 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
     num_classes=ctx.num_classes,
     image_hw=ctx.model.image_hw,
     person_threshold=config.evad.person_threshold,
+    class_ids=class_ids,
+    frame_order=config.eval.get("frame_order", "score"),
+    excluded=excluded,
+    timestamp_offset=offset,
+    normalization=normalization(config),
   )
   e = config.evad
   result.update(

@@ -82,6 +82,7 @@ def train_step(config, graphdef, model, tx, schedule, *, num_classes: int):
     mixup_config=config.mixup,
     compressor=compressor(config, model.grid),
     accum_steps=config.get("accum_steps", 1),
+    normalization=config.data.get("normalization", "imagenet"),
   )
 
 
@@ -95,7 +96,13 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
     config, ctx, num_clips=views[0], num_crops=views[1], num_classes=ctx.num_classes
   )
   result = classification.evaluate(
-    ctx.graphdef, ctx.params, batches, ctx.mesh, ctx.num_classes, compressor=squeeze
+    ctx.graphdef,
+    ctx.params,
+    batches,
+    ctx.mesh,
+    ctx.num_classes,
+    compressor=squeeze,
+    normalization=config.data.get("normalization", "imagenet"),
   )
   result["views"] = f"{views[0]} clips x {views[1]} crops"
   if squeeze is not None:

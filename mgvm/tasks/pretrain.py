@@ -47,6 +47,7 @@ def train_step(config, graphdef, model, tx, schedule, *, num_classes=None):
     tx,
     schedule,
     accum_steps=config.get("accum_steps", 1),
+    normalization=config.data.get("normalization", "imagenet"),
   )
 
 
@@ -56,7 +57,13 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
 
   masker = masking.build(config.masking, ctx.model.grid)
   result = reconstruction.evaluate(
-    ctx.graphdef, ctx.params, masker, common.eval_clips(config, ctx), ctx.mesh, seed=config.seed + 1
+    ctx.graphdef,
+    ctx.params,
+    masker,
+    common.eval_clips(config, ctx),
+    ctx.mesh,
+    seed=config.seed + 1,
+    normalization=config.data.get("normalization", "imagenet"),
   )
   result["masking"] = config.masking.to_dict()
   return result

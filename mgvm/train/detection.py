@@ -183,19 +183,31 @@ def detection_loss(
 
 
 def detect_step(
-  graphdef: nnx.GraphDef, tx, schedule, *, image_hw, weights: dict[str, float] | None = None
+  graphdef: nnx.GraphDef,
+  tx,
+  schedule,
+  *,
+  image_hw,
+  weights: dict[str, float] | None = None,
+  normalization: str = "imagenet",
 ) -> StepFn:
-  """One EVAD update on a batch of keyframe clips (`mgvm.data.detection` keys)."""
+  """One EVAD update on a batch of keyframe clips (`mgvm.data.detection` keys).
+
+  A batch with `image_hw` (padded clips, `data.resize="short_side"`) uses each clip's content
+  size for the model and the box losses instead of `image_hw`.
+  """
 
   def step(state, batch):
     _, drop_key, _ = step_keys(state)
 
-    video = model_video(batch)  # uint8 clips: flipped and normalised here
+    # uint8 clips: flipped and normalised here
+    video = model_video(batch, normalization=normalization)
+    hw = batch.get("image_hw")
 
     def loss_fn(params):
       model = nnx.merge(graphdef, params)
-      out, _ = model(video, deterministic=False, rngs=nnx.Rngs(dropout=drop_key))
-      return detection_loss(out, batch, image_hw, weights)
+      out, _ = model(video, hw, deterministic=False, rngs=nnx.Rngs(dropout=drop_key))
+      return detection_loss(out, batch, image_hw if hw is None else hw, weights)
 
     (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
     state, metrics = apply_updates(state, grads, loss, tx, schedule)

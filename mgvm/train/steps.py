@@ -5,7 +5,8 @@ masking, dropout / drop path and mixup, plus `fold_in(step_key, AUGMENT_STREAM)`
 augmentation done on the accelerator; no stream is shared between two uses.
 
 Batches may hold the pipeline's uint8 clips: each step turns them into the model's normalised
-float video first (`mgvm.data.device_ops.model_video`).
+float video first (`mgvm.data.device_ops.model_video`, with the statistics of
+`config.data.normalization`; pre-training's pixel targets un-normalise with the same ones).
 
 Gradient accumulation (`accum_steps` = k > 1, docs/scale.md): the step splits its batch of B
 clips into k micro-batches of B/k (micro-batch i holds rows i, i + k, i + 2k, ..., so every
@@ -34,7 +35,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from mgvm.data.device_ops import model_video
+from mgvm.data.device_ops import model_video, normalization_stats
 from mgvm.masking.core import Masker
 from mgvm.train import losses, mixup
 
@@ -166,12 +167,15 @@ def reconstruction_loss(
   *,
   deterministic: bool = True,
   rngs: nnx.Rngs | None = None,
+  normalization: str = "imagenet",
 ):
-  """Masks `video`, reconstructs the targets; returns (loss, (mask, predictions))."""
+  """Masks `video` (normalised with `normalization`'s statistics), reconstructs the targets;
+  returns (loss, (mask, predictions))."""
+  mean, std = normalization_stats(normalization)
   tokens = model.encoder.embed(video)
   m = masker(mask_key, video, tokens)
   pred, _ = model(video, m, tokens=tokens, deterministic=deterministic, rngs=rngs)
-  return losses.mae_loss(video, pred, m, model.tubelet), (m, pred)
+  return losses.mae_loss(video, pred, m, model.tubelet, mean=mean, std=std), (m, pred)
 
 
 def classify(
@@ -185,13 +189,23 @@ def classify(
   return model(video, ids_keep=kept, tokens=tokens, **kwargs)
 
 
-def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule, accum_steps=1) -> StepFn:
+def pretrain_step(
+  graphdef: nnx.GraphDef,
+  masker: Masker,
+  tx,
+  schedule,
+  accum_steps=1,
+  *,
+  normalization: str = "imagenet",
+) -> StepFn:
   """MAE pre-training: mask, reconstruct normalized pixels, AdamW update (over `accum_steps`
-  micro-batches: the module docstring says which equality holds)."""
+  micro-batches: the module docstring says which equality holds). `normalization`: the input's
+  statistics (`config.data.normalization`), which the pixel targets undo."""
+  mean, std = normalization_stats(normalization)
 
   def step(state, batch):
     mask_key, drop_key, _ = step_keys(state)
-    video = model_video(batch)
+    video = model_video(batch, normalization=normalization)
     if accum_steps > 1:
       model = nnx.merge(graphdef, gather_params(state["params"]))
       m = jax.lax.stop_gradient(masker(mask_key, video, model.encoder.embed(video)))
@@ -199,7 +213,8 @@ def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule, accum_st
       def micro_loss(params, mb, key):
         model = nnx.merge(graphdef, gather_params(params))
         pred, _ = model(mb["video"], mb["mask"], deterministic=False, rngs=nnx.Rngs(dropout=key))
-        return losses.mae_loss(mb["video"], pred, mb["mask"], model.tubelet), None
+        loss = losses.mae_loss(mb["video"], pred, mb["mask"], model.tubelet, mean=mean, std=std)
+        return loss, None
 
       micro = micro_batches({"video": video, "mask": m}, accum_steps)
       loss, grads, _ = accumulate_gradients(
@@ -216,6 +231,7 @@ def pretrain_step(graphdef: nnx.GraphDef, masker: Masker, tx, schedule, accum_st
         mask_key,
         deterministic=False,
         rngs=nnx.Rngs(dropout=drop_key),
+        normalization=normalization,
       )
       return loss
 
@@ -235,18 +251,22 @@ def finetune_step(
   mixup_config: Any = None,
   compressor: Masker | None = None,
   accum_steps: int = 1,
+  normalization: str = "imagenet",
 ) -> StepFn:
   """Classification: smoothed one-hot targets, optional mixup/cutmix, soft-target cross-entropy.
 
   With a `compressor` (`mgtc`, `everest`) the encoder sees only the tokens it keeps. With
   `accum_steps` > 1 the batch is augmented, mixed and compressed whole, then split into
-  micro-batches (the module docstring says which equality holds).
+  micro-batches (the module docstring says which equality holds). `normalization`: the input's
+  statistics (`config.data.normalization`).
   """
   use_mixup = bool(mixup_config and mixup_config.enabled)
+  normalization_stats(normalization)  # an unknown name fails here, not in the first step
 
   def step(state, batch):
     mask_key, drop_key, mix_key = step_keys(state)
-    video, labels = model_video(batch, augment_key(state)), batch["label"]
+    video = model_video(batch, augment_key(state), normalization=normalization)
+    labels = batch["label"]
     targets = mixup.smooth_one_hot(labels, num_classes, label_smoothing)
     if use_mixup:
       video, targets = mixup.mixup_cutmix(
