@@ -227,6 +227,21 @@ _EVAD_B_MODEL = {
   "evad.loss_weights.action_weight": 12.0,  # MODEL.SparseRCNN.ACTION_WEIGHT default
 }
 
+# MCG-NJU/MGMAE:scripts/mgmae/vit_b_{k400,ssv2}_mgmae.sh: what both pre-training scripts set.
+_MGMAE_PRETRAIN = {
+  "batch_size": 1536,  # 16 GPUs x 24 videos x num_sample 4
+  "data.num_sample": 4,
+  "optim.base_lr": 1e-3,
+  "masking.ratio": 0.9,
+  "masking.init": "mix_gauss",
+  "masking.gauss_mix": "max",
+  "masking.base_frame": "middle",
+  "masking.hole_filling": "consist",
+  "masking.topk_on_all": False,
+  "optim.warmup_epochs": 20,
+  "total_epochs": 200,
+}
+
 RECIPES = {
   "pretrain": {
     "videomae_k400_b_800e": dict(
@@ -309,18 +324,8 @@ RECIPES = {
       args=dict(dataset="k400", masker="mgmae"),
       set=_pretrain(
         **{
-          "batch_size": 1536,  # 16 GPUs x 24 videos x num_sample 4
-          "data.num_sample": 4,
-          "optim.base_lr": 1e-3,
-          "masking.ratio": 0.9,
-          "masking.init": "mix_gauss",
-          "masking.gauss_mix": "max",
-          "masking.base_frame": "middle",
-          "masking.hole_filling": "consist",
-          "masking.topk_on_all": False,
+          **_MGMAE_PRETRAIN,
           "data.frame_stride": 4,
-          "optim.warmup_epochs": 20,
-          "total_epochs": 200,
         }
       ),
       script=f"{_REPO_MGMAE}:scripts/mgmae/vit_b_k400_mgmae.sh",
@@ -342,18 +347,8 @@ RECIPES = {
       args=dict(dataset="ssv2", masker="mgmae"),
       set=_pretrain(
         **{
-          "batch_size": 1536,
-          "data.num_sample": 4,
-          "optim.base_lr": 1e-3,
-          "masking.ratio": 0.9,
-          "masking.init": "mix_gauss",
-          "masking.gauss_mix": "max",
-          "masking.base_frame": "middle",
-          "masking.hole_filling": "consist",
-          "masking.topk_on_all": False,
+          **_MGMAE_PRETRAIN,
           "data.frame_stride": 2,
-          "optim.warmup_epochs": 20,
-          "total_epochs": 200,
         }
       ),
       script=f"{_REPO_MGMAE}:scripts/mgmae/vit_b_ssv2_mgmae.sh",
