@@ -79,3 +79,28 @@ def test_a_launch_without_a_cluster_names_a_bad_process_count(monkeypatch):
   import jax
 
   assert jax.process_count() == 1
+
+
+def test_the_motion_field_round_trips_and_its_absence_is_named():
+  import numpy as np
+  import tensorflow as tf
+
+  from mgvm.data import format as fmt
+
+  n, gh, gw = 3, 2, 4
+  rng = np.random.default_rng(0)
+  vectors = rng.normal(size=(n, gh, gw, 2)).astype(np.float32)
+  valid = rng.random((n, gh, gw)) > 0.5
+  motion = dict(vectors=vectors, valid=valid, frame_types=[0, 1, 2], block=16)
+  common = dict(video_id="a", fps=10.0, jpeg_frames=[b"x"] * n, height=32, width=64)
+  out = fmt.parse_example(
+    tf.constant(fmt.encode_example(**common, motion=motion)), with_motion=True
+  )
+  np.testing.assert_array_equal(out["motion"].numpy(), vectors)
+  np.testing.assert_array_equal(out["motion_valid"].numpy(), valid)
+  assert out["motion_frame_type"].numpy().tolist() == [0, 1, 2] and int(out["motion_block"]) == 16
+  with pytest.raises(ValueError, match=r"motion vectors must be \[3, gh, gw, 2\]"):
+    fmt.encode_example(**common, motion=dict(motion, vectors=vectors[:2]))
+  bare = tf.constant(fmt.encode_example(**common))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="no motion field .* --motion-vectors"):
+    fmt.parse_example(bare, with_motion=True)

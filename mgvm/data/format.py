@@ -14,7 +14,16 @@ Feature lists (one entry per stored frame)
   region/label/index  int64    one action id per actor box
   object/bbox         float    every moving object (actors and distractors), 4 per object
   object/displacement float    per object (dx, dy) in pixels from this frame to the next
-The feature lists after `image/encoded` are optional (real videos have none).
+  motion/vector       float    codec motion vectors on a block grid: gh·gw·(dx, dy), the pixels
+                               the block's content moved from the previous stored frame to this
+                               one (content at p here was at p − (dx, dy) there); row-major
+  motion/valid        int64    gh·gw flags: 1 where a codec vector covered the block, 0 filled
+  motion/frame_type   int64    the frame's picture type: 0 I, 1 P, 2 B, 3 other
+Context features of the motion field (absent: the video has none)
+  motion/grid         int64    (gh, gw): blocks per column and row
+  motion/block        int64    the block side in stored pixels (16)
+The feature lists after `image/encoded` are optional (real videos have none; the motion field
+only where `mgvm.datasets.prepare --motion-vectors` wrote it).
 """
 
 from __future__ import annotations
@@ -30,6 +39,13 @@ LABEL, LABEL_TEXT = "clip/label/index", "clip/label/text"
 FRAMES = "image/encoded"
 REGION_BBOX, REGION_LABEL = "region/bbox", "region/label/index"
 OBJECT_BBOX, OBJECT_DISPLACEMENT = "object/bbox", "object/displacement"
+MOTION_VECTOR, MOTION_VALID, MOTION_FRAME_TYPE = (
+  "motion/vector",
+  "motion/valid",
+  "motion/frame_type",
+)
+MOTION_GRID, MOTION_BLOCK = "motion/grid", "motion/block"
+FRAME_TYPES = {"I": 0, "P": 1, "B": 2}  # other picture types: 3
 
 _ANNOTATIONS = {
   REGION_BBOX: np.float32,
@@ -61,8 +77,13 @@ def encode_example(
   label: int = -1,
   label_text: str = "",
   annotations: dict[str, Sequence[np.ndarray]] | None = None,
+  motion: dict[str, np.ndarray] | None = None,
 ) -> bytes:
-  """Serialises one video. `annotations` maps a feature-list key above to one array per frame."""
+  """Serialises one video. `annotations` maps a feature-list key above to one array per frame.
+
+  `motion`: the codec motion field, `vectors` float [n, gh, gw, 2], `valid` bool [n, gh, gw],
+  `frame_types` int [n] (`FRAME_TYPES`), `block` int (pixels per block side).
+  """
   if not jpeg_frames:
     raise ValueError(f"video {video_id!r} has no frames")
   if not fps > 0:
@@ -79,6 +100,8 @@ def encode_example(
     }
   )
   lists = {FRAMES: tf.train.FeatureList(feature=[_bytes([f]) for f in jpeg_frames])}
+  if motion is not None:
+    _add_motion(video_id, len(jpeg_frames), motion, context, lists)
   for key, per_frame in (annotations or {}).items():
     if key not in _ANNOTATIONS:
       raise KeyError(f"unknown annotation {key!r}; known: {sorted(_ANNOTATIONS)}")
@@ -94,12 +117,37 @@ def encode_example(
   return example.SerializeToString(deterministic=True)  # map order independent of the process
 
 
-def parse_example(serialized: tf.Tensor, *, with_annotations: bool = False) -> dict[str, tf.Tensor]:
+def _add_motion(video_id: str, n: int, motion: dict, context, lists) -> None:
+  vectors = np.asarray(motion["vectors"], np.float32)
+  valid = np.asarray(motion["valid"]).astype(np.int64)
+  types = np.asarray(motion["frame_types"], np.int64)
+  if vectors.ndim != 4 or vectors.shape[0] != n or vectors.shape[-1] != 2:
+    raise ValueError(
+      f"video {video_id!r}: motion vectors must be [{n}, gh, gw, 2], got {vectors.shape}"
+    )
+  if valid.shape != vectors.shape[:3] or types.shape != (n,):
+    raise ValueError(
+      f"video {video_id!r}: motion valid {valid.shape} / frame_types {types.shape} do not fit "
+      f"vectors {vectors.shape}"
+    )
+  context.feature[MOTION_GRID].CopyFrom(_ints(vectors.shape[1:3]))
+  context.feature[MOTION_BLOCK].CopyFrom(_ints([int(motion["block"])]))
+  lists[MOTION_VECTOR] = tf.train.FeatureList(feature=[_floats(v) for v in vectors])
+  lists[MOTION_VALID] = tf.train.FeatureList(feature=[_ints(v) for v in valid])
+  lists[MOTION_FRAME_TYPE] = tf.train.FeatureList(feature=[_ints([t]) for t in types])
+
+
+def parse_example(
+  serialized: tf.Tensor, *, with_annotations: bool = False, with_motion: bool = False
+) -> dict[str, tf.Tensor]:
   """Parses one serialised video (graph-mode safe). Frames stay JPEG-encoded.
 
   Returns `id` (string), `fps` (float32), `num_frames` (int32), `height`, `width` (int32),
   `label` (int32), `frames` [num_frames] (string); with `with_annotations`, the feature lists
-  above as ragged [num_frames, None] tensors under their keys.
+  above as ragged [num_frames, None] tensors under their keys; with `with_motion`, `motion`
+  float32 [num_frames, gh, gw, 2], `motion_valid` bool [num_frames, gh, gw],
+  `motion_frame_type` int32 [num_frames] and `motion_block` int32 (a video without a motion
+  field fails, naming its id and the prepare flag).
   """
   context_spec = {
     ID: tf.io.FixedLenFeature([], tf.string),
@@ -110,6 +158,12 @@ def parse_example(serialized: tf.Tensor, *, with_annotations: bool = False) -> d
     LABEL: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
   }
   sequence_spec = {FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)}
+  if with_motion:
+    context_spec[MOTION_GRID] = tf.io.FixedLenFeature([2], tf.int64, default_value=[0, 0])
+    context_spec[MOTION_BLOCK] = tf.io.FixedLenFeature([], tf.int64, default_value=0)
+    sequence_spec[MOTION_VECTOR] = tf.io.RaggedFeature(tf.float32, row_splits_dtype=tf.int32)
+    sequence_spec[MOTION_VALID] = tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int32)
+    sequence_spec[MOTION_FRAME_TYPE] = tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int32)
   if with_annotations:
     for key, dtype in _ANNOTATIONS.items():
       sequence_spec[key] = tf.io.RaggedFeature(tf.as_dtype(dtype), row_splits_dtype=tf.int32)
@@ -125,4 +179,29 @@ def parse_example(serialized: tf.Tensor, *, with_annotations: bool = False) -> d
   }
   if with_annotations:
     out.update({key: sequence[key] for key in _ANNOTATIONS})
+  if with_motion:
+    out.update(_parse_motion(context, sequence, out))
   return out
+
+
+def _parse_motion(context, sequence, out) -> dict[str, tf.Tensor]:
+  grid = tf.cast(context[MOTION_GRID], tf.int32)
+  check = tf.debugging.Assert(
+    tf.reduce_prod(grid) > 0,
+    [
+      "the video has no motion field (prepare it with mgvm.datasets.prepare --motion-vectors):",
+      out["id"],
+    ],
+  )
+  with tf.control_dependencies([check]):
+    n = out["num_frames"]
+    vectors = tf.reshape(sequence[MOTION_VECTOR].flat_values, tf.stack([n, grid[0], grid[1], 2]))
+  valid = tf.reshape(sequence[MOTION_VALID].flat_values, tf.stack([n, grid[0], grid[1]]))
+  return {
+    "motion": vectors,
+    "motion_valid": tf.cast(valid, tf.bool),
+    "motion_frame_type": tf.cast(
+      tf.reshape(sequence[MOTION_FRAME_TYPE].flat_values, [n]), tf.int32
+    ),
+    "motion_block": tf.cast(context[MOTION_BLOCK], tf.int32),
+  }
