@@ -186,19 +186,29 @@ def masking(kind: str, **overrides):
   return c
 
 
-def compressor(kind: str, ratio: float):
-  """A motion-guided compressor's config (`mgvm.masking.COMPRESSORS`) with all its keys.
+def compressor(kind: str, ratio: float, **overrides):
+  """A motion-guided compressor's config (`mgvm.masking.COMPRESSORS`) with all its keys, then
+  `overrides`.
 
   `mgtc`: drop the `ratio` lowest pixel-change tokens (L1 per tubelet against the previous
   slice; first slice kept whole). `everest`: drop the `ratio` lowest patch-embedding changes.
+  `rlt`: RLT's static-token score; `form="topk"` drops the `ratio` lowest, `form="threshold"`
+  keeps every token changing by more than `threshold` (a count per clip, at most
+  `int((1 - ratio)·N)`; ratio 0: no cap). Each takes `motion="codec"` (scores = the codec
+  motion's magnitude, `compensate_camera` "" | "median" | "affine"; default "pixels").
   """
+  codec = dict(motion="pixels", compensate_camera="")
   if kind == "mgtc":
-    return ml_collections.ConfigDict(
-      dict(kind="mgtc", ratio=ratio, metric="l1", sub_blocks=1, first="keep")
-    )
-  if kind == "everest":
-    return ml_collections.ConfigDict(dict(kind="everest", ratio=ratio))
-  raise ValueError(f"unknown compressor {kind!r}; known: everest, mgtc")
+    keys = dict(kind="mgtc", ratio=ratio, metric="l1", sub_blocks=1, first="keep", **codec)
+  elif kind == "everest":
+    keys = dict(kind="everest", ratio=ratio, **codec)
+  elif kind == "rlt":
+    keys = dict(kind="rlt", ratio=ratio, form="topk", threshold=0.1, **codec)
+  else:
+    raise ValueError(f"unknown compressor {kind!r}; known: everest, mgtc, rlt")
+  c = ml_collections.ConfigDict(keys)
+  c.update(overrides)
+  return c
 
 
 def trade_fps_for_tokens(c, scale: int):

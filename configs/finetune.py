@@ -12,8 +12,11 @@ Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on th
 synthetic motion data set; `dataset=k400|ucf101|hmdb51|ssv2` sets that data set's temporal
 sampling, flip and test views (dense clips, flip, 5 clips x 3 crops; HMDB51 every 2nd frame
 and 10 x 3, as EVEREST's scripts; SSv2: segments, no flip, 2 x 3); `recipe=NAME` a paper's
-whole recipe (configs/recipes.py, docs/reproduce.md); `compress=mgtc|everest` runs the encoder on the tokens a motion-guided compressor keeps,
-in training and test (ratio 0.25 / 0.4 dropped; `--config.masking.ratio=...`);
+whole recipe (configs/recipes.py, docs/reproduce.md); `compress=mgtc|everest|rlt` runs the encoder on the tokens a motion-guided compressor keeps,
+in training and test (ratio 0.25 / 0.4 dropped; rlt: RLT's rule, every token whose change
+exceeds `threshold` 0.1, a count per clip padded to the budget `int((1 - ratio)·N)`, ratio 0:
+all N; `--config.masking.motion=codec` scores codec motion, which needs
+`--config.data.rand_augment=""`);
 `fps_scale=2` takes twice the frames at twice the rate with MGTC keeping half the tokens (the
 same encoder token count as the unscaled config), e.g. `--config configs/finetune.py:dataset=ssv2 --config.data.source=tfrecord
 --config.data.dir=DIR --config.num_classes=174`. Evaluate with
@@ -46,12 +49,15 @@ def get_config(arg=None):
   c.mixup = ml_collections.ConfigDict(
     dict(enabled=True, mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5)
   )
-  # "" = every token; a compressor (mgtc / everest) keeps the high-motion tokens only
-  c.masking = (
-    common.compressor(args.compress, {"mgtc": 0.25, "everest": 0.4}.get(args.compress, 0))
-    if args.compress
-    else ml_collections.ConfigDict(dict(kind=""))
-  )
+  # "" = every token; a compressor (mgtc / everest / rlt) keeps the high-motion tokens only
+  if args.compress == "rlt":  # RLT's own rule: a threshold, no cap on the kept count
+    c.masking = common.compressor("rlt", 0.0, form="threshold")
+  elif args.compress:
+    c.masking = common.compressor(
+      args.compress, {"mgtc": 0.25, "everest": 0.4}.get(args.compress, 0)
+    )
+  else:
+    c.masking = ml_collections.ConfigDict(dict(kind=""))
   c.mesh = common.mesh()
   c.eval = common.evaluation(num_clips=5, num_crops=3)
   common.run(c, total_steps=50_000)

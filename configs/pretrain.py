@@ -5,11 +5,13 @@ VideoMAE pre-training: tube masking 0.9, normalized-pixel targets, AdamW (0.9, 0
 crop, clips of 16 frames at `data.target_fps`.
 
 Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in
-synthetic motion data set; `masker=random|tube|running_cell` picks the masker;
-`compress=mgtc|everest` first drops low-motion tokens (neither encoded nor reconstructed;
-mgtc drops 25 %, everest 70 % as EVEREST with `masker=random`); `fps_scale=2` takes twice the
-frames at twice the rate, MGTC drops half and the masking ratio rises so the encoder sees as many
-tokens as unscaled;
+synthetic motion data set; `masker=random|tube|running_cell|mgmae|mgm` picks the masker (mgm
+and `--config.masking.flow=codec` of mgmae read the codec motion field the input pipeline then
+loads); `compress=mgtc|everest|rlt` first drops low-motion tokens (neither encoded nor
+reconstructed; mgtc drops 25 %, everest 70 % as EVEREST with `masker=random`, rlt 30 % by
+RLT's static-token score; `--config.masking.compress.motion=codec` scores codec motion instead);
+`fps_scale=2` takes twice the frames at twice the rate, MGTC drops half and the masking ratio
+rises so the encoder sees as many tokens as unscaled;
 `dataset=k400|ucf101|hmdb51|ssv2` samples as VideoMAE does there (every 4th frame; SSv2 and
 HMDB51 (EVEREST's scripts) every 2nd); `recipe=NAME` a paper's whole recipe (configs/recipes.py,
 docs/reproduce.md), e.g. `--config configs/pretrain.py:dataset=k400 --config.data.source=tfrecord
@@ -40,7 +42,7 @@ def get_config(arg=None):
     c.masking.decoder_ratio = 0.5
   if args.compress:
     c.masking.compress = common.compressor(
-      args.compress, {"mgtc": 0.25, "everest": 0.7}.get(args.compress, 0)
+      args.compress, {"mgtc": 0.25, "everest": 0.7, "rlt": 0.3}.get(args.compress, 0)
     )
   c.batch_size = 256  # global; the LR scales with it
   c.optim = common.optim()

@@ -364,6 +364,61 @@ def test_compose_priority_is_the_token_score():
     mgmae.compose_priority(jax.random.key(3), BATCH, GRID, video=None, ratio=0.75)
 
 
+def _uniform_codec_motion(batch=BATCH):
+  """The codec field of `_clip`'s motion: every block's content moved +V px in x from frame
+  k − 1 to k (entry 0 zero), on the 4 x 4 token grid."""
+  m = np.zeros((batch, FRAMES, 4, 4, 2), np.float32)
+  m[:, 1:, ..., 0] = V
+  return jnp.asarray(m)
+
+
+def test_codec_flow_warps_as_the_exact_flow_it_encodes():
+  # d_{k+1} = +V: after the base F_{k+1→k} = −d = −V, before it F_{k→k+1} = +d = +V, which is
+  # exact_flow's V·(t_b − t_a) both ways: the same volume and masks, bug or not.
+  motion = _uniform_codec_motion()
+  for bug in (False, True):
+    got = mgmae.mask_volume(
+      jax.random.key(KEY),
+      _clip(BATCH),
+      motion,
+      grid=GRID,
+      ratio=ONE_SEED,
+      init="token_rand",
+      flow="codec",
+      reproduce_warp_bug=bug,
+    )
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(_volume(reproduce_warp_bug=bug)))
+  m = masking.build(
+    {"kind": "mgmae", "ratio": ONE_SEED, "init": "token_rand", "flow": "codec"}, GRID
+  )
+  assert m.needs_motion and m.params["flow"] == "codec"
+  out = jax.jit(lambda k, v, x: m(k, v, None, motion=x))(jax.random.key(KEY), _clip(BATCH), motion)
+  _, run = _runner()
+  for a, b in zip(out, run(jax.random.key(KEY), _clip(BATCH))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  with pytest.raises(ValueError, match="reads the codec motion field"):
+    m(jax.random.key(0), _clip(1))
+
+
+def test_codec_pair_flows_sign_and_upsampling_on_a_non_uniform_field():
+  # 3 frames, 2 x 2 blocks of 4 px; base frame 1: pair 0 (frames 0, 1) is before the base and
+  # takes +d_1, pair 1 (frames 1, 2) after it and takes −d_2; each block's vector fills its
+  # 4 x 4 pixels.
+  d = np.arange(3 * 2 * 2 * 2, dtype=np.float32).reshape(1, 3, 2, 2, 2) + 1.0
+  flows = np.asarray(mgmae.codec_pair_flows(jnp.asarray(d), jnp.asarray([1]), (8, 8)))
+  assert flows.shape == (2, 1, 8, 8, 2)
+  for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):
+    block = (slice(4 * i, 4 * i + 4), slice(4 * j, 4 * j + 4))
+    np.testing.assert_array_equal(flows[0, 0][block], np.broadcast_to(d[0, 1, i, j], (4, 4, 2)))
+    np.testing.assert_array_equal(flows[1, 0][block], np.broadcast_to(-d[0, 2, i, j], (4, 4, 2)))
+  bug = np.asarray(
+    mgmae.codec_pair_flows(jnp.asarray(d), jnp.asarray([1]), (8, 8), reproduce_warp_bug=True)
+  )
+  np.testing.assert_array_equal(bug[0], -flows[0])
+  with pytest.raises(ValueError, match="flow must be one of"):
+    masking.build({"kind": "mgmae", "flow": "raft"}, GRID)
+
+
 def test_same_masks_on_8_devices_as_on_1():
   devices = jax.devices()
   assert len(devices) == 8

@@ -129,9 +129,11 @@ def test_eval_names_carry_what_differs_from_the_recorded_run(tmp_path):
   settings = workdir_lib.eval_settings(workdir, config)
   assert settings == {
     "data.target_fps": [4.0, 8.0],
+    "masking.compensate_camera": "",
     "masking.first": "keep",
     "masking.kind": "mgtc",
     "masking.metric": "l1",
+    "masking.motion": "pixels",
     "masking.ratio": 0.4,
     "masking.sub_blocks": 1,
   }  # runlocal fine-tunes on all tokens: every compressor key is new

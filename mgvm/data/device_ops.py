@@ -8,7 +8,9 @@ cheap (docs/data.md, "Where each step runs"). A float video (already normalised,
 detection pipeline or a test) passes through unchanged. Detection clips resized with their
 aspect kept (`data.resize="short_side"`) also carry `image_hw` (int32 [B, 2]: the content at
 the top left, the rest padding): the flip mirrors the content only and the padding is 0 after
-normalisation (the reference pads normalised clips with 0).
+normalisation (the reference pads normalised clips with 0). Clips made with
+`make_dataset(..., motion=True)` carry the codec motion on the token grid; `model_motion` flips
+it with the same `flip` flags, so it stays aligned to the video `model_video` gives.
 
 The normalisation statistics are a choice (`config.data.normalization`, `NORMALIZATIONS`):
 "imagenet" (VideoMAE) or "kinetics" (0.45 / 0.225 for every channel, SlowFast's and EVAD's).
@@ -84,6 +86,28 @@ def flip(video, flags, widths=None) -> jax.Array:
   source = jnp.where(xs < widths, widths - 1 - xs, xs)  # [B, W]
   mirrored = jnp.take_along_axis(video, source[:, None, None, :, None], axis=-2)
   return jnp.where(flags, mirrored, video)
+
+
+def flip_motion(motion, flags) -> jax.Array:
+  """Mirrors (width axis) the motion fields `motion` [B, T, h, w, 2] of the clips whose `flags`
+  [B] are set, as `flip` mirrors their frames: cell column c -> w − 1 − c and dx -> −dx (dy
+  kept). `model_motion` flips a batch's `motion` and `motion_valid` together."""
+  motion = jnp.asarray(motion)
+  flags = jnp.asarray(flags, bool).reshape((-1,) + (1,) * (motion.ndim - 1))
+  mirrored = motion[..., ::-1, :] * jnp.asarray([-1.0, 1.0], motion.dtype)
+  return jnp.where(flags, mirrored, motion)
+
+
+def model_motion(batch: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
+  """(`motion` [B, T, h, w, 2], `motion_valid` [B, T, h, w]) of a pipeline batch made with
+  `make_dataset(..., motion=True)`, aligned to the video `model_video` gives: mirrored (grid and
+  dx) where `batch["flip"]` is set, as is otherwise (docs/data.md, "Motion in clips")."""
+  motion = jnp.asarray(batch["motion"], jnp.float32)
+  valid = jnp.asarray(batch["motion_valid"], jnp.float32)
+  if "flip" not in batch:
+    return motion, valid
+  flags = jnp.asarray(batch["flip"], bool)
+  return flip_motion(motion, flags), flip(valid[..., None], flags)[..., 0]
 
 
 def zero_padding(video, image_hw) -> jax.Array:

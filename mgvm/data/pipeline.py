@@ -27,6 +27,8 @@ from mgvm.data import format as fmt
 from mgvm.data import sampling, video_ops
 
 MODES = ("pretrain", "finetune", "eval")
+# What `format.parse_example(..., with_motion=True)` adds, and `make_dataset(motion=True)` reads.
+MOTION_KEYS = ("motion", "motion_valid", "motion_block")
 AUTOTUNE = tf.data.AUTOTUNE
 PREFETCH_BATCHES = 2  # ready batches held ahead of the step: enough to hide a step's jitter
 RAM_BUDGET_FRACTION = 0.25  # of the host's memory, for the autotuned buffers
@@ -319,15 +321,52 @@ def _eval_indices(fps, n, *, num_frames, temporal, fps_choices, frame_stride, nu
   return sampling.eval_indices(n, stride, num_frames, num_clips), stride
 
 
-def _select_frames(video, indices, *, num_frames, mode, group):
-  """(video [V, T, S, S, 3], indices [V, T]): the `num_frames` most informative frames of each
-  uint8 window `video` [V, W, S, S, 3] (source `indices` [V, W]), in groups of `group`
-  consecutive frames (`sampling.select_frame_positions`, `mgvm.masking.frames`)."""
+def _select_frames(video, *per_frame, num_frames, mode, group):
+  """(video [V, T, S, S, 3], *per_frame [V, T]): the `num_frames` most informative frames of each
+  uint8 window `video` [V, W, S, S, 3] and of each `per_frame` [V, W] (source indices, positions),
+  in groups of `group` consecutive frames (`sampling.select_frame_positions`,
+  `mgvm.masking.frames`)."""
   positions = sampling.select_frame_positions(sampling.frame_change(video), num_frames, mode, group)
-  return (
-    tf.gather(video, positions, axis=1, batch_dims=1),
-    tf.gather(indices, positions, axis=1, batch_dims=1),
-  )
+  return tuple(tf.gather(x, positions, axis=1, batch_dims=1) for x in (video, *per_frame))
+
+
+def _positions(indices, stride, temporal):
+  """int64 [..., T]: the clips' source frames unwrapped (`sampling.clip_positions`; segments
+  never wrap)."""
+  if temporal == "segment":
+    return tf.cast(indices, tf.int64)
+  return sampling.clip_positions(indices, stride)
+
+
+def _motion_parser(parse_fn):
+  """`parse_fn` that also reads the motion field; a custom one must return its keys."""
+  if parse_fn is None:
+    return functools.partial(fmt.parse_example, with_motion=True)
+
+  def parse(serialized):
+    ex = parse_fn(serialized)
+    missing = [k for k in MOTION_KEYS if k not in ex]
+    if missing:
+      raise ValueError(
+        f"motion=True needs the motion field from parse_fn, which lacks {missing} (return "
+        f"mgvm.data.format.parse_example(..., with_motion=True)'s keys)"
+      )
+    return ex
+
+  return parse
+
+
+def _check_motion(motion_block, image_size, rand_augment):
+  if int(motion_block) != motion_block or motion_block < 1 or image_size % motion_block:
+    raise ValueError(
+      f"motion_block must be an integer >= 1 dividing image_size ({image_size}), got {motion_block}"
+    )
+  if rand_augment:
+    raise ValueError(
+      f"motion=True with rand_augment={rand_augment!r} is not supported: RandAugment's "
+      f"geometric ops (rotate, shear, translate) move pixels the motion field does not follow; "
+      f"pass rand_augment='' or motion=False"
+    )
 
 
 def _clip_fps(fps, stride):
@@ -365,6 +404,8 @@ def make_dataset(
   frame_selection: str = "",
   frame_selection_window: int = 2,
   frame_selection_group: int = 2,
+  motion: bool = False,
+  motion_block: int = 16,
 ) -> tf.data.Dataset:
   """Batched clips for this host; see docs/data.md for the element keys.
 
@@ -390,6 +431,11 @@ def make_dataset(
   `frame_selection_group` consecutive ones (the tubelet's frames), in temporal order; the
   energy is computed on the uint8 view the model gets. `frame_indices` are then the kept source
   frames and `stride` the window's.
+  `motion`: every clip (each view) also carries the stored codec motion field on its token grid,
+  `motion` float32 [T, S/motion_block, S/motion_block, 2] (model pixels, from clip frame k − 1 to
+  k) and `motion_valid` float32 [T, S/motion_block, S/motion_block] (docs/data.md, "Motion in
+  clips"); flip it with `device_ops.model_motion`. Every record needs the field; not with
+  `rand_augment`.
   """
   fps_choices, ra_kwargs = _check_args(
     mode,
@@ -412,6 +458,8 @@ def make_dataset(
   sampling.check_frame_selection(
     frame_selection, frame_selection_window, num_frames, frame_selection_group
   )
+  if motion:
+    _check_motion(motion_block, image_size, rand_augment)
   # Frames sampled per clip: a window `frame_selection_window` times the clip when selecting.
   window = num_frames * int(frame_selection_window) if frame_selection else num_frames
   select = (
@@ -421,7 +469,12 @@ def make_dataset(
     if frame_selection
     else None
   )
-  parse_fn = parse_fn or fmt.parse_example
+  parse_fn = _motion_parser(parse_fn) if motion else parse_fn or fmt.parse_example
+  # Clips' motion fields: (motion, motion_valid) from the record, unwrapped positions [V, T] and
+  # crop boxes [V, 4] in stored pixels.
+  clip_motion = (
+    functools.partial(_clip_motion, size=image_size, block=int(motion_block)) if motion else None
+  )
   if mode == "eval":
     files = host_files(files, process_index, process_count)
     return _eval_dataset(
@@ -440,6 +493,7 @@ def make_dataset(
       threads=threads,
       window=window,
       select=select,
+      clip_motion=clip_motion,
     )
   if eval_batches is not None:
     raise ValueError(f"eval_batches is for mode='eval', got mode={mode!r}")
@@ -457,8 +511,10 @@ def make_dataset(
       return video_ops.multi_scale_crop_box(height, width, image_size, seed)
     return video_ops.random_resized_crop_box(height, width, seed, scale=tuple(crop_scale))
 
-  def view(jpegs, indices, frames, seed):
-    """One augmented view: uint8 pixels plus the draws `device_ops.model_video` applies."""
+  def view(ex, indices, positions, frames, seed):
+    """One augmented view: uint8 pixels plus the draws `device_ops.model_video` applies (and,
+    with `positions`, the clip's motion field)."""
+    jpegs = ex["frames"]
     s_crop, s_flip, s_rand_augment, s_erase = tf.unstack(
       tf.random.experimental.stateless_split(seed, 4)
     )
@@ -471,11 +527,19 @@ def make_dataset(
 
         frames = augment.rand_augment(frames, s_rand_augment, **ra_kwargs)
       shape = tf.shape(frames)
-      clip = video_ops.crop_and_resize(frames, crop_box(shape[1], shape[2], s_crop), image_size)
+      box = crop_box(shape[1], shape[2], s_crop)
+      clip = video_ops.crop_and_resize(frames, box, image_size)
     out = {"video": video_ops.to_uint8(clip)}
     if select is not None:
-      video, kept = select(out["video"][None], indices[None])
+      video, kept, *rest = select(
+        out["video"][None], indices[None], *([] if positions is None else [positions[None]])
+      )
       out.update(video=video[0], frame_indices=kept[0])
+      positions = rest[0][0] if rest else None
+    if positions is not None:
+      box = tf.stack([tf.cast(v, tf.float64) for v in box])
+      motion, motion_valid = clip_motion(ex, positions[None], box[None])
+      out.update(motion=motion[0], motion_valid=motion_valid[0])
     if mode == "finetune":
       out["flip"] = video_ops.flip_decision(s_flip) if flip else tf.constant(False)
       if random_erase:
@@ -502,8 +566,9 @@ def make_dataset(
       seed=s_time,
     )
     frames = None if crop_decode else video_ops.decode_frames(ex["frames"], indices)
+    positions = _positions(indices, stride, temporal) if motion else None
     views = [
-      view(ex["frames"], indices, frames, tf.random.experimental.stateless_fold_in(s_views, j))
+      view(ex, indices, positions, frames, tf.random.experimental.stateless_fold_in(s_views, j))
       for j in range(num_sample)
     ]
     out = {key: tf.stack([v[key] for v in views]) for key in views[0]}
@@ -629,6 +694,7 @@ def _eval_dataset(
   threads=0,
   window=None,
   select=None,
+  clip_motion=None,
 ):
   views = num_clips * num_crops
   window = window or num_frames  # frames sampled per clip (more when `select` keeps num_frames)
@@ -650,10 +716,21 @@ def _eval_dataset(
     crops = tf.transpose(crops, [1, 0, 2, 3, 4, 5])  # view = clip * num_crops + crop
     video = video_ops.to_uint8(tf.reshape(crops, [views, window, image_size, image_size, 3]))
     frame_indices = tf.repeat(indices, num_crops, axis=0)
-    if select is not None:
-      video, frame_indices = select(video, frame_indices)
+    extra = {}
+    if clip_motion is None:
+      if select is not None:
+        video, frame_indices = select(video, frame_indices)
+    else:
+      positions = tf.repeat(_positions(indices, stride, temporal), num_crops, axis=0)
+      if select is not None:
+        video, frame_indices, positions = select(video, frame_indices, positions)
+      shape = tf.shape(frames)
+      boxes = video_ops.spatial_crop_boxes(shape[1], shape[2], image_size, num_crops)
+      motion, motion_valid = clip_motion(ex, positions, tf.tile(boxes, [num_clips, 1]))
+      extra = {"motion": motion, "motion_valid": motion_valid}
     per_view = lambda x: tf.fill([views], x)
     return {
+      **extra,
       "video": video,
       "label": per_view(ex["label"]),
       "frame_indices": frame_indices,
@@ -667,6 +744,14 @@ def _eval_dataset(
 
   return eval_stream(
     files, process, batch_size=batch_size, eval_batches=eval_batches, threads=threads
+  )
+
+
+@tf.autograph.experimental.do_not_convert
+def _clip_motion(ex, positions, boxes, *, size, block):
+  """(`motion`, `motion_valid`) [V, ...] of V clips of the record `ex` (`video_ops.clip_motion`)."""
+  return video_ops.clip_motion(
+    ex["motion"], ex["motion_valid"], ex["motion_block"], positions, boxes, size, block
   )
 
 

@@ -74,6 +74,16 @@ def clip_indices_np(num_frames: int, stride: float, num_out: int, start: int = 0
   return ((int(start) + offsets.astype(np.int64)) % int(num_frames)).astype(np.int32)
 
 
+def clip_positions_np(indices, stride: float) -> np.ndarray:
+  """int64 [..., T]: the clips' source frames `indices` [..., T] (dense sampling) unwrapped,
+  `indices[..., 0] + floor(i * stride + 0.5)`: frame i is `positions mod num_frames`, and a
+  step that passes a multiple of num_frames wraps around the video's end."""
+  indices = np.asarray(indices, np.int64)
+  num_out = indices.shape[-1]
+  offsets = np.floor(np.arange(num_out, dtype=np.float64) * np.float64(stride) + 0.5)
+  return indices[..., :1] + offsets.astype(np.int64)
+
+
 def max_start_np(num_frames: int, stride: float, num_out: int) -> int:
   """Largest start keeping the clip inside the video: max(0, num_frames - span)."""
   return max(0, int(num_frames) - clip_span_np(stride, num_out))
@@ -170,6 +180,13 @@ def _wrap(idx, num_frames) -> tf.Tensor:
 def clip_indices(num_frames, stride, num_out: int, start=0) -> tf.Tensor:
   """int32 [num_out]: `(start + floor(i * stride + 0.5)) mod num_frames`."""
   return _wrap(tf.cast(start, tf.int64) + _offsets(stride, num_out), num_frames)
+
+
+def clip_positions(indices, stride) -> tf.Tensor:
+  """int64 [..., T]: `indices` [..., T] (dense sampling) unwrapped (`clip_positions_np`); the
+  codec motion of a clip sums the stored fields between consecutive positions."""
+  indices = tf.cast(indices, tf.int64)
+  return indices[..., :1] + _offsets(stride, int(indices.shape[-1]))
 
 
 def max_start(num_frames, stride, num_out: int) -> tf.Tensor:

@@ -286,3 +286,135 @@ def normalize(frames: tf.Tensor, normalization: str = "imagenet") -> tf.Tensor:
   mean, std = normalization_stats(normalization)
   x = tf.cast(frames, tf.float32) / 255.0
   return (x - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+# -------------------------------------------------------------------- the codec motion field
+# A stored motion field (`mgvm.data.format`: per stored frame, (dx, dy) per block of
+# `stored_block` px, from the previous stored frame) made to follow clips: summed over each
+# step of a clip, cropped with the frames' box and averaged onto the model's token grid. Every
+# function takes a leading axis of clips (views). Plain TF (no tensor-dependent Python control
+# flow), so tf.data skips autograph's slow conversion of them.
+_plain = tf.autograph.experimental.do_not_convert
+
+
+@_plain
+def motion_steps(vectors, valid, positions) -> tuple[tf.Tensor, tf.Tensor]:
+  """(float32 [V, T, gh, gw, 2] motion, float32 [V, T, gh, gw] valid share) from clip frame k − 1
+  to k of each of V clips.
+
+  `vectors` [n, gh, gw, 2] / `valid` [n, gh, gw]: the stored per-frame field and its flags;
+  `positions` int [V, T]: each clip's source frames *unwrapped* (non-decreasing; frame
+  `positions % n`, `sampling.clip_positions`). Entry k sums the stored fields of the frames
+  (p_{k−1}, p_k] (the motion from clip frame k − 1 to k, summed in place: it approximates
+  chaining them along the motion), from float64 prefix sums over the frames the clips span, and
+  its valid share is the mean of their flags. Entry 0 is 0 with share 0 (no previous frame); a repeated frame is 0 with
+  share 1 (no motion); a step across the video's end (a wrap-around, i.e. a cut) is 0 with
+  share 0.
+  """
+  p = tf.cast(positions, tf.int64)
+  a, b = p[:, :-1], p[:, 1:]
+  n = tf.cast(tf.shape(vectors)[0], tf.int64)
+  check = tf.debugging.assert_non_negative(b - a, message="positions must not decrease")
+  with tf.control_dependencies([check]):
+    first = tf.reduce_min(p)
+  # Prefix sums over the frames the clips step through (only those): frame `first + i` at i.
+  source = tf.math.floormod(tf.range(first, tf.reduce_max(p) + 1), n)
+  field = tf.concat(
+    [
+      tf.cast(tf.gather(vectors, source), tf.float64),
+      tf.cast(tf.gather(valid, source), tf.float64)[..., None],
+    ],
+    -1,
+  )
+  total = tf.cumsum(field, axis=0)
+  span = tf.gather(total, b - first) - tf.gather(total, a - first)
+  steps = tf.cast(b - a, tf.float64)[:, :, None, None]
+  cut = (tf.math.floordiv(a, n) != tf.math.floordiv(b, n))[:, :, None, None]
+  share = tf.where(steps > 0, span[..., 2] / tf.maximum(steps, 1.0), tf.ones_like(steps))
+  share = tf.where(cut, tf.zeros_like(share), share)
+  moved = tf.where(cut[..., None], tf.zeros_like(span[..., :2]), span[..., :2])
+  zero = lambda x: tf.zeros_like(x[:, :1])  # noqa: E731
+  return (
+    tf.cast(tf.concat([zero(moved), moved], 1), tf.float32),
+    tf.cast(tf.concat([zero(share), share], 1), tf.float32),
+  )
+
+
+def _cell_weights(start, length, cells: int, block, blocks) -> tf.Tensor:
+  """float64 [V, cells, blocks]: the share of output cell r (`cells` equal cells over [start,
+  start + length), [V] each) that stored block i ([i·block, (i+1)·block)) covers."""
+  start, length = tf.cast(start, tf.float64), tf.cast(length, tf.float64)
+  cell = (length / float(cells))[:, None, None]
+  lo = start[:, None, None] + tf.range(cells, dtype=tf.float64)[None, :, None] * cell
+  block = tf.cast(block, tf.float64)
+  b_lo = tf.range(tf.cast(blocks, tf.float64), dtype=tf.float64)[None, None, :] * block
+  overlap = tf.minimum(lo + cell, b_lo + block) - tf.maximum(lo, b_lo)
+  return tf.maximum(overlap, 0.0) / cell
+
+
+@_plain
+def motion_to_grid(field, boxes, stored_block, grid) -> tf.Tensor:
+  """float32 [V, T, g_h, g_w, C]: the block fields `field` [V, T, gh, gw, C] (block (i, j) covers
+  stored pixels [i·b, (i+1)·b) × [j·b, (j+1)·b), b = `stored_block`) cropped to `boxes` [V, 4] =
+  (y, x, h, w) (stored pixels, may be fractional) and averaged over each cell of a `grid` =
+  (g_h, g_w) split of the box: the area-weighted mean of the blocks the cell overlaps (area
+  outside the field counts as 0). Values are not rescaled."""
+  boxes = tf.cast(boxes, tf.float64)
+  shape = tf.shape(field)
+  rows = _cell_weights(boxes[:, 0], boxes[:, 2], grid[0], stored_block, shape[2])
+  cols = _cell_weights(boxes[:, 1], boxes[:, 3], grid[1], stored_block, shape[3])
+  out = tf.einsum("vrh,vthwc,vqw->vtrqc", rows, tf.cast(field, tf.float64), cols)
+  return tf.cast(out, tf.float32)
+
+
+@_plain
+def clip_motion(
+  vectors, valid, stored_block, positions, boxes, size: int, block: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+  """(`motion` float32 [V, T, g, g, 2], `motion_valid` float32 [V, T, g, g]), g = size / block:
+  the codec motion of V clips whose frames are `positions` [V, T] (`motion_steps`) and whose
+  pixels are `boxes` [V, 4] = (y, x, h, w) (stored pixels) resized to `size` × `size`:
+  `motion_to_grid` onto the g × g cells of each box, then (dx, dy) scaled to model pixels by
+  (size / w, size / h)."""
+  _check_size(size)
+  _check_size(block)
+  if size % block:
+    raise ValueError(f"image_size {size} must be a multiple of motion_block {block}")
+  g = size // block
+  moved, share = motion_steps(vectors, valid, positions)
+  grid = motion_to_grid(tf.concat([moved, share[..., None]], -1), boxes, stored_block, (g, g))
+  boxes = tf.cast(boxes, tf.float64)
+  scale = tf.cast(tf.stack([size / boxes[:, 3], size / boxes[:, 2]], -1), tf.float32)
+  views, num_out = positions.shape[0], positions.shape[1]
+  return (
+    tf.ensure_shape(grid[..., :2] * scale[:, None, None, None, :], [views, num_out, g, g, 2]),
+    tf.ensure_shape(grid[..., 2], [views, num_out, g, g]),
+  )
+
+
+@_plain
+def spatial_crop_boxes(height, width, size: int, num_crops: int = 3) -> tf.Tensor:
+  """float64 [num_crops, 4]: the (y, x, h, w) in the frame's pixels (fractional) that each view
+  of `spatial_crops` shows (its short-side resize and crop mapped back)."""
+  if int(num_crops) != num_crops or num_crops < 1:
+    raise ValueError(f"num_crops must be an integer >= 1, got {num_crops}")
+  height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+  new_h = tf.where(height <= width, size, (size * height) // width)  # as resize_short_side
+  new_w = tf.where(height <= width, (size * width) // height, size)
+  if num_crops == 1:  # as resize_center_crop
+    starts = [((new_h - size) // 2, (new_w - size) // 2)]
+  else:  # as spatial_crops
+    along_h = new_h >= new_w
+    step = tf.cast(tf.maximum(new_h, new_w) - size, tf.float64) / float(num_crops - 1)
+    starts = []
+    for k in range(num_crops):
+      start = tf.cast(tf.floor(float(k) * step), tf.int32)
+      starts.append((tf.where(along_h, start, 0), tf.where(along_h, 0, start)))
+  fy = tf.cast(height, tf.float64) / tf.cast(new_h, tf.float64)  # frame px per resized px
+  fx = tf.cast(width, tf.float64) / tf.cast(new_w, tf.float64)
+  return tf.stack(
+    [
+      tf.stack([tf.cast(y, tf.float64) * fy, tf.cast(x, tf.float64) * fx, size * fy, size * fx])
+      for y, x in starts
+    ]
+  )

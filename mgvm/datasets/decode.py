@@ -7,7 +7,11 @@ frame; a variable-rate file is resampled by its timestamps instead of being assu
 
 Files that cannot be used raise `DecodeError` with a short `reason` for per-reason counts:
 `missing`, `empty` (zero bytes), `unreadable` (not a container PyAV can open),
-`no_video_stream`, `no_frames`, `truncated` (a decoding error after some frames).
+`no_video_stream`, `no_frames`, `truncated` (a decoding error after some frames), and with
+`motion` under `transcode="never"`, `no_motion_vectors` (a codec that exports none).
+
+`motion=MotionSettings(...)` also returns the codec's motion field of the stored frames
+(`mgvm.datasets.motion_vectors`), read in the same decoding pass; the frames do not change.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ import os
 
 import numpy as np
 
-REASONS = ("missing", "empty", "unreadable", "no_video_stream", "no_frames", "truncated")
+REASONS = (
+  "missing",
+  "empty",
+  "unreadable",
+  "no_video_stream",
+  "no_frames",
+  "truncated",
+  "no_motion_vectors",
+)
 
 
 class DecodeError(Exception):
@@ -38,6 +50,7 @@ class Decoded:
   timestamps: np.ndarray  # float64 [N] seconds of the chosen source frames
   height: int = 0  # of the stored (resized) frames
   width: int = 0
+  motion: object = None  # motion_vectors.Field of the stored frames, when asked for
 
 
 def _resize_shape(height: int, width: int, short_side: int | None) -> tuple[int, int]:
@@ -117,7 +130,15 @@ def _packet_pts(path: str) -> tuple[np.ndarray, object] | None:
     return np.sort(np.asarray(pts, np.int64)), stream.time_base
 
 
-def _decode_streaming(path, max_fps, short_side, convert) -> Decoded:
+def _extractor(path, stream, picked, motion):
+  if motion is None:
+    return None
+  from mgvm.datasets import motion_vectors
+
+  return motion_vectors.Extractor(path, stream, picked, motion)
+
+
+def _decode_streaming(path, max_fps, short_side, convert, motion=None) -> Decoded:
   """Two passes: packet timestamps pick the frames, then only those are converted and kept."""
   found = _packet_pts(path)
   if found is None or len(found[0]) == 0:
@@ -129,16 +150,19 @@ def _decode_streaming(path, max_fps, short_side, convert) -> Decoded:
     source_fps, fps = _rates(stream, t, max_fps)
     picked = constant_rate_indices(t, fps)
     copies = np.bincount(picked, minlength=len(pts))
+    extractor = _extractor(path, stream, picked, motion)
     kept, k, size = [], 0, None
     try:
       for frame in container.decode(stream):
         if frame.pts is None or k >= len(pts) or frame.pts != pts[k]:
           raise _Mismatch()
+        if size is None:
+          size = _resize_shape(frame.height, frame.width, short_side)
         if copies[k]:
-          if size is None:
-            size = _resize_shape(frame.height, frame.width, short_side)
           image = convert(frame.to_ndarray(format="rgb24", width=size[1], height=size[0]))
           kept.extend([image] * int(copies[k]))
+        if extractor is not None:
+          extractor.add(frame, size)
         k += 1
     except _Mismatch:
       raise
@@ -146,6 +170,7 @@ def _decode_streaming(path, max_fps, short_side, convert) -> Decoded:
       raise _decode_error(path, e, k) from None
     if k != len(pts):
       raise _Mismatch()
+    field = extractor.finish() if extractor is not None else None
   return Decoded(
     frames=kept,
     fps=float(fps),
@@ -153,13 +178,15 @@ def _decode_streaming(path, max_fps, short_side, convert) -> Decoded:
     timestamps=t[picked],
     height=size[0] if size else 0,
     width=size[1] if size else 0,
+    motion=field,
   )
 
 
-def _decode_in_memory(path, max_fps, short_side, convert) -> Decoded:
+def _decode_in_memory(path, max_fps, short_side, convert, motion=None) -> Decoded:
   """One pass holding every decoded frame (for files whose packets do not map 1:1 to frames)."""
   with _open(path) as container:
     stream = container.streams.video[0]
+    extractor = _extractor(path, stream, None, motion)  # switches the export on: before decoding
     frames, times = [], []
     try:
       for frame in container.decode(stream):
@@ -183,6 +210,12 @@ def _decode_in_memory(path, max_fps, short_side, convert) -> Decoded:
       convert(frames[i].to_ndarray(format="rgb24", width=width, height=height))
       for i in order[picked]
     ]
+    field = None
+    if extractor is not None:
+      extractor.picked = picked
+      for i in order:  # display order
+        extractor.add(frames[i], (height, width))
+      field = extractor.finish()
   return Decoded(
     frames=images,
     fps=float(fps),
@@ -190,11 +223,17 @@ def _decode_in_memory(path, max_fps, short_side, convert) -> Decoded:
     timestamps=t[picked],
     height=height,
     width=width,
+    motion=field,
   )
 
 
 def decode(
-  path: str, *, max_fps: float | None = None, short_side: int | None = None, convert=None
+  path: str,
+  *,
+  max_fps: float | None = None,
+  short_side: int | None = None,
+  convert=None,
+  motion=None,
 ) -> Decoded:
   """The frames of `path` on a constant grid (see the module docstring).
 
@@ -203,12 +242,14 @@ def decode(
   `convert` (e.g. JPEG encoding) as it is decoded. `frames` is then the list of `convert`
   results; without `convert`, a uint8 [N, H, W, 3] array. Files whose packets do not map one
   to one onto decoded frames fall back to a single pass that holds every decoded frame.
+  `motion` (`motion_vectors.MotionSettings`): also the codec's motion field of the stored frames
+  (`out.motion`, a `motion_vectors.Field`), from the same decoding pass.
   """
   keep = convert or (lambda image: image)
   try:
-    out = _decode_streaming(path, max_fps, short_side, keep)
+    out = _decode_streaming(path, max_fps, short_side, keep, motion)
   except _Mismatch:
-    out = _decode_in_memory(path, max_fps, short_side, keep)
+    out = _decode_in_memory(path, max_fps, short_side, keep, motion)
   if not out.frames:
     raise DecodeError(path, "no_frames")
   if convert is None:
@@ -231,13 +272,25 @@ def jpeg_encoder(quality: int = 90):
 
 
 def decode_or_skip(
-  path: str, *, short_side: int | None = None, max_fps: float | None = None, jpeg_quality: int = 90
+  path: str,
+  *,
+  short_side: int | None = None,
+  max_fps: float | None = None,
+  jpeg_quality: int = 90,
+  motion=None,
 ) -> Decoded | dict:
   """What every writer does with one listed file (`prepare`, the tfds builders): the `Decoded`
   video holding per-frame JPEG bytes (encoded as each frame is decoded), or, for a file that
-  cannot be used, its skip record `{"path", "reason", "detail"}` (never an exception)."""
+  cannot be used, its skip record `{"path", "reason", "detail"}` (never an exception).
+  `motion`: also its motion field (`decode`)."""
   try:
-    return decode(path, max_fps=max_fps, short_side=short_side, convert=jpeg_encoder(jpeg_quality))
+    return decode(
+      path,
+      max_fps=max_fps,
+      short_side=short_side,
+      convert=jpeg_encoder(jpeg_quality),
+      motion=motion,
+    )
   except DecodeError as e:
     return {"path": path, "reason": e.reason, "detail": e.detail}
 

@@ -4,6 +4,7 @@
       [--short-side 320] [--max-fps 30] [--workers K] [--videos-per-shard 64]
       [--boxes ava_train_v2.2.csv [--boxes-offset 0] [--label-map LIST.pbtxt]]
       [--boxes UCF101v2-GT.pkl --boxes-fps 25] [--classes classes.txt]
+      [--motion-vectors [--motion-block 16] [--transcode auto|always|never]]
 
 `--csv` is a VideoMAE-style list (`mgvm.datasets.video_list`). Each video is decoded with PyAV
 onto a constant rate by timestamps (`mgvm.datasets.decode`), optionally resized (short side) and
@@ -34,6 +35,14 @@ is the file's path under `--root` without extension. Annotations outside a video
 in the summary (`boxes_outside`). A `.pkl` is an ACT-detector ground truth (UCF101-24,
 JHMDB): its 1-based frame number f is at `(f − 1) / --boxes-fps` seconds (the rate the
 annotated frames were extracted at: 25 for UCF101, 30 for JHMDB).
+
+`--motion-vectors` also stores the codec's motion field of the stored frames (`motion/*` in
+`mgvm.data.format`; `mgvm.datasets.motion_vectors` defines it): `--motion-block` pixels per
+cell, and `--transcode` says when a video is re-encoded to H.264 for it ("auto": only codecs
+that export no vectors, "always", "never": such videos are skipped, reason
+`no_motion_vectors`). The summaries then hold `motion_vectors` (settings, videos with a field,
+transcoded videos, mean |vector| and share of valid blocks, stored frames per picture type) and
+the decoder record names the libx264 build used to transcode. Without the flag nothing changes.
 """
 
 from __future__ import annotations
@@ -49,18 +58,21 @@ import time
 from typing import Sequence
 
 from mgvm.datasets import decode as dec
+from mgvm.datasets import motion_vectors as mvs
 from mgvm.datasets import processes, shards, video_list
 
 SHARD_INFO_DIR = ".shards"
 
 
-def decoder_versions() -> dict:
+def decoder_versions(motion: bool = False) -> dict:
   """What turns a video file into the stored JPEGs, as a JSON-able dict.
 
   `pyav` and `ffmpeg`: the PyAV and FFmpeg versions; `libraries`: the FFmpeg libraries PyAV
   loaded (libavcodec decodes, libswscale converts to RGB and resizes for `--short-side`) as
   "major.minor.micro"; `ffmpeg_configuration`: their build's configure line (same version,
-  another build can decode differently); `pillow`, `libjpeg`: the JPEG encoder.
+  another build can decode differently); `pillow`, `libjpeg`: the JPEG encoder. With `motion`
+  (`--motion-vectors`) also `transcoder`: PyAV, the libx264 build (`core N`, from the version
+  line x264 writes into its stream) and the options of the H.264 re-encode.
   """
   import importlib
 
@@ -79,6 +91,8 @@ def decoder_versions() -> dict:
   except (ImportError, AttributeError, KeyError, TypeError):
     pass
   info.update(pillow=str(PIL.__version__), libjpeg=str(features.version("jpg") or "unknown"))
+  if motion:
+    info["transcoder"] = mvs.transcoder_versions()
   return info
 
 
@@ -86,11 +100,14 @@ def describe_decoder(decoder: dict | None) -> str:
   """One line naming a `decoder_versions` dict (None: shards written before it was recorded)."""
   if not decoder:
     return "an unrecorded decoder (written before prepare recorded it)"
-  return (
+  line = (
     f"PyAV {decoder.get('pyav')}, FFmpeg {decoder.get('ffmpeg')} (libavcodec "
     f"{decoder.get('libraries', {}).get('libavcodec')}), Pillow {decoder.get('pillow')} "
     f"(libjpeg {decoder.get('libjpeg')})"
   )
+  if decoder.get("transcoder"):
+    line += f", libx264 {decoder['transcoder'].get('libx264')}"
+  return line
 
 
 def _decoder_differences(old: dict | None, new: dict | None) -> list[str]:
@@ -98,7 +115,12 @@ def _decoder_differences(old: dict | None, new: dict | None) -> list[str]:
 
   def flat(d):
     d = dict(d or {})
-    return {**{k: v for k, v in d.items() if k != "libraries"}, **d.get("libraries", {})}
+    coder = d.get("transcoder") or {}
+    return {
+      **{k: v for k, v in d.items() if k not in ("libraries", "transcoder")},
+      **d.get("libraries", {}),
+      **{f"transcoder {k}": v for k, v in coder.items()},
+    }
 
   a, b = flat(old), flat(new)
   return [
@@ -106,6 +128,15 @@ def _decoder_differences(old: dict | None, new: dict | None) -> list[str]:
     for k in sorted(set(a) | set(b), key=lambda k: (k == "ffmpeg_configuration", k))
     if a.get(k) != b.get(k)
   ]
+
+
+def _same_decoder(a: dict | None, b: dict | None) -> bool:
+  """Equal records; the transcoder counts only when both have one (a split prepared without
+  `--motion-vectors` decoded its frames with the same decoder)."""
+  if a and b and not (a.get("transcoder") and b.get("transcoder")):
+    a = {k: v for k, v in a.items() if k != "transcoder"}
+    b = {k: v for k, v in b.items() if k != "transcoder"}
+  return a == b
 
 
 def _group_decoders(pairs) -> list[dict]:
@@ -133,7 +164,7 @@ def _warn_mixed_decoders(log, out: str, split: str, current: dict, done, others)
   for name, summary in sorted(others.items()):
     recorded += [{**g, "split": name} for g in _summary_decoders(summary)]
   for group in recorded:
-    if group["decoder"] == current:
+    if _same_decoder(group["decoder"], current):
       continue
     where = (
       f"split {group['split']} of {out} was"
@@ -217,13 +248,15 @@ def _write_shard(task) -> dict:
   """Decodes and writes one shard; returns its stats (also stored next to the shard)."""
   from mgvm.data import format as fmt
 
-  out, split, shard, num_shards, entries, root, short_side, max_fps, quality, boxes = task
+  out, split, shard, num_shards, entries, root, short_side, max_fps, quality, boxes, motion = task
   name = shards.shard_name(split, shard, num_shards)
   written, skipped, frames, outside, annotated = [], [], 0, 0, 0
+  settings = mvs.MotionSettings(**motion) if motion else None
+  motion_stats = _empty_motion_stats() if motion else None
   with shards.write_shard(out, name) as writer:
     for entry in entries:
       video = dec.decode_or_skip(
-        entry.path, short_side=short_side, max_fps=max_fps, jpeg_quality=quality
+        entry.path, short_side=short_side, max_fps=max_fps, jpeg_quality=quality, motion=settings
       )
       if isinstance(video, dict):
         skipped.append({"line": entry.line, **video})
@@ -246,10 +279,13 @@ def _write_shard(task) -> dict:
           width=video.width,
           label=-1 if entry.label is None else entry.label,
           annotations=extra,
+          motion=None if settings is None else video.motion.as_format(),
         )
       )
       written.append(entry.line)
       frames += len(video.frames)
+      if settings is not None:
+        _add_motion_stats(motion_stats, video.motion)
   stats = {
     "shard": name,
     "written": written,
@@ -257,10 +293,53 @@ def _write_shard(task) -> dict:
     "frames": frames,
     "annotated_frames": annotated,
     "boxes_outside": outside,
-    "decoder": decoder_versions(),
+    "decoder": decoder_versions(motion=bool(motion)),
   }
+  if motion:
+    stats.update(motion=motion, motion_stats=motion_stats)
   shards.write_json(os.path.join(out, SHARD_INFO_DIR, f"{name}.json"), stats, indent=None)
   return stats
+
+
+def _empty_motion_stats() -> dict:
+  return {
+    "videos": 0,
+    "transcoded": 0,
+    "blocks": 0,
+    "valid_blocks": 0,
+    "abs_sum_px": 0.0,
+    "frame_types": {"I": 0, "P": 0, "B": 0, "other": 0},
+  }
+
+
+def _add_motion_stats(total: dict, field: mvs.Field) -> None:
+  one = mvs.magnitude_stats(field)
+  total["videos"] += 1
+  total["transcoded"] += int(field.transcoded)
+  for key in ("blocks", "valid_blocks", "abs_sum_px"):
+    total[key] += one[key]
+  for key, count in one["frame_types"].items():
+    total["frame_types"][key] += count
+
+
+def _motion_summary(motion: dict, results: list[dict]) -> dict:
+  """The split summary's `motion_vectors`: settings and the shards' statistics combined."""
+  total = _empty_motion_stats()
+  for r in results:
+    one = r["motion_stats"]
+    for key in ("videos", "transcoded", "blocks", "valid_blocks", "abs_sum_px"):
+      total[key] += one[key]
+    for key, count in one["frame_types"].items():
+      total["frame_types"][key] += count
+  valid = total["valid_blocks"]
+  return {
+    **motion,
+    "videos": total["videos"],
+    "transcoded": total["transcoded"],
+    "mean_abs_px": total["abs_sum_px"] / valid if valid else None,
+    "valid_share": valid / total["blocks"] if total["blocks"] else None,
+    "frame_types": total["frame_types"],
+  }
 
 
 def _split_summaries(out: str) -> dict[str, dict]:
@@ -347,13 +426,22 @@ def prepare(
   boxes_fps: float | None = None,
   label_map: str = "",
   classes: str = "",
+  motion_vectors: bool = False,
+  motion_block: int = 16,
+  transcode: str = "auto",
 ) -> dict:
   """Writes `out/<split>-*.tfrecord`, `out/<split>.summary.json` and `out/summary.json`.
 
   Returns the split's summary. `progress` shows a tqdm bar of videos done on stderr. `boxes`:
   an AVA-layout CSV of detection ground truth to store with the frames (module docstring).
   `classes`: a file of class names (line k = label k); every listed label must be one.
+  `motion_vectors`: also store the codec motion field (`motion_block` px cells, `transcode`
+  "auto" / "always" / "never"; `mgvm.datasets.motion_vectors`).
   """
+  motion = None
+  if motion_vectors:
+    settings = mvs.MotionSettings(block=motion_block, transcode=transcode)  # checks them
+    motion = {"block": settings.block, "transcode": settings.transcode}
   if videos_per_shard < 1:
     raise ValueError(f"videos_per_shard must be >= 1, got {videos_per_shard}")
   if max_fps is not None and not max_fps > 0:
@@ -388,8 +476,10 @@ def prepare(
     info = os.path.join(out, SHARD_INFO_DIR, f"{name}.json")
     if os.path.exists(info) and os.path.exists(os.path.join(out, name)):
       with open(info) as f:
-        done.append(json.load(f))
-      continue
+        stats = json.load(f)
+      if stats.get("motion") == motion:  # a shard with another motion setting is rewritten
+        done.append(stats)
+        continue
     chunk = entries[shard * videos_per_shard : (shard + 1) * videos_per_shard]
     chunk_boxes = (
       None
@@ -397,11 +487,23 @@ def prepare(
       else {v: by_video[v] for v in (_video_id(e, root) for e in chunk) if v in by_video}
     )
     tasks.append(
-      (out, split, shard, num_shards, chunk, root, short_side, max_fps, jpeg_quality, chunk_boxes)
+      (
+        out,
+        split,
+        shard,
+        num_shards,
+        chunk,
+        root,
+        short_side,
+        max_fps,
+        jpeg_quality,
+        chunk_boxes,
+        motion,
+      )
     )
   if done:
     log(f"prepare: {len(done)} of {num_shards} shards already written, resuming")
-  current = decoder_versions()
+  current = decoder_versions(motion=bool(motion))
   others = {n: summary for n, summary in _split_summaries(out).items() if n != split}
   _warn_mixed_decoders(log, out, split, current, done, others)
   start = time.time()
@@ -457,6 +559,8 @@ def prepare(
   }
   if len(summary["decoders"]) == 1:
     summary["decoder"] = summary["decoders"][0]["decoder"]
+  if motion:
+    summary["motion_vectors"] = _motion_summary(motion, results)
   if boxes:
     summary.update(
       boxes=os.path.abspath(boxes),
@@ -506,6 +610,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
   p.add_argument(
     "--classes", default="", help="class names, one per line (line k = label k), stored and checked"
   )
+  p.add_argument(
+    "--motion-vectors",
+    action="store_true",
+    help="also store the codec's motion vectors on a block grid (docs/data.md)",
+  )
+  p.add_argument("--motion-block", type=int, default=16, help="motion grid cell side, stored px")
+  p.add_argument(
+    "--transcode",
+    choices=mvs.TRANSCODE_MODES,
+    default="auto",
+    help="re-encode to H.264 for motion vectors: auto (codecs without them), always, never (skip)",
+  )
   a = p.parse_args(argv)
   try:
     return prepare(
@@ -524,6 +640,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
       boxes_fps=a.boxes_fps,
       label_map=a.label_map,
       classes=a.classes,
+      motion_vectors=a.motion_vectors,
+      motion_block=a.motion_block,
+      transcode=a.transcode,
     )
   except (video_list.VideoListError, ValueError, FileNotFoundError) as e:
     sys.exit(f"prepare: {e}")

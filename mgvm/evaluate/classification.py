@@ -86,22 +86,47 @@ def topk_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 
 def predict_fn(graphdef: nnx.GraphDef, compressor=None, normalization: str = "imagenet"):
-  """jit-compiled `(params, video) -> softmax probabilities` (deterministic).
+  """jit-compiled `(params, video, motion=None, motion_valid=None) -> softmax probabilities`
+  (deterministic).
 
-  With a `compressor` the encoder runs on its kept tokens (test-time token compression).
-  uint8 clips are normalised with `normalization`'s statistics (`config.data.normalization`).
+  With a `compressor` the encoder runs on its kept tokens (test-time token compression); one
+  that `needs_motion` reads the clips' codec motion field (`motion`, `motion_valid`). uint8
+  clips are normalised with `normalization`'s statistics (`config.data.normalization`).
   """
-  from mgvm.train.steps import classify
+  return _predict_fn(graphdef, compressor, normalization, with_tokens=False)
+
+
+def _predict_fn(graphdef, compressor, normalization: str, *, with_tokens: bool):
+  """`predict_fn`; `with_tokens`: also the tokens the encoder kept per clip ([B] int32)."""
+  from mgvm.train.steps import batch_motion, classify
 
   normalization_stats(normalization)
 
   @jax.jit
-  def predict(params, video):
+  def predict(params, video, motion=None, motion_valid=None):
+    given = {"motion": motion, "motion_valid": motion_valid}
+    motion, motion_valid = batch_motion({k: v for k, v in given.items() if v is not None})
     video = model_video({"video": video}, normalization=normalization)  # uint8 clips
-    logits, _ = classify(nnx.merge(graphdef, params), video, compressor, deterministic=True)
-    return jax.nn.softmax(logits, axis=-1)
+    model = nnx.merge(graphdef, params)
+    logits, aux = classify(
+      model, video, compressor, motion=motion, motion_valid=motion_valid, deterministic=True
+    )
+    probs = jax.nn.softmax(logits, axis=-1)
+    return (probs, aux["tokens"]) if with_tokens else probs
 
   return predict
+
+
+def motion_inputs(batch: dict, masker) -> dict:
+  """The codec motion arrays of an evaluation batch, for a masker / compressor that needs them."""
+  if masker is None or not masker.needs_motion:
+    return {}
+  if "motion" not in batch:
+    raise ValueError(
+      f"masking kind {masker.kind!r} ({masker.params}) reads the codec motion field, but the "
+      "evaluation batches carry no 'motion' (make_dataset(..., motion=True))"
+    )
+  return {k: batch[k] for k in ("motion", "motion_valid") if k in batch}
 
 
 def evaluate(
@@ -115,12 +140,25 @@ def evaluate(
   normalization: str = "imagenet",
 ) -> dict[str, float | int]:
   """Top-k accuracy of `params` over every view of every video in `batches` (eval-mode batches),
-  of every host's videos when there are several."""
-  from mgvm.sharding import host_rows, to_global
+  of every host's videos when there are several. With a `variable_length` compressor (RLT's
+  threshold form) the result also has `mean_tokens`, the tokens the encoder saw per view."""
+  from mgvm.sharding import gather_hosts, host_rows, to_global
 
-  predict = predict_fn(graphdef, compressor, normalization)
+  variable = compressor is not None and compressor.variable_length
+  predict = _predict_fn(graphdef, compressor, normalization, with_tokens=variable)
   agg = ViewAggregator(num_classes)
+  tokens = np.zeros(2)  # kept tokens summed over this host's real views, views
   for batch in batches:
-    probs = predict(params, to_global({"video": batch["video"]}, mesh)["video"])
-    agg.add(host_rows(probs, mesh), batch["video_index"], batch["label"], batch.get("mask"))
-  return agg.across_hosts().result(ks)
+    inputs = to_global({"video": batch["video"], **motion_inputs(batch, compressor)}, mesh)
+    out = predict(params, **inputs)
+    probs, kept = out if variable else (out, None)
+    mask = batch.get("mask")
+    agg.add(host_rows(probs, mesh), batch["video_index"], batch["label"], mask)
+    if variable:
+      real = np.ones(len(batch["video"]), bool) if mask is None else np.asarray(mask, bool)
+      tokens += [float(np.asarray(host_rows(kept, mesh))[real].sum()), int(real.sum())]
+  result = agg.across_hosts().result(ks)
+  if variable:
+    total, views = gather_hosts({"tokens": tokens[None]})["tokens"].sum(0)
+    result["mean_tokens"] = float(total / max(views, 1))
+  return result

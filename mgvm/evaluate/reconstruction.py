@@ -35,13 +35,21 @@ def reconstruct_pixels(
 
 
 def per_clip_metrics(
-  model, masker: Masker, video: jax.Array, key: jax.Array, *, normalization: str = "imagenet"
+  model,
+  masker: Masker,
+  video: jax.Array,
+  key: jax.Array,
+  *,
+  normalization: str = "imagenet",
+  motion: jax.Array | None = None,
+  motion_valid: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
   """[B] normalized-pixel loss and PSNR (dB, peak 1) over each clip's hidden target tubelets
-  (`video` normalised with `normalization`'s statistics, which the targets undo)."""
+  (`video` normalised with `normalization`'s statistics, which the targets undo; `motion` /
+  `motion_valid` for a masker that needs the codec motion field)."""
   mean, std = normalization_stats(normalization)
   tokens = model.encoder.embed(video)
-  m = masker(key, video, tokens)
+  m = masker(key, video, tokens, motion=motion, motion_valid=motion_valid)
   pred, _ = model(video, m, tokens=tokens, deterministic=True)
   targets = jnp.take_along_axis(
     losses.pixel_targets(video, model.tubelet, mean=mean, std=std), m.ids_target[..., None], 1
@@ -64,23 +72,33 @@ def evaluate(
   normalization: str = "imagenet",
 ) -> dict[str, float | int]:
   """Mean loss and PSNR over every real (unpadded) clip; batch i is masked with fold_in(key, i).
-  `normalization`: the clips' statistics (`config.data.normalization`)."""
+  `normalization`: the clips' statistics (`config.data.normalization`). A masker that
+  `needs_motion` reads the batches' codec motion field (`motion`, `motion_valid`)."""
+  from mgvm.evaluate.classification import motion_inputs
   from mgvm.sharding import gather_hosts, host_rows, to_global
+  from mgvm.train.steps import batch_motion
 
   normalization_stats(normalization)
 
   @jax.jit
-  def run(params, video, key):
-    video = model_video({"video": video}, normalization=normalization)  # uint8 clips
+  def run(params, inputs, key):
+    video = model_video({"video": inputs["video"]}, normalization=normalization)  # uint8 clips
+    motion, motion_valid = batch_motion(inputs)
     return per_clip_metrics(
-      nnx.merge(graphdef, params), masker, video, key, normalization=normalization
+      nnx.merge(graphdef, params),
+      masker,
+      video,
+      key,
+      normalization=normalization,
+      motion=motion,
+      motion_valid=motion_valid,
     )
 
   key = jax.random.key(seed)
   totals = np.zeros(3)  # loss, psnr, clips of this host
   for i, batch in enumerate(batches):
-    video = to_global({"video": batch["video"]}, mesh)["video"]
-    out = host_rows(run(params, video, jax.random.fold_in(key, i)), mesh)
+    inputs = to_global({"video": batch["video"], **motion_inputs(batch, masker)}, mesh)
+    out = host_rows(run(params, inputs, jax.random.fold_in(key, i)), mesh)
     mask = np.asarray(batch.get("mask", np.ones(len(batch["video"]), bool)), bool)
     for j, name in enumerate(("loss", "psnr")):
       totals[j] += float(out[name][mask].sum())

@@ -2,13 +2,15 @@
 
 `config` (an `ml_collections.ConfigDict` or a dict) names the `kind` and its options, e.g.
 `{"kind": "tube", "ratio": 0.9}`. Maskers (`BUILDERS`) pick the visible tokens; compressors
-(`COMPRESSORS`: `mgtc`, `everest`) drop low-motion tokens altogether: alone they return the
+(`COMPRESSORS`: `mgtc`, `everest`, `rlt`) drop low-motion tokens altogether: alone they return the
 kept tokens as `ids_keep` and no targets (classifiers), and as `compress` of a masker they
 restrict it to the kept tokens (`{"kind": "tube", "ratio": 0.9, "compress": {"kind": "mgtc",
 "ratio": 0.25}}`, `mgvm.masking.compose`). A new kind is added by putting its builder
 `builder(grid, *, option, ...) -> Masker` into `BUILDERS` or `COMPRESSORS`; the builder's
 keyword-only parameters are the config keys the kind accepts (those without a default are
-required).
+required). A masker built with codec motion (`mgm`, `mgmae` with `flow="codec"`, a compressor
+with `motion="codec"`) has `needs_motion` and is called
+`masker(key, video, tokens, motion=..., motion_valid=...)` (`mgvm.masking.motion`).
 """
 
 from __future__ import annotations
@@ -19,17 +21,27 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mgvm.masking import compose, mgmae, motion, random
-from mgvm.masking.core import Grid, Masker, MaskOut, check_grid, from_boolean_mask
+from mgvm.masking.core import (
+  Grid,
+  Masker,
+  MaskOut,
+  check_grid,
+  from_boolean_mask,
+  kept_lengths,
+)
+from mgvm.masking.motion import compensate_camera, tubelet_motion
 
 BUILDERS: dict[str, Callable[..., Masker]] = {
   "random": random.build_random,
   "tube": random.build_tube,
   "running_cell": random.build_running_cell,
   "mgmae": mgmae.build_mgmae,
+  "mgm": motion.build_mgm,
 }
 COMPRESSORS: dict[str, Callable[..., Masker]] = {
   "mgtc": motion.build_mgtc,
   "everest": motion.build_everest,
+  "rlt": motion.build_rlt,
 }
 
 __all__ = [
@@ -39,7 +51,10 @@ __all__ = [
   "MaskOut",
   "accepted_keys",
   "build",
+  "compensate_camera",
   "from_boolean_mask",
+  "kept_lengths",
+  "tubelet_motion",
 ]
 
 

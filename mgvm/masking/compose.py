@@ -103,6 +103,11 @@ def build_composed(grid: Grid, kind: str, params: dict, compressor: Masker) -> M
   if "ratio" not in params:
     raise ValueError(f"masking kind {kind!r} with 'compress' needs key 'ratio'")
   ratio = check_fraction("ratio", params.pop("ratio"))
+  if compressor.variable_length:
+    raise ValueError(
+      f"the {compressor.kind!r} compressor with {compressor.params} keeps a different number of "
+      f"tokens per clip; a masker's 'compress' needs a fixed count (use form='topk')"
+    )
   priority, counts, check = PRIORITIES[kind]
   options = check(params, compressor)
   count_options = {"visible_rule": options["visible_rule"]} if kind == "random" else {}
@@ -117,11 +122,14 @@ def build_composed(grid: Grid, kind: str, params: dict, compressor: Masker) -> M
 
   prio_options = {k: v for k, v in options.items() if k not in ("visible_rule", "topk_on_all")}
 
-  def fn(key, video, tokens):
+  needs_motion = compressor.needs_motion or options.get("flow") == "codec"
+
+  def fn(key, video, tokens, motion=None, motion_valid=None):
     b = batch_size(video, tokens, math.prod(grid))
     c_key, m_key = jax.random.split(key)
-    ids_kept = compressor(c_key, video, tokens).ids_keep  # [B, Kc] ascending
-    scores = priority(m_key, b, grid, video=video, ratio=ratio, **prio_options)
+    compressed = compressor(c_key, video, tokens, motion=motion, motion_valid=motion_valid)
+    ids_kept = compressed.ids_keep  # [B, Kc] ascending
+    scores = priority(m_key, b, grid, video=video, ratio=ratio, motion=motion, **prio_options)
     rank = jnp.take_along_axis(scores, ids_kept, axis=1)
     visible, target = split_by_scores(rank, num_visible)  # positions in ids_kept, ascending
     ids_keep = jnp.take_along_axis(ids_kept, visible, axis=1)
@@ -133,4 +141,12 @@ def build_composed(grid: Grid, kind: str, params: dict, compressor: Masker) -> M
     **options,
     "compress": {"kind": compressor.kind, **compressor.params},
   }
-  return Masker(f"{kind}+{compressor.kind}", grid, num_visible, kept - num_visible, fn, out_params)
+  return Masker(
+    f"{kind}+{compressor.kind}",
+    grid,
+    num_visible,
+    kept - num_visible,
+    fn,
+    out_params,
+    needs_motion=needs_motion,
+  )

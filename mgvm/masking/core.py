@@ -32,10 +32,21 @@ class MaskOut(NamedTuple):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Masker:
-  """A built masker: `masker(key, video, tokens) -> MaskOut`.
+  """A built masker: `masker(key, video, tokens, motion=None, motion_valid=None) -> MaskOut`.
 
   A plain Python object (hashed by identity), so it can be closed over inside `jax.jit`.
   `num_keep` (K) and `num_target` (M) are the static output widths.
+
+  `needs_motion`: the masker reads the codec motion field (`motion` [B, T, h, w, 2], model
+  pixels from frame k − 1 to k, and optionally `motion_valid` [B, T, h, w], the share of
+  codec-covered blocks; docs/algorithms.md §6); calling it without `motion` fails naming the
+  kind. A masker that does not need motion ignores it, so callers may always pass it.
+
+  `variable_length`: a compressor that keeps a different number of tokens per clip (RLT's
+  threshold form). `ids_keep` [B, K] is then padded to the static budget K: its first
+  `kept_lengths(out)[b]` entries are the kept tokens (ascending), the rest padding (dropped
+  tokens, ascending), which attention must ignore (`VideoViT.encode(kv_lengths=)`); `mask` is
+  False exactly at the kept tokens.
   """
 
   kind: str
@@ -44,6 +55,8 @@ class Masker:
   num_target: int
   fn: Callable[..., MaskOut] = dataclasses.field(repr=False)
   params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  needs_motion: bool = False
+  variable_length: bool = False
 
   @property
   def num_tokens(self) -> int:
@@ -51,9 +64,34 @@ class Masker:
     return math.prod(self.grid)
 
   def __call__(
-    self, key: jax.Array, video: jax.Array | None = None, tokens: jax.Array | None = None
+    self,
+    key: jax.Array,
+    video: jax.Array | None = None,
+    tokens: jax.Array | None = None,
+    motion: jax.Array | None = None,
+    motion_valid: jax.Array | None = None,
   ) -> MaskOut:
-    return self.fn(key, video, tokens)
+    if not self.needs_motion:
+      return self.fn(key, video, tokens)
+    if motion is None:
+      raise ValueError(
+        f"masking kind {self.kind!r} ({describe(self.params)}) reads the codec motion field: "
+        "call masker(key, video, tokens, motion=...) with motion [B, T, h, w, 2] (the input "
+        "pipeline gives batch['motion'] with make_dataset(..., motion=True))"
+      )
+    return self.fn(key, video, tokens, motion=motion, motion_valid=motion_valid)
+
+
+def describe(params: Mapping[str, Any]) -> str:
+  """`key=value, ...` of the options that make a masker read motion (for error messages)."""
+  shown = {k: v for k, v in params.items() if k in ("motion", "flow", "compensate_camera")}
+  return ", ".join(f"{k}={v!r}" for k, v in shown.items()) or "codec motion"
+
+
+def kept_lengths(out: MaskOut) -> jax.Array:
+  """int32 [B]: tokens each clip keeps, `(~mask).sum()` (the real entries of a
+  `variable_length` compressor's padded `ids_keep`; `num_keep` for every other masker)."""
+  return jnp.sum(~out.mask, axis=1).astype(jnp.int32)
 
 
 # ----------------------------------------------------------------------------- traced helpers

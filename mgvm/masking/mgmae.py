@@ -24,8 +24,18 @@ Per clip [B, T, H, W, 3] with token grid `(T', h, w)` (tubelet `pt × ph × pw`)
 The T − 1 adjacent-pair flows go through one batched `flow_fn` call ((T − 1)·B pairs): pair
 `(k, k+1)` is estimated in the direction the sample needs (`frame_{k+1} → frame_k` at or after
 the base, `frame_k → frame_{k+1}` before it), so a random base frame costs no extra flow.
-The default `flow_fn` is `mgvm.flow.estimate`, imported when the masker first runs; it gets the
-frames as the masker gets them (float32).
+The default `flow_fn` is `mgvm.flow.estimate` (`flow="lk"`: the in-graph pyramidal
+Lucas–Kanade), imported when the masker first runs; it gets the frames as the masker gets them
+(float32).
+
+`flow="codec"` (docs/algorithms.md §2.8) takes the pair flows from the codec motion field
+instead (`codec_pair_flows`; the masker then needs `motion` [B, T, h, w, 2], the displacement of
+each block's content from frame k − 1 to frame k, so frame_k(p) = frame_{k−1}(p − d_k(p))),
+each block's vector repeated over its pixels: at or after the base `F_{k+1→k} = −d_{k+1}` (exact for a block-constant field:
+both live on frame k+1's grid), before it `F_{k→k+1}(x) = d_{k+1}(x + F(x)) ≈ d_{k+1}(x)`, the
+field read at the pixel itself rather than where it lands (exact where the field is constant
+over the displacement). `reproduce_warp_bug` uses `−d_{k+1}` on both sides, as the official
+code's flow direction. No camera compensation: the map follows the content, camera included.
 
 `warp_scale`: the official warp calls `grid_sample(align_corners=True)` with the flow divided by
 W/2 and H/2, while `align_corners=True` maps ±1 to the outer pixel centres, (W − 1)/2 px from
@@ -64,12 +74,14 @@ from mgvm.masking.core import (
   mask_from_ids,
   split_by_scores,
 )
+from mgvm.masking.motion import check_motion, pixel_field
 
 INITS = ("mix_gauss", "token_rand", "pixel_rand")
 GAUSS_MIX = ("max", "sum")
 BASE_FRAMES = ("middle", "first", "random", "random_batch")
 HOLE_FILLING = ("consist", "none")
 WARP_SCALES = ("exact", "official")
+FLOWS = ("lk", "codec")
 # The builder's options besides `ratio` (compose passes them through).
 OPTIONS = (
   "init",
@@ -79,6 +91,7 @@ OPTIONS = (
   "topk_on_all",
   "reproduce_warp_bug",
   "warp_scale",
+  "flow",
 )
 FLOOR = 1e-8  # token_rand / pixel_rand background: keeps real zeros apart from out-of-frame holes
 
@@ -224,6 +237,23 @@ def pair_flows(
   return jnp.asarray(flow, jnp.float32).reshape(frames - 1, b, height, width, 2)
 
 
+def codec_pair_flows(
+  motion: jax.Array,
+  base: jax.Array,
+  size: tuple[int, int],
+  *,
+  reproduce_warp_bug: bool = False,
+) -> jax.Array:
+  """float32 [T − 1, B, H, W, 2]: `pair_flows` from the codec motion field `motion`
+  [B, T, h, w, 2] (module docstring): pair k is `−d_{k+1}` at or after `base` [B] (or with the
+  bug), `+d_{k+1}` before it, each block's vector over its pixels (`size` = (H, W))."""
+  b, frames = motion.shape[:2]
+  d = pixel_field(jnp.moveaxis(jnp.asarray(motion, jnp.float32)[:, 1:], 1, 0), size)
+  k = jnp.arange(frames - 1)[:, None]
+  after = jnp.ones((frames - 1, b), bool) if reproduce_warp_bug else k >= base[None, :]
+  return jnp.where(after[..., None, None, None], -d, d)
+
+
 def official_displacement(flow: jax.Array) -> jax.Array:
   """`flow` [..., H, W, 2] (dx, dy px) times ((W − 1)/W, (H − 1)/H): the displacement of
   `grid_sample(align_corners=True)` given the flow divided by (W/2, H/2), the official warp."""
@@ -287,11 +317,13 @@ def propagate(
     "reproduce_warp_bug",
     "warp_scale",
     "flow_fn",
+    "flow",
   ),
 )
 def mask_volume(
   key: jax.Array,
   video: jax.Array,
+  motion: jax.Array | None = None,
   *,
   grid: Grid,
   ratio: float = 0.9,
@@ -302,11 +334,13 @@ def mask_volume(
   reproduce_warp_bug: bool = False,
   warp_scale: str = "exact",
   flow_fn: FlowFn | None = None,
+  flow: str = "lk",
 ) -> jax.Array:
   """float32 [B, T, H, W]: the per-frame warped maps of `video` [B, T, H, W, C] (visualisation).
 
   The initial map is `initial_map(key, ...)` whatever the base frame; a random base frame is
-  drawn from `fold_in(key, 1)`."""
+  drawn from `fold_in(key, 1)`. `flow="codec"` warps along `motion` [B, T, h, w, 2]
+  (`codec_pair_flows`) instead of `flow_fn`."""
   b, frames, height, width = video.shape[:4]
   _tubelet(video.shape, grid)
   base_key = jax.random.fold_in(key, 1) if base_frame.startswith("random") else key
@@ -314,7 +348,15 @@ def mask_volume(
   init_map = initial_map(key, b, (height, width), grid, ratio=ratio, init=init, gauss_mix=gauss_mix)
   if frames == 1:
     return init_map[:, None]
-  flows = pair_flows(video, base, flow_fn or default_flow, reproduce_warp_bug=reproduce_warp_bug)
+  if flow == "codec":
+    if motion is None:
+      raise ValueError("mgmae flow='codec' warps along the codec motion field: pass motion=")
+    check_motion("mgmae", motion, None, grid, video=video, same_grid=False)
+    flows = codec_pair_flows(motion, base, (height, width), reproduce_warp_bug=reproduce_warp_bug)
+  elif flow == "lk":
+    flows = pair_flows(video, base, flow_fn or default_flow, reproduce_warp_bug=reproduce_warp_bug)
+  else:
+    raise ValueError(f"mgmae flow must be one of {FLOWS}, got {flow!r}")
   return propagate(init_map, flows, base, hole_filling=hole_filling, warp_scale=warp_scale)
 
 
@@ -346,6 +388,8 @@ def mgmae_mask(
   key: jax.Array,
   video: jax.Array | None = None,
   tokens: jax.Array | None = None,
+  motion: jax.Array | None = None,
+  motion_valid: jax.Array | None = None,
   *,
   grid: Grid,
   ratio: float = 0.9,
@@ -356,9 +400,12 @@ def mgmae_mask(
   topk_on_all: bool = False,
   reproduce_warp_bug: bool = False,
   warp_scale: str = "exact",
+  flow: str = "lk",
   flow_fn: FlowFn | None = None,
 ) -> MaskOut:
-  """MGMAE masking of `video` [B, T, H, W, C] (see the module docstring)."""
+  """MGMAE masking of `video` [B, T, H, W, C] (see the module docstring); `flow="codec"`
+  warps along `motion` (`motion_valid` is not used)."""
+  del motion_valid
   if video is None:
     raise ValueError(
       "masking kind 'mgmae' warps a map along the optical flow of the clip: call "
@@ -368,6 +415,7 @@ def mgmae_mask(
   volume = mask_volume(
     key,
     video,
+    motion,
     grid=grid,
     ratio=ratio,
     init=init,
@@ -377,6 +425,7 @@ def mgmae_mask(
     reproduce_warp_bug=reproduce_warp_bug,
     warp_scale=warp_scale,
     flow_fn=flow_fn,
+    flow=flow,
   )
   return select(
     jax.lax.stop_gradient(token_scores(volume, grid)), grid, ratio, topk_on_all=topk_on_all
@@ -401,6 +450,7 @@ def check_options(
   topk_on_all: bool = False,
   reproduce_warp_bug: bool = False,
   warp_scale: str = "exact",
+  flow: str = "lk",
 ) -> dict:
   """The options besides `ratio`, checked (a bad value names its key), at their defaults."""
   return {
@@ -411,6 +461,7 @@ def check_options(
     "topk_on_all": bool(topk_on_all),
     "reproduce_warp_bug": bool(reproduce_warp_bug),
     "warp_scale": _choice("warp_scale", warp_scale, WARP_SCALES),
+    "flow": _choice("flow", flow, FLOWS),
   }
 
 
@@ -426,6 +477,7 @@ def mgmae_masker(
   topk_on_all: bool = False,
   reproduce_warp_bug: bool = False,
   warp_scale: str = "exact",
+  flow: str = "lk",
 ) -> Masker:
   """`build_mgmae` with an injectable `flow_fn(frame_a, frame_b) -> [B, H, W, 2]` (None: default)."""
   ratio = check_fraction("ratio", ratio)
@@ -439,6 +491,7 @@ def mgmae_masker(
       topk_on_all=topk_on_all,
       reproduce_warp_bug=reproduce_warp_bug,
       warp_scale=warp_scale,
+      flow=flow,
     ),
   }
   hw, k = grid[1] * grid[2], visible_per_slice(grid, ratio)
@@ -450,7 +503,9 @@ def mgmae_masker(
     )
   num_keep, num_target = mgmae_counts(grid, ratio)
   fn = functools.partial(mgmae_mask, grid=grid, flow_fn=flow_fn, **params)
-  return Masker("mgmae", grid, num_keep, num_target, fn, params)
+  return Masker(
+    "mgmae", grid, num_keep, num_target, fn, params, needs_motion=params["flow"] == "codec"
+  )
 
 
 def build_mgmae(
@@ -464,8 +519,10 @@ def build_mgmae(
   topk_on_all: bool = False,
   reproduce_warp_bug: bool = False,
   warp_scale: str = "exact",
+  flow: str = "lk",
 ) -> Masker:
-  """MGMAE motion-guided masking with the default flow estimator (`mgvm.flow.estimate`).
+  """MGMAE motion-guided masking with the default flow estimator (`mgvm.flow.estimate`), or
+  (`flow="codec"`) along the codec motion field.
 
   Parity switches (module docstring): `base_frame="random_batch"` draws one base frame per
   call as the official `random`; `warp_scale="official"` reproduces the official warp's
@@ -483,6 +540,7 @@ def build_mgmae(
     topk_on_all=topk_on_all,
     reproduce_warp_bug=reproduce_warp_bug,
     warp_scale=warp_scale,
+    flow=flow,
   )
 
 
@@ -494,11 +552,12 @@ def compose_priority(
   video: jax.Array | None,
   ratio: float,
   flow_fn: FlowFn | None = None,
+  motion: jax.Array | None = None,
   **options,
 ) -> jax.Array:
   """Composition priority [B, N]: the token scores of `mgmae_mask` with `ratio` and `options`
   (those of `mask_volume`: init, gauss_mix, base_frame, hole_filling, reproduce_warp_bug,
-  warp_scale; default where absent)."""
+  warp_scale, flow; default where absent); `motion` for `flow="codec"`."""
   if video is None:
     raise ValueError(
       "masking kind 'mgmae' with 'compress' ranks tokens by the warped mask "
@@ -506,5 +565,5 @@ def compose_priority(
     )
   if video.shape[0] != b:
     raise ValueError(f"video batch {video.shape[0]} != {b}")
-  volume = mask_volume(key, video, grid=grid, ratio=ratio, flow_fn=flow_fn, **options)
+  volume = mask_volume(key, video, motion, grid=grid, ratio=ratio, flow_fn=flow_fn, **options)
   return token_scores(volume, grid)

@@ -107,10 +107,38 @@ def frame_selection(config) -> dict[str, Any]:
   )
 
 
+def needs_motion(config) -> bool:
+  """Whether `config.masking` (a masker, a compressor or a composition) reads the codec motion
+  field (`Masker.needs_motion`), built for the config's token grid."""
+  from mgvm import masking
+  from mgvm.models.vit import token_grid
+
+  spec = config.get("masking")
+  if spec is None or not spec.get("kind"):
+    return False
+  tubelet = tuple(int(v) for v in config.model.get("tubelet", (2, 16, 16)))
+  grid = token_grid(config.num_frames, config.image_size, tubelet)
+  return masking.build(spec, grid).needs_motion
+
+
+def motion_arguments(config) -> dict[str, Any]:
+  """`make_dataset`'s motion arguments: the codec motion field (on the token grid: blocks of
+  the tubelet's patch size) only when `config.masking` needs it."""
+  needed = needs_motion(config)
+  tubelet = tuple(int(v) for v in config.model.get("tubelet", (2, 16, 16)))
+  if needed and tubelet[1] != tubelet[2]:
+    raise ValueError(
+      f"config.masking reads the codec motion field on square blocks, but the tubelet "
+      f"{tubelet} has non-square patches"
+    )
+  return dict(motion=needed, motion_block=tubelet[1])
+
+
 def train_clips(
   config, source, *, local_batch: int, start_step: int, augment: bool, num_classes=None
 ):
-  """The training clips of `config.data` (`augment`: RandAugment and random erasing as configured).
+  """The training clips of `config.data` (`augment`: RandAugment and random erasing as configured),
+  with the codec motion field when `config.masking` needs it (`motion_arguments`).
 
   `num_classes`: a label outside `[0, num_classes)` fails the iterator (`pipeline.BadDataError`
   through `pipeline.numpy_batches`).
@@ -142,13 +170,15 @@ def train_clips(
     threads=d.get("threads", 0),
     host_independent_batches=d.get("host_independent_batches", False),
     **frame_selection(config),
+    **motion_arguments(config),
   )
 
 
 def eval_clips(
   config, ctx: EvalContext, *, num_clips: int = 1, num_crops: int = 1, num_classes=None
 ) -> Iterator[dict]:
-  """Numpy batches of every view of `ctx.split` (padded, masked rows), `config.eval.max_batches` at most.
+  """Numpy batches of every view of `ctx.split` (padded, masked rows), `config.eval.max_batches` at most,
+  with the codec motion field when `config.masking` needs it.
 
   `num_classes`: a label outside `[0, num_classes)` raises `pipeline.BadDataError`.
   """
@@ -185,6 +215,7 @@ def eval_clips(
     process_count=jax.process_count(),
     num_classes=num_classes,
     **frame_selection(config),
+    **motion_arguments(config),
   )
   return limit_batches(pipeline.numpy_batches(ds), config)
 

@@ -44,7 +44,7 @@ def viz_model(config, *, seed: int | None = None):
 
 
 def compressor(config, grid):
-  """The compressor of a fine-tuning config (`config.masking`, kind mgtc / everest), or None."""
+  """The compressor of a fine-tuning config (`config.masking`, kind mgtc / everest / rlt), or None."""
   spec = config.get("masking")
   if spec is None or not spec.get("kind"):
     return None
@@ -106,11 +106,10 @@ def evaluate(config, ctx: common.EvalContext) -> dict[str, Any]:
   )
   result["views"] = f"{views[0]} clips x {views[1]} crops"
   if squeeze is not None:
-    result["compression"] = {
-      "kind": squeeze.kind,
-      **squeeze.params,
-      "tokens": f"{squeeze.num_keep} of {squeeze.num_tokens}",
-    }
+    tokens = f"{squeeze.num_keep} of {squeeze.num_tokens}"
+    if squeeze.variable_length:  # RLT's threshold form: a count per view, at most num_keep
+      tokens = f"{result.pop('mean_tokens'):.1f} on average (at most {tokens})"
+    result["compression"] = {"kind": squeeze.kind, **squeeze.params, "tokens": tokens}
   return result
 
 

@@ -7,6 +7,11 @@ augmentation done on the accelerator; no stream is shared between two uses.
 Batches may hold the pipeline's uint8 clips: each step turns them into the model's normalised
 float video first (`mgvm.data.device_ops.model_video`, with the statistics of
 `config.data.normalization`; pre-training's pixel targets un-normalise with the same ones).
+A batch made with `make_dataset(..., motion=True)` also carries the codec motion field
+(`motion`, `motion_valid`): `batch_motion` aligns it with the video (the same flip) and the
+steps pass it to the masker or compressor, which reads it when it `needs_motion`
+(docs/algorithms.md §6). Mixup / cutmix mix the pixels only: a codec-motion compressor scores
+each row by its own clip's motion.
 
 Gradient accumulation (`accum_steps` = k > 1, docs/scale.md): the step splits its batch of B
 clips into k micro-batches of B/k (micro-batch i holds rows i, i + k, i + 2k, ..., so every
@@ -35,8 +40,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from mgvm.data.device_ops import model_video, normalization_stats
-from mgvm.masking.core import Masker
+from mgvm.data.device_ops import model_motion, model_video, normalization_stats
+from mgvm.masking.core import Masker, kept_lengths
 from mgvm.train import losses, mixup
 
 StepFn = Callable[[dict, dict], tuple[dict, dict]]
@@ -159,6 +164,18 @@ def accumulate_gradients(
   return loss_sum / accum_steps, grads, aux
 
 
+def batch_motion(batch) -> tuple[jax.Array | None, jax.Array | None]:
+  """(`motion` [B, T, h, w, 2], `motion_valid` [B, T, h, w]) of a batch made with
+  `make_dataset(..., motion=True)`, mirrored where `batch["flip"]` is set as `model_video`
+  mirrors the frames (`device_ops.model_motion`); every block valid when the batch has no
+  `motion_valid`; (None, None) for a batch without motion."""
+  if "motion" not in batch:
+    return None, None
+  if "motion_valid" not in batch:
+    batch = dict(batch, motion_valid=jnp.ones(jnp.shape(batch["motion"])[:-1], jnp.float32))
+  return model_motion(batch)
+
+
 def reconstruction_loss(
   model,
   masker: Masker,
@@ -168,25 +185,66 @@ def reconstruction_loss(
   deterministic: bool = True,
   rngs: nnx.Rngs | None = None,
   normalization: str = "imagenet",
+  motion: jax.Array | None = None,
+  motion_valid: jax.Array | None = None,
 ):
-  """Masks `video` (normalised with `normalization`'s statistics), reconstructs the targets;
-  returns (loss, (mask, predictions))."""
+  """Masks `video` (normalised with `normalization`'s statistics; `motion` for a masker that
+  needs it), reconstructs the targets; returns (loss, (mask, predictions))."""
   mean, std = normalization_stats(normalization)
   tokens = model.encoder.embed(video)
-  m = masker(mask_key, video, tokens)
+  m = masker(mask_key, video, tokens, motion=motion, motion_valid=motion_valid)
   pred, _ = model(video, m, tokens=tokens, deterministic=deterministic, rngs=rngs)
   return losses.mae_loss(video, pred, m, model.tubelet, mean=mean, std=std), (m, pred)
 
 
-def classify(
-  model, video: jax.Array, compressor: Masker | None = None, key: jax.Array | None = None, **kwargs
+def classify_padded(
+  model,
+  tokens: jax.Array,
+  ids_keep: jax.Array,
+  lengths: jax.Array,
+  *,
+  deterministic: bool = True,
+  rngs: nnx.Rngs | None = None,
 ):
-  """`model(video)`; with a `compressor`, the encoder runs on its kept tokens only."""
+  """`VideoClassifier`'s forward on padded kept tokens: the encoder on `ids_keep` [B, K] with
+  only the first `lengths[b]` real (`kv_lengths`: no token attends to the padding), the mean
+  over those, `fc_norm`, dropout, head. Returns (logits float32, {"pooled": ...})."""
+  x = model.encoder.encode(
+    tokens, ids_keep, deterministic=deterministic, rngs=rngs, kv_lengths=lengths
+  )
+  real = jnp.arange(x.shape[1], dtype=jnp.int32)[None, :, None] < lengths[:, None, None]
+  total = jnp.sum(jnp.where(real, x.astype(jnp.float32), 0.0), axis=1)
+  mean = total / jnp.maximum(lengths, 1)[:, None].astype(jnp.float32)
+  pooled = model.fc_norm(mean.astype(x.dtype))
+  logits = model.head(model.fc_dropout(pooled, deterministic=deterministic, rngs=rngs))
+  return logits.astype(jnp.float32), {"pooled": pooled}
+
+
+def classify(
+  model,
+  video: jax.Array,
+  compressor: Masker | None = None,
+  key: jax.Array | None = None,
+  *,
+  motion: jax.Array | None = None,
+  motion_valid: jax.Array | None = None,
+  **kwargs,
+):
+  """`model(video)`; with a `compressor`, the encoder runs on its kept tokens only (a
+  `variable_length` one's padded tokens through `classify_padded`) and `aux["tokens"]` [B]
+  counts them. `motion` / `motion_valid`: the codec motion field, for a compressor that needs
+  it."""
   if compressor is None:
     return model(video, **kwargs)
   tokens = model.encoder.embed(video)
-  kept = compressor(key if key is not None else jax.random.key(0), video, tokens).ids_keep
-  return model(video, ids_keep=kept, tokens=tokens, **kwargs)
+  key = key if key is not None else jax.random.key(0)
+  m = compressor(key, video, tokens, motion=motion, motion_valid=motion_valid)
+  lengths = kept_lengths(m)
+  if compressor.variable_length:
+    logits, aux = classify_padded(model, tokens, m.ids_keep, lengths, **kwargs)
+  else:
+    logits, aux = model(video, ids_keep=m.ids_keep, tokens=tokens, **kwargs)
+  return logits, {**aux, "tokens": lengths}
 
 
 def pretrain_step(
@@ -206,9 +264,12 @@ def pretrain_step(
   def step(state, batch):
     mask_key, drop_key, _ = step_keys(state)
     video = model_video(batch, normalization=normalization)
+    motion, motion_valid = batch_motion(batch)
     if accum_steps > 1:
       model = nnx.merge(graphdef, gather_params(state["params"]))
-      m = jax.lax.stop_gradient(masker(mask_key, video, model.encoder.embed(video)))
+      tokens = model.encoder.embed(video)
+      m = masker(mask_key, video, tokens, motion=motion, motion_valid=motion_valid)
+      m = jax.lax.stop_gradient(m)
 
       def micro_loss(params, mb, key):
         model = nnx.merge(graphdef, gather_params(params))
@@ -232,6 +293,8 @@ def pretrain_step(
         deterministic=False,
         rngs=nnx.Rngs(dropout=drop_key),
         normalization=normalization,
+        motion=motion,
+        motion_valid=motion_valid,
       )
       return loss
 
@@ -255,7 +318,9 @@ def finetune_step(
 ) -> StepFn:
   """Classification: smoothed one-hot targets, optional mixup/cutmix, soft-target cross-entropy.
 
-  With a `compressor` (`mgtc`, `everest`) the encoder sees only the tokens it keeps. With
+  With a `compressor` (`mgtc`, `everest`, `rlt`) the encoder sees only the tokens it keeps
+  (a `variable_length` one's through `classify_padded`; a codec-motion one reads the batch's
+  `motion`, `batch_motion`). With
   `accum_steps` > 1 the batch is augmented, mixed and compressed whole, then split into
   micro-batches (the module docstring says which equality holds). `normalization`: the input's
   statistics (`config.data.normalization`).
@@ -266,6 +331,7 @@ def finetune_step(
   def step(state, batch):
     mask_key, drop_key, mix_key = step_keys(state)
     video = model_video(batch, augment_key(state), normalization=normalization)
+    motion, motion_valid = batch_motion(batch)
     labels = batch["label"]
     targets = mixup.smooth_one_hot(labels, num_classes, label_smoothing)
     if use_mixup:
@@ -284,16 +350,19 @@ def finetune_step(
       if compressor is not None:
         model = nnx.merge(graphdef, gather_params(state["params"]))
         tokens = model.encoder.embed(video)
-        whole["ids_keep"] = jax.lax.stop_gradient(compressor(mask_key, video, tokens).ids_keep)
+        m = compressor(mask_key, video, tokens, motion=motion, motion_valid=motion_valid)
+        whole["ids_keep"] = jax.lax.stop_gradient(m.ids_keep)
+        if compressor.variable_length:
+          whole["lengths"] = kept_lengths(m)
 
       def micro_loss(params, mb, key):
         model = nnx.merge(graphdef, gather_params(params))
-        logits, _ = model(
-          mb["video"],
-          ids_keep=mb.get("ids_keep"),
-          deterministic=False,
-          rngs=nnx.Rngs(dropout=key),
-        )
+        kwargs = dict(deterministic=False, rngs=nnx.Rngs(dropout=key))
+        if "lengths" in mb:
+          tokens = model.encoder.embed(mb["video"])
+          logits, _ = classify_padded(model, tokens, mb["ids_keep"], mb["lengths"], **kwargs)
+        else:
+          logits, _ = model(mb["video"], ids_keep=mb.get("ids_keep"), **kwargs)
         return mixup.soft_cross_entropy(logits, mb["targets"]), logits
 
       micro = micro_batches(whole, accum_steps)
@@ -308,7 +377,14 @@ def finetune_step(
     def loss_fn(params):
       model = nnx.merge(graphdef, gather_params(params))
       logits, _ = classify(
-        model, video, compressor, mask_key, deterministic=False, rngs=nnx.Rngs(dropout=drop_key)
+        model,
+        video,
+        compressor,
+        mask_key,
+        motion=motion,
+        motion_valid=motion_valid,
+        deterministic=False,
+        rngs=nnx.Rngs(dropout=drop_key),
       )
       return mixup.soft_cross_entropy(logits, targets), logits
 

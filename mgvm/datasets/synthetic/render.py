@@ -137,6 +137,39 @@ def _paint(canvas, flow, obj: SceneObject, centers, angles, scales):
     np.put(_flat_view(flow, 2), np.take(flat, np.flatnonzero(top)), _flat_view(fxy, 2))
 
 
+def _inside(obj: SceneObject, center, angle: float, scale: float, x, y) -> np.ndarray:
+  """Whether points (x, y) px lie inside the polygon at one pose (`_paint`'s alpha >= 0.5)."""
+  dx, dy = np.asarray(x, np.float64) - center[0], np.asarray(y, np.float64) - center[1]
+  size = obj.radius * scale
+  ux = (math.cos(angle) * dx + math.sin(angle) * dy) / size
+  uy = (math.cos(angle) * dy - math.sin(angle) * dx) / size
+  k = len(obj.vertices)
+  sector = np.minimum(((np.arctan2(uy, ux) + np.pi) * (k / (2 * np.pi))).astype(np.int64), k - 1)
+  ang = _vertex_angles(k + 1, k)
+  r = np.append(obj.vertices, obj.vertices[0])
+  vx, vy = r * np.cos(ang), r * np.sin(ang)
+  ex, ey = np.diff(vx), np.diff(vy)
+  length = np.hypot(ex, ey)
+  dist = (ex / length)[sector] * (uy - vy[:-1][sector]) - (ey / length)[sector] * (
+    ux - vx[:-1][sector]
+  )
+  return dist >= 0
+
+
+def covering_objects(scene: Scene, times, x, y) -> np.ndarray:
+  """int [T, P]: the top-most object covering each point (x, y) px at `times` (s), -1 for none
+  (the background); the object whose motion a pixel there shows."""
+  times = np.atleast_1d(np.asarray(times, np.float64))
+  centers, angles, scales = scene.poses(times)
+  x, y = np.ravel(x), np.ravel(y)
+  out = np.full((len(times), len(x)), -1, np.int64)
+  for o in scene.depth:  # painting order, bottom first: later objects cover earlier ones
+    for t in range(len(times)):
+      inside = _inside(scene.objects[o], centers[t, o], angles[t, o], scales[t, o], x, y)
+      out[t, inside] = o
+  return out
+
+
 def _boxes(obj: SceneObject, centers, angles, scales) -> np.ndarray:
   """Tight x1 y1 x2 y2 boxes in px [T, 4] of the polygon."""
   k = len(obj.vertices)
