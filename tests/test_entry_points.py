@@ -90,15 +90,6 @@ def test_misspelt_config_keys_fail_naming_the_key(tmp_path):
   proc = _run("train.py", "--config", "configs/pretrain.py:runlokal", "--workdir", str(tmp_path))
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   assert "unknown config argument 'runlokal'" in proc.stderr
-  proc = _run(
-    "train.py",
-    "--config",
-    "configs/finetune.py:runlocal",
-    "--workdir",
-    str(tmp_path),
-    "--config.optim.layer_dceay=0.5",
-  )
-  assert proc.returncode == 2 and "layer_dceay" in proc.stderr
   assert not (tmp_path / "checkpoints").exists()
   env = dict(os.environ, MGVM_TRACEBACK="1")  # the traceback on request
   proc = _run(

@@ -136,6 +136,13 @@ def _detect_config(synthetic_dir):
 @pytest.mark.slow
 def test_runlocal_detect_train_then_eval(tmp_path, synthetic_dir):
   config = _detect_config(synthetic_dir)
+  # the AVA input path (docs/evad.md): 32² videos in a 32 x 64 canvas (content 32 x 32, padded
+  # right), SlowFast's normalisation, flip, the position table interpolated from a 2 x 2 grid;
+  # frame-mAP in the official port's input order
+  config.image_size = (32, 64)
+  config.data.update(resize="short_side", normalization="kinetics", flip=True)
+  config.model.pos_grid = (2, 2)
+  config.eval.frame_order = "input"
   workdir = str(tmp_path / "detect")
   result = train_run.train(config, workdir, log=lambda _: None)
   assert result["step"] == 2 and result["step_cache_size"] == 1
@@ -161,6 +168,7 @@ def test_runlocal_detect_train_then_eval(tmp_path, synthetic_dir):
   saved = json.load(open(os.path.join(workdir, "eval", "test.json")))
   assert saved["num_keyframes"] == 10 and saved["num_gt"] == 10  # 5 test videos x 2 keyframes
   assert 0.0 <= saved["frame_map"] <= 1.0 and saved["frame_map"] == out["frame_map"]
+  assert saved["frame_order"] == "input" and saved["excluded_keyframes"] == 0
   assert saved["gflops_per_clip"] > saved["encoder_gflops_per_clip"] > 0
   assert "frame-mAP@0.5" in messages[-1]
   # Two hosts, each with its own test shard (3 and 2 videos: 6 and 4 keyframes, so host 1 pads

@@ -420,27 +420,3 @@ def test_detect_config_keeps_todays_defaults_and_takes_a_pair():
   assert (c.eval.class_ids, c.eval.label_map, c.eval.frame_order) == ((), "", "score")
   c = load_config("configs/detect.py:runlocal", ["--config.image_size=(32,64)"])
   assert c.image_size == (32, 64)
-
-
-@pytest.mark.slow  # one EVAD train step and one evaluation (two compiles)
-def test_short_side_kinetics_pos_grid_train_then_eval(tmp_path, synthetic_dir):
-  """The whole AVA input path on the tiny synthetic set (square 32² videos in a 32 x 64 canvas:
-  content 32 x 32, padded right): training and evaluation run, the protocol keys reach the
-  result."""
-  from configs import detect
-  from mgvm.run import evaluate as eval_run
-  from mgvm.run import train as train_run
-  from tests.helpers import tiny
-
-  config = tiny(detect.get_config("runlocal"), synthetic_dir, total_steps=2, log_every_steps=1)
-  config.optim.warmup_steps = 1
-  config.image_size = (32, 64)
-  config.data.update(resize="short_side", normalization="kinetics", flip=True)
-  config.model.pos_grid = (2, 2)
-  config.eval.update(keyframes_per_video=1, class_ids=(0, 1), frame_order="input")
-  workdir = str(tmp_path / "detect")
-  result = train_run.train(config, workdir, log=lambda _: None)
-  assert all(np.isfinite(result["metrics"][k]) for k in ("loss", "loss_bbox", "loss_action"))
-  out = eval_run.evaluate(config, workdir, log=lambda _: None)
-  assert out["classes_scored"] == 2 and out["frame_order"] == "input"
-  assert 0.0 <= out["frame_map"] <= 1.0 and out["excluded_keyframes"] == 0
