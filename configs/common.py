@@ -196,6 +196,7 @@ def compressor(kind: str, ratio: float, **overrides):
   keeps every token changing by more than `threshold` (a count per clip, at most
   `int((1 - ratio)·N)`; ratio 0: no cap). Each takes `motion="codec"` (scores = the codec
   motion's magnitude, `compensate_camera` "" | "median" | "affine"; default "pixels").
+  `random_drop`: keep `int((1 - ratio)·N)` uniformly drawn tokens (the baseline at the same K).
   """
   codec = dict(motion="pixels", compensate_camera="")
   if kind == "mgtc":
@@ -204,8 +205,10 @@ def compressor(kind: str, ratio: float, **overrides):
     keys = dict(kind="everest", ratio=ratio, **codec)
   elif kind == "rlt":
     keys = dict(kind="rlt", ratio=ratio, form="topk", threshold=0.1, **codec)
+  elif kind == "random_drop":
+    keys = dict(kind="random_drop", ratio=ratio)
   else:
-    raise ValueError(f"unknown compressor {kind!r}; known: everest, mgtc, rlt")
+    raise ValueError(f"unknown compressor {kind!r}; known: everest, mgtc, random_drop, rlt")
   c = ml_collections.ConfigDict(keys)
   c.update(overrides)
   return c

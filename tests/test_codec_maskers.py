@@ -376,3 +376,50 @@ def test_a_finetune_step_reads_the_batch_motion_through_micro_batches():
   expected = mixup.soft_cross_entropy(logits, jax.nn.one_hot(batch["label"], 3))
   _, metrics = steps.compile_step(step, shardings, mesh)(state, batch)
   np.testing.assert_allclose(float(metrics["loss"]), float(expected), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- random baseline
+
+
+def test_random_drop_keeps_k_uniform_tokens_per_clip_and_its_config_builds():
+  from configs import common
+
+  m = masking.build(common.compressor("random_drop", 0.75), GRID)
+  assert (m.num_keep, m.num_target, m.needs_motion) == (16, 0, False)  # int(0.25 · 64)
+  run = jax.jit(lambda k, v: m(k, v, None))
+  video = jnp.zeros((2, 8, 64, 64, 3))
+  out = run(jax.random.key(0), video)
+  ids, mask = np.asarray(out.ids_keep), np.asarray(out.mask)
+  assert ids.shape == (2, 16) and out.ids_target.shape == (2, 0)
+  for b in range(2):
+    assert len(set(ids[b])) == 16 and list(ids[b]) == sorted(ids[b])
+    assert sorted(np.flatnonzero(~mask[b])) == list(ids[b])
+  assert set(ids[0]) != set(ids[1])  # a draw per clip
+  np.testing.assert_array_equal(np.asarray(run(jax.random.key(0), video).ids_keep), ids)
+  assert set(np.asarray(run(jax.random.key(1), video).ids_keep)[0]) != set(ids[0])
+  with pytest.raises(ValueError, match="random_drop"):
+    masking.build({"kind": "random_drop", "ratio": 0.999}, GRID)  # keeps 0
+
+
+def test_codec_motion_study_helpers_on_a_toy_clip():
+  from benchmarks import codec_motion as study
+
+  np.testing.assert_array_equal(study.sample_indices(10, 12.0, 4, 6.0), [0, 2, 4, 6])
+  np.testing.assert_array_equal(study.sample_indices(5, 12.0, 4, 6.0), [0, 2, 4, 4])
+  vectors = np.arange(1, 7, dtype=np.float32)[:, None, None, None] * np.ones((6, 1, 1, 2))
+  valid = np.ones((6, 1, 1), bool)
+  valid[3] = False
+  motion, ok = study.clip_motion(vectors, valid, np.asarray([0, 2, 4, 4]))
+  np.testing.assert_array_equal(motion[:, 0, 0, 0], [0, 2 + 3, 4 + 5, 0])  # (p_k-1, p_k]
+  np.testing.assert_array_equal(ok[:, 0, 0], [0, 1, 0, 1])  # frame 3 invalid; a repeat is valid
+  boxes = np.zeros((4, 1, 4), np.float32)
+  boxes[:2, 0] = [0.0, 0.0, 0.2, 0.2]  # frames 0-1: 12.8 px, the top-left token only
+  boxes[2:, 0] = [0.3, 0.5, 0.55, 0.55]  # frames 2-3: x 19.2-35.2, y 32-35.2
+  cover = study.token_cover(boxes, 64, 16, 2)
+  assert cover.shape == (2, 4, 4)
+  assert np.argwhere(cover[0]).tolist() == [[0, 0]]
+  assert np.argwhere(cover[1]).tolist() == [[2, 1], [2, 2]]
+  truth = np.asarray([[1, 1, 0, 0], [0, 0, 0, 0]], bool)
+  kept = np.asarray([[1, 0, 1, 0], [1, 1, 1, 1]], bool)
+  got = study.recall(kept, truth)
+  assert got[0] == 0.5 and np.isnan(got[1])

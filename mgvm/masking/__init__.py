@@ -2,7 +2,8 @@
 
 `config` (an `ml_collections.ConfigDict` or a dict) names the `kind` and its options, e.g.
 `{"kind": "tube", "ratio": 0.9}`. Maskers (`BUILDERS`) pick the visible tokens; compressors
-(`COMPRESSORS`: `mgtc`, `everest`, `rlt`) drop low-motion tokens altogether: alone they return the
+(`COMPRESSORS`: `mgtc`, `everest`, `rlt`; `random_drop`, their motion-free baseline) drop
+low-motion tokens altogether: alone they return the
 kept tokens as `ids_keep` and no targets (classifiers), and as `compress` of a masker they
 restrict it to the kept tokens (`{"kind": "tube", "ratio": 0.9, "compress": {"kind": "mgtc",
 "ratio": 0.25}}`, `mgvm.masking.compose`). A new kind is added by putting its builder
@@ -42,6 +43,7 @@ COMPRESSORS: dict[str, Callable[..., Masker]] = {
   "mgtc": motion.build_mgtc,
   "everest": motion.build_everest,
   "rlt": motion.build_rlt,
+  "random_drop": motion.build_random_drop,
 }
 
 __all__ = [

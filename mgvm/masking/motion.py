@@ -30,7 +30,9 @@ empty (classifiers: fine-tuning and test-time token compression); composed with 
   padded to the static budget `K = int((1 − ratio)·N)` (`ratio=0`: K = N, never exceeded): a
   `variable_length` masker. A clip with more than K non-static tokens keeps its K highest
   scores (the first slice first), the rest are dropped as if static.
-Every compressor takes `motion="pixels"` (the scores above, the default) or `"codec"`: a
+- `random_drop`: `int((1 − ratio)·N)` tokens drawn uniformly per clip (the motion-free
+  baseline at the same K; no `motion` option).
+The motion compressors take `motion="pixels"` (the scores above, the default) or `"codec"`: a
 token's score is then the magnitude of its tubelet's codec motion (below),
 camera-compensated with `compensate_camera` ("" off, "median", "affine"); MGTC's and RLT's
 first slice keeps its rule (kept whole, or MGTC's `first="next"`: scored as slice 1), RLT's
@@ -566,6 +568,26 @@ def build_rlt(
     needs_motion=motion == "codec",
     variable_length=form == "threshold",
   )
+
+
+def _random_drop(key, video, tokens, motion=None, motion_valid=None, *, grid, num_keep):
+  del motion, motion_valid
+  b = batch_size(video, tokens, math.prod(grid))
+  return compress(jax.random.uniform(key, (b, math.prod(grid))), num_keep)
+
+
+def build_random_drop(grid: Grid, *, ratio: float) -> Masker:
+  """Random compressor: keeps `int((1 − ratio)·N)` tokens drawn uniformly per clip (the
+  motion-free baseline of the compressors at the same K; the key draws them)."""
+  ratio = check_fraction("ratio", ratio)
+  num_keep = compressed_count(grid, ratio)
+  if not 1 <= num_keep < math.prod(grid):
+    raise ValueError(
+      f"masking kind 'random_drop': ratio={ratio} keeps {num_keep} of {math.prod(grid)} "
+      "tokens; it must keep at least 1 and drop at least 1"
+    )
+  fn = functools.partial(_random_drop, grid=grid, num_keep=num_keep)
+  return Masker("random_drop", grid, num_keep, 0, fn, {"ratio": ratio})
 
 
 # ----------------------------------------------------------------------------- MGM
