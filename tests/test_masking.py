@@ -284,7 +284,7 @@ def test_build_accepts_config_dict_and_defaults():
       {"kind": "tubes", "ratio": 0.9},
       SMALL,
       r"unknown kind 'tubes'; known kinds: everest, "
-      r"mgm, mgmae, mgtc, random, rlt, running_cell, tube",
+      r"mgm, mgmae, mgtc, random, random_drop, rlt, running_cell, tube",
     ),
     ({"ratio": 0.9}, SMALL, "no 'kind'"),
     ({"kind": "tube", "ratoi": 0.9}, SMALL, r"does not accept key 'ratoi' \(did you mean 'ratio'"),
