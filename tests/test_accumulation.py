@@ -76,7 +76,7 @@ def _one_update(task, accum_steps):
 
 
 @pytest.mark.parametrize("task", ["pretrain", "finetune"])
-@pytest.mark.parametrize("accum_steps", [2, 4])
+@pytest.mark.parametrize("accum_steps", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_k_micro_batches_give_the_update_of_one_batch(task, accum_steps):
   one, split = _one_update(task, 1), _one_update(task, accum_steps)
   np.testing.assert_allclose(split["loss"], one["loss"], rtol=1e-5)

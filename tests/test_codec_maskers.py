@@ -330,6 +330,7 @@ def test_the_steps_align_motion_with_the_flip_and_the_tasks_ask_for_it(monkeypat
   assert task_common.needs_motion(mgmae)
 
 
+@pytest.mark.slow  # several seconds of compiling; the full suite runs it
 def test_a_finetune_step_reads_the_batch_motion_through_micro_batches():
   """The step with a codec-motion RLT compressor (threshold form) over 2 micro-batches: its
   loss is the mean cross entropy of `classify` on the batch's motion, flipped with the clip."""

@@ -58,6 +58,7 @@ def test_planted_motion_is_selected_in_pairs(mode, group, num_frames, expected):
   np.testing.assert_array_equal(tf_ids[0], expected)
 
 
+@pytest.mark.slow  # several seconds of compiling; the full suite runs it
 def test_tf_equals_jax_on_random_input():
   rng = np.random.default_rng(0)
   clips = rng.integers(0, 256, size=(5, 16, 6, 5, 3), dtype=np.uint8)

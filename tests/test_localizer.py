@@ -129,6 +129,7 @@ def test_fpn_levels_and_nearest_resizing(model):
     model.fpn(_maps(batch=1, h=3, w=4))
 
 
+@pytest.mark.slow  # several seconds of compiling; the full suite runs it
 def test_boxes_are_detached_between_stages(loss_and_grad):
   params, fn = loss_and_grad
   _, _, g1 = fn(params, jnp.array([0.0, 1.0]), 0.0)  # box loss of stage 1 only

@@ -69,6 +69,7 @@ def test_mae_loss_and_gradients_do_not_depend_on_remat():
     _assert_same(run(remat), reference)
 
 
+@pytest.mark.slow  # several seconds of compiling; the full suite runs it
 def test_classifier_loss_and_gradients_do_not_depend_on_remat():
   video = jax.random.normal(jax.random.key(4), (4, 4, 32, 32, 3))
   labels = jnp.array([0, 1, 2, 1])
