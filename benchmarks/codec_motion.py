@@ -66,26 +66,27 @@ CODEC = ("mgtc_codec", "mgtc_codec_median", "mgtc_codec_affine", "rlt_codec_medi
 
 
 def scene_config(pan: bool, pan_speed: float = 0.25, detail: float = 1.0, classes=None):
-  """The study's synthetic set: runlocal's fast clips, 1-2 distractors, the default background
-  texture (`detail`), optionally a pan of `pan_speed` ± 20 % image sizes per second."""
+  """The study's synthetic set: runlocal's fast clips (`configs/common.runlocal_data`), 1-2
+  distractors, the default background texture (`detail`), optionally a pan of `pan_speed`
+  ± 20 % image sizes per second."""
+  import dataclasses
+
+  from configs import finetune
   from mgvm.datasets.synthetic import CLASSES, SyntheticConfig
 
+  runlocal = finetune.get_config("runlocal").data.synthetic
+  fields = {f.name: runlocal[f.name] for f in dataclasses.fields(SyntheticConfig)}
   return SyntheticConfig(
-    image_size=IMAGE,
-    classes=tuple(classes or CLASSES),
-    min_seconds=1.2,
-    max_seconds=1.6,
-    min_fps=10.0,
-    max_fps=30.0,
-    min_distractors=1,
-    max_distractors=2,
-    object_size=(0.2, 0.3),
-    speed=(0.3, 0.5),
-    rotation_speed=(0.3, 0.6),
-    scale_rate=(0.4, 0.7),
-    background_detail=detail,
-    camera_pan=pan,
-    pan_speed=(0.8 * pan_speed, 1.2 * pan_speed),
+    **{
+      **fields,
+      "image_size": IMAGE,
+      "classes": tuple(classes or CLASSES),
+      "min_distractors": 1,
+      "max_distractors": 2,
+      "background_detail": detail,
+      "camera_pan": pan,
+      "pan_speed": (0.8 * pan_speed, 1.2 * pan_speed),
+    }
   )
 
 

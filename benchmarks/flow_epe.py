@@ -145,22 +145,12 @@ def square_table(size: int, seeds: int, **options) -> list[dict]:
   return rows
 
 
-TRANSLATING = (
-  "move_left",
-  "move_right",
-  "move_up",
-  "move_down",
-  "move_up_left",
-  "move_up_right",
-  "move_down_left",
-  "move_down_right",
-)
-
-
 def synthetic_table(size: int, videos: int, fps: float, **options) -> list[dict]:
   from mgvm.datasets import synthetic
 
-  config = synthetic.SyntheticConfig(image_size=size, classes=TRANSLATING, max_distractors=0)
+  config = synthetic.SyntheticConfig(
+    image_size=size, classes=synthetic.TRANSLATIONS, max_distractors=0
+  )
   a, b, truth, boxes = [], [], [], []
   for index in range(videos):
     v = synthetic.render_video(config, 0, "test", index, with_flow=True, fps=fps)

@@ -466,34 +466,12 @@ def check_options(
 
 
 def mgmae_masker(
-  grid: Grid,
-  flow_fn: FlowFn | None = None,
-  *,
-  ratio: float = 0.9,
-  init: str = "mix_gauss",
-  gauss_mix: str = "max",
-  base_frame: str = "middle",
-  hole_filling: str = "consist",
-  topk_on_all: bool = False,
-  reproduce_warp_bug: bool = False,
-  warp_scale: str = "exact",
-  flow: str = "lk",
+  grid: Grid, flow_fn: FlowFn | None = None, *, ratio: float = 0.9, **options
 ) -> Masker:
-  """`build_mgmae` with an injectable `flow_fn(frame_a, frame_b) -> [B, H, W, 2]` (None: default)."""
+  """`build_mgmae` with an injectable `flow_fn(frame_a, frame_b) -> [B, H, W, 2]` (None: default);
+  `options` are `check_options`' (the defaults where absent)."""
   ratio = check_fraction("ratio", ratio)
-  params = {
-    "ratio": ratio,
-    **check_options(
-      init=init,
-      gauss_mix=gauss_mix,
-      base_frame=base_frame,
-      hole_filling=hole_filling,
-      topk_on_all=topk_on_all,
-      reproduce_warp_bug=reproduce_warp_bug,
-      warp_scale=warp_scale,
-      flow=flow,
-    ),
-  }
+  params = {"ratio": ratio, **check_options(**options)}
   hw, k = grid[1] * grid[2], visible_per_slice(grid, ratio)
   if not 1 <= k < hw:
     raise ValueError(

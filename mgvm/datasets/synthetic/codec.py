@@ -20,20 +20,9 @@ from typing import Iterable
 
 import numpy as np
 
-from mgvm.datasets.synthetic.config import SyntheticConfig
+from mgvm.datasets.synthetic.config import TRANSLATIONS, SyntheticConfig
 from mgvm.datasets.synthetic.render import covering_objects, render_scene
 from mgvm.datasets.synthetic.scene import Scene, sample_scene
-
-TRANSLATIONS = (
-  "move_left",
-  "move_right",
-  "move_up",
-  "move_down",
-  "move_up_left",
-  "move_up_right",
-  "move_down_left",
-  "move_down_right",
-)
 
 
 def block_centres(size: int, block: int) -> tuple[np.ndarray, np.ndarray]:

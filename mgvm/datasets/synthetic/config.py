@@ -26,6 +26,8 @@ CLASSES: tuple[str, ...] = (
   "bounce",
   "sway",
 )
+# The classes whose actor translates at a constant velocity (exact motion is one vector).
+TRANSLATIONS: tuple[str, ...] = tuple(c for c in CLASSES if c.startswith("move_"))
 DISTRACTOR = "drift"  # the motion of distractors (not a class)
 DEFAULT_SPLITS: dict[str, int] = {"train": 4000, "val": 400, "test": 400}  # what configs use
 VIDEOS_PER_SHARD = 256  # a multi-host run needs a shard per host at least: lower it there
