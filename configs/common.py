@@ -28,8 +28,10 @@ def model(size="B", **overrides):
       remat="none",  # activation rematerialisation per block: none | full | dots
       # () = a 1-D sinusoid table for the actual token count; (gh, gw) = the spatial grid the
       # table is laid out for (VideoMAE's 224²: (14, 14)), bicubically interpolated per slice
-      # to the actual grid (EVAD; docs/evad.md). Read by the detector only so far.
+      # to the actual grid (EVAD; docs/evad.md).
       pos_grid=(),
+      pos_embed="sinusoid",  # or "learned": a trained table (classifier / MAE; docs/models.md)
+      encoder_norm=True,  # MAE: the encoder's final LayerNorm (False: HF use_mean_pooling=True)
     )
   )
   c.update(overrides)

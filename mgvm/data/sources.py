@@ -47,14 +47,21 @@ def default_root() -> str:
   return os.environ.get("MGVM_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "mgvm")
 
 
-def _synthetic(data_config, log: Callable[[str], None]) -> Source:
+def _synthetic_settings(data_config):
+  """(generator settings dict, split sizes, seed, videos per shard, `SyntheticConfig`)."""
   from mgvm.datasets import synthetic
 
-  sc = data_config.synthetic.to_dict()
+  sc = dict(data_config.synthetic.to_dict())
   counts = {"train": sc.pop("num_train"), "val": sc.pop("num_val"), "test": sc.pop("num_test")}
   seed = sc.pop("seed")
   per_shard = sc.pop("videos_per_shard", synthetic.VIDEOS_PER_SHARD)
-  config = synthetic.SyntheticConfig(**sc)
+  return sc, counts, seed, per_shard, synthetic.SyntheticConfig(**sc)
+
+
+def _synthetic(data_config, log: Callable[[str], None]) -> Source:
+  from mgvm.datasets import synthetic
+
+  sc, counts, seed, per_shard, config = _synthetic_settings(data_config)
   identity = [sc, counts, seed] + ([per_shard] if per_shard != synthetic.VIDEOS_PER_SHARD else [])
   digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
   root = os.path.join(data_config.dir or default_root(), f"synthetic-{digest}")
@@ -173,6 +180,21 @@ def _tfds(data_config) -> Source:
       (split, int(info.num_examples)) for split, info in builder.info.splits.items()
     ),
   )
+
+
+def class_names(data_config) -> tuple[str, ...]:
+  """The class names `config.data` names, without generating or reading any video: the synthetic
+  set's, a prepared directory's `summary.json` / `dataset_info.json` list, a tfds builder's; ()
+  when the data is not at hand (a workdir evaluated on another machine)."""
+  try:
+    if data_config.source == "synthetic":
+      return tuple(_synthetic_settings(data_config)[-1].classes)
+    if data_config.source in ("tfrecord", "tfds"):
+      resolved = _tfrecord(data_config) if data_config.source == "tfrecord" else _tfds(data_config)
+      return resolved.class_names
+  except (FileNotFoundError, ValueError, KeyError, TypeError):
+    pass
+  return ()
 
 
 def resolve(data_config, log: Callable[[str], None] = print) -> Source:

@@ -22,7 +22,8 @@ class VideoClassifier(nnx.Module):
 
   `model(video, ids_keep=None)` -> `(logits [B, num_classes] float32, aux)`; with
   `ids_keep` [B, K] the encoder sees only those tokens (token compression).
-  `aux["pooled"]` is the normalised mean token. `attention` / `remat`: see `VideoViT`.
+  `aux["pooled"]` is the normalised mean token. `attention` / `remat` / `pos_grid` /
+  `pos_embed`: see `VideoViT`.
   """
 
   def __init__(
@@ -45,6 +46,8 @@ class VideoClassifier(nnx.Module):
     head_init_scale: float = 0.001,
     attention: str = "auto",
     remat: str = "none",
+    pos_grid: Sequence[int] = (),
+    pos_embed: str = "sinusoid",
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
@@ -67,6 +70,8 @@ class VideoClassifier(nnx.Module):
       init="trunc_normal",
       attention=attention,
       remat=remat,
+      pos_grid=pos_grid,
+      pos_embed=pos_embed,
       dtype=dtype,
       rngs=rngs,
     )
@@ -100,5 +105,7 @@ class VideoClassifier(nnx.Module):
       tokens = self.encoder.embed(video)
     x = self.encoder.encode(tokens, ids_keep, deterministic=deterministic, rngs=rngs)
     pooled = self.fc_norm(x.mean(axis=1))
-    logits = self.head(self.fc_dropout(pooled, deterministic=deterministic, rngs=rngs))
+    # A deterministic graph holds no dropout op at all (what ONNX export traces).
+    dropped = pooled if deterministic else self.fc_dropout(pooled, deterministic=False, rngs=rngs)
+    logits = self.head(dropped)
     return logits.astype(jnp.float32), {"pooled": pooled}

@@ -78,7 +78,10 @@ class VideoMAE(nnx.Module):
   `m.ids_target`; `aux["encoded"]` holds the encoder output on `m.ids_keep`.
   Sizes by name ("S", "B", "L", "H"; decoder depth 4 for S/B, 12 for L/H) or custom
   (`size=None, dim=, depth=, num_heads=`, optional `decoder_dim/depth/heads`).
-  `attention` and `remat` apply to the encoder and the decoder blocks alike (`VideoViT`).
+  `attention` and `remat` apply to the encoder and the decoder blocks alike (`VideoViT`);
+  `pos_grid` / `pos_embed` are the encoder's positions (`VideoViT`; the decoder keeps the fixed
+  1-D table, as the reference). `encoder_norm=False` drops the encoder's final LayerNorm:
+  Hugging Face's `VideoMAEForPreTraining` with its default `use_mean_pooling=True`.
   """
 
   def __init__(
@@ -101,6 +104,9 @@ class VideoMAE(nnx.Module):
     layer_scale_init: float = 0.0,
     attention: str = "auto",
     remat: str = "none",
+    pos_grid: Sequence[int] = (),
+    pos_embed: str = "sinusoid",
+    encoder_norm: bool = True,
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
@@ -127,9 +133,11 @@ class VideoMAE(nnx.Module):
       qkv_bias=qkv_bias,
       drop_path_rate=drop_path_rate,
       layer_scale_init=layer_scale_init,
-      final_norm=True,
+      final_norm=encoder_norm,
       attention=attention,
       remat=remat,
+      pos_grid=pos_grid,
+      pos_embed=pos_embed,
       dtype=dtype,
       rngs=rngs,
     )

@@ -269,6 +269,7 @@ class DropPath(nnx.Module):
 
 
 ATTENTION = ("auto", "xla", "cudnn", "einsum")
+POS_EMBEDS = ("sinusoid", "learned")
 REMAT = ("none", "full", "dots")
 _HALF = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
@@ -580,6 +581,10 @@ class VideoViT(nnx.Module):
     pos_grid: () for the 1-D table of the grid's tokens, or (gh, gw), the spatial grid the
       (pre-trained) table was laid out for (VideoMAE: (14, 14)): its slices are bicubically
       interpolated to the grid's (h, w) (`position_table`); inputs must then be of the grid.
+    pos_embed: "sinusoid" (the reference's fixed table, above) or "learned": a trained
+      [T'·h·w, dim] parameter `pos_embed` (trunc-normal 0.02 init, as the official
+      `use_learnable_pos_emb`); inputs must then be of the grid. `mgvm.weights.resize`
+      interpolates one to another grid.
     final_norm: LayerNorm after the last block (MAE encoder); the mean-pooling
       classifier uses `fc_norm` instead.
     layer_scale_init: > 0 turns on layer-scale with that initial value.
@@ -608,10 +613,17 @@ class VideoViT(nnx.Module):
     attention: str = "auto",
     remat: str = "none",
     pos_grid: Sequence[int] = (),
+    pos_embed: str = "sinusoid",
     dtype=jnp.float32,
     rngs: nnx.Rngs,
   ):
     spec = resolve_size(size, dim=dim, depth=depth, num_heads=num_heads)
+    if pos_embed not in POS_EMBEDS:
+      raise ValueError(f"pos_embed must be one of {POS_EMBEDS}; got {pos_embed!r}")
+    if pos_embed == "learned" and pos_grid:
+      raise ValueError(
+        "pos_grid interpolates the fixed sinusoid table; a learned pos_embed has none"
+      )
     self.dim, self.depth, self.num_heads = spec.dim, spec.depth, spec.num_heads
     self.tubelet = tuple(int(s) for s in tubelet)
     self.grid = token_grid(num_frames, image_size, self.tubelet)
@@ -638,14 +650,27 @@ class VideoViT(nnx.Module):
       ]
     )
     self.norm = layer_norm(spec.dim, dtype, rngs=rngs) if final_norm else None
+    if pos_embed == "learned":
+      init = nnx.initializers.truncated_normal(stddev=0.02)
+      self.pos_embed = nnx.Param(init(rngs.params(), (self.num_tokens, spec.dim), jnp.float32))
+    else:
+      self.pos_embed = None
 
   @property
   def num_tokens(self) -> int:
     return math.prod(self.grid)
 
-  def positions(self, num_tokens: int) -> np.ndarray:
+  def positions(self, num_tokens: int) -> np.ndarray | jax.Array:
     """float32 [num_tokens, dim]: the position table for `num_tokens` tokens (`position_table`
-    of `grid`; without `pos_grid` another count gets the 1-D table of that many tokens)."""
+    of `grid`, or the learned `pos_embed`; without `pos_grid` and a learned table another count
+    gets the 1-D sinusoid table of that many tokens)."""
+    if self.pos_embed is not None:
+      if num_tokens != self.num_tokens:
+        raise ValueError(
+          f"{num_tokens} tokens, but this encoder's learned pos_embed is for its grid {self.grid} "
+          f"of {self.num_tokens} tokens (mgvm.weights.resize interpolates it to another grid)"
+        )
+      return self.pos_embed[...]
     if num_tokens == self.num_tokens:
       return position_table(self.grid, self.dim, self.pos_grid)
     if self.pos_grid:

@@ -41,6 +41,7 @@ def model_kwargs(config, seed: int | None = None) -> dict[str, Any]:
     drop_path_rate=mc.drop_path_rate,
     attention=mc.get("attention", "auto"),
     remat=mc.get("remat", "none"),
+    pos_grid=tuple(mc.get("pos_grid", ())),
     dtype=jnp.dtype(mc.dtype),
     rngs=nnx.Rngs(config.seed if seed is None else seed),
   )

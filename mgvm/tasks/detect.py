@@ -69,7 +69,6 @@ def build_model(config, *, num_classes: int | None = None, seed: int | None = No
     roi_extension=tuple(e.roi_extension),
     official_order=e.official_order,
     localizer=localizer,
-    pos_grid=tuple(mc.get("pos_grid", ())),
   )
 
 

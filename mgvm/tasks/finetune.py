@@ -33,6 +33,7 @@ def build_model(config, *, num_classes: int | None = None, seed: int | None = No
     config.model.size or None,
     num_classes=num_classes,
     fc_drop_rate=config.model.fc_drop_rate,
+    pos_embed=config.model.get("pos_embed", "sinusoid"),
     **sizes,
     **common.model_kwargs(config, seed),
   )

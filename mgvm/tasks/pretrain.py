@@ -24,7 +24,13 @@ def build_model(config, *, num_classes: int | None = None, seed: int | None = No
   sizes = common.custom_sizes(
     config.model, ("dim", "depth", "num_heads", "decoder_dim", "decoder_depth", "decoder_heads")
   )
-  return models.VideoMAE(config.model.size or None, **sizes, **common.model_kwargs(config, seed))
+  return models.VideoMAE(
+    config.model.size or None,
+    **sizes,
+    pos_embed=config.model.get("pos_embed", "sinusoid"),
+    encoder_norm=config.model.get("encoder_norm", True),
+    **common.model_kwargs(config, seed),
+  )
 
 
 def viz_model(config, *, seed: int | None = None):

@@ -130,18 +130,18 @@ def canonical_from_official(state: Mapping[str, np.ndarray]) -> dict[str, Entry]
   return out
 
 
-def drop_sinusoid_pos_embed(entries: dict[str, Entry]) -> None:
-  """A stored fixed sinusoid table is redundant; a learned position table is not supported."""
+def drop_sinusoid_pos_embed(entries: dict[str, Entry]) -> bool:
+  """Drops a stored fixed sinusoid table (the model computes its own); a learned table stays as
+  `encoder.pos_embed` [N, D]. Returns whether the checkpoint has a learned table."""
   entry = entries.get("encoder.pos_embed")
   if entry is None:
-    return
+    return False
   table = entry.value.reshape(-1, entry.value.shape[-1])
-  if not np.allclose(table, sinusoid_table(*table.shape), atol=1e-4):
-    raise ValueError(
-      f"{entry.source} {entry.source_shape} is a learned position embedding; mgvm "
-      "uses the reference's fixed 1-D sinusoid table only."
-    )
-  del entries["encoder.pos_embed"]
+  if np.allclose(table, sinusoid_table(*table.shape), atol=1e-4):
+    del entries["encoder.pos_embed"]
+    return False
+  entries["encoder.pos_embed"] = dataclasses.replace(entry, value=table)
+  return True
 
 
 def to_model_name(name: str, entry: Entry) -> tuple[str, Entry]:

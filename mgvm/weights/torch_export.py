@@ -1,10 +1,13 @@
-"""`to_torch_state_dict`: a model's parameters as a PyTorch state dict (official or Hugging Face).
+"""A model's parameters in the PyTorch layouts: the official VideoMAE one and Hugging Face's.
 
-torch is imported only when the function runs.
+`official_arrays` / `hf_arrays` give numpy state dicts (no torch needed: `mgvm.weights.hf_export`
+writes the Hugging Face one as safetensors); `to_torch_state_dict` wraps either in torch tensors
+and `save_official` writes an official `.pth`. torch is imported only by those two.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -14,7 +17,69 @@ from mgvm.models.mae import VideoMAE
 from mgvm.weights.layouts import hf_name
 from mgvm.weights.params import model_params
 
-__all__ = ["to_torch_state_dict"]
+__all__ = ["hf_arrays", "official_arrays", "save_official", "to_torch_state_dict"]
+
+
+def _check_model(model) -> None:
+  if not isinstance(model, (VideoMAE, VideoClassifier)):
+    raise TypeError(
+      f"exports a VideoMAE or VideoClassifier; got {type(model).__name__} (EVAD's detector has "
+      "no official or Hugging Face VideoMAE layout)"
+    )
+
+
+def official_arrays(model: VideoMAE | VideoClassifier) -> dict[str, np.ndarray]:
+  """float32 numpy state dict in the official layout: `PretrainVisionTransformer` names
+  (`encoder.`, `decoder.`, `encoder_to_decoder`, `mask_token`) for a `VideoMAE`,
+  `VisionTransformer` names (`patch_embed`, `blocks`, `fc_norm`, `head`) for a classifier."""
+  _check_model(model)
+  is_classifier = isinstance(model, VideoClassifier)
+  out: dict[str, np.ndarray] = {}
+  for path, var in model_params(model).items():
+    value = np.array(var.get_value(), dtype=np.float32)
+    head, _, last = path.rpartition(".")
+    if last == "scale":
+      path = f"{head}.weight"
+    elif last == "kernel":
+      path = f"{head}.weight"
+      value = value.T if value.ndim == 2 else value.transpose(4, 3, 0, 1, 2)
+    elif last == "pos_embed":  # a learned table: the reference stores it as [1, N, D]
+      value = value[None]
+    if is_classifier and path.startswith("encoder."):
+      path = path[len("encoder.") :]
+    out[path] = np.ascontiguousarray(value)
+  return out
+
+
+def hf_arrays(model: VideoMAE | VideoClassifier) -> dict[str, np.ndarray]:
+  """float32 numpy state dict in the Hugging Face `transformers` VideoMAE layout
+  (`VideoMAEForPreTraining` / `VideoMAEForVideoClassification`); q/k/v split, the zero k bias
+  omitted. Layer scale and learned positions have no Hugging Face equivalent and raise."""
+  _check_model(model)
+  if model.encoder.pos_embed is not None:
+    raise ValueError(
+      "this model has a learned pos_embed; Hugging Face VideoMAE has fixed sinusoid positions "
+      "only, so it cannot hold it (export --format official instead)"
+    )
+  official = official_arrays(model)
+  if isinstance(model, VideoClassifier):  # back to the pre-training names hf_name maps
+    official = {
+      (k if k.startswith(("fc_norm.", "head.")) else f"encoder.{k}"): v for k, v in official.items()
+    }
+  out: dict[str, np.ndarray] = {}
+  for name, value in official.items():
+    m = re.match(r"^(encoder|decoder)\.blocks\.(\d+)\.attn\.qkv\.weight$", name)
+    if m:
+      layer = (
+        ("videomae.encoder.layer." if m.group(1) == "encoder" else "decoder.decoder_layers.")
+        + m.group(2)
+        + ".attention.attention."
+      )
+      for part, chunk in zip(("query", "key", "value"), np.split(value, 3, axis=0)):
+        out[f"{layer}{part}.weight"] = np.ascontiguousarray(chunk)
+    else:
+      out[hf_name(name)] = value
+  return out
 
 
 def to_torch_state_dict(model: VideoMAE | VideoClassifier, layout: str = "official"):
@@ -28,34 +93,16 @@ def to_torch_state_dict(model: VideoMAE | VideoClassifier, layout: str = "offici
 
   if layout not in ("official", "hf"):
     raise ValueError(f"layout must be 'official' or 'hf'; got {layout!r}.")
-  is_classifier = isinstance(model, VideoClassifier)
-  official: dict[str, np.ndarray] = {}
-  for path, var in model_params(model).items():
-    value = np.array(var.get_value(), dtype=np.float32)
-    head, _, last = path.rpartition(".")
-    if last == "scale":
-      path = f"{head}.weight"
-    elif last == "kernel":
-      path = f"{head}.weight"
-      value = value.T if value.ndim == 2 else value.transpose(4, 3, 0, 1, 2)
-    official[path] = np.ascontiguousarray(value)
-  out: dict[str, np.ndarray] = {}
-  if layout == "official":
-    for name, value in official.items():
-      if is_classifier and name.startswith("encoder."):
-        name = name[len("encoder.") :]
-      out[name] = value
-  else:
-    for name, value in official.items():
-      m = re.match(r"^(encoder|decoder)\.blocks\.(\d+)\.attn\.qkv\.weight$", name)
-      if m:
-        layer = (
-          ("videomae.encoder.layer." if m.group(1) == "encoder" else "decoder.decoder_layers.")
-          + m.group(2)
-          + ".attention.attention."
-        )
-        for part, chunk in zip(("query", "key", "value"), np.split(value, 3, axis=0)):
-          out[f"{layer}{part}.weight"] = np.ascontiguousarray(chunk)
-      else:
-        out[hf_name(name)] = value
-  return {k: torch.from_numpy(v) for k, v in out.items()}
+  arrays = official_arrays(model) if layout == "official" else hf_arrays(model)
+  return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+
+def save_official(model: VideoMAE | VideoClassifier, path: str) -> str:
+  """Writes `{"model": state_dict}` in the official layout to `path` (`.pth`, as the reference's
+  checkpoints; `load_torch_checkpoint` and the official code read it). Returns the path."""
+  import torch  # pylint: disable=g-import-not-at-top
+
+  if os.path.dirname(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+  torch.save({"model": to_torch_state_dict(model, "official")}, path)
+  return path

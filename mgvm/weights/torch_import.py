@@ -7,6 +7,8 @@ and builds the model, assigning every array through the parameter checker.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -17,6 +19,7 @@ from flax import nnx
 
 from mgvm.models.classifier import VideoClassifier
 from mgvm.models.mae import VideoMAE
+from mgvm.models.vit import token_grid
 from mgvm.weights.layouts import (
   Entry,
   canonical_from_hf,
@@ -27,6 +30,7 @@ from mgvm.weights.layouts import (
 )
 from mgvm.weights.params import assign
 from mgvm.weights.read import read_state_dict
+from mgvm.weights.resize import describe_grid_change, resize_table
 
 __all__ = ["load_torch_checkpoint"]
 
@@ -52,7 +56,8 @@ def _read_entries(source: Any) -> tuple[dict[str, Entry], dict, str]:
 
 
 def _check_pretrain(entries: Mapping[str, Entry], layout: str) -> None:
-  """A pre-training model needs the decoder and the encoder's final norm."""
+  """A pre-training model needs the decoder (the encoder's final norm is optional:
+  `encoder_norm`, Hugging Face's use_mean_pooling=True has none)."""
   has_decoder = any(
     n.startswith(("decoder.", "encoder_to_decoder.")) or n == "mask_token" for n in entries
   )
@@ -61,17 +66,6 @@ def _check_pretrain(entries: Mapping[str, Entry], layout: str) -> None:
       f"kind='pretrain' needs a pre-training checkpoint, but this {layout} "
       "checkpoint has no decoder (a fine-tuned or encoder-only model?); "
       "use kind='classifier'."
-    )
-  if "encoder.norm.weight" not in entries:
-    if layout == "hf":
-      raise ValueError(
-        "this Hugging Face pre-training checkpoint has no videomae.layernorm (its config "
-        "has use_mean_pooling=True), so its encoder output reaches the decoder without the "
-        "final LayerNorm, unlike the reference VideoMAE that mgvm implements."
-      )
-    raise ValueError(
-      "this pre-training checkpoint has no encoder.norm (final encoder "
-      "LayerNorm), which the reference VideoMAE has."
     )
 
 
@@ -190,6 +184,7 @@ def _encoder_sizes(
     mlp_ratio=mlp_ratio,
     qkv_bias="encoder.blocks.0.attn.q_bias" in entries,
     layer_scale_init=1.0 if "encoder.blocks.0.gamma_1" in entries else 0.0,
+    pos_embed="learned" if "encoder.pos_embed" in entries else "sinusoid",
   )
   sizes["num_heads"] = _heads(
     "encoder", dim, config.get("num_attention_heads"), num_heads, heads_table, "num_heads"
@@ -250,6 +245,50 @@ def _decoder_sizes(
   )
 
 
+def _checkpoint_grid(config: Mapping[str, Any], tubelet) -> tuple[int, int, int] | None:
+  """The (T', h, w) grid of config.json's clip, when it names one."""
+  if config.get("num_frames") is None or config.get("image_size") is None:
+    return None
+  size = config["image_size"]
+  height, width = (size, size) if isinstance(size, int) else tuple(size)
+  return int(config["num_frames"]) // tubelet[0], height // tubelet[1], width // tubelet[2]
+
+
+def _fit_positions(entries, sizes, config, pos_embed_grid, log) -> None:
+  """A learned `encoder.pos_embed` resized to the model's grid; the change is logged."""
+  target = token_grid(sizes["num_frames"], sizes["image_size"], sizes["tubelet"])
+  entry = entries.get("encoder.pos_embed")
+  stored = pos_embed_grid or _checkpoint_grid(config, sizes["tubelet"])
+  if entry is None:
+    if log is not None:
+      log(
+        describe_grid_change(stored, target, learned=False)
+        if stored is not None
+        else f"positions: fixed sinusoid table built for the token grid {target} (the file "
+        "does not record the clip it was trained on)"
+      )
+    return
+  rows = int(entry.value.shape[0])
+  if stored is None:
+    if rows != math.prod(target):
+      raise ValueError(
+        f"{entry.source} is a learned position table of {rows} tokens, but the model's grid "
+        f"{target} has {math.prod(target)}; pass pos_embed_grid=(T', h, w), the grid it was "
+        "trained for, to interpolate it"
+      )
+    stored = target
+  if math.prod(stored) != rows:
+    raise ValueError(
+      f"{entry.source} has {rows} position rows, but its grid {tuple(stored)} has "
+      f"{math.prod(stored)} tokens"
+    )
+  entries["encoder.pos_embed"] = dataclasses.replace(
+    entry, value=resize_table(entry.value, stored, target)
+  )
+  if log is not None:
+    log(describe_grid_change(stored, target, learned=True))
+
+
 # ----------------------------------------------------------------------------- building
 
 
@@ -305,8 +344,10 @@ def load_torch_checkpoint(
   decoder_heads: int | None = None,
   heads_by_width: Mapping[int, int] | None = None,
   decoder_heads_by_width: Mapping[int, int] | None = None,
+  pos_embed_grid: tuple[int, int, int] | None = None,
   dtype=jnp.float32,
   rngs: nnx.Rngs | int | None = None,
+  log: Callable[[str], None] | None = None,
   **model_kwargs,
 ) -> VideoMAE | VideoClassifier:
   """Build a `VideoMAE` (`kind="pretrain"`) or `VideoClassifier` (`kind="classifier"`) from a checkpoint.
@@ -322,7 +363,10 @@ def load_torch_checkpoint(
       as the reference's mean-pooling model ignores it) and initialises `fc_norm`/`head`
       fresh, which needs `num_classes`.
     num_frames, image_size: the clip the model is built for; config.json's values unless
-      given, else 16 / 224 (the fixed sinusoid positions fit any size).
+      given, else 16 / 224. Fixed sinusoid positions are rebuilt for any size; a learned
+      `pos_embed` is interpolated trilinearly from the checkpoint's grid (`mgvm.weights.resize`).
+    pos_embed_grid: the (T', h, w) grid of a learned table whose token count differs from the
+      model's (an official `.pth` does not record its clip); config.json's clip when it has one.
     num_heads, decoder_heads: heads, when config.json does not give them; else the
       official table by width (384→6, 768→12, 1024/1280→16; decoder 192→3, 384→6,
       512/640→8); else width // 64.
@@ -332,10 +376,13 @@ def load_torch_checkpoint(
     rngs: initialises parameters the checkpoint does not provide (default `nnx.Rngs(0)`).
       When the checkpoint provides every parameter and `rngs` is None, the model is
       built with `nnx.eval_shape` and nothing is initialised.
+    log: where the position change is reported (`mgvm.weights.resize`); None: silent.
     **model_kwargs: passed to the model (e.g. `drop_path_rate`, `fc_drop_rate`).
 
   Dims, depth, tubelet, channels, MLP ratio, q/v biases and layer scale come from the
-  weights. The Hugging Face `layer_norm_eps` is not read: mgvm uses the reference's 1e-6.
+  weights, and so does `encoder_norm` (a pre-training encoder without the final LayerNorm: Hugging
+  Face's default `use_mean_pooling=True`). The Hugging Face `layer_norm_eps` is not read: mgvm
+  uses the reference's 1e-6.
 
   Raises:
     UnsafeCheckpointError: a pickled file holds objects other than tensors.
@@ -353,9 +400,11 @@ def load_torch_checkpoint(
   sizes = _encoder_sizes(
     entries, config, num_heads, num_frames, image_size, {**ENCODER_HEADS, **(heads_by_width or {})}
   )
+  _fit_positions(entries, sizes, config, pos_embed_grid, log)
   if kind == "pretrain":
     table = {**DECODER_HEADS, **(decoder_heads_by_width or {})}
     sizes.update(_decoder_sizes(entries, config, sizes["mlp_ratio"], decoder_heads, table))
+    sizes["encoder_norm"] = "encoder.norm.weight" in entries
   elif decoder_heads is not None:
     raise ValueError("decoder_heads= applies to kind='pretrain' only.")
   build = _model_builder(kind, num_classes, dtype, {**sizes, **model_kwargs})
