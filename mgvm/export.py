@@ -27,20 +27,6 @@ import numpy as np
 FORMATS = ("hf", "official", "stablehlo", "onnx")
 
 
-def read_labels(path: str, num_classes: int) -> tuple[str, ...]:
-  """Class names from `path`, one per line (line k = class k); the count must match the head."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"--labels {path} does not exist")
-  with open(path) as f:
-    names = tuple(line.strip() for line in f if line.strip())
-  if len(names) != num_classes:
-    raise ValueError(
-      f"--labels {path} lists {len(names)} class names, but the model's head has "
-      f"{num_classes} classes"
-    )
-  return names
-
-
 def _params(model) -> dict[str, np.ndarray]:
   from mgvm.trees import flatten_dict
   from mgvm.weights import export_params
@@ -87,11 +73,13 @@ def export(
     raise ValueError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
   loaded = load_model(checkpoint, num_frames=num_frames, image_size=image_size, log=log)
   model = loaded.model
-  names = loaded.class_names
-  if labels:
-    if loaded.kind != "classifier":
-      raise ValueError(f"--labels names a classifier's classes; {checkpoint} is a {loaded.kind}")
-    names = read_labels(labels, model.num_classes)
+  names: Sequence[str] = ()
+  if loaded.kind == "classifier":
+    from mgvm.predict import class_names
+
+    names = class_names(loaded, labels)
+  elif labels:
+    raise ValueError(f"--labels names a classifier's classes; {checkpoint} is a {loaded.kind}")
   kind = "classifier" if loaded.kind == "classifier" else "pretrain"
   result: dict = {}
   if fmt in ("hf", "official"):

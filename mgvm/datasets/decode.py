@@ -298,3 +298,11 @@ def decode_or_skip(
 def skip_counts(skipped) -> dict[str, int]:
   """{reason: count} of skip records, sorted by reason."""
   return dict(sorted(collections.Counter(s["reason"] for s in skipped).items()))
+
+
+# The helpers a streaming reader (`mgvm.datasets.stream`) shares with `decode`, by public names
+# (the same functions: `decode`'s results do not change).
+open_container = _open
+packet_pts = _packet_pts
+stream_rates = _rates
+decode_failure = _decode_error

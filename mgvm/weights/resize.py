@@ -20,18 +20,21 @@ __all__ = ["describe_grid_change", "linear_matrix", "resize_positions", "resize_
 def linear_matrix(size_in: int, size_out: int) -> np.ndarray:
   """float64 [size_out, size_in]: torch's 1-D linear resampling (align_corners=False).
 
-  Source coordinate `max(0, in/out · (i + 0.5) − 0.5)`, its two neighbours clamped to the edge.
+  Source coordinate `max(0, in/out · (i + 0.5) − 0.5)`, its two neighbours clamped to the edge;
+  coordinates and weights in float32, as torch computes them for float32 tensors.
   """
   if size_in < 1 or size_out < 1:
     raise ValueError(f"sizes must be >= 1, got {size_in} -> {size_out}")
-  src = np.maximum(size_in / size_out * (np.arange(size_out) + 0.5) - 0.5, 0.0)
+  f = np.float32
+  scale = f(size_in) / f(size_out)
+  src = np.maximum(scale * (np.arange(size_out, dtype=f) + f(0.5)) - f(0.5), f(0))
   low = np.minimum(np.floor(src).astype(np.int64), size_in - 1)
   high = np.minimum(low + 1, size_in - 1)
-  frac = src - low
+  frac = (src - low.astype(f)).astype(f)
   matrix = np.zeros((size_out, size_in))
   rows = np.arange(size_out)
-  np.add.at(matrix, (rows, low), 1.0 - frac)
-  np.add.at(matrix, (rows, high), frac)
+  np.add.at(matrix, (rows, low), (f(1) - frac).astype(np.float64))
+  np.add.at(matrix, (rows, high), frac.astype(np.float64))
   return matrix
 
 
