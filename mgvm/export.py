@@ -55,6 +55,7 @@ def export(
   *,
   num_frames: int | None = None,
   image_size: int | None = None,
+  num_heads: int | None = None,
   batch_size: int | None = None,
   labels: str = "",
   platforms: Sequence[str] = ("cpu", "cuda", "tpu"),
@@ -71,7 +72,9 @@ def export(
 
   if fmt not in FORMATS:
     raise ValueError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
-  loaded = load_model(checkpoint, num_frames=num_frames, image_size=image_size, log=log)
+  loaded = load_model(
+    checkpoint, num_frames=num_frames, image_size=image_size, num_heads=num_heads, log=log
+  )
   model = loaded.model
   names: Sequence[str] = ()
   if loaded.kind == "classifier":
@@ -141,6 +144,8 @@ def _onnx_runner(path: str):
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
+  from mgvm.features import add_model_args
+
   p = argparse.ArgumentParser(
     prog="python -m mgvm.export",
     description="Write an mgvm workdir's, official or Hugging Face VideoMAE model in another "
@@ -149,8 +154,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   p.add_argument("--checkpoint", required=True, help="mgvm workdir, official .pth or HF directory")
   p.add_argument("--format", required=True, choices=FORMATS, help="what to write")
   p.add_argument("--out", required=True, help="output directory (official: a .pth file)")
-  p.add_argument("--num-frames", type=int, default=None, help="export for another clip length")
-  p.add_argument("--image-size", type=int, default=None, help="export for another resolution")
+  add_model_args(p)
   p.add_argument(
     "--batch-size", type=int, default=None, help="stablehlo / onnx: a fixed batch (default: any)"
   )
@@ -160,9 +164,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
   )
   p.add_argument("--no-check", action="store_true", help="skip reading the export back")
   a = p.parse_args(argv)
-  from mgvm.cli import fail, quiet_startup
+  from mgvm.cli import fail
 
-  quiet_startup()
   try:
     return export(
       a.checkpoint,
@@ -170,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
       a.out,
       num_frames=a.num_frames,
       image_size=a.image_size,
+      num_heads=a.num_heads,
       batch_size=a.batch_size,
       labels=a.labels,
       platforms=tuple(x for x in a.platforms.split(",") if x),

@@ -2,7 +2,7 @@
 
   python -m mgvm.features --checkpoint CKPT --videos LIST_OR_DIR --out DIR
       [--fps F | --stride S] [--window T] [--hop H] [--pool mean|tokens|none]
-      [--batch-size B] [--image-size S] [--num-frames T] [--no-progress]
+      [--batch-size B] [--image-size S] [--num-frames T] [--num-heads H] [--no-progress]
 
 `--checkpoint`: an mgvm workdir, an official `.pth` or a Hugging Face directory, pre-training
 or classifier (`mgvm.weights.checkpoints.load_model`; a `.pth` does not record its clip: give
@@ -93,11 +93,25 @@ def output_names(paths: Sequence[str]) -> list[str]:
   return names
 
 
-def load(path: str, *, num_frames=None, image_size=None, log: Callable = _stderr):
+def load(path: str, *, num_frames=None, image_size=None, num_heads=None, log: Callable = _stderr):
   """`mgvm.weights.checkpoints.load_model` (a `LoadedModel`)."""
   from mgvm.weights.checkpoints import load_model
 
-  return load_model(path, num_frames=num_frames, image_size=image_size, log=log)
+  return load_model(
+    path, num_frames=num_frames, image_size=image_size, num_heads=num_heads, log=log
+  )
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+  """`--image-size` / `--num-frames` / `--num-heads` (shared by the tools)."""
+  p.add_argument("--image-size", type=int, default=None, help="run the model at this size")
+  p.add_argument("--num-frames", type=int, default=None, help="run the model on T frames")
+  p.add_argument(
+    "--num-heads",
+    type=int,
+    default=None,
+    help="attention heads of a .pth whose width is not an official size (384/768/1024/1280)",
+  )
 
 
 def square_size(loaded) -> int:
@@ -444,8 +458,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   p.add_argument("--hop", type=int, default=None, help="sampled frames between windows (T)")
   p.add_argument("--pool", choices=POOLS, default="mean", help="mean | tokens | none")
   p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="windows per batch")
-  p.add_argument("--image-size", type=int, default=None, help="run the model at this size")
-  p.add_argument("--num-frames", type=int, default=None, help="run the model on T frames")
+  add_model_args(p)
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
   a = p.parse_args(argv)
   check_positive(
@@ -462,7 +475,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
   quiet_startup()
   try:
     paths = list_videos(a.videos)
-    loaded = load(a.checkpoint, num_frames=a.num_frames or a.window, image_size=a.image_size)
+    loaded = load(
+      a.checkpoint,
+      num_frames=a.num_frames or a.window,
+      image_size=a.image_size,
+      num_heads=a.num_heads,
+    )
     sampling = sampling_settings(loaded, a.fps, a.stride)
     index = extract(
       loaded,

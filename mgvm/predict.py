@@ -2,7 +2,7 @@
 
   python -m mgvm.predict VIDEO... --checkpoint CKPT [--top-k 5] [--labels FILE]
       [--clips K] [--crops C] [--fps F | --stride S] [--batch-size B] [--image-size S]
-      [--num-frames T] [--json] [--no-progress]
+      [--num-frames T] [--num-heads H] [--json] [--no-progress]
 
 `--checkpoint`: a classifier (an mgvm fine-tuning workdir, an official fine-tuned `.pth` or a
 Hugging Face `VideoMAEForVideoClassification` folder); a pre-training checkpoint is refused.
@@ -40,6 +40,7 @@ from mgvm.datasets import stream
 from mgvm.features import (
   DEFAULT_BATCH_SIZE,
   BatchRunner,
+  add_model_args,
   add_sampling_args,
   check_positive,
   load,
@@ -196,8 +197,7 @@ def main(argv: Sequence[str] | None = None, *, out: Callable = print) -> dict:
   p.add_argument("--crops", type=int, default=None, help="spatial crops (default eval's, else 3)")
   add_sampling_args(p)
   p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="views per batch")
-  p.add_argument("--image-size", type=int, default=None, help="run the model at this size")
-  p.add_argument("--num-frames", type=int, default=None, help="run the model on T-frame clips")
+  add_model_args(p)
   p.add_argument("--json", action="store_true", help="print one JSON object")
   p.add_argument("--no-progress", action="store_true", help="no progress bar")
   a = p.parse_args(argv)
@@ -213,7 +213,9 @@ def main(argv: Sequence[str] | None = None, *, out: Callable = print) -> dict:
   )
   quiet_startup()
   try:
-    loaded = load(a.checkpoint, num_frames=a.num_frames, image_size=a.image_size)
+    loaded = load(
+      a.checkpoint, num_frames=a.num_frames, image_size=a.image_size, num_heads=a.num_heads
+    )
     require_classifier(loaded, f"--checkpoint {a.checkpoint}")
     names = class_names(loaded, a.labels)
     given = dict(getattr(loaded, "sampling", None) or {})

@@ -200,7 +200,8 @@ def test_export_cli_official_and_stablehlo_round_trips(tmp_path, capsys):
   np.testing.assert_array_equal(np.asarray(back(video)[0]), np.asarray(clf(video)[0]))
 
   out = tmp_path / "shlo"
-  result = export_main(["--checkpoint", str(tmp_path / "hf"), "--format", "stablehlo", "--out", str(out), "--platforms", "cpu"])  # fmt: skip
+  # from the .pth, which records neither its clip nor (width 32) its heads
+  result = export_main(["--checkpoint", str(tmp_path / "m.pth"), "--format", "stablehlo", "--out", str(out), "--platforms", "cpu", "--num-heads", "2", "--num-frames", str(T), "--image-size", str(S)])  # fmt: skip
   assert result["check"] <= 1e-6
   from mgvm.weights import serialize
 

@@ -89,7 +89,7 @@ def _load_workdir(path, num_frames, image_size, dtype, log) -> LoadedModel:
       f"{path} is a {config.task!r} run; the tools read pre-training and fine-tuning runs "
       "(VideoMAE / classifier), evaluate detectors with eval.py"
     )
-  params, origin = latest_params(path)
+  params, origin = _quietly(latest_params, path)
   flat = {k: np.asarray(v) for k, v in flatten_dict(params).items()}
   tubelet = tuple(int(v) for v in config.model.get("tubelet", (2, 16, 16)))
   stored = token_grid(int(config.num_frames), _hw(config.image_size), tubelet)
@@ -124,6 +124,18 @@ def _load_workdir(path, num_frames, image_size, dtype, log) -> LoadedModel:
   )
 
 
+def _quietly(fn, *args):
+  """`fn(*args)` without orbax's warnings about opening a checkpoint read-only."""
+  from absl import logging as absl_logging
+
+  before = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    return fn(*args)
+  finally:
+    absl_logging.set_verbosity(before)
+
+
 def _eval_fps(target_fps):
   """A run's test rate: its `target_fps`, the first when training drew from a list."""
   if isinstance(target_fps, (list, tuple)):
@@ -143,10 +155,12 @@ def _hf_class_names(path: str) -> tuple[str, ...]:
   return tuple(names)
 
 
-def _load_torch(path, num_frames, image_size, dtype, log) -> LoadedModel:
+def _load_torch(path, num_frames, image_size, dtype, log, num_heads) -> LoadedModel:
   from mgvm.weights.torch_import import load_torch_checkpoint
 
   kwargs = dict(num_frames=num_frames, image_size=image_size, dtype=dtype, log=log)
+  if num_heads:
+    kwargs["num_heads"] = int(num_heads)
   try:
     model = load_torch_checkpoint(path, kind="classifier", **kwargs)
     kind = "classifier"
@@ -175,6 +189,7 @@ def load_model(
   num_frames: int | None = None,
   image_size: int | tuple[int, int] | None = None,
   dtype=jnp.float32,
+  num_heads: int | None = None,
   log: Callable[[str], None] | None = print,
 ) -> LoadedModel:
   """The model in `path`: an mgvm workdir (its latest checkpoint and recorded config), an official
@@ -183,6 +198,8 @@ def load_model(
 
   `num_frames` / `image_size` build the model for another clip (default: the one it was trained
   on; 16 × 224 for a file that does not say). `dtype` is the compute dtype (params stay float32).
+  `num_heads`: the encoder's attention heads, for a `.pth` of a width outside the official table
+  (a workdir and a Hugging Face directory record theirs).
   Raises `FileNotFoundError` naming the path when there is nothing to read, and the loaders'
   errors (`CheckpointMismatchError`, `UnsafeCheckpointError`, `ValueError`) otherwise.
   """
@@ -197,7 +214,7 @@ def load_model(
       "directory (no config.json in it)"
     )
   else:
-    loaded = _load_torch(path, num_frames, image_size, dtype, log)
+    loaded = _load_torch(path, num_frames, image_size, dtype, log, num_heads)
   if log is not None:
     log(
       f"loaded {loaded.kind} ({type(loaded.model).__name__}, width {loaded.model.encoder.dim}, "
