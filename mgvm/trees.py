@@ -1,4 +1,5 @@
-"""Nested dicts as flat names: `{"a": {"b": x}}` -> `{"a.b": x}` (configs, checkpoints, params)."""
+"""Nested dicts as flat names and back: `{"a": {"b": x}}` <-> `{"a.b": x}` (configs, checkpoints,
+params)."""
 
 from __future__ import annotations
 
@@ -16,3 +17,15 @@ def flatten_dict(tree: Mapping[Any, Any], sep: str = ".", prefix: str = "") -> d
     else:
       flat[name] = value
   return flat
+
+
+def unflatten_dict(flat: Mapping[str, Any], sep: str = ".") -> dict[str, Any]:
+  """The nested dicts of `flatten_dict`'s output (`{"a.b": x}` -> `{"a": {"b": x}}`)."""
+  tree: dict[str, Any] = {}
+  for name, value in flat.items():
+    *parents, leaf = name.split(sep)
+    node = tree
+    for key in parents:
+      node = node.setdefault(key, {})
+    node[leaf] = value
+  return tree

@@ -248,3 +248,19 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path):
   save_hf(clf, str(tmp_path / "hf"))
   result = export_main(["--checkpoint", str(tmp_path / "hf"), "--format", "onnx", "--out", str(tmp_path / "onnx")])  # fmt: skip
   assert result["check"] <= 1e-5
+
+
+def test_init_from_a_run_at_another_clip_interpolates_its_learned_table(tmp_path, capsys):
+  from mgvm import tasks
+  from mgvm.tasks import common
+
+  config = finetune_config(pos_embed="learned")
+  config.num_frames, config.image_size = 4, 32  # grid (2, 2, 2)
+  run = models.VideoClassifier(None, pos_embed="learned", num_classes=3, **SMALL, rngs=nnx.Rngs(0))
+  write_workdir(tmp_path / "run", config, run)
+  config.num_frames, config.image_size = 8, 48  # grid (4, 3, 3)
+  model = nnx.eval_shape(lambda: tasks.get("finetune").build_model(config, num_classes=3))
+  params = common.init_from_params(config, str(tmp_path / "run"), model)
+  expected = resize.resize_table(np.asarray(run.encoder.pos_embed[...]), (2, 2, 2), (4, 3, 3))
+  np.testing.assert_array_equal(params["encoder"]["pos_embed"], expected)
+  assert "(2, 2, 2) of the init_from run -> (4, 3, 3)" in capsys.readouterr().out

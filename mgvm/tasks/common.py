@@ -256,17 +256,31 @@ def import_videomae(
   return nnx.state(loaded, nnx.Param)
 
 
+def _positions_for(params: dict, stored, grid) -> dict:
+  """A workdir's params with a learned `pos_embed` resized from the run's grid to `grid` (logged)."""
+  from mgvm.trees import flatten_dict, unflatten_dict
+  from mgvm.weights.resize import resize_positions
+
+  if stored is None or tuple(stored) == tuple(grid):
+    return params
+  flat = resize_positions(flatten_dict(params), stored, grid, log=print, what="init_from run")
+  return unflatten_dict(flat)
+
+
 def init_from_params(config, init_from: str, model) -> dict:
   """The pure-dict params whose encoder `config.init_from` names: the latest params of an mgvm
   workdir, or an official VideoMAE / VideoMAE v2 / MGMAE / EVEREST `.pth` or a Hugging Face
   directory (pre-training or fine-tuned; read without running pickled code, `module.` /
   `_orig_mod.` / `backbone.` prefixes tolerated). `model` is the abstract model being trained
-  (its attention heads fill in what the file cannot say)."""
+  (its attention heads fill in what the file cannot say; a workdir's learned position table is
+  interpolated to its grid, `mgvm.weights.resize`)."""
   from mgvm.train import checkpoint as checkpoint_lib
+  from mgvm.weights.checkpoints import recorded_grid
   from mgvm.workdir import checkpoint_dir
 
   if os.path.isdir(checkpoint_dir(init_from)):
-    return checkpoint_lib.load_params(checkpoint_dir(init_from))
+    params = checkpoint_lib.load_params(checkpoint_dir(init_from))
+    return _positions_for(params, recorded_grid(init_from), tuple(model.grid))
   if not os.path.exists(init_from):
     raise FileNotFoundError(
       f"config.init_from={init_from!r}: no such workdir, checkpoint file or directory"

@@ -27,7 +27,7 @@ from mgvm.trees import flatten_dict
 from mgvm.weights.params import import_params
 from mgvm.weights.resize import resize_positions
 
-__all__ = ["LoadedModel", "load_model", "DEFAULT_SAMPLING"]
+__all__ = ["DEFAULT_SAMPLING", "LoadedModel", "load_model", "recorded_grid"]
 
 # What a file without a run's config implies: VideoMAE's Kinetics setting (every 4th frame) and
 # its test views are the tools' defaults.
@@ -78,6 +78,17 @@ def _workdir_config(path: str):
     return ml_collections.ConfigDict(json.load(f))
 
 
+def recorded_grid(path: str) -> tuple[int, int, int] | None:
+  """The (T', h, w) token grid of the run a workdir recorded, or None when it records none."""
+  from mgvm.workdir import config_path
+
+  if not os.path.exists(config_path(path)):
+    return None
+  config = _workdir_config(path)
+  tubelet = tuple(int(v) for v in config.model.get("tubelet", (2, 16, 16)))
+  return token_grid(int(config.num_frames), _hw(config.image_size), tubelet)
+
+
 def _load_workdir(path, num_frames, image_size, dtype, log) -> LoadedModel:
   from mgvm import tasks
   from mgvm.data import sources
@@ -92,7 +103,7 @@ def _load_workdir(path, num_frames, image_size, dtype, log) -> LoadedModel:
   params, origin = _quietly(latest_params, path)
   flat = {k: np.asarray(v) for k, v in flatten_dict(params).items()}
   tubelet = tuple(int(v) for v in config.model.get("tubelet", (2, 16, 16)))
-  stored = token_grid(int(config.num_frames), _hw(config.image_size), tubelet)
+  stored = recorded_grid(path)
   with config.unlocked():
     config.num_frames = int(num_frames or config.num_frames)
     config.image_size = image_size or config.image_size
