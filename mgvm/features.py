@@ -469,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     batch_size=a.batch_size,
     image_size=a.image_size,
     num_frames=a.num_frames,
+    num_heads=a.num_heads,
   )
   if a.window and a.num_frames and a.window != a.num_frames:
     fail(f"--window {a.window} and --num-frames {a.num_frames} differ: a window is one clip")

@@ -210,6 +210,7 @@ def main(argv: Sequence[str] | None = None, *, out: Callable = print) -> dict:
     batch_size=a.batch_size,
     image_size=a.image_size,
     num_frames=a.num_frames,
+    num_heads=a.num_heads,
   )
   quiet_startup()
   try:
