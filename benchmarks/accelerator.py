@@ -761,8 +761,22 @@ def section_steps(bench: Bench, report: Report, shapes) -> None:
     print(f"note: {note}")
 
 
-def hf_config(shape: Shape, num_labels: int = NUM_CLASSES):
+def _transformers():
+  """`transformers`, importable beside PyPI's CUDA torchvision and a CPU torch
+  (`mgvm.flow.raft_weights.import_torchvision`)."""
+  from mgvm.flow.raft_weights import import_torchvision
+
+  try:
+    import_torchvision()
+  except ImportError:  # no torchvision: nothing to work around
+    pass
   import transformers
+
+  return transformers
+
+
+def hf_config(shape: Shape, num_labels: int = NUM_CLASSES):
+  transformers = _transformers()
 
   spec = model_spec(shape)
   return transformers.VideoMAEConfig(
@@ -795,8 +809,8 @@ def torch_program(shape: Shape, kind: str, device: str):
   """(run one step / forward to completion, cleanup) in transformers; kind: finetune, forward,
   pretrain (tube 0.9)."""
   import torch
-  import transformers
 
+  transformers = _transformers()
   config = hf_config(shape)
   pretrain = kind == "pretrain"
   cls = (

@@ -20,6 +20,18 @@ os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 import pytest  # noqa: E402
 
 
+def pytest_configure(config):
+  """PyPI's torchvision (requirements-test.txt) is a CUDA build: beside the CPU torch its import,
+  and transformers' model imports, which import it, fail until the op schemas it registers
+  exist (`mgvm.flow.raft_weights.import_torchvision`)."""
+  try:
+    from mgvm.flow.raft_weights import import_torchvision
+
+    import_torchvision()
+  except ImportError:
+    pass
+
+
 def pytest_collection_modifyitems(config, items):
   import jax
 

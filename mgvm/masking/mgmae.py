@@ -26,7 +26,10 @@ The T − 1 adjacent-pair flows go through one batched `flow_fn` call ((T − 1)
 the base, `frame_k → frame_{k+1}` before it), so a random base frame costs no extra flow.
 The default `flow_fn` is `mgvm.flow.estimate` (`flow="lk"`: the in-graph pyramidal
 Lucas–Kanade), imported when the masker first runs; it gets the frames as the masker gets them
-(float32).
+(float32). `flow="raft_small"` / `"raft_large"` run RAFT instead (`mgvm.flow.raft.RaftFlow`, as
+MGMAE does: the ImageNet-normalised frames mapped to [−1, 1], `flow_iterations` updates, 6 by
+default) with the converted checkpoint `flow_weights` (docs/flow.md); without one the builder
+fails, since nothing is downloaded and random weights give meaningless flow.
 
 `flow="codec"` (docs/algorithms.md §2.8) takes the pair flows from the codec motion field
 instead (`codec_pair_flows`; the masker then needs `motion` [B, T, h, w, 2], the displacement of
@@ -81,7 +84,8 @@ GAUSS_MIX = ("max", "sum")
 BASE_FRAMES = ("middle", "first", "random", "random_batch")
 HOLE_FILLING = ("consist", "none")
 WARP_SCALES = ("exact", "official")
-FLOWS = ("lk", "codec")
+RAFT_FLOWS = ("raft_small", "raft_large")
+FLOWS = ("lk", "codec", *RAFT_FLOWS)
 # The builder's options besides `ratio` (compose passes them through).
 OPTIONS = (
   "init",
@@ -92,6 +96,8 @@ OPTIONS = (
   "reproduce_warp_bug",
   "warp_scale",
   "flow",
+  "flow_weights",
+  "flow_iterations",
 )
 FLOOR = 1e-8  # token_rand / pixel_rand background: keeps real zeros apart from out-of-frame holes
 
@@ -108,6 +114,45 @@ def default_flow(frame_a: jax.Array, frame_b: jax.Array) -> jax.Array:
       "available; pass flow_fn to mgmae.mgmae_masker / mgmae_mask"
     ) from e
   return flow.estimate(frame_a, frame_b)
+
+
+def flow_function(flow: str, weights: str = "", iterations: int = 6) -> FlowFn:
+  """The estimator `flow` names: `default_flow` for "lk", else `mgvm.flow.raft.flow_function`
+  (RAFT with the converted checkpoint `weights`, `iterations` updates; cached per arguments)."""
+  if flow == "lk":
+    return default_flow
+  from mgvm.flow import raft
+
+  return raft.flow_function(flow, weights, iterations)
+
+
+def check_flow_weights(flow: str, weights: str, iterations: int) -> tuple[str, int]:
+  """(`weights`, `iterations`) checked against `flow`: RAFT needs a converted checkpoint of its
+  variant, the other flows none."""
+  if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+    raise ValueError(
+      f"masking kind 'mgmae': flow_iterations must be an int >= 1, got {iterations!r}"
+    )
+  if flow not in RAFT_FLOWS:
+    if weights:
+      raise ValueError(
+        f"masking kind 'mgmae': flow_weights={weights!r} is for flow='raft_small' or "
+        f"'raft_large', not flow={flow!r}"
+      )
+    return "", iterations
+  if not weights:
+    raise ValueError(
+      f"masking kind 'mgmae': flow={flow!r} needs flow_weights=PATH, a RAFT checkpoint "
+      "converted by `python -m mgvm.flow.raft_weights` (docs/flow.md). Nothing is "
+      "downloaded, and random weights would give meaningless flow."
+    )
+  from mgvm.flow import raft, raft_weights
+
+  variant = raft_weights.read_meta(weights)["variant"]
+  if variant != flow:
+    raise ValueError(f"masking kind 'mgmae': flow_weights={weights!r} holds {variant}, not {flow}")
+  raft.flow_function(flow, weights, iterations)  # loaded (and checked) now, once per arguments
+  return weights, iterations
 
 
 # ----------------------------------------------------------------------------- counts
@@ -318,6 +363,8 @@ def propagate(
     "warp_scale",
     "flow_fn",
     "flow",
+    "flow_weights",
+    "flow_iterations",
   ),
 )
 def mask_volume(
@@ -335,12 +382,15 @@ def mask_volume(
   warp_scale: str = "exact",
   flow_fn: FlowFn | None = None,
   flow: str = "lk",
+  flow_weights: str = "",
+  flow_iterations: int = 6,
 ) -> jax.Array:
   """float32 [B, T, H, W]: the per-frame warped maps of `video` [B, T, H, W, C] (visualisation).
 
   The initial map is `initial_map(key, ...)` whatever the base frame; a random base frame is
   drawn from `fold_in(key, 1)`. `flow="codec"` warps along `motion` [B, T, h, w, 2]
-  (`codec_pair_flows`) instead of `flow_fn`."""
+  (`codec_pair_flows`) instead of `flow_fn`; without `flow_fn`, "lk" / "raft_*" take
+  `flow_function(flow, flow_weights, flow_iterations)`."""
   b, frames, height, width = video.shape[:4]
   _tubelet(video.shape, grid)
   base_key = jax.random.fold_in(key, 1) if base_frame.startswith("random") else key
@@ -353,8 +403,9 @@ def mask_volume(
       raise ValueError("mgmae flow='codec' warps along the codec motion field: pass motion=")
     check_motion("mgmae", motion, None, grid, video=video, same_grid=False)
     flows = codec_pair_flows(motion, base, (height, width), reproduce_warp_bug=reproduce_warp_bug)
-  elif flow == "lk":
-    flows = pair_flows(video, base, flow_fn or default_flow, reproduce_warp_bug=reproduce_warp_bug)
+  elif flow in FLOWS:
+    fn = flow_fn or flow_function(flow, flow_weights, flow_iterations)
+    flows = pair_flows(video, base, fn, reproduce_warp_bug=reproduce_warp_bug)
   else:
     raise ValueError(f"mgmae flow must be one of {FLOWS}, got {flow!r}")
   return propagate(init_map, flows, base, hole_filling=hole_filling, warp_scale=warp_scale)
@@ -402,6 +453,8 @@ def mgmae_mask(
   warp_scale: str = "exact",
   flow: str = "lk",
   flow_fn: FlowFn | None = None,
+  flow_weights: str = "",
+  flow_iterations: int = 6,
 ) -> MaskOut:
   """MGMAE masking of `video` [B, T, H, W, C] (see the module docstring); `flow="codec"`
   warps along `motion` (`motion_valid` is not used)."""
@@ -426,6 +479,8 @@ def mgmae_mask(
     warp_scale=warp_scale,
     flow_fn=flow_fn,
     flow=flow,
+    flow_weights=flow_weights,
+    flow_iterations=flow_iterations,
   )
   return select(
     jax.lax.stop_gradient(token_scores(volume, grid)), grid, ratio, topk_on_all=topk_on_all
@@ -451,8 +506,12 @@ def check_options(
   reproduce_warp_bug: bool = False,
   warp_scale: str = "exact",
   flow: str = "lk",
+  flow_weights: str = "",
+  flow_iterations: int = 6,
 ) -> dict:
   """The options besides `ratio`, checked (a bad value names its key), at their defaults."""
+  flow = _choice("flow", flow, FLOWS)
+  flow_weights, flow_iterations = check_flow_weights(flow, flow_weights, flow_iterations)
   return {
     "init": _choice("init", init, INITS),
     "gauss_mix": _choice("gauss_mix", gauss_mix, GAUSS_MIX),
@@ -461,7 +520,9 @@ def check_options(
     "topk_on_all": bool(topk_on_all),
     "reproduce_warp_bug": bool(reproduce_warp_bug),
     "warp_scale": _choice("warp_scale", warp_scale, WARP_SCALES),
-    "flow": _choice("flow", flow, FLOWS),
+    "flow": flow,
+    "flow_weights": flow_weights,
+    "flow_iterations": flow_iterations,
   }
 
 
@@ -498,9 +559,12 @@ def build_mgmae(
   reproduce_warp_bug: bool = False,
   warp_scale: str = "exact",
   flow: str = "lk",
+  flow_weights: str = "",
+  flow_iterations: int = 6,
 ) -> Masker:
-  """MGMAE motion-guided masking with the default flow estimator (`mgvm.flow.estimate`), or
-  (`flow="codec"`) along the codec motion field.
+  """MGMAE motion-guided masking with the default flow estimator (`mgvm.flow.estimate`), RAFT
+  (`flow="raft_small"` / `"raft_large"` with the converted checkpoint `flow_weights`,
+  `flow_iterations` updates) or (`flow="codec"`) along the codec motion field.
 
   Parity switches (module docstring): `base_frame="random_batch"` draws one base frame per
   call as the official `random`; `warp_scale="official"` reproduces the official warp's
@@ -519,6 +583,8 @@ def build_mgmae(
     reproduce_warp_bug=reproduce_warp_bug,
     warp_scale=warp_scale,
     flow=flow,
+    flow_weights=flow_weights,
+    flow_iterations=flow_iterations,
   )
 
 
@@ -535,7 +601,8 @@ def compose_priority(
 ) -> jax.Array:
   """Composition priority [B, N]: the token scores of `mgmae_mask` with `ratio` and `options`
   (those of `mask_volume`: init, gauss_mix, base_frame, hole_filling, reproduce_warp_bug,
-  warp_scale, flow; default where absent); `motion` for `flow="codec"`."""
+  warp_scale, flow, flow_weights, flow_iterations; default where absent); `motion` for
+  `flow="codec"`."""
   if video is None:
     raise ValueError(
       "masking kind 'mgmae' with 'compress' ranks tokens by the warped mask "
