@@ -28,6 +28,7 @@ CLASSES: tuple[str, ...] = (
 )
 # The classes whose actor translates at a constant velocity (exact motion is one vector).
 TRANSLATIONS: tuple[str, ...] = tuple(c for c in CLASSES if c.startswith("move_"))
+BACKGROUND_PATTERNS = ("noise", "gratings")
 DISTRACTOR = "drift"  # the motion of distractors (not a class)
 DEFAULT_SPLITS: dict[str, int] = {"train": 4000, "val": 400, "test": 400}  # what configs use
 VIDEOS_PER_SHARD = 256  # a multi-host run needs a shard per host at least: lower it there
@@ -73,6 +74,10 @@ class SyntheticConfig:
   distractor_jitter: tuple[float, float] = (0.005, 0.015)  # jitter amplitude, image sizes
   pan_speed: tuple[float, float] = (0.02, 0.05)  # background pan, image sizes / s
   background_detail: float = 1.0  # strength of the background's fine texture (0: smooth)
+  # "noise": value noise plus `background_detail` fine texture; "gratings": two sinusoidal
+  # gratings of random orientation, period and phase (patch content predictable from its
+  # neighbours: the masking study's pre-training, docs/masking_study.md)
+  background_pattern: str = "noise"
   jpeg_quality: int = 90
 
   def __post_init__(self):
@@ -117,6 +122,10 @@ class SyntheticConfig:
     object.__setattr__(self, "background_detail", float(self.background_detail))
     if not 0 <= self.background_detail <= 4:
       raise ValueError(f"background_detail must be in [0, 4], got {self.background_detail}")
+    if self.background_pattern not in BACKGROUND_PATTERNS:
+      raise ValueError(
+        f"background_pattern must be one of {BACKGROUND_PATTERNS}, got {self.background_pattern!r}"
+      )
     if not 1 <= self.jpeg_quality <= 100:
       raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
 

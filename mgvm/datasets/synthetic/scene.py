@@ -172,8 +172,12 @@ def _hsv(h, s, v) -> np.ndarray:
   return 255 * np.array(colorsys.hsv_to_rgb(h % 1.0, s, v))
 
 
-def _background(rng, size: int, margin: int, detail_strength: float = 1.0) -> np.ndarray:
+def _background(
+  rng, size: int, margin: int, detail_strength: float = 1.0, pattern: str = "noise"
+) -> np.ndarray:
   n = size + 2 * margin
+  if pattern == "gratings":
+    return _gratings(rng, size, n)
   c1 = _hsv(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.3, 0.75))
   c2 = _hsv(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.3, 0.75))
   mix = _noise(rng, n, n, size / 2)[..., None]
@@ -181,6 +185,22 @@ def _background(rng, size: int, margin: int, detail_strength: float = 1.0) -> np
   fine = 30 * (_noise(rng, n, n, max(1.5, size / 16)) - 0.5)
   tex = c1 + mix * (c2 - c1) + detail_strength * (detail + fine)[..., None]
   return np.clip(tex, 0, 255).astype(np.float32)
+
+
+def _gratings(rng, size: int, n: int) -> np.ndarray:
+  """[n, n, 3]: a dark and a light muted colour mixed by the mean of two sinusoidal gratings
+  (orientation uniform, period size/5 to size/2.5 px, phase uniform): every patch a smooth,
+  high-contrast piece of a pattern its neighbours continue."""
+  dark = _hsv(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.2, 0.4))
+  light = _hsv(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.6, 0.8))
+  y, x = np.mgrid[0:n, 0:n].astype(np.float64) + 0.5
+  mix = np.zeros((n, n))
+  for _ in range(2):
+    angle, period = rng.uniform(0, np.pi), rng.uniform(size / 5, size / 2.5)
+    phase = rng.uniform(0, 2 * np.pi)
+    mix += np.sin(2 * np.pi * (x * math.cos(angle) + y * math.sin(angle)) / period + phase)
+  mix = (0.5 + 0.25 * mix)[..., None]  # in [0, 1]
+  return np.clip(dark + mix * (light - dark), 0, 255).astype(np.float32)
 
 
 def _appearance(rng, radius: float) -> dict:
@@ -281,7 +301,7 @@ def sample_scene(config: SyntheticConfig, seed: int, split: str, index: int) -> 
     speed, heading = _uniform(rng, config.pan_speed, s), rng.uniform(0, 2 * np.pi)
     pan = (speed * math.cos(heading), speed * math.sin(heading))
     margin = int(math.ceil(config.pan_speed[1] * s * config.max_seconds)) + 2
-  background = _background(rng, s, margin, config.background_detail)
+  background = _background(rng, s, margin, config.background_detail, config.background_pattern)
   depth = tuple(int(i) for i in rng.permutation(num_actors + num_distractors))
   motions = [config.classes[clip_label(config, seed, split, index)]]
   motions += [config.classes[int(i)] for i in rng.integers(0, len(config.classes), num_actors - 1)]
