@@ -53,6 +53,22 @@ def synthetic(**overrides):
   return c
 
 
+def study_data(c):
+  """`runlocal_data`'s clips at 32 px in 2 x 8 x 8 tubelets over grating backgrounds: the masking
+  study's regime, where pre-training learns on a CPU (issue #19, docs/masking_study.md).
+
+  On `runlocal`'s noise-blend backgrounds the normalized-pixel targets of most patches are JPEG
+  rounding (a patch divided by its own tiny spread), so the MAE loss stays at the mean-prediction
+  plateau (~0.99) whatever it trains; gratings give every patch a pattern its neighbours continue
+  (docs/synthetic.md).
+  """
+  runlocal_data(c)
+  c.image_size = 32
+  c.model.tubelet = (2, 8, 8)
+  c.data.synthetic.update(image_size=32, background_detail=0.0, background_pattern="gratings")
+  return c
+
+
 def runlocal_data(c):
   """The CPU-size clips and synthetic set both runlocal configs share (made once, ~30 s).
 

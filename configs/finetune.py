@@ -9,7 +9,8 @@ augmentation (2 clips per decoded video). `init_from` is a pre-training workdir 
 scratch).
 
 Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in
-synthetic motion data set; `dataset=k400|ucf101|hmdb51|ssv2` sets that data set's temporal
+synthetic motion data set; `study` is `runlocal` on the masking study's data and tubelets
+(`configs/pretrain.py:study`'s twin); `dataset=k400|ucf101|hmdb51|ssv2` sets that data set's temporal
 sampling, flip and test views (dense clips, flip, 5 clips x 3 crops; HMDB51 every 2nd frame
 and 10 x 3, as EVEREST's scripts; SSv2: segments, no flip, 2 x 3); `recipe=NAME` a paper's
 whole recipe (configs/recipes.py, docs/reproduce.md); `compress=mgtc|everest|rlt` runs the encoder on the tokens a motion-guided compressor keeps,
@@ -31,7 +32,7 @@ from mgvm.config import parse_arg
 
 
 def get_config(arg=None):
-  spec = dict(runlocal=False, dataset="", compress="", fps_scale=1, recipe="")
+  spec = dict(runlocal=False, study=False, dataset="", compress="", fps_scale=1, recipe="")
   args = parse_arg(arg, **spec)
   recipe = common.recipe_args(args, spec, "finetune")
   c = ml_collections.ConfigDict()
@@ -63,7 +64,7 @@ def get_config(arg=None):
   common.run(c, total_steps=50_000)
   if args.dataset:
     common.apply_dataset(c, args.dataset)
-  if args.runlocal:
+  if args.runlocal or args.study:
     c.model.update(size="", dim=96, depth=4, num_heads=3, drop_path_rate=0.0, dtype="float32")
     common.runlocal_data(c)
     c.batch_size = 16
@@ -73,6 +74,8 @@ def get_config(arg=None):
     c.label_smoothing = 0.0
     common.run(c, total_steps=2000, log_every_steps=50, checkpoint_every_steps=500)
     c.eval.update(split="test", batch_size=16, num_clips=2, num_crops=1)
+  if args.study:
+    common.study_data(c)
   if args.fps_scale > 1:
     if args.compress:
       raise ValueError("fps_scale sets its own MGTC compressor; drop compress=")

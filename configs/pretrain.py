@@ -5,7 +5,9 @@ VideoMAE pre-training: tube masking 0.9, normalized-pixel targets, AdamW (0.9, 0
 crop, clips of 16 frames at `data.target_fps`.
 
 Arguments after the colon: `runlocal` shrinks everything to a CPU-size run on the built-in
-synthetic motion data set; `masker=random|tube|running_cell|mgmae|mgm` picks the masker (mgm
+synthetic motion data set; `study` is `runlocal` in the masking study's regime, where
+pre-training learns on a CPU (32-px grating-background clips, 2 x 8 x 8 tubelets, 24,000 steps;
+`configs/common.study_data`, docs/masking_study.md); `masker=random|tube|running_cell|mgmae|mgm` picks the masker (mgm
 and `--config.masking.flow=codec` of mgmae read the codec motion field the input pipeline then
 loads); `compress=mgtc|everest|rlt` first drops low-motion tokens (neither encoded nor
 reconstructed; mgtc drops 25 %, everest 70 % as EVEREST with `masker=random`, rlt 30 % by
@@ -27,7 +29,9 @@ from mgvm.config import parse_arg
 
 
 def get_config(arg=None):
-  spec = dict(runlocal=False, masker="tube", dataset="", compress="", fps_scale=1, recipe="")
+  spec = dict(
+    runlocal=False, study=False, masker="tube", dataset="", compress="", fps_scale=1, recipe=""
+  )
   args = parse_arg(arg, **spec)
   recipe = common.recipe_args(args, spec, "pretrain")
   c = ml_collections.ConfigDict()
@@ -51,7 +55,7 @@ def get_config(arg=None):
   common.run(c, total_steps=100_000)
   if args.dataset:
     common.apply_dataset(c, args.dataset)
-  if args.runlocal:
+  if args.runlocal or args.study:
     c.model.update(
       size="",
       dim=96,
@@ -68,6 +72,10 @@ def get_config(arg=None):
     c.optim.update(base_lr=0.05, min_lr=1e-3, warmup_steps=30)  # x 16/256: peak 3.1e-3
     common.run(c, total_steps=300, log_every_steps=25, checkpoint_every_steps=100)
     c.eval.update(batch_size=16, max_batches=4)
+  if args.study:
+    common.study_data(c)
+    c.optim.warmup_steps = 500
+    common.run(c, total_steps=24_000, log_every_steps=500, checkpoint_every_steps=4000)
   if args.fps_scale > 1:
     if args.compress:
       raise ValueError("fps_scale sets its own MGTC compressor; drop compress=")

@@ -115,3 +115,26 @@ def test_lr_multipliers_take_pattern_pairs_from_the_command_line():
     f"{CONFIGS}/detect.py:runlocal", ["--config.optim.lr_multipliers=(('localizer', 2.0),)"]
   )
   assert tuple(map(tuple, c.optim.lr_multipliers)) == (("localizer", 2.0),)
+
+
+def test_the_study_twins_share_data_tubelets_and_model():
+  """`pretrain.py:study` and `finetune.py:study` read the same grating-background set at 32 px
+  in 2 x 8 x 8 tubelets with one model, so a study pre-training initialises the fine-tuning, and
+  the set differs from runlocal's only in size and background."""
+  from configs import finetune, pretrain
+
+  pre, fine, local = (
+    pretrain.get_config("study"),
+    finetune.get_config("study"),
+    pretrain.get_config("runlocal"),
+  )
+  assert pre.data.synthetic.to_dict() == fine.data.synthetic.to_dict()
+  assert pre.data.synthetic.background_pattern == "gratings" and pre.image_size == 32
+  assert tuple(pre.model.tubelet) == tuple(fine.model.tubelet) == (2, 8, 8)
+  for key in ("dim", "depth", "num_heads"):
+    assert pre.model[key] == fine.model[key] == local.model[key]
+  differ = {
+    k for k, v in pre.data.synthetic.to_dict().items() if v != local.data.synthetic.to_dict()[k]
+  }
+  assert differ == {"image_size", "background_detail", "background_pattern"}
+  assert pre.total_steps == 24_000
