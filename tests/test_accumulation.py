@@ -75,7 +75,7 @@ def _one_update(task, accum_steps):
   return out
 
 
-@pytest.mark.parametrize("task", ["pretrain", "finetune"])
+@pytest.mark.parametrize("task", [pytest.param("pretrain", marks=pytest.mark.slow), "finetune"])
 @pytest.mark.parametrize("accum_steps", [2, pytest.param(4, marks=pytest.mark.slow)])
 def test_k_micro_batches_give_the_update_of_one_batch(task, accum_steps):
   one, split = _one_update(task, 1), _one_update(task, accum_steps)

@@ -83,6 +83,7 @@ def test_raft_small_matches_torchvision_at_every_iteration():
 
 
 @pytest.mark.xla_optimized
+@pytest.mark.slow
 def test_raft_large_matches_torchvision_at_every_iteration():
   """1 pair at 128×128, 3 updates, random batch-norm statistics in the context encoder: convex
   upsampling, separable GRU, radius 4 all within 1e-4 px of torchvision's raft_large."""
@@ -236,6 +237,7 @@ def _imagenet(x):
   return ((x + 1) / 2 - mean) / std
 
 
+@pytest.mark.slow
 def test_flow_function_is_raft_on_imagenet_frames_batch_independent_and_shardable(small_model):
   """RaftFlow(frame_a, frame_b) = RAFT(image1 = a, image2 = b) on the frames mapped to [−1, 1];
   each pair's flow is the same alone, in a batch, under vmap, and with the batch split over 2

@@ -98,6 +98,7 @@ def test_classifier_loss_and_gradients_do_not_depend_on_remat():
     _assert_same(run(remat), reference)
 
 
+@pytest.mark.slow
 def test_remat_holds_less_memory_for_the_backward_pass():
   # 8 blocks of width 96 on 8 x 64 tokens: each block keeps ~3 MB for its backward without remat.
   tokens = jnp.zeros((8, 64, 96))

@@ -241,6 +241,7 @@ def test_export_errors_name_the_problem(tmp_path, capsys):
   assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_onnx_export_runs_in_onnxruntime(tmp_path):
   pytest.importorskip("jax2onnx")
   pytest.importorskip("onnxruntime")

@@ -38,6 +38,7 @@ def test_default_list(flags):
   ]
 
 
+@pytest.mark.slow
 def test_command_writes_png_and_gif(flags, tmp_path, capsys):
   out = str(tmp_path / "sub" / "masks.png")
   result = viz.main(
