@@ -261,7 +261,7 @@ def test_dropped_frames_sum_and_resized_frames_scale(square_videos):
 def test_the_in_memory_path_gives_the_same_field(square_videos, monkeypatch):
   """Files whose packets do not map one to one onto frames are decoded in one pass: same field."""
   streamed = mv.extract(square_videos["ibbp"], max_fps=12.5)
-  monkeypatch.setattr(dec, "_packet_pts", lambda path: None)  # forces the fallback
+  monkeypatch.setattr(dec, "packet_pts", lambda path: None)  # forces the fallback
   held = mv.extract(square_videos["ibbp"], max_fps=12.5)
   np.testing.assert_array_equal(held.vectors, streamed.vectors)
   np.testing.assert_array_equal(held.valid, streamed.valid)

@@ -77,7 +77,9 @@ def constant_rate_indices(timestamps: np.ndarray, rate: float) -> np.ndarray:
   return np.where(take_left, left, right).astype(np.int64)
 
 
-def _open(path: str):
+def open_container(path: str):
+  """The PyAV container of `path`, which has a video stream; `DecodeError` (missing, empty,
+  unreadable, no_video_stream) otherwise."""
   import av  # imported here: listing / parsing code never needs it
 
   if not os.path.exists(path):
@@ -94,7 +96,7 @@ def _open(path: str):
   return container
 
 
-def _rates(stream, t: np.ndarray, max_fps: float | None) -> tuple[float, float]:
+def stream_rates(stream, t: np.ndarray, max_fps: float | None) -> tuple[float, float]:
   """(source rate, stored rate): the stream's average rate (else from timestamps), capped."""
   rate = stream.average_rate or stream.guessed_rate
   source_fps = float(rate) if rate else 0.0
@@ -103,7 +105,8 @@ def _rates(stream, t: np.ndarray, max_fps: float | None) -> tuple[float, float]:
   return source_fps, (min(source_fps, max_fps) if max_fps else source_fps)
 
 
-def _decode_error(path: str, error: Exception, kept: int) -> DecodeError:
+def decode_failure(path: str, error: Exception, kept: int) -> DecodeError:
+  """The `DecodeError` of a decoding `error` after `kept` frames: unreadable, else truncated."""
   if not kept:
     return DecodeError(path, "unreadable", type(error).__name__)
   return DecodeError(path, "truncated", f"{type(error).__name__} after {kept} frames")
@@ -113,9 +116,9 @@ class _Mismatch(Exception):
   """The decoded frames are not one per packet in timestamp order: use the in-memory path."""
 
 
-def _packet_pts(path: str) -> tuple[np.ndarray, object] | None:
+def packet_pts(path: str) -> tuple[np.ndarray, object] | None:
   """Pass 1, demuxing only: the sorted pts of the video packets, or None if some lack one."""
-  with _open(path) as container:
+  with open_container(path) as container:
     stream = container.streams.video[0]
     pts = []
     try:
@@ -140,14 +143,14 @@ def _extractor(path, stream, picked, motion):
 
 def _decode_streaming(path, max_fps, short_side, convert, motion=None) -> Decoded:
   """Two passes: packet timestamps pick the frames, then only those are converted and kept."""
-  found = _packet_pts(path)
+  found = packet_pts(path)
   if found is None or len(found[0]) == 0:
     raise _Mismatch()
   pts, time_base = found
   t = np.asarray([float(p * time_base) for p in pts], np.float64)
-  with _open(path) as container:
+  with open_container(path) as container:
     stream = container.streams.video[0]
-    source_fps, fps = _rates(stream, t, max_fps)
+    source_fps, fps = stream_rates(stream, t, max_fps)
     picked = constant_rate_indices(t, fps)
     copies = np.bincount(picked, minlength=len(pts))
     extractor = _extractor(path, stream, picked, motion)
@@ -167,7 +170,7 @@ def _decode_streaming(path, max_fps, short_side, convert, motion=None) -> Decode
     except _Mismatch:
       raise
     except Exception as e:
-      raise _decode_error(path, e, k) from None
+      raise decode_failure(path, e, k) from None
     if k != len(pts):
       raise _Mismatch()
     field = extractor.finish() if extractor is not None else None
@@ -184,7 +187,7 @@ def _decode_streaming(path, max_fps, short_side, convert, motion=None) -> Decode
 
 def _decode_in_memory(path, max_fps, short_side, convert, motion=None) -> Decoded:
   """One pass holding every decoded frame (for files whose packets do not map 1:1 to frames)."""
-  with _open(path) as container:
+  with open_container(path) as container:
     stream = container.streams.video[0]
     extractor = _extractor(path, stream, None, motion)  # switches the export on: before decoding
     frames, times = [], []
@@ -197,13 +200,13 @@ def _decode_in_memory(path, max_fps, short_side, convert, motion=None) -> Decode
         )
         frames.append(frame)
     except Exception as e:
-      raise _decode_error(path, e, len(frames)) from None
+      raise decode_failure(path, e, len(frames)) from None
     if not frames:
       raise DecodeError(path, "no_frames")
     times = np.asarray(times, np.float64)
     order = np.argsort(times, kind="stable")  # decode order is not always pts order
     t = times[order]
-    source_fps, fps = _rates(stream, t, max_fps)
+    source_fps, fps = stream_rates(stream, t, max_fps)
     picked = constant_rate_indices(t, fps)  # into the time-sorted frames
     height, width = _resize_shape(frames[0].height, frames[0].width, short_side)
     images = [
@@ -298,11 +301,3 @@ def decode_or_skip(
 def skip_counts(skipped) -> dict[str, int]:
   """{reason: count} of skip records, sorted by reason."""
   return dict(sorted(collections.Counter(s["reason"] for s in skipped).items()))
-
-
-# The helpers a streaming reader (`mgvm.datasets.stream`) shares with `decode`, by public names
-# (the same functions: `decode`'s results do not change).
-open_container = _open
-packet_pts = _packet_pts
-stream_rates = _rates
-decode_failure = _decode_error
