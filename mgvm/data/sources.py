@@ -62,9 +62,9 @@ def _synthetic(data_config, log: Callable[[str], None]) -> Source:
   from mgvm.datasets import synthetic
 
   sc, counts, seed, per_shard, config = _synthetic_settings(data_config)
-  if sc.get("background_pattern") == "noise":  # the default: sets made before it keep their name
-    sc = {k: v for k, v in sc.items() if k != "background_pattern"}
-  identity = [sc, counts, seed] + ([per_shard] if per_shard != synthetic.VIDEOS_PER_SHARD else [])
+  identity = [synthetic.identity_fields(sc), counts, seed] + (
+    [per_shard] if per_shard != synthetic.VIDEOS_PER_SHARD else []
+  )
   digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
   root = os.path.join(data_config.dir or default_root(), f"synthetic-{digest}")
   ensure = functools.partial(

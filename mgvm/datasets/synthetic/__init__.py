@@ -19,6 +19,7 @@ from mgvm.datasets.synthetic.config import (
   VIDEOS_PER_SHARD,
   SyntheticConfig,
   check_class,
+  identity_fields,
 )
 from mgvm.datasets.synthetic.render import Video, render_scene, render_video
 from mgvm.datasets.synthetic.scene import Scene, SceneObject, clip_label, sample_scene
@@ -53,6 +54,7 @@ __all__ = [
   "encode_jpeg",
   "encode_video",
   "ensure_dataset",
+  "identity_fields",
   "main",
   "read_info",
   "render_scene",

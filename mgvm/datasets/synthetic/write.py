@@ -18,7 +18,12 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from mgvm.datasets import processes, shards
-from mgvm.datasets.synthetic.config import DEFAULT_SPLITS, VIDEOS_PER_SHARD, SyntheticConfig
+from mgvm.datasets.synthetic.config import (
+  DEFAULT_SPLITS,
+  VIDEOS_PER_SHARD,
+  SyntheticConfig,
+  identity_fields,
+)
 from mgvm.datasets.synthetic.render import Video, render_video
 from mgvm.datasets.synthetic.scene import _check_seed_index, _split_code
 
@@ -104,12 +109,9 @@ def _fps_histogram(fps: Sequence[float]) -> dict[str, int]:
 
 
 def _identity(config: SyntheticConfig, splits: Mapping[str, int], seed: int) -> dict:
-  fields = config.to_dict()
-  if fields["background_pattern"] == "noise":  # the default: sets written before it still match
-    del fields["background_pattern"]
   return {
     "version": VERSION,
-    "config": fields,
+    "config": identity_fields(config.to_dict()),
     "seed": int(seed),
     "counts": dict(sorted(splits.items())),
   }
