@@ -1,4 +1,5 @@
-"""What `train.py` and `eval.py` share: quiet start-up, flag parsing and one-line errors.
+"""What the command lines share (`train.py`, `eval.py`, `python -m mgvm.<tool>`): quiet start-up,
+flag parsing, the tools' model options and one-line errors.
 
 A known error (a misspelt config key, a missing, damaged or mismatched checkpoint, an unsafe
 pickle, a changed config on resume, a held workdir, bad data) prints `error: <message>` on
@@ -60,6 +61,19 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 def _wants_traceback(argv: list[str]) -> bool:
   return os.environ.get(TRACEBACK_ENV) == "1" or any(
     a.startswith(("--verbosity", "-v=")) for a in argv
+  )
+
+
+def add_model_args(parser) -> None:
+  """`--image-size` / `--num-frames` / `--num-heads`: the clip and heads a tool builds its
+  checkpoint's model for (`mgvm.weights.checkpoints.load_model`)."""
+  parser.add_argument("--image-size", type=int, default=None, help="run the model at this size")
+  parser.add_argument("--num-frames", type=int, default=None, help="run the model on T frames")
+  parser.add_argument(
+    "--num-heads",
+    type=int,
+    default=None,
+    help="attention heads of a .pth whose width is not an official size (384/768/1024/1280)",
   )
 
 

@@ -78,9 +78,7 @@ def export(
   model = loaded.model
   names: Sequence[str] = ()
   if loaded.kind == "classifier":
-    from mgvm.predict import class_names
-
-    names = class_names(loaded, labels)
+    names = loaded.label_names(labels)
   elif labels:
     raise ValueError(f"--labels names a classifier's classes; {checkpoint} is a {loaded.kind}")
   kind = "classifier" if loaded.kind == "classifier" else "pretrain"
@@ -144,7 +142,7 @@ def _onnx_runner(path: str):
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  from mgvm.features import add_model_args
+  from mgvm.cli import add_model_args
 
   p = argparse.ArgumentParser(
     prog="python -m mgvm.export",

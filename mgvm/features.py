@@ -45,13 +45,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mgvm.cli import fail, quiet_startup
+from mgvm.cli import add_model_args, fail, quiet_startup
 from mgvm.datasets import decode as dec
 from mgvm.datasets import stream
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 POOLS = ("mean", "tokens", "none")
-DEFAULT_STRIDE = 4  # VideoMAE's K400 sampling rate
+# VideoMAE's K400 sampling rate: `checkpoints.DEFAULT_SAMPLING`'s, not imported from there so
+# that --help does not load JAX.
+DEFAULT_STRIDE = 4
 DEFAULT_BATCH_SIZE = 16
 
 
@@ -102,18 +104,6 @@ def load(path: str, *, num_frames=None, image_size=None, num_heads=None, log: Ca
   )
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-  """`--image-size` / `--num-frames` / `--num-heads` (shared by the tools)."""
-  p.add_argument("--image-size", type=int, default=None, help="run the model at this size")
-  p.add_argument("--num-frames", type=int, default=None, help="run the model on T frames")
-  p.add_argument(
-    "--num-heads",
-    type=int,
-    default=None,
-    help="attention heads of a .pth whose width is not an official size (384/768/1024/1280)",
-  )
-
-
 def square_size(loaded) -> int:
   """The side of the model's (square) evaluation view."""
   h, w = (int(s) for s in np.broadcast_to(np.asarray(loaded.image_size), (2,)))
@@ -125,15 +115,11 @@ def square_size(loaded) -> int:
 
 
 def sampling_settings(loaded, fps: float | None, stride: int | None) -> dict:
-  """{"fps", "stride"}: the command line's, else the checkpoint's training setting, else every
-  4th frame."""
+  """{"fps", "stride"}: the command line's, else the checkpoint's training setting
+  (`LoadedModel.sampling`: a run's test rate, else every 4th frame)."""
   if fps is not None or stride is not None:
     return {"fps": fps, "stride": stride or DEFAULT_STRIDE}
-  given = dict(getattr(loaded, "sampling", None) or {})
-  target = given.get("target_fps")
-  if isinstance(target, (list, tuple)):  # a list of rates (FPS augmentation): eval's first
-    target = target[0] if target else None
-  return {"fps": float(target) if target else None, "stride": int(given.get("frame_stride") or 4)}
+  return {"fps": loaded.sampling["target_fps"], "stride": int(loaded.sampling["frame_stride"])}
 
 
 class BatchRunner:

@@ -34,13 +34,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mgvm.cli import fail, quiet_startup
+from mgvm.cli import add_model_args, fail, quiet_startup
 from mgvm.datasets import decode as dec
 from mgvm.datasets import stream
 from mgvm.features import (
   DEFAULT_BATCH_SIZE,
+  DEFAULT_STRIDE,
   BatchRunner,
-  add_model_args,
   add_sampling_args,
   check_positive,
   load,
@@ -81,31 +81,12 @@ def clip_views(plan: stream.FramePlan, num_frames: int, num_clips: int, convert)
   return clips.reshape((-1,) + clips.shape[2:])
 
 
-def class_names(loaded, labels: str = "") -> list[str]:
-  """`--labels` (checked against the head), else the checkpoint's names, else `class_<k>`."""
-  from mgvm.datasets.video_list import read_classes
-
-  count = int(loaded.model.num_classes)
-  if labels:
-    names = read_classes(labels)
-    if len(names) != count:
-      raise ValueError(
-        f"--labels {labels}: {len(names)} class names, but the checkpoint's head has {count} "
-        "classes"
-      )
-    return names
-  names = list(getattr(loaded, "class_names", ()) or ())
-  if len(names) == count:
-    return names
-  return [f"class_{k}" for k in range(count)]
-
-
 def predict(
   loaded,
   paths: Sequence[str],
   *,
   fps: float | None = None,
-  stride: int = 4,
+  stride: int = DEFAULT_STRIDE,
   num_clips: int = DEFAULT_CLIPS,
   num_crops: int = DEFAULT_CROPS,
   batch_size: int = DEFAULT_BATCH_SIZE,
@@ -218,7 +199,7 @@ def main(argv: Sequence[str] | None = None, *, out: Callable = print) -> dict:
       a.checkpoint, num_frames=a.num_frames, image_size=a.image_size, num_heads=a.num_heads
     )
     require_classifier(loaded, f"--checkpoint {a.checkpoint}")
-    names = class_names(loaded, a.labels)
+    names = loaded.label_names(a.labels)
     given = dict(getattr(loaded, "sampling", None) or {})
     clips = a.clips or given.get("num_clips") or DEFAULT_CLIPS
     crops = a.crops or given.get("num_crops") or DEFAULT_CROPS

@@ -29,8 +29,8 @@ from mgvm.weights.resize import resize_positions
 
 __all__ = ["DEFAULT_SAMPLING", "LoadedModel", "load_model", "recorded_grid"]
 
-# What a file without a run's config implies: VideoMAE's Kinetics setting (every 4th frame) and
-# its test views are the tools' defaults.
+# What a file without a run's config implies: VideoMAE's Kinetics setting (every 4th frame,
+# `mgvm.features.DEFAULT_STRIDE`) and its test views are the tools' defaults.
 DEFAULT_SAMPLING = {"target_fps": None, "frame_stride": 4, "num_clips": None, "num_crops": None}
 
 
@@ -51,6 +51,24 @@ class LoadedModel:
   @property
   def grid(self) -> tuple[int, int, int]:
     return self.model.grid
+
+  def label_names(self, labels: str = "") -> list[str]:
+    """A classifier's class names: the file `labels` (one per line, line k = class k; checked
+    against the head), else the checkpoint's `class_names`, else `class_<k>`."""
+    from mgvm.datasets.video_list import read_classes
+
+    count = int(self.model.num_classes)
+    if labels:
+      names = read_classes(labels)
+      if len(names) != count:
+        raise ValueError(
+          f"--labels {labels}: {len(names)} class names, but the checkpoint's head has {count} "
+          "classes"
+        )
+      return names
+    if len(self.class_names) == count:
+      return list(self.class_names)
+    return [f"class_{k}" for k in range(count)]
 
 
 def _hw(size) -> tuple[int, int]:
@@ -78,15 +96,19 @@ def _workdir_config(path: str):
     return ml_collections.ConfigDict(json.load(f))
 
 
+def _run_grid(config) -> tuple[int, int, int]:
+  """The (T', h, w) token grid of a run's config."""
+  tubelet = tuple(int(v) for v in config.model.get("tubelet", (2, 16, 16)))
+  return token_grid(int(config.num_frames), _hw(config.image_size), tubelet)
+
+
 def recorded_grid(path: str) -> tuple[int, int, int] | None:
   """The (T', h, w) token grid of the run a workdir recorded, or None when it records none."""
   from mgvm.workdir import config_path
 
   if not os.path.exists(config_path(path)):
     return None
-  config = _workdir_config(path)
-  tubelet = tuple(int(v) for v in config.model.get("tubelet", (2, 16, 16)))
-  return token_grid(int(config.num_frames), _hw(config.image_size), tubelet)
+  return _run_grid(_workdir_config(path))
 
 
 def _load_workdir(path, num_frames, image_size, dtype, log) -> LoadedModel:
@@ -102,14 +124,12 @@ def _load_workdir(path, num_frames, image_size, dtype, log) -> LoadedModel:
     )
   params, origin = _quietly(latest_params, path)
   flat = {k: np.asarray(v) for k, v in flatten_dict(params).items()}
-  tubelet = tuple(int(v) for v in config.model.get("tubelet", (2, 16, 16)))
-  stored = recorded_grid(path)
+  stored = _run_grid(config)
   with config.unlocked():
     config.num_frames = int(num_frames or config.num_frames)
     config.image_size = image_size or config.image_size
     config.model.dtype = jnp.dtype(dtype).name
-  target = token_grid(config.num_frames, _hw(config.image_size), tubelet)
-  flat = resize_positions(flat, stored, target, log=log)
+  flat = resize_positions(flat, stored, _run_grid(config), log=log)
   task = tasks.get(config.task)
   num_classes = None
   if config.task == "finetune":

@@ -90,7 +90,7 @@ def resize_positions(
   """`flat_params` ({"encoder.pos_embed": ..., ...}) with every learned `pos_embed` table resized
   from `from_grid` to `to_grid` (`resize_table`); logs what changed (`describe_grid_change`)."""
   out = dict(flat_params)
-  learned = [k for k in out if k.rsplit(".", 1)[-1] == "pos_embed" or k == "pos_embed"]
+  learned = [k for k in out if k.rsplit(".", 1)[-1] == "pos_embed"]
   for key in learned:
     out[key] = resize_table(out[key], from_grid, to_grid)
   if log is not None:
