@@ -477,6 +477,7 @@ def prepare_data(out: str, pan: bool, counts: dict, pan_speed: float, classes) -
 
 
 def finetune_config(shards: str, name: str, keep: float, seed: int, steps: int, classes: int):
+  from configs import common
   from configs import finetune as ft_config
 
   config = ft_config.get_config("runlocal")
@@ -484,12 +485,7 @@ def finetune_config(shards: str, name: str, keep: float, seed: int, steps: int, 
   config.data.dir = shards
   config.num_classes = classes
   config.masking = dropper_config(name, keep)
-  config.seed = seed
-  config.total_steps = steps
-  config.optim.warmup_steps = min(config.optim.warmup_steps, steps // 10)
-  config.checkpoint_every_steps = steps
-  config.tensorboard = False
-  return config
+  return common.short_run(config, seed=seed, steps=steps)
 
 
 def finetune_one(out, shards, pan, name, keep, seed, steps, classes):

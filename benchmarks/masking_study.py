@@ -35,7 +35,7 @@ METHODS = {
 def _pretrain_config(method: str, seed: int, steps: int):
   import ml_collections
 
-  from configs import pretrain
+  from configs import common, pretrain
 
   arg, masking = METHODS[method]
   config = pretrain.get_config(f"runlocal,{arg}")
@@ -43,25 +43,15 @@ def _pretrain_config(method: str, seed: int, steps: int):
     config.masking = ml_collections.ConfigDict(masking)
   elif "compress" in masking:
     config.masking.compress = ml_collections.ConfigDict(masking["compress"])
-  config.seed = seed
-  config.total_steps = steps
-  config.optim.warmup_steps = min(config.optim.warmup_steps, steps // 10)
-  config.checkpoint_every_steps = steps
-  config.tensorboard = False
-  return config
+  return common.short_run(config, seed=seed, steps=steps)
 
 
 def _finetune_config(seed: int, steps: int, init_from: str, fps_scale: int = 1):
-  from configs import finetune
+  from configs import common, finetune
 
   config = finetune.get_config("runlocal" + (f",fps_scale={fps_scale}" if fps_scale > 1 else ""))
-  config.seed = seed
   config.init_from = init_from
-  config.total_steps = steps
-  config.optim.warmup_steps = min(config.optim.warmup_steps, steps // 10)
-  config.checkpoint_every_steps = steps
-  config.tensorboard = False
-  return config
+  return common.short_run(config, seed=seed, steps=steps)
 
 
 def _done(path: str) -> dict | None:

@@ -323,6 +323,17 @@ def run(c, *, total_steps, log_every_steps=100, checkpoint_every_steps=1000, kee
   return c
 
 
+def short_run(c, *, seed: int, steps: int):
+  """`c` as one short run of a study (benchmarks/masking_study.py, codec_motion.py): `seed`,
+  `steps` steps, warmup at most a tenth of them, one checkpoint at the end, no TensorBoard."""
+  c.seed = seed
+  c.total_steps = steps
+  c.optim.warmup_steps = min(c.optim.warmup_steps, steps // 10)
+  c.checkpoint_every_steps = steps
+  c.tensorboard = False
+  return c
+
+
 def recipe_args(args, spec: dict, task: str) -> dict | None:
   """The recipe `args.recipe` names (`configs.recipes.RECIPES[task]`), with the config arguments
   it fixes (dataset, masker, ...) written into `args`. An argument given on the command line
