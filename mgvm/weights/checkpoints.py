@@ -192,14 +192,8 @@ def _load_torch(path, num_frames, image_size, dtype, log, num_heads) -> LoadedMo
   kwargs = dict(num_frames=num_frames, image_size=image_size, dtype=dtype, log=log)
   if num_heads:
     kwargs["num_heads"] = int(num_heads)
-  try:
-    model = load_torch_checkpoint(path, kind="classifier", **kwargs)
-    kind = "classifier"
-  except ValueError as e:  # no head: a pre-training checkpoint
-    if "pass num_classes=" not in str(e):
-      raise
-    model = load_torch_checkpoint(path, kind="pretrain", **kwargs)
-    kind = "pretrain"
+  model = load_torch_checkpoint(path, kind="auto", **kwargs)  # read once
+  kind = "classifier" if isinstance(model, VideoClassifier) else "pretrain"
   what = "Hugging Face directory" if os.path.isdir(path) else "PyTorch checkpoint"
   return LoadedModel(
     model=model,

@@ -28,12 +28,10 @@ def _check_model(model) -> None:
     )
 
 
-def official_arrays(model: VideoMAE | VideoClassifier) -> dict[str, np.ndarray]:
-  """float32 numpy state dict in the official layout: `PretrainVisionTransformer` names
-  (`encoder.`, `decoder.`, `encoder_to_decoder`, `mask_token`) for a `VideoMAE`,
-  `VisionTransformer` names (`patch_embed`, `blocks`, `fc_norm`, `head`) for a classifier."""
+def _pretraining_arrays(model: VideoMAE | VideoClassifier) -> dict[str, np.ndarray]:
+  """float32 numpy state dict under the official pre-training names (`encoder.`, `decoder.`,
+  `fc_norm`, `head`), PyTorch layouts: the names `hf_name` maps and the official ones derive from."""
   _check_model(model)
-  is_classifier = isinstance(model, VideoClassifier)
   out: dict[str, np.ndarray] = {}
   for path, var in model_params(model).items():
     value = np.array(var.get_value(), dtype=np.float32)
@@ -45,10 +43,18 @@ def official_arrays(model: VideoMAE | VideoClassifier) -> dict[str, np.ndarray]:
       value = value.T if value.ndim == 2 else value.transpose(4, 3, 0, 1, 2)
     elif last == "pos_embed":  # a learned table: the reference stores it as [1, N, D]
       value = value[None]
-    if is_classifier and path.startswith("encoder."):
-      path = path[len("encoder.") :]
     out[path] = np.ascontiguousarray(value)
   return out
+
+
+def official_arrays(model: VideoMAE | VideoClassifier) -> dict[str, np.ndarray]:
+  """float32 numpy state dict in the official layout: `PretrainVisionTransformer` names
+  (`encoder.`, `decoder.`, `encoder_to_decoder`, `mask_token`) for a `VideoMAE`,
+  `VisionTransformer` names (`patch_embed`, `blocks`, `fc_norm`, `head`) for a classifier."""
+  arrays = _pretraining_arrays(model)
+  if isinstance(model, VideoClassifier):
+    arrays = {k.removeprefix("encoder."): v for k, v in arrays.items()}
+  return arrays
 
 
 def hf_arrays(model: VideoMAE | VideoClassifier) -> dict[str, np.ndarray]:
@@ -61,13 +67,8 @@ def hf_arrays(model: VideoMAE | VideoClassifier) -> dict[str, np.ndarray]:
       "this model has a learned pos_embed; Hugging Face VideoMAE has fixed sinusoid positions "
       "only, so it cannot hold it (export --format official instead)"
     )
-  official = official_arrays(model)
-  if isinstance(model, VideoClassifier):  # back to the pre-training names hf_name maps
-    official = {
-      (k if k.startswith(("fc_norm.", "head.")) else f"encoder.{k}"): v for k, v in official.items()
-    }
   out: dict[str, np.ndarray] = {}
-  for name, value in official.items():
+  for name, value in _pretraining_arrays(model).items():
     m = re.match(r"^(encoder|decoder)\.blocks\.(\d+)\.attn\.qkv\.weight$", name)
     if m:
       layer = (

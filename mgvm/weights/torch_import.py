@@ -357,7 +357,8 @@ def load_torch_checkpoint(
       directory (`config.json` + `model.safetensors` or `pytorch_model.bin`), or a state
       dict of torch tensors / numpy arrays; nesting under `model`, `module` or `state_dict`
       is unwrapped. Official and Hugging Face layouts are detected from the keys.
-    kind: "pretrain" needs a checkpoint with a decoder. "classifier" from a fine-tuned
+    kind: "auto" is "classifier" for a checkpoint with a head (or given `num_classes`), else
+      "pretrain". "pretrain" needs a checkpoint with a decoder. "classifier" from a fine-tuned
       (mean-pooling) checkpoint takes `num_classes` from its head; from a pre-training or
       encoder-only checkpoint it loads the encoder (the pre-training final norm is dropped,
       as the reference's mean-pooling model ignores it) and initialises `fc_norm`/`head`
@@ -389,9 +390,11 @@ def load_torch_checkpoint(
     CheckpointMismatchError: the weights do not fit the model (lists every problem).
     ValueError: an unusable checkpoint for `kind` (no decoder, no mean pooling, ...).
   """
-  if kind not in ("pretrain", "classifier"):
-    raise ValueError(f"kind must be 'pretrain' or 'classifier'; got {kind!r}.")
+  if kind not in ("pretrain", "classifier", "auto"):
+    raise ValueError(f"kind must be 'pretrain', 'classifier' or 'auto'; got {kind!r}.")
   entries, config, layout = _read_entries(source)
+  if kind == "auto":
+    kind = "classifier" if "head.weight" in entries or num_classes is not None else "pretrain"
   allow_missing: tuple[str, ...] = ()
   if kind == "pretrain":
     _check_pretrain(entries, layout)
