@@ -39,6 +39,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import study_runs  # noqa: E402
+
 IMAGE, FRAMES, FPS, PATCH, TUBELET = 64, 8, 6.0, 16, 2
 GRID = (FRAMES // TUBELET, IMAGE // PATCH, IMAGE // PATCH)
 X264_DEFAULTS = {"threads": "1"}  # libx264's defaults (B-frames, 3 refs): a typical H.264 file
@@ -95,20 +97,6 @@ def dropper_config(name: str, keep: float):
 
   kind, overrides = DROPPERS[name]
   return common.compressor(kind, round(1.0 - keep, 6), **overrides)
-
-
-def _load(path: str):
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  return None
-
-
-def _save(path: str, value) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + ".tmp", path)
 
 
 # ----------------------------------------------------------------------------- clips
@@ -227,7 +215,7 @@ def recall_part(out: str, pans, seeds, keeps, videos: int, pan_speed: float) -> 
   for pan in pans:
     for seed in seeds:
       path = os.path.join(out, "recall", f"pan{int(pan)}-v{videos}-s{seed}.json")
-      row = _load(path)
+      row = study_runs.load(path)
       if row is None or any(n not in row or str(k) not in row[n] for n in DROPPERS for k in keeps):
         start = time.time()
         clips = make_clips(pan, seed, videos, pan_speed)
@@ -248,7 +236,7 @@ def recall_part(out: str, pans, seeds, keeps, videos: int, pan_speed: float) -> 
           "distractor_tokens": float(clips["distractor"].mean()),
           "seconds": round(time.time() - start, 1),
         }
-        _save(path, row)
+        study_runs.save(path, row)
         print(f"recall pan={pan} seed={seed}: {row['_meta']}", flush=True)
       result.setdefault(pan, {})[seed] = row
   return result
@@ -341,7 +329,7 @@ def flow_cost(clips: int = 4, repeats: int = 5) -> dict:
 
 def costs_part(out: str, quick: bool) -> dict:
   path = os.path.join(out, "costs.json")
-  cached = _load(path)
+  cached = study_runs.load(path)
   if cached:
     return cached
   from mgvm.datasets.synthetic import codec
@@ -353,7 +341,7 @@ def costs_part(out: str, quick: bool) -> dict:
     ),
     "flow": flow_cost(2 if quick else 8),
   }
-  _save(path, row)
+  study_runs.save(path, row)
   return row
 
 
@@ -361,7 +349,7 @@ def steps_part(out: str, keep: float, repeats: int = 10, batch: int = 16) -> dic
   """ms per compiled train step (forward, backward, SGD) per dropper at `keep` and with all
   tokens, on one batch, measured side by side (best of `repeats`)."""
   path = os.path.join(out, f"steps-k{keep}.json")
-  cached = _load(path)
+  cached = study_runs.load(path)
   if cached:
     return cached
   import jax
@@ -410,7 +398,7 @@ def steps_part(out: str, keep: float, repeats: int = 10, batch: int = 16) -> dic
       jax.block_until_ready(run(params, jax.random.key(0)))
       times[name].append(time.perf_counter() - start)
   row = {name: 1000 * min(t) for name, t in times.items()}
-  _save(path, row)
+  study_runs.save(path, row)
   return row
 
 
@@ -489,24 +477,10 @@ def finetune_config(shards: str, name: str, keep: float, seed: int, steps: int, 
 
 
 def finetune_one(out, shards, pan, name, keep, seed, steps, classes):
-  from mgvm.run import evaluate as eval_run
-  from mgvm.run import train as train_run
-
   tag = f"pan{int(pan)}-{name}-k{keep}-n{steps}-c{len(classes)}-s{seed}"
-  workdir = os.path.join(out, "finetune", tag)
-  cached = _load(os.path.join(workdir, "result.json"))
-  if cached:
-    return cached
-  quiet = lambda _: None  # noqa: E731
-  start = time.time()
   config = finetune_config(shards, name, keep, seed, steps, len(classes))
-  train_run.train(config, workdir, log=quiet)
-  res = eval_run.evaluate(config, workdir, split="test", log=quiet)
   row = {"pan": pan, "dropper": name, "keep": keep, "seed": seed, "steps": steps}
-  row.update(top1=res["top1"], top5=res.get("top5"), seconds=round(time.time() - start, 1))
-  _save(os.path.join(workdir, "result.json"), row)
-  print(json.dumps(row), flush=True)
-  return row
+  return study_runs.train_and_test(config, os.path.join(out, "finetune", tag), row)
 
 
 def finetune_table(rows: list[dict]) -> str:

@@ -1,15 +1,25 @@
-"""The masking study on the synthetic data set: pre-train with each masker, fine-tune, test.
+"""The masking study (issue #19, docs/masking_study.md): pre-training maskers, token compressors
+against random dropping at the same K, and MGTC's frame-rate claim, in the study regime.
 
-  python benchmarks/masking_study.py --out /tmp/mgvm/study [--seeds 0,1] [--pretrain-steps 300]
-      [--finetune-steps 1000] [--methods tube,tube+mgtc,mgmae,everest] [--fps]
+  python benchmarks/masking_study.py --out /tmp/mgvm/masking_study [--parts maskers,compressors,fps]
+      [--seeds 0,1,2] [--maskers random,tube,...] [--compressors mgtc,everest,rlt]
+      [--keeps 0.25,0.5,0.75] [--pretrain-steps 24000] [--finetune-steps 600] [--img DIR]
+      [--raft-weights X.npz] [--quick]
 
-Every method pre-trains the runlocal ViT (`configs/pretrain.py:runlocal`) for the same number
-of steps with its masker, then fine-tunes it (`configs/finetune.py:runlocal`, all tokens) and
-evaluates top-1 on the test split (2 clips per video); each seed changes the model init, the
-data order and the masks. `--fps` adds accuracy vs frame rate at a fixed token budget:
-fine-tuning from the tube pre-training with 8 frames at 6 fps (all 64 tokens) against 16
-frames at 12 fps with MGTC keeping 64 of 128 (`fps_scale=2`). Results go to OUT/results.json,
-OUT/study.md (a table with mean ± spread) and OUT/study.png; finished runs are reused.
+The regime is `configs/pretrain.py:study` / `configs/finetune.py:study` (32-px grating clips,
+2 x 8 x 8 tubelets: 64 tokens per clip), where the masked loss falls well below the mean-prediction
+plateau. Each seed changes the model init, the data order and the masks.
+- `maskers`: pre-train with each masker (`MASKERS`) for `--pretrain-steps`, fine-tune on every
+  token for `--finetune-steps`, test top-1 (300 test videos, 2 clips); `scratch` fine-tunes the
+  same steps from a random init. Each is compared with scratch and with random masking. Records each pre-training's loss curve.
+- `compressors`: fine-tune from the seed's tube pre-training with a compressor (`COMPRESSORS`)
+  keeping K = int(keep x 64) tokens in training and test, each against `random` (random_drop)
+  at the same K and seed.
+- `fps`: at a fixed encoder budget of 64 tokens, 8 frames at 6 fps (every token) against 16
+  frames at 12 fps with MGTC, or random dropping, keeping 64 of 128.
+Each run's result is cached in OUT/runs/<arm>-s<seed>-<config hash>/result.json, so a rerun
+adds only what is new and a changed setting makes a new run. OUT/results.json and OUT/study.md hold the tables, `--img` (default OUT)
+the plots. `--quick`: one seed, a few steps on a tiny synthetic set, for the test suite.
 """
 
 from __future__ import annotations
@@ -17,181 +27,401 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# method -> (pretrain config argument, masking overrides)
-METHODS = {
+from benchmarks import study_runs  # noqa: E402
+
+# name -> (configs/pretrain.py:study arguments, masking overrides); "scratch": no pre-training
+MASKERS = {
+  "scratch": None,
+  "random": ("masker=random", {}),
   "tube": ("masker=tube", {}),
+  "running_cell": ("masker=running_cell", {}),
+  "mgmae_lk": ("masker=mgmae", {"flow": "lk"}),
+  "mgmae_raft": ("masker=mgmae", {"flow": "raft_small"}),  # needs --raft-weights
+  # EVEREST: random masking among the tokens its compressor keeps (half here, so the visible
+  # count stays comparable to the other maskers' 16 of 64)
+  "everest": ("masker=random,compress=everest", {"compress.ratio": 0.5}),
   "tube+mgtc": ("masker=tube,compress=mgtc", {}),
-  "mgmae": ("masker=tube", {"kind": "mgmae", "ratio": 0.75}),
-  "everest": ("masker=random,compress=everest", {"compress": {"kind": "everest", "ratio": 0.5}}),
 }
+NEEDS_RAFT = ("mgmae_raft",)
+# name -> (configs.common.compressor kind, overrides); "random" is the baseline at the same K
+COMPRESSORS = {
+  "random": ("random_drop", {}),
+  "mgtc": ("mgtc", {}),
+  "everest": ("everest", {}),
+  "rlt": ("rlt", {"form": "topk"}),  # equal K: RLT's score, the top K kept
+}
+FPS_SETTINGS = {
+  "fps1_all": "8 frames @ 6 fps, all 64 tokens",
+  "fps2_mgtc": "16 frames @ 12 fps, MGTC keeps 64 of 128",
+  "fps2_random": "16 frames @ 12 fps, random keeps 64 of 128",
+}
+PARTS = ("maskers", "compressors", "fps")
 
 
-def _pretrain_config(method: str, seed: int, steps: int):
-  import ml_collections
+def _set(config, path: str, value) -> None:
+  node = config
+  *parents, last = path.split(".")
+  for p in parents:
+    node = node[p]
+  node[last] = value
 
+
+def _toy(config):
+  """`--quick`: a tiny synthetic set and batch on one device (the study's clips and model otherwise)."""
+  config.data.synthetic.update(num_train=16, num_val=4, num_test=8)
+  config.data.shuffle_buffer = 16
+  config.batch_size = 4
+  config.eval.batch_size = 4
+  config.mesh.data = 1  # one device, whatever the host has
+  return config
+
+
+def pretrain_config(masker: str, seed: int, steps: int, quick: bool, raft_weights: str = ""):
   from configs import common, pretrain
 
-  arg, masking = METHODS[method]
-  config = pretrain.get_config(f"runlocal,{arg}")
-  if masking.get("kind") == "mgmae":
-    config.masking = ml_collections.ConfigDict(masking)
-  elif "compress" in masking:
-    config.masking.compress = ml_collections.ConfigDict(masking["compress"])
-  return common.short_run(config, seed=seed, steps=steps)
+  arg, overrides = MASKERS[masker]
+  config = pretrain.get_config(f"study,{arg}")
+  for path, value in overrides.items():
+    _set(config.masking, path, value)
+  if masker in NEEDS_RAFT:
+    config.masking.flow_weights = raft_weights
+  config = common.short_run(config, seed=seed, steps=steps)
+  config.log_every_steps = max(1, min(config.log_every_steps, steps // 24))
+  return _toy(config) if quick else config
 
 
-def _finetune_config(seed: int, steps: int, init_from: str, fps_scale: int = 1):
+def finetune_config(
+  seed: int, steps: int, init: str, quick: bool, *, compress=None, fps_scale: int = 1
+):
+  """`configs/finetune.py:study` from `init` ("" = scratch); `compress` = (name, keep) or None."""
   from configs import common, finetune
 
-  config = finetune.get_config("runlocal" + (f",fps_scale={fps_scale}" if fps_scale > 1 else ""))
-  config.init_from = init_from
-  return common.short_run(config, seed=seed, steps=steps)
+  config = finetune.get_config("study" + (f",fps_scale={fps_scale}" if fps_scale > 1 else ""))
+  config.init_from = init
+  if compress is not None:
+    name, keep = compress
+    kind, overrides = COMPRESSORS[name]
+    config.masking = common.compressor(kind, round(1 - keep, 6), **overrides)
+  config = common.short_run(config, seed=seed, steps=steps)
+  config.optim.warmup_steps = steps // 12
+  return _toy(config) if quick else config
 
 
-def _done(path: str) -> dict | None:
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  return None
+class Study:
+  """Runs (or reuses) every run a part needs; `a` holds the command-line settings."""
+
+  def __init__(self, a):
+    self.a = a
+    self.runs = os.path.join(a.out, "runs")
+
+  def pretrain(self, masker: str, seed: int) -> dict:
+    """Pre-trains `masker` (cached); its final loss and loss curve."""
+    from mgvm.run import train as train_run
+
+    a = self.a
+    config = pretrain_config(masker, seed, a.pretrain_steps, a.quick, a.raft_weights)
+    workdir = os.path.join(self.runs, study_runs.run_name(f"pre-{masker}-s{seed}", config))
+    path = os.path.join(workdir, "result.json")
+    cached = study_runs.load(path)
+    if cached is not None:
+      return cached
+    train_run.train(config, workdir, log=lambda _: None)
+    curve = []
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      for line in f:
+        m = json.loads(line)
+        if "loss" in m and m.get("split", "train") == "train":
+          curve.append((m["step"], m["loss"]))
+    row = {"workdir": workdir, "masker": masker, "seed": seed, "loss": curve[-1][1]}
+    row["curve"] = curve
+    study_runs.save(path, row)
+    return row
+
+  def finetune(self, name: str, seed: int, init_masker: str | None, **kw) -> dict:
+    """Fine-tunes from `init_masker`'s pre-training of `seed` (None: scratch) and tests."""
+    a = self.a
+    init = self.pretrain(init_masker, seed)["workdir"] if init_masker else ""
+    config = finetune_config(seed, a.finetune_steps, init, a.quick, **kw)
+    tag = study_runs.run_name(f"ft-{name}-{init_masker or 'scratch'}-s{seed}", config)
+    row = {"name": name, "init": init_masker or "scratch", "seed": seed}
+    return study_runs.train_and_test(config, os.path.join(self.runs, tag), row)
+
+  def maskers(self) -> dict:
+    a = self.a
+    rows, curves, skipped = [], {}, {}
+    for masker in a.maskers:
+      if masker in NEEDS_RAFT and not a.raft_weights:
+        skipped[masker] = "needs --raft-weights (trained RAFT weights; none can be fetched here)"
+        continue
+      for seed in a.seeds:
+        init = None if masker == "scratch" else masker
+        row = self.finetune(masker, seed, init)
+        if init:
+          pre = self.pretrain(masker, seed)
+          row = dict(row, pretrain_loss=pre["loss"])
+          curves.setdefault(masker, []).append(pre["curve"])
+        rows.append(row)
+    table = _by(rows, "name")
+    for name, s in table.items():
+      for other in ("scratch", "random"):
+        s[f"vs_{other}"] = (
+          study_runs.compare(s["runs"], table[other]["runs"])
+          if other in table and name not in ("scratch", other)
+          else ""
+        )
+      losses = [r["pretrain_loss"] for r in rows if r["name"] == name and "pretrain_loss" in r]
+      s["pretrain_loss"] = study_runs.spread(losses) if losses else None
+    return {"rows": rows, "table": table, "curves": curves, "skipped": skipped}
+
+  def compressors(self) -> dict:
+    a = self.a
+    rows = []
+    for keep in a.keeps:
+      for name in ["random"] + [c for c in a.compressors if c != "random"]:
+        for seed in a.seeds:
+          row = self.finetune(f"{name}-k{keep}", seed, "tube", compress=(name, keep))
+          rows.append(dict(row, compressor=name, keep=keep, tokens=int(keep * 64)))
+    all_tokens = [self.finetune("tube", seed, "tube")["top1"] for seed in a.seeds]
+    table = []
+    for keep in a.keeps:
+      base = {
+        r["seed"]: r["top1"] for r in rows if r["keep"] == keep and r["compressor"] == "random"
+      }
+      for name in ["random"] + [c for c in a.compressors if c != "random"]:
+        mine = {r["seed"]: r["top1"] for r in rows if r["keep"] == keep and r["compressor"] == name}
+        s = study_runs.spread(mine[k] for k in sorted(mine))
+        s.update(compressor=name, keep=keep, tokens=int(keep * 64))
+        if name != "random":
+          deltas = [mine[k] - base[k] for k in sorted(mine)]
+          s["delta_vs_random"] = study_runs.spread(deltas)
+          s["vs_random"] = study_runs.compare(list(mine.values()), list(base.values()))
+        table.append(s)
+    return {"rows": rows, "table": table, "all_tokens": study_runs.spread(all_tokens)}
+
+  def fps(self) -> dict:
+    rows = []
+    for seed in self.a.seeds:
+      rows.append(dict(self.finetune("tube", seed, "tube"), setting="fps1_all"))
+      rows.append(dict(self.finetune("fps2_mgtc", seed, "tube", fps_scale=2), setting="fps2_mgtc"))
+      rows.append(
+        dict(
+          self.finetune("fps2_random", seed, "tube", fps_scale=2, compress=("random", 0.5)),
+          setting="fps2_random",
+        )
+      )
+    table = _by(rows, "setting")
+    for name, s in table.items():
+      s["setting"] = FPS_SETTINGS[name]
+      if name != "fps1_all":
+        s["vs_fps1"] = study_runs.compare(s["runs"], table["fps1_all"]["runs"])
+    return {"rows": rows, "table": table}
 
 
-def run_one(out: str, name: str, seed: int, pretrain_config, finetune_config_fn) -> dict:
-  """Pre-train (when given), fine-tune, evaluate; cached in OUT/<name>-s<seed>/result.json."""
-  from mgvm.run import evaluate as eval_run
-  from mgvm.run import train as train_run
-
-  workdir = os.path.join(out, f"{name}-s{seed}")
-  cached = _done(os.path.join(workdir, "result.json"))
-  if cached:
-    return cached
-  quiet = lambda _: None  # noqa: E731
-  start = time.time()
-  row = {"method": name, "seed": seed}
-  if pretrain_config is not None:
-    pre = train_run.train(pretrain_config, os.path.join(workdir, "pretrain"), log=quiet)
-    row["pretrain_loss"] = pre.get("loss")
-    row["pretrain_s"] = round(time.time() - start, 1)
-  config = finetune_config_fn(os.path.join(workdir, "pretrain"))
-  train_run.train(config, os.path.join(workdir, "finetune"), log=quiet)
-  result = eval_run.evaluate(config, os.path.join(workdir, "finetune"), split="test", log=quiet)
-  row.update(top1=result["top1"], top5=result["top5"], seconds=round(time.time() - start, 1))
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "result.json"), "w") as f:
-    json.dump(row, f)
-  print(json.dumps(row), flush=True)
-  return row
+def _by(rows: list[dict], key: str) -> dict:
+  """{rows[key]: study_runs.spread of their top-1, in seed order}."""
+  groups = {}
+  for r in sorted(rows, key=lambda r: r["seed"]):
+    groups.setdefault(r[key], []).append(r["top1"])
+  return {k: study_runs.spread(v) for k, v in groups.items()}
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-  """Per method: mean top-1, spread (max - min) and the per-seed values."""
-  table = {}
-  for r in rows:
-    table.setdefault(r["method"], []).append(r["top1"])
-  return [
-    {"method": m, "mean": statistics.mean(v), "spread": max(v) - min(v), "runs": v}
-    for m, v in table.items()
-  ]
+def _runs(s: dict) -> str:
+  return ", ".join(f"{v:.3f}" for v in s["runs"])
 
 
-def plot(summary: list[dict], path: str) -> None:
+def report(result: dict) -> str:
+  """The study's tables as Markdown."""
+  lines = []
+  if "maskers" in result:
+    m = result["maskers"]
+    lines += [
+      "| pre-training | final pre-training loss | test top-1, mean | spread | per seed "
+      "| vs scratch | vs random masking |",
+      "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in m["table"].items():
+      loss = s["pretrain_loss"]
+      loss = f"{loss['mean']:.3f} ({loss['min']:.3f}–{loss['max']:.3f})" if loss else "—"
+      lines.append(
+        f"| {name} | {loss} | {s['mean']:.3f} | {s['spread']:.3f} | {_runs(s)} "
+        f"| {s['vs_scratch'] or '—'} | {s['vs_random'] or '—'} |"
+      )
+    lines += [f"| {k} | not run: {why} | | | | | |" for k, why in m["skipped"].items()]
+    lines.append("")
+  if "compressors" in result:
+    c = result["compressors"]
+    lines += [
+      "| keep (tokens) | compressor | test top-1, mean | spread | per seed "
+      "| Δ vs random, mean (range) | vs random |",
+      "|---|---|---|---|---|---|---|",
+    ]
+    for s in c["table"]:
+      d = s.get("delta_vs_random")
+      delta = f"{d['mean']:+.3f} ({d['min']:+.3f} to {d['max']:+.3f})" if d else "—"
+      lines.append(
+        f"| {s['keep']} ({s['tokens']}) | {s['compressor']} | {s['mean']:.3f} | "
+        f"{s['spread']:.3f} | {_runs(s)} | {delta} | {s.get('vs_random', '—')} |"
+      )
+    a = c["all_tokens"]
+    lines += [f"| 1.0 (64) | none | {a['mean']:.3f} | {a['spread']:.3f} | {_runs(a)} | — | — |", ""]
+  if "fps" in result:
+    lines += [
+      "| fine-tuning input (encoder sees 64 tokens) | test top-1, mean | spread | per seed "
+      "| vs 8 frames |",
+      "|---|---|---|---|---|",
+    ]
+    for s in result["fps"]["table"].values():
+      lines.append(
+        f"| {s['setting']} | {s['mean']:.3f} | {s['spread']:.3f} | {_runs(s)} "
+        f"| {s.get('vs_fps1', '—')} |"
+      )
+    lines.append("")
+  return "\n".join(lines)
+
+
+def plots(result: dict, folder: str) -> list[str]:
+  """One PNG per table (and the pre-training loss curves) in `folder`; their paths."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  import numpy as np
 
-  fig, ax = plt.subplots(figsize=(1.4 * len(summary) + 2, 3.2))
-  for i, s in enumerate(summary):
-    ax.bar(i, s["mean"], color="#4c72b0", alpha=0.6)
-    ax.plot([i] * len(s["runs"]), s["runs"], "ko", ms=4)
-  ax.set_xticks(range(len(summary)), [s["method"] for s in summary], rotation=15)
-  ax.set_ylabel("test top-1")
-  ax.axhline(1 / 15, color="grey", ls="--", lw=1, label="chance")
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  os.makedirs(folder, exist_ok=True)
+  paths = []
+
+  def bars(table: dict, labels, path: str, title: str):
+    fig, ax = plt.subplots(figsize=(1.2 * len(table) + 2, 3.2))
+    for i, s in enumerate(table.values()):
+      ax.bar(i, s["mean"], color="#4c72b0", alpha=0.6)
+      ax.plot([i] * len(s["runs"]), s["runs"], "ko", ms=4)
+    ax.set_xticks(range(len(table)), labels, rotation=20, ha="right")
+    ax.set_ylabel("test top-1")
+    ax.axhline(1 / 15, color="grey", ls="--", lw=1, label="chance")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+
+  if "maskers" in result:
+    m = result["maskers"]
+    bars(
+      m["table"],
+      list(m["table"]),
+      os.path.join(folder, "masking_study_maskers.png"),
+      "pre-training masker, then fine-tuning on every token (bars: mean, dots: seeds)",
+    )
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for name, curves in m["curves"].items():
+      steps = np.array([s for s, _ in curves[0]])
+      n = min(len(c) for c in curves)
+      losses = np.array([[v for _, v in c[:n]] for c in curves])
+      ax.plot(steps[:n], losses.mean(0), label=name)
+      ax.fill_between(steps[:n], losses.min(0), losses.max(0), alpha=0.2)
+    ax.axhline(1.0, color="grey", ls="--", lw=1, label="mean prediction")
+    ax.set_xlabel("pre-training step")
+    ax.set_ylabel("masked loss (train)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(folder, "masking_study_pretrain_loss.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+  if "compressors" in result:
+    c = result["compressors"]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    names = list(dict.fromkeys(s["compressor"] for s in c["table"]))
+    for j, name in enumerate(names):
+      rows = [s for s in c["table"] if s["compressor"] == name]
+      x = np.array([s["tokens"] for s in rows]) + (j - len(names) / 2) * 0.6
+      y = np.array([s["mean"] for s in rows])
+      err = np.array([[s["mean"] - s["min"] for s in rows], [s["max"] - s["mean"] for s in rows]])
+      ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
+    a = c["all_tokens"]
+    ax.errorbar(
+      [64],
+      [a["mean"]],
+      yerr=[[a["mean"] - a["min"]], [a["max"] - a["mean"]]],
+      marker="s",
+      color="k",
+      capsize=3,
+      label="all 64 tokens",
+    )
+    ax.set_xlabel("tokens kept (K of 64), training and test")
+    ax.set_ylabel("test top-1")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(folder, "masking_study_compressors.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+  if "fps" in result:
+    t = result["fps"]["table"]
+    bars(
+      t,
+      [s["setting"].replace(", ", ",\n") for s in t.values()],
+      os.path.join(folder, "masking_study_fps.png"),
+      "a fixed budget of 64 encoder tokens per clip",
+    )
+  return paths
+
+
+def parse(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--out", required=True)
+  p.add_argument("--parts", default=",".join(PARTS))
+  p.add_argument("--seeds", default="0,1,2")
+  p.add_argument("--maskers", default=",".join(MASKERS))
+  p.add_argument("--compressors", default=",".join(c for c in COMPRESSORS if c != "random"))
+  p.add_argument("--keeps", default="0.25,0.5,0.75")
+  p.add_argument("--pretrain-steps", type=int, default=24_000)
+  p.add_argument("--finetune-steps", type=int, default=600)
+  p.add_argument("--raft-weights", default="", help="converted RAFT-small weights for mgmae_raft")
+  p.add_argument("--img", default="", help="folder for the plots (default OUT)")
+  p.add_argument("--quick", action="store_true", help="1 seed, 4 + 4 steps, a tiny data set")
+  a = p.parse_args(argv)
+  a.parts = a.parts.split(",")
+  a.seeds = [int(s) for s in a.seeds.split(",")]
+  a.maskers = a.maskers.split(",")
+  a.compressors = a.compressors.split(",")
+  a.keeps = [float(k) for k in a.keeps.split(",")]
+  for given, known, what in (
+    (a.parts, PARTS, "parts"),
+    (a.maskers, MASKERS, "maskers"),
+    (a.compressors, COMPRESSORS, "compressors"),
+  ):
+    unknown = [x for x in given if x not in known]
+    if unknown:
+      p.error(f"unknown {what} {unknown}; known: {', '.join(known)}")
+  bad = [k for k in a.keeps if not 0 < k < 1 or int(k * 64) != k * 64]
+  if bad:
+    p.error(f"--keeps {bad}: each must keep a whole number of the 64 tokens, 0 < keep < 1")
+  if a.quick:
+    a.seeds, a.pretrain_steps, a.finetune_steps = a.seeds[:1], 4, 4
+  a.img = a.img or a.out
+  return a
 
 
 def main(argv=None) -> dict:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--out", required=True)
-  p.add_argument("--seeds", default="0,1")
-  p.add_argument("--methods", default=",".join(METHODS))
-  p.add_argument("--pretrain-steps", type=int, default=300)
-  p.add_argument("--finetune-steps", type=int, default=1000)
-  p.add_argument("--fps", action="store_true", help="also accuracy vs FPS at a fixed budget")
-  a = p.parse_args(argv)
-  seeds = [int(s) for s in a.seeds.split(",")]
-  methods = a.methods.split(",")
-  unknown = [m for m in methods if m not in METHODS]
-  if unknown:
-    sys.exit(f"unknown methods {unknown}; known: {sorted(METHODS)}")
+  a = parse(argv)
   os.makedirs(a.out, exist_ok=True)
-  rows = []
-  for seed in seeds:
-    for method in methods:
-      rows.append(
-        run_one(
-          a.out,
-          method,
-          seed,
-          _pretrain_config(method, seed, a.pretrain_steps),
-          lambda init, seed=seed: _finetune_config(seed, a.finetune_steps, init),
-        )
-      )
-  fps_rows = []
-  if a.fps:
-    for seed in seeds:
-      init = os.path.join(a.out, f"tube-s{seed}", "pretrain")
-      if not os.path.isdir(init):  # the tube pre-training of this seed is the starting point
-        run_one(
-          a.out,
-          "tube",
-          seed,
-          _pretrain_config("tube", seed, a.pretrain_steps),
-          lambda i, seed=seed: _finetune_config(seed, a.finetune_steps, i),
-        )
-      for scale, name in (
-        (1, "8 frames @ 6 fps, all 64 tokens"),
-        (2, "16 frames @ 12 fps, MGTC keeps 64 of 128"),
-      ):
-        fps_rows.append(
-          run_one(
-            a.out,
-            f"fps{scale}",
-            seed,
-            None,
-            lambda _, seed=seed, scale=scale: _finetune_config(seed, a.finetune_steps, init, scale),
-          )
-          | {"setting": name}
-        )
-  summary = summarise(rows)
-  fps_summary = summarise(fps_rows) if fps_rows else []
-  result = {
-    "rows": rows,
-    "summary": summary,
-    "fps_rows": fps_rows,
-    "fps_summary": fps_summary,
-    "args": vars(a),
-  }
-  with open(os.path.join(a.out, "results.json"), "w") as f:
-    json.dump(result, f, indent=1)
-  lines = ["| method | test top-1, mean | spread (max − min) | runs |", "|---|---|---|---|"]
-  lines += [
-    f"| {s['method']} | {s['mean']:.3f} | {s['spread']:.3f} | "
-    f"{', '.join(f'{v:.3f}' for v in s['runs'])} |"
-    for s in summary + fps_summary
-  ]
+  study = Study(a)
+  result = {"args": {k: v for k, v in vars(a).items()}}
+  for part in PARTS:
+    if part in a.parts:
+      result[part] = getattr(study, part)()
+  text = report(result)
+  study_runs.save(os.path.join(a.out, "results.json"), result)
   with open(os.path.join(a.out, "study.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
-  print("\n".join(lines))
-  plot(summary + fps_summary, os.path.join(a.out, "study.png"))
+    f.write(text)
+  print(text)
+  result["plots"] = plots(result, a.img)
   return result
 
 

@@ -1,0 +1,103 @@
+"""benchmarks/masking_study.py: seed statistics, the configs of each arm, the cached quick run."""
+
+import json
+
+import pytest
+
+from benchmarks import masking_study as study
+from benchmarks import study_runs
+
+
+def test_compare_calls_a_difference_only_when_the_seed_ranges_do_not_overlap():
+  assert study_runs.compare([0.30, 0.35], [0.20, 0.29]) == "ahead"
+  assert study_runs.compare([0.10, 0.12], [0.20, 0.29]) == "behind"
+  assert study_runs.compare([0.30, 0.35], [0.20, 0.30]) == "within the seed spread"
+  s = study_runs.spread([0.2, 0.5, 0.35])
+  assert s["mean"] == pytest.approx(0.35) and s["spread"] == pytest.approx(0.3)
+  assert s["std"] == pytest.approx((0.045 / 3) ** 0.5) and s["runs"] == [0.2, 0.5, 0.35]
+
+
+def test_arms_differ_only_in_what_the_study_compares():
+  keep = study.finetune_config(1, 600, "/x", False, compress=("mgtc", 0.25))
+  base = study.finetune_config(1, 600, "/x", False, compress=("random", 0.25))
+  assert (keep.masking.kind, base.masking.kind) == ("mgtc", "random_drop")
+  assert keep.masking.ratio == base.masking.ratio == 0.75
+  for c in (keep, base):
+    c.masking = None
+  assert keep.to_dict() == base.to_dict()  # same seed, steps, data, init, model
+  assert (keep.seed, keep.total_steps, keep.optim.warmup_steps, keep.init_from) == (
+    1,
+    600,
+    50,
+    "/x",
+  )
+  fps2 = study.finetune_config(0, 600, "", False, fps_scale=2)
+  fps2_random = study.finetune_config(0, 600, "", False, fps_scale=2, compress=("random", 0.5))
+  assert fps2.num_frames == fps2_random.num_frames == 16
+  assert (fps2.masking.kind, fps2.masking.ratio) == ("mgtc", 0.5)
+  assert (fps2_random.masking.kind, fps2_random.masking.ratio) == ("random_drop", 0.5)
+  everest = study.pretrain_config("everest", 2, 24_000, False)
+  assert (everest.masking.kind, everest.masking.compress.kind) == ("random", "everest")
+  assert everest.masking.compress.ratio == 0.5 and everest.seed == 2
+  assert study.pretrain_config("mgmae_lk", 0, 100, False).masking.flow == "lk"
+  assert study.pretrain_config("tube", 0, 100, True).data.synthetic.num_train == 16
+
+
+def test_bad_arguments_name_what_is_wrong(capsys):
+  for argv, message in (
+    (["--maskers", "tube,tub"], "unknown maskers ['tub']"),
+    (["--keeps", "0.3"], "--keeps [0.3]"),
+    (["--parts", "fps,speed"], "unknown parts ['speed']"),
+  ):
+    with pytest.raises(SystemExit):
+      study.parse(["--out", "/tmp/x", *argv])
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_study_runs_every_part_and_a_rerun_trains_only_what_is_new(tmp_path, monkeypatch):
+  from mgvm.run import train as train_run
+
+  monkeypatch.setenv("MGVM_DATA_DIR", str(tmp_path / "data"))
+  out = tmp_path / "study"
+  argv = ["--out", str(out), "--quick", "--compressors", "mgtc", "--keeps", "0.5"]
+  result = study.main([*argv, "--maskers", "scratch,tube,mgmae_raft"])
+  maskers = result["maskers"]
+  assert list(maskers["table"]) == ["scratch", "tube"]  # no RAFT weights: reported, not run
+  assert "--raft-weights" in maskers["skipped"]["mgmae_raft"]
+  (tube,) = [r for r in maskers["rows"] if r["name"] == "tube"]
+  assert tube["pretrain_loss"] == maskers["curves"]["tube"][0][-1][1]  # the curve's last point
+  assert [s for s, _ in maskers["curves"]["tube"][0]] == [1, 2, 3, 4]
+  table = result["compressors"]["table"]
+  assert [(s["compressor"], s["tokens"]) for s in table] == [("random", 32), ("mgtc", 32)]
+  mgtc = table[1]
+  assert mgtc["delta_vs_random"]["runs"] == [mgtc["runs"][0] - table[0]["runs"][0]]
+  fps = result["fps"]["table"]
+  assert list(fps) == ["fps1_all", "fps2_mgtc", "fps2_random"]
+  assert fps["fps1_all"]["runs"] == [tube["top1"]]  # the same run, reused
+  saved = json.loads((out / "results.json").read_text())
+  assert saved["compressors"]["table"] == table
+  text = (out / "study.md").read_text()
+  assert "| 0.5 (32) | mgtc |" in text and "| mgmae_raft | not run:" in text
+  assert sorted(p.rsplit("/", 1)[1] for p in result["plots"]) == [
+    "masking_study_compressors.png",
+    "masking_study_fps.png",
+    "masking_study_maskers.png",
+    "masking_study_pretrain_loss.png",
+  ]
+
+  trained = []
+  real = train_run.train
+  monkeypatch.setattr(
+    train_run,
+    "train",
+    lambda c, w, log=None: trained.append(w.rsplit("/", 1)[1]) or real(c, w, log),
+  )
+  again = study.main([*argv, "--maskers", "scratch,tube,random", "--parts", "maskers"])
+  assert [name.rsplit("-", 1)[0] for name in trained] == ["pre-random-s0", "ft-random-random-s0"]
+  assert again["maskers"]["table"]["tube"]["runs"] == maskers["table"]["tube"]["runs"]
+  assert again["maskers"]["table"]["tube"]["vs_random"] in (
+    "ahead",
+    "behind",
+    "within the seed spread",
+  )
