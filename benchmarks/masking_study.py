@@ -3,7 +3,7 @@ against random dropping at the same K, and MGTC's frame-rate claim, in the study
 
   python benchmarks/masking_study.py --out /tmp/mgvm/masking_study [--parts maskers,compressors,fps]
       [--seeds 0,1,2] [--maskers random,tube,...] [--compressors mgtc,everest,rlt]
-      [--keeps 0.25,0.5,0.75] [--pretrain-steps 24000] [--finetune-steps 600] [--img DIR]
+      [--keeps 0.25,0.5,0.75] [--pretrain-steps 24000] [--finetune-steps 1000] [--img DIR]
       [--raft-weights X.npz] [--quick]
 
 The regime is `configs/pretrain.py:study` / `configs/finetune.py:study` (32-px grating clips,
@@ -71,7 +71,11 @@ def _set(config, path: str, value) -> None:
 
 
 def _toy(config):
-  """`--quick`: a tiny synthetic set and batch on one device (the study's clips and model otherwise)."""
+  """`--quick`: a tiny synthetic set, model (2 blocks of width 32) and batch on one device (the
+  study's clips otherwise)."""
+  config.model.update(dim=32, depth=2, num_heads=2)
+  if config.model.decoder_depth:
+    config.model.update(decoder_dim=16, decoder_heads=2)
   config.data.synthetic.update(num_train=16, num_val=4, num_test=8)
   config.data.shuffle_buffer = 16
   config.batch_size = 4
@@ -381,7 +385,7 @@ def parse(argv=None):
   p.add_argument("--compressors", default=",".join(c for c in COMPRESSORS if c != "random"))
   p.add_argument("--keeps", default="0.25,0.5,0.75")
   p.add_argument("--pretrain-steps", type=int, default=24_000)
-  p.add_argument("--finetune-steps", type=int, default=600)
+  p.add_argument("--finetune-steps", type=int, default=1000)
   p.add_argument("--raft-weights", default="", help="converted RAFT-small weights for mgmae_raft")
   p.add_argument("--img", default="", help="folder for the plots (default OUT)")
   p.add_argument("--quick", action="store_true", help="1 seed, 4 + 4 steps, a tiny data set")

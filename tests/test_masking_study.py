@@ -61,9 +61,9 @@ def test_quick_study_runs_every_part_and_a_rerun_trains_only_what_is_new(tmp_pat
   monkeypatch.setenv("MGVM_DATA_DIR", str(tmp_path / "data"))
   out = tmp_path / "study"
   argv = ["--out", str(out), "--quick", "--compressors", "mgtc", "--keeps", "0.5"]
-  result = study.main([*argv, "--maskers", "scratch,tube,mgmae_raft"])
+  result = study.main([*argv, "--maskers", "tube,mgmae_raft"])
   maskers = result["maskers"]
-  assert list(maskers["table"]) == ["scratch", "tube"]  # no RAFT weights: reported, not run
+  assert list(maskers["table"]) == ["tube"]  # no RAFT weights: reported, not run
   assert "--raft-weights" in maskers["skipped"]["mgmae_raft"]
   (tube,) = [r for r in maskers["rows"] if r["name"] == "tube"]
   assert tube["pretrain_loss"] == maskers["curves"]["tube"][0][-1][1]  # the curve's last point
@@ -93,7 +93,7 @@ def test_quick_study_runs_every_part_and_a_rerun_trains_only_what_is_new(tmp_pat
     "train",
     lambda c, w, log=None: trained.append(w.rsplit("/", 1)[1]) or real(c, w, log),
   )
-  again = study.main([*argv, "--maskers", "scratch,tube,random", "--parts", "maskers"])
+  again = study.main([*argv, "--maskers", "tube,random", "--parts", "maskers"])
   assert [name.rsplit("-", 1)[0] for name in trained] == ["pre-random-s0", "ft-random-random-s0"]
   assert again["maskers"]["table"]["tube"]["runs"] == maskers["table"]["tube"]["runs"]
   assert again["maskers"]["table"]["tube"]["vs_random"] in (
