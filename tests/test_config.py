@@ -138,3 +138,4 @@ def test_the_study_twins_share_data_tubelets_and_model():
   }
   assert differ == {"image_size", "background_detail", "background_pattern"}
   assert pre.total_steps == 24_000
+  assert (fine.total_steps, fine.optim.warmup_steps) == (1000, 83)  # the budget the gain shows at
