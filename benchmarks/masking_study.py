@@ -298,27 +298,30 @@ def plots(result: dict, folder: str) -> list[str]:
   os.makedirs(folder, exist_ok=True)
   paths = []
 
-  def bars(table: dict, labels, path: str, title: str):
+  def finish(fig, ax, name: str, ylabel: str = "test top-1"):
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, name), dpi=110)
+    plt.close(fig)
+    paths.append(os.path.join(folder, name))
+
+  def bars(table: dict, labels, name: str, title: str):
     fig, ax = plt.subplots(figsize=(1.2 * len(table) + 2, 3.2))
     for i, s in enumerate(table.values()):
       ax.bar(i, s["mean"], color="#4c72b0", alpha=0.6)
       ax.plot([i] * len(s["runs"]), s["runs"], "ko", ms=4)
     ax.set_xticks(range(len(table)), labels, rotation=20, ha="right")
-    ax.set_ylabel("test top-1")
     ax.axhline(1 / 15, color="grey", ls="--", lw=1, label="chance")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    finish(fig, ax, name)
 
   if "maskers" in result:
     m = result["maskers"]
     bars(
       m["table"],
       list(m["table"]),
-      os.path.join(folder, "masking_study_maskers.png"),
+      "masking_study_maskers.png",
       "pre-training masker, then fine-tuning on every token (bars: mean, dots: seeds)",
     )
     fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -330,13 +333,7 @@ def plots(result: dict, folder: str) -> list[str]:
       ax.fill_between(steps[:n], losses.min(0), losses.max(0), alpha=0.2)
     ax.axhline(1.0, color="grey", ls="--", lw=1, label="mean prediction")
     ax.set_xlabel("pre-training step")
-    ax.set_ylabel("masked loss (train)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(folder, "masking_study_pretrain_loss.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    finish(fig, ax, "masking_study_pretrain_loss.png", "masked loss (train)")
   if "compressors" in result:
     c = result["compressors"]
     fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -358,19 +355,13 @@ def plots(result: dict, folder: str) -> list[str]:
       label="all 64 tokens",
     )
     ax.set_xlabel("tokens kept (K of 64), training and test")
-    ax.set_ylabel("test top-1")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(folder, "masking_study_compressors.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    finish(fig, ax, "masking_study_compressors.png")
   if "fps" in result:
     t = result["fps"]["table"]
     bars(
       t,
       [s["setting"].replace(", ", ",\n") for s in t.values()],
-      os.path.join(folder, "masking_study_fps.png"),
+      "masking_study_fps.png",
       "a fixed budget of 64 encoder tokens per clip",
     )
   return paths
