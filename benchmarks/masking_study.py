@@ -4,7 +4,7 @@ against random dropping at the same K, and MGTC's frame-rate claim, in the study
   python benchmarks/masking_study.py --out /tmp/mgvm/masking_study [--parts maskers,compressors,fps]
       [--seeds 0,1,2] [--maskers random,tube,...] [--compressors mgtc,everest,rlt]
       [--keeps 0.25,0.5,0.75] [--pretrain-steps 24000] [--finetune-steps 1000] [--img DIR]
-      [--raft-weights X.npz] [--quick]
+      [--raft-weights X.npz] [--quick] [--cached-only]
 
 The regime is `configs/pretrain.py:study` / `configs/finetune.py:study` (32-px grating clips,
 2 x 8 x 8 tubelets: 64 tokens per clip), where the masked loss falls well below the mean-prediction
@@ -18,7 +18,8 @@ plateau. Each seed changes the model init, the data order and the masks.
 - `fps`: at a fixed encoder budget of 64 tokens, 8 frames at 6 fps (every token) against 16
   frames at 12 fps with MGTC, or random dropping, keeping 64 of 128.
 Each run's result is cached in OUT/runs/<arm>-s<seed>-<config hash>/result.json, so a rerun
-adds only what is new and a changed setting makes a new run. OUT/results.json and OUT/study.md hold the tables, `--img` (default OUT)
+adds only what is new and a changed setting makes a new run; `--cached-only` trains nothing and
+reports the finished runs, listing the others. OUT/results.json and OUT/study.md hold the tables, `--img` (default OUT)
 the plots. `--quick`: one seed, a few steps on a tiny synthetic set, for the test suite.
 """
 
@@ -115,12 +116,26 @@ def finetune_config(
   return _toy(config) if quick else config
 
 
+class NotRun(Exception):
+  """`--cached-only` met a run that has not finished."""
+
+
 class Study:
-  """Runs (or reuses) every run a part needs; `a` holds the command-line settings."""
+  """Runs (or reuses) every run a part needs; `a` holds the command-line settings. With
+  `a.cached_only` nothing trains: runs not finished yet are listed in `self.missing`."""
 
   def __init__(self, a):
     self.a = a
     self.runs = os.path.join(a.out, "runs")
+    self.missing: list[str] = []
+
+  def each(self, fn, *args, **kw):
+    """`fn(*args, **kw)`, or None (recorded in `self.missing`) when it is a run not done yet."""
+    try:
+      return fn(*args, **kw)
+    except NotRun as e:
+      self.missing.append(os.path.basename(str(e)))
+      return None
 
   def pretrain(self, masker: str, seed: int) -> dict:
     """Pre-trains `masker` (cached); its final loss and loss curve."""
@@ -133,6 +148,8 @@ class Study:
     cached = study_runs.load(path)
     if cached is not None:
       return cached
+    if a.cached_only:
+      raise NotRun(workdir)
     train_run.train(config, workdir, log=lambda _: None)
     curve = []
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -152,7 +169,10 @@ class Study:
     config = finetune_config(seed, a.finetune_steps, init, a.quick, **kw)
     tag = study_runs.run_name(f"ft-{name}-{init_masker or 'scratch'}-s{seed}", config)
     row = {"name": name, "init": init_masker or "scratch", "seed": seed}
-    return study_runs.train_and_test(config, os.path.join(self.runs, tag), row)
+    workdir = os.path.join(self.runs, tag)
+    if a.cached_only and study_runs.load(os.path.join(workdir, "result.json")) is None:
+      raise NotRun(workdir)
+    return study_runs.train_and_test(config, workdir, row)
 
   def maskers(self) -> dict:
     a = self.a
@@ -163,7 +183,9 @@ class Study:
         continue
       for seed in a.seeds:
         init = None if masker == "scratch" else masker
-        row = self.finetune(masker, seed, init)
+        row = self.each(self.finetune, masker, seed, init)
+        if row is None:
+          continue
         if init:
           pre = self.pretrain(masker, seed)
           row = dict(row, pretrain_loss=pre["loss"])
@@ -187,9 +209,10 @@ class Study:
     for keep in a.keeps:
       for name in ["random"] + [c for c in a.compressors if c != "random"]:
         for seed in a.seeds:
-          row = self.finetune(f"{name}-k{keep}", seed, "tube", compress=(name, keep))
-          rows.append(dict(row, compressor=name, keep=keep, tokens=int(keep * 64)))
-    all_tokens = [self.finetune("tube", seed, "tube")["top1"] for seed in a.seeds]
+          row = self.each(self.finetune, f"{name}-k{keep}", seed, "tube", compress=(name, keep))
+          if row is not None:
+            rows.append(dict(row, compressor=name, keep=keep, tokens=int(keep * 64)))
+    all_tokens = [self.each(self.finetune, "tube", seed, "tube") for seed in a.seeds]
     table = []
     for keep in a.keeps:
       base = {
@@ -197,30 +220,39 @@ class Study:
       }
       for name in ["random"] + [c for c in a.compressors if c != "random"]:
         mine = {r["seed"]: r["top1"] for r in rows if r["keep"] == keep and r["compressor"] == name}
+        if not mine:
+          continue
         s = study_runs.spread(mine[k] for k in sorted(mine))
         s.update(compressor=name, keep=keep, tokens=int(keep * 64))
-        if name != "random":
-          deltas = [mine[k] - base[k] for k in sorted(mine)]
+        paired = sorted(set(mine) & set(base))
+        if name != "random" and paired:
+          deltas = [mine[k] - base[k] for k in paired]
           s["delta_vs_random"] = study_runs.spread(deltas)
           s["vs_random"] = study_runs.compare(list(mine.values()), list(base.values()))
         table.append(s)
-    return {"rows": rows, "table": table, "all_tokens": study_runs.spread(all_tokens)}
+    all_tokens = [r["top1"] for r in all_tokens if r is not None]
+    return {
+      "rows": rows,
+      "table": table,
+      "all_tokens": study_runs.spread(all_tokens) if all_tokens else None,
+    }
 
   def fps(self) -> dict:
     rows = []
+    arms = {
+      "fps1_all": ("tube", {}),
+      "fps2_mgtc": ("fps2_mgtc", {"fps_scale": 2}),
+      "fps2_random": ("fps2_random", {"fps_scale": 2, "compress": ("random", 0.5)}),
+    }
     for seed in self.a.seeds:
-      rows.append(dict(self.finetune("tube", seed, "tube"), setting="fps1_all"))
-      rows.append(dict(self.finetune("fps2_mgtc", seed, "tube", fps_scale=2), setting="fps2_mgtc"))
-      rows.append(
-        dict(
-          self.finetune("fps2_random", seed, "tube", fps_scale=2, compress=("random", 0.5)),
-          setting="fps2_random",
-        )
-      )
+      for setting, (name, kw) in arms.items():
+        row = self.each(self.finetune, name, seed, "tube", **kw)
+        if row is not None:
+          rows.append(dict(row, setting=setting))
     table = _by(rows, "setting")
     for name, s in table.items():
       s["setting"] = FPS_SETTINGS[name]
-      if name != "fps1_all":
+      if name != "fps1_all" and "fps1_all" in table:
         s["vs_fps1"] = study_runs.compare(s["runs"], table["fps1_all"]["runs"])
     return {"rows": rows, "table": table}
 
@@ -271,7 +303,11 @@ def report(result: dict) -> str:
         f"{s['spread']:.3f} | {_runs(s)} | {delta} | {s.get('vs_random', '—')} |"
       )
     a = c["all_tokens"]
-    lines += [f"| 1.0 (64) | none | {a['mean']:.3f} | {a['spread']:.3f} | {_runs(a)} | — | — |", ""]
+    if a:
+      lines.append(
+        f"| 1.0 (64) | none | {a['mean']:.3f} | {a['spread']:.3f} | {_runs(a)} | — | — |"
+      )
+    lines.append("")
   if "fps" in result:
     lines += [
       "| fine-tuning input (encoder sees 64 tokens) | test top-1, mean | spread | per seed "
@@ -344,7 +380,7 @@ def plots(result: dict, folder: str) -> list[str]:
       y = np.array([s["mean"] for s in rows])
       err = np.array([[s["mean"] - s["min"] for s in rows], [s["max"] - s["mean"] for s in rows]])
       ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
-    a = c["all_tokens"]
+    a = c["all_tokens"] or {"mean": float("nan"), "min": float("nan"), "max": float("nan")}
     ax.errorbar(
       [64],
       [a["mean"]],
@@ -380,6 +416,9 @@ def parse(argv=None):
   p.add_argument("--raft-weights", default="", help="converted RAFT-small weights for mgmae_raft")
   p.add_argument("--img", default="", help="folder for the plots (default OUT)")
   p.add_argument("--quick", action="store_true", help="1 seed, 4 + 4 steps, a tiny data set")
+  p.add_argument(
+    "--cached-only", action="store_true", help="train nothing: report the finished runs"
+  )
   a = p.parse_args(argv)
   a.parts = a.parts.split(",")
   a.seeds = [int(s) for s in a.seeds.split(",")]
@@ -411,7 +450,10 @@ def main(argv=None) -> dict:
   for part in PARTS:
     if part in a.parts:
       result[part] = getattr(study, part)()
+  result["missing"] = study.missing
   text = report(result)
+  if study.missing:
+    text += f"Not run yet ({len(study.missing)}; --cached-only): {', '.join(study.missing)}\n"
   study_runs.save(os.path.join(a.out, "results.json"), result)
   with open(os.path.join(a.out, "study.md"), "w") as f:
     f.write(text)

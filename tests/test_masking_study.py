@@ -93,6 +93,10 @@ def test_quick_study_runs_every_part_and_a_rerun_trains_only_what_is_new(tmp_pat
     "train",
     lambda c, w, log=None: trained.append(w.rsplit("/", 1)[1]) or real(c, w, log),
   )
+  listed = study.main([*argv, "--maskers", "tube,random", "--parts", "maskers", "--cached-only"])
+  assert trained == [] and list(listed["maskers"]["table"]) == ["tube"]
+  assert [name.rsplit("-", 1)[0] for name in listed["missing"]] == ["pre-random-s0"]
+  assert "Not run yet (1; --cached-only): pre-random-s0-" in (out / "study.md").read_text()
   again = study.main([*argv, "--maskers", "tube,random", "--parts", "maskers"])
   assert [name.rsplit("-", 1)[0] for name in trained] == ["pre-random-s0", "ft-random-random-s0"]
   assert again["maskers"]["table"]["tube"]["runs"] == maskers["table"]["tube"]["runs"]
