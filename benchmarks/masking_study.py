@@ -7,20 +7,22 @@ against random dropping at the same K, and MGTC's frame-rate claim, in the study
       [--raft-weights X.npz] [--quick] [--cached-only]
 
 The regime is `configs/pretrain.py:study` / `configs/finetune.py:study` (32-px grating clips,
-2 x 8 x 8 tubelets: 64 tokens per clip), where the masked loss falls well below the mean-prediction
-plateau. Each seed changes the model init, the data order and the masks.
+2 x 8 x 8 tubelets: 64 tokens per clip), where the masked loss falls well below the
+mean-prediction plateau. Each seed changes the model init, the data order and the masks.
 - `maskers`: pre-train with each masker (`MASKERS`) for `--pretrain-steps`, fine-tune on every
   token for `--finetune-steps`, test top-1 (300 test videos, 2 clips); `scratch` fine-tunes the
-  same steps from a random init. Each is compared with scratch and with random masking. Records each pre-training's loss curve.
+  same steps from a random init. Each is compared with scratch and with random masking; each
+  pre-training's loss curve is kept.
 - `compressors`: fine-tune from the seed's tube pre-training with a compressor (`COMPRESSORS`)
   keeping K = int(keep x 64) tokens in training and test, each against `random` (random_drop)
   at the same K and seed.
 - `fps`: at a fixed encoder budget of 64 tokens, 8 frames at 6 fps (every token) against 16
   frames at 12 fps with MGTC, or random dropping, keeping 64 of 128.
 Each run's result is cached in OUT/runs/<arm>-s<seed>-<config hash>/result.json, so a rerun
-adds only what is new and a changed setting makes a new run; `--cached-only` trains nothing and
-reports the finished runs, listing the others. OUT/results.json and OUT/study.md hold the tables, `--img` (default OUT)
-the plots. `--quick`: one seed, a few steps on a tiny synthetic set, for the test suite.
+adds only what is new and a changed setting makes a new run; `--cached-only` trains nothing
+and reports the finished runs, listing the others. OUT/results.json and OUT/study.md hold the
+tables, `--img` (default OUT) the plots. `--quick`: one seed, a few steps on a tiny synthetic
+set, for the test suite.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ MASKERS = {
   "running_cell": ("masker=running_cell", {}),
   "mgmae_lk": ("masker=mgmae", {"flow": "lk"}),
   "mgmae_raft": ("masker=mgmae", {"flow": "raft_small"}),  # needs --raft-weights
-  # EVEREST: random masking among the tokens its compressor keeps (half here, so the visible
-  # count stays comparable to the other maskers' 16 of 64)
+  # EVEREST: random masking among the tokens its compressor keeps; it keeps half (its default
+  # 70 % drop would leave 3 targets of 64), and every masker shows 16 of the 64 tokens
   "everest": ("masker=random,compress=everest", {"compress.ratio": 0.5}),
   "tube+mgtc": ("masker=tube,compress=mgtc", {}),
 }
