@@ -79,7 +79,7 @@ def _toy(config):
   config.model.update(dim=32, depth=2, num_heads=2)
   if config.model.decoder_depth:
     config.model.update(decoder_dim=16, decoder_heads=2)
-  config.data.synthetic.update(num_train=16, num_val=4, num_test=8)
+  config.data.synthetic.update(num_train=16, num_val=2, num_test=4)
   config.data.shuffle_buffer = 16
   config.batch_size = 4
   config.eval.batch_size = 4

@@ -55,13 +55,13 @@ def test_bad_arguments_name_what_is_wrong(capsys):
 
 
 @pytest.mark.slow
-def test_quick_study_runs_every_part_and_a_rerun_trains_only_what_is_new(tmp_path, monkeypatch):
+def test_quick_study_caches_runs_and_a_rerun_trains_only_what_is_new(tmp_path, monkeypatch):
   from mgvm.run import train as train_run
 
   monkeypatch.setenv("MGVM_DATA_DIR", str(tmp_path / "data"))
   out = tmp_path / "study"
   argv = ["--out", str(out), "--quick", "--compressors", "mgtc", "--keeps", "0.5"]
-  result = study.main([*argv, "--maskers", "tube,mgmae_raft"])
+  result = study.main([*argv, "--maskers", "tube,mgmae_raft", "--parts", "maskers,compressors"])
   maskers = result["maskers"]
   assert list(maskers["table"]) == ["tube"]  # no RAFT weights: reported, not run
   assert "--raft-weights" in maskers["skipped"]["mgmae_raft"]
@@ -72,16 +72,12 @@ def test_quick_study_runs_every_part_and_a_rerun_trains_only_what_is_new(tmp_pat
   assert [(s["compressor"], s["tokens"]) for s in table] == [("random", 32), ("mgtc", 32)]
   mgtc = table[1]
   assert mgtc["delta_vs_random"]["runs"] == [mgtc["runs"][0] - table[0]["runs"][0]]
-  fps = result["fps"]["table"]
-  assert list(fps) == ["fps1_all", "fps2_mgtc", "fps2_random"]
-  assert fps["fps1_all"]["runs"] == [tube["top1"]]  # the same run, reused
   saved = json.loads((out / "results.json").read_text())
   assert saved["compressors"]["table"] == table
   text = (out / "study.md").read_text()
   assert "| 0.5 (32) | mgtc |" in text and "| mgmae_raft | not run:" in text
   assert sorted(p.rsplit("/", 1)[1] for p in result["plots"]) == [
     "masking_study_compressors.png",
-    "masking_study_fps.png",
     "masking_study_maskers.png",
     "masking_study_pretrain_loss.png",
   ]
@@ -93,14 +89,22 @@ def test_quick_study_runs_every_part_and_a_rerun_trains_only_what_is_new(tmp_pat
     "train",
     lambda c, w, log=None: trained.append(w.rsplit("/", 1)[1]) or real(c, w, log),
   )
-  listed = study.main([*argv, "--maskers", "tube,random", "--parts", "maskers", "--cached-only"])
+  listed = study.main(
+    [*argv, "--maskers", "scratch,tube", "--parts", "maskers,fps", "--cached-only"]
+  )
   assert trained == [] and list(listed["maskers"]["table"]) == ["tube"]
-  assert [name.rsplit("-", 1)[0] for name in listed["missing"]] == ["pre-random-s0"]
-  assert "Not run yet (1; --cached-only): pre-random-s0-" in (out / "study.md").read_text()
-  again = study.main([*argv, "--maskers", "tube,random", "--parts", "maskers"])
-  assert [name.rsplit("-", 1)[0] for name in trained] == ["pre-random-s0", "ft-random-random-s0"]
+  assert list(listed["fps"]["table"]) == ["fps1_all"]  # the tube fine-tuning, reused
+  assert listed["fps"]["table"]["fps1_all"]["runs"] == [tube["top1"]]
+  assert [name.rsplit("-", 1)[0] for name in listed["missing"]] == [
+    "ft-scratch-scratch-s0",
+    "ft-fps2_mgtc-tube-s0",
+    "ft-fps2_random-tube-s0",
+  ]
+  assert "Not run yet (3; --cached-only): ft-scratch-scratch-s0-" in (out / "study.md").read_text()
+  again = study.main([*argv, "--maskers", "scratch,tube", "--parts", "maskers"])
+  assert [name.rsplit("-", 1)[0] for name in trained] == ["ft-scratch-scratch-s0"]
   assert again["maskers"]["table"]["tube"]["runs"] == maskers["table"]["tube"]["runs"]
-  assert again["maskers"]["table"]["tube"]["vs_random"] in (
+  assert again["maskers"]["table"]["tube"]["vs_scratch"] in (
     "ahead",
     "behind",
     "within the seed spread",
