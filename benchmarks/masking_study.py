@@ -46,7 +46,7 @@ MASKERS = {
   "mgmae_raft": ("masker=mgmae", {"flow": "raft_small"}),  # needs --raft-weights
   # EVEREST: random masking among the tokens its compressor keeps; it keeps half (its default
   # 70 % drop would leave 3 targets of 64), and every masker shows 16 of the 64 tokens
-  "everest": ("masker=random,compress=everest", {"compress.ratio": 0.5}),
+  "everest": ("masker=random,compress=everest", {"compress": {"ratio": 0.5}}),
   "tube+mgtc": ("masker=tube,compress=mgtc", {}),
 }
 NEEDS_RAFT = ("mgmae_raft",)
@@ -63,14 +63,7 @@ FPS_SETTINGS = {
   "fps2_random": "16 frames @ 12 fps, random keeps 64 of 128",
 }
 PARTS = ("maskers", "compressors", "fps")
-
-
-def _set(config, path: str, value) -> None:
-  node = config
-  *parents, last = path.split(".")
-  for p in parents:
-    node = node[p]
-  node[last] = value
+TOKENS = 64  # per clip in the study regime: a 4 x 4 x 4 grid of 2 x 8 x 8 tubelets
 
 
 def _toy(config):
@@ -92,8 +85,7 @@ def pretrain_config(masker: str, seed: int, steps: int, quick: bool, raft_weight
 
   arg, overrides = MASKERS[masker]
   config = pretrain.get_config(f"study,{arg}")
-  for path, value in overrides.items():
-    _set(config.masking, path, value)
+  config.masking.update(overrides)  # nested dicts merge into the masker's blocks
   if masker in NEEDS_RAFT:
     config.masking.flow_weights = raft_weights
   config = common.short_run(config, seed=seed, steps=steps)
@@ -130,6 +122,7 @@ class Study:
     self.a = a
     self.runs = os.path.join(a.out, "runs")
     self.missing: list[str] = []
+    self.pretrained: dict[tuple[str, int], dict] = {}  # (masker, seed) -> its result
 
   def each(self, fn, *args, **kw):
     """`fn(*args, **kw)`, or None (recorded in `self.missing`) when it is a run not done yet."""
@@ -140,7 +133,12 @@ class Study:
       return None
 
   def pretrain(self, masker: str, seed: int) -> dict:
-    """Pre-trains `masker` (cached); its final loss and loss curve."""
+    """Pre-trains `masker` (cached); its workdir, final loss and loss curve."""
+    if (masker, seed) not in self.pretrained:
+      self.pretrained[masker, seed] = self._pretrain(masker, seed)
+    return self.pretrained[masker, seed]
+
+  def _pretrain(self, masker: str, seed: int) -> dict:
     from mgvm.run import train as train_run
 
     a = self.a
@@ -208,31 +206,32 @@ class Study:
   def compressors(self) -> dict:
     a = self.a
     rows = []
+    names = ["random"] + [c for c in a.compressors if c != "random"]
     for keep in a.keeps:
-      for name in ["random"] + [c for c in a.compressors if c != "random"]:
+      for name in names:
         for seed in a.seeds:
           row = self.each(self.finetune, f"{name}-k{keep}", seed, "tube", compress=(name, keep))
           if row is not None:
-            rows.append(dict(row, compressor=name, keep=keep, tokens=int(keep * 64)))
-    all_tokens = [self.each(self.finetune, "tube", seed, "tube") for seed in a.seeds]
+            rows.append(dict(row, compressor=name, keep=keep, tokens=int(keep * TOKENS)))
+    every = [self.each(self.finetune, "tube", seed, "tube") for seed in a.seeds]
+    all_tokens = [r["top1"] for r in every if r is not None]
     table = []
     for keep in a.keeps:
       base = {
         r["seed"]: r["top1"] for r in rows if r["keep"] == keep and r["compressor"] == "random"
       }
-      for name in ["random"] + [c for c in a.compressors if c != "random"]:
+      for name in names:
         mine = {r["seed"]: r["top1"] for r in rows if r["keep"] == keep and r["compressor"] == name}
         if not mine:
           continue
         s = study_runs.spread(mine[k] for k in sorted(mine))
-        s.update(compressor=name, keep=keep, tokens=int(keep * 64))
+        s.update(compressor=name, keep=keep, tokens=int(keep * TOKENS))
         paired = sorted(set(mine) & set(base))
         if name != "random" and paired:
           deltas = [mine[k] - base[k] for k in paired]
           s["delta_vs_random"] = study_runs.spread(deltas)
           s["vs_random"] = study_runs.compare(list(mine.values()), list(base.values()))
         table.append(s)
-    all_tokens = [r["top1"] for r in all_tokens if r is not None]
     return {
       "rows": rows,
       "table": table,
@@ -307,7 +306,7 @@ def report(result: dict) -> str:
     a = c["all_tokens"]
     if a:
       lines.append(
-        f"| 1.0 (64) | none | {a['mean']:.3f} | {a['spread']:.3f} | {_runs(a)} | — | — |"
+        f"| 1.0 ({TOKENS}) | none | {a['mean']:.3f} | {a['spread']:.3f} | {_runs(a)} | — | — |"
       )
     lines.append("")
   if "fps" in result:
@@ -384,15 +383,15 @@ def plots(result: dict, folder: str) -> list[str]:
       ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
     a = c["all_tokens"] or {"mean": float("nan"), "min": float("nan"), "max": float("nan")}
     ax.errorbar(
-      [64],
+      [TOKENS],
       [a["mean"]],
       yerr=[[a["mean"] - a["min"]], [a["max"] - a["mean"]]],
       marker="s",
       color="k",
       capsize=3,
-      label="all 64 tokens",
+      label=f"all {TOKENS} tokens",
     )
-    ax.set_xlabel("tokens kept (K of 64), training and test")
+    ax.set_xlabel(f"tokens kept (K of {TOKENS}), training and test")
     finish(fig, ax, "masking_study_compressors.png")
   if "fps" in result:
     t = result["fps"]["table"]
@@ -435,9 +434,9 @@ def parse(argv=None):
     unknown = [x for x in given if x not in known]
     if unknown:
       p.error(f"unknown {what} {unknown}; known: {', '.join(known)}")
-  bad = [k for k in a.keeps if not 0 < k < 1 or int(k * 64) != k * 64]
+  bad = [k for k in a.keeps if not 0 < k < 1 or int(k * TOKENS) != k * TOKENS]
   if bad:
-    p.error(f"--keeps {bad}: each must keep a whole number of the 64 tokens, 0 < keep < 1")
+    p.error(f"--keeps {bad}: each must keep a whole number of the {TOKENS} tokens, 0 < keep < 1")
   if a.quick:
     a.seeds, a.pretrain_steps, a.finetune_steps = a.seeds[:1], 4, 4
   a.img = a.img or a.out

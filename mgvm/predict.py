@@ -200,9 +200,8 @@ def main(argv: Sequence[str] | None = None, *, out: Callable = print) -> dict:
     )
     require_classifier(loaded, f"--checkpoint {a.checkpoint}")
     names = loaded.label_names(a.labels)
-    given = dict(getattr(loaded, "sampling", None) or {})
-    clips = a.clips or given.get("num_clips") or DEFAULT_CLIPS
-    crops = a.crops or given.get("num_crops") or DEFAULT_CROPS
+    clips = a.clips or loaded.sampling["num_clips"] or DEFAULT_CLIPS  # the run's test views
+    crops = a.crops or loaded.sampling["num_crops"] or DEFAULT_CROPS
     sampling = sampling_settings(loaded, a.fps, a.stride)
     results, skipped = predict(
       loaded,
