@@ -13,8 +13,8 @@ Each sample is processed alone (`jax.vmap`), so the result never depends on the 
    flat regions keep their flow), clamp the step to ±1 px. Pixels whose sample in b falls
    outside the image are left out of the sums. A separable 3×3 median of the flow closes each
    level (`median=True`).
-All levels live in full-size buffers, so one `lax.scan` body serves them (one compiled
-program); cost per pair ≈ levels × iterations full-resolution passes. See docs/flow.md.
+Each level is refined at its own size (the levels are unrolled at trace time), so a pair costs
+≈ 4/3 × iterations full-resolution passes whatever `levels` is. See docs/flow.md.
 """
 
 from __future__ import annotations
@@ -79,13 +79,6 @@ def _grid(h: int, w: int) -> tuple[jax.Array, jax.Array]:
   return xs, ys
 
 
-def _extend(x: jax.Array, h: jax.Array, w: jax.Array) -> jax.Array:
-  """[H, W, ...] with everything right of column w - 1 / below row h - 1 copied from the edge."""
-  rows = jnp.minimum(jnp.arange(x.shape[0]), h - 1)
-  cols = jnp.minimum(jnp.arange(x.shape[1]), w - 1)
-  return x[rows[:, None], cols[None, :]]
-
-
 def _cubic_weights(t: jax.Array) -> tuple[jax.Array, ...]:
   """Keys (a = -0.5, Catmull–Rom) weights of the taps at offsets -1, 0, 1, 2 for fraction t."""
   t2, t3 = t * t, t * t * t
@@ -98,7 +91,7 @@ def _cubic_weights(t: jax.Array) -> tuple[jax.Array, ...]:
 
 
 def _sample_cubic(image: jax.Array, x: jax.Array, y: jax.Array, h, w) -> jax.Array:
-  """Bicubic [H, W] at (x, y), both clamped to the top-left h × w (edge extension)."""
+  """Bicubic [H, W] at (x, y), both clamped to the image (edge extension; h, w = H, W)."""
   x, y = jnp.clip(x, 0, w - 1), jnp.clip(y, 0, h - 1)
   x0, y0 = jnp.floor(x), jnp.floor(y)
   wx, wy = _cubic_weights(x - x0), _cubic_weights(y - y0)
@@ -111,13 +104,10 @@ def _sample_cubic(image: jax.Array, x: jax.Array, y: jax.Array, h, w) -> jax.Arr
   return out
 
 
-def _refine(a, b, flow, h, w, *, iterations: int, window: tuple[float, ...], reg: float):
-  """`iterations` LK steps on one level held in the top-left h × w of [H, W] buffers.
-
-  a, b [H, W] and flow [H, W, 2] are edge-extended beyond the level (`_extend`), so the
-  full-size filters see the level's edge padding.
-  """
-  xs, ys = _grid(*a.shape)
+def _refine(a, b, flow, *, iterations: int, window: tuple[float, ...], reg: float):
+  """`iterations` LK steps on one level: grey a, b [h, w], flow [h, w, 2]."""
+  h, w = a.shape
+  xs, ys = _grid(h, w)
   ax, ay = _gradients(a)
 
   def step(_, flow):
@@ -134,7 +124,7 @@ def _refine(a, b, flow, h, w, *, iterations: int, window: tuple[float, ...], reg
     det = sxx * syy - sxy * sxy
     du = -(syy * sxt - sxy * syt) / det
     dv = -(sxx * syt - sxy * sxt) / det
-    return _extend(flow + jnp.clip(jnp.stack([du, dv], -1), -1.0, 1.0), h, w)
+    return flow + jnp.clip(jnp.stack([du, dv], -1), -1.0, 1.0)
 
   return jax.lax.fori_loop(0, iterations, step, flow)
 
@@ -165,37 +155,25 @@ def flow_one(
 ) -> jax.Array:
   """Flow [H, W, 2] from grey a to grey b [H, W] (one sample).
 
-  Every level lives in an [H, W] buffer (edge-extended), so one `lax.scan` body serves all
-  levels: one compiled program whatever `levels` is.
+  The levels are unrolled (a Python loop over static sizes), each refined at its own size: a
+  coarse level costs a quarter of the one below it.
   """
   height, width = a.shape
   both = jnp.stack([a, b])
   both = (both - both.mean()) * jax.lax.rsqrt(both.var() + 1e-12)
-  pyramid, sizes = [both], [(height, width)]
+  pyramid = [both]
   for _ in range(num_levels(height, width, levels, min_size) - 1):
     pyramid.append(_smooth(pyramid[-1], _BINOMIAL)[:, ::2, ::2])
-    sizes.append(pyramid[-1].shape[1:])
   if presmooth > 0:
     pyramid = [_smooth(p, _gaussian(presmooth)) for p in pyramid]
-  buffers = jnp.stack(
-    [
-      jnp.pad(p, ((0, 0), (0, height - p.shape[1]), (0, width - p.shape[2])), mode="edge")
-      for p in pyramid[::-1]
-    ]
-  )
-  hs, ws = (jnp.asarray(v, jnp.int32) for v in zip(*sizes[::-1]))
   window = _gaussian(sigma)
-  xs, ys = _grid(height, width)
-
-  def level(flow, inputs):
-    frames, h, w = inputs
-    flow = _extend(2.0 * sample(flow, 0.5 * xs, 0.5 * ys, outside="edge"), h, w)
-    flow = _refine(frames[0], frames[1], flow, h, w, iterations=iterations, window=window, reg=reg)
+  flow = jnp.zeros((1, 1, 2), jnp.float32)  # above the coarsest level: no motion
+  for frames in pyramid[::-1]:
+    xs, ys = _grid(*frames.shape[1:])
+    flow = 2.0 * sample(flow, 0.5 * xs, 0.5 * ys, outside="edge")
+    flow = _refine(frames[0], frames[1], flow, iterations=iterations, window=window, reg=reg)
     if median:
-      flow = _extend(jnp.stack([_median3(flow[..., 0]), _median3(flow[..., 1])], -1), h, w)
-    return flow, None
-
-  flow, _ = jax.lax.scan(level, jnp.zeros((height, width, 2), jnp.float32), (buffers, hs, ws))
+      flow = jnp.stack([_median3(flow[..., 0]), _median3(flow[..., 1])], -1)
   return flow
 
 
