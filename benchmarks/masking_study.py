@@ -21,7 +21,9 @@ mean-prediction plateau. Each seed changes the model init, the data order and th
 Each run's result is cached in OUT/runs/<arm>-s<seed>-<config hash>/result.json, so a rerun
 adds only what is new and a changed setting makes a new run; `--cached-only` trains nothing
 and reports the finished runs, listing the others. OUT/results.json and OUT/study.md hold the
-tables, `--img` (default OUT) the plots. `--quick`: one seed, a few steps on a tiny synthetic
+tables, `--img` (default OUT) the plots. Several processes may share one OUT (one per core
+is faster on CPU, docs/masking_study.md): each skips the runs another is training and lists
+them; a last `--cached-only` call reports everything. `--quick`: one seed, a few steps on a tiny synthetic
 set, for the test suite.
 """
 
@@ -116,21 +118,26 @@ class NotRun(Exception):
 
 class Study:
   """Runs (or reuses) every run a part needs; `a` holds the command-line settings. With
-  `a.cached_only` nothing trains: runs not finished yet are listed in `self.missing`."""
+  `a.cached_only` nothing trains: runs not finished yet are listed in `self.missing`. A run
+  another study process is training is skipped and listed in `self.busy`."""
 
   def __init__(self, a):
     self.a = a
     self.runs = os.path.join(a.out, "runs")
     self.missing: list[str] = []
+    self.busy: list[str] = []
     self.pretrained: dict[tuple[str, int], dict] = {}  # (masker, seed) -> its result
 
   def each(self, fn, *args, **kw):
-    """`fn(*args, **kw)`, or None (recorded in `self.missing`) when it is a run not done yet."""
+    """`fn(*args, **kw)`, or None when it is a run not done yet (recorded in `self.missing`) or
+    one another process holds (in `self.busy`; so are the runs that start from it)."""
     try:
       return fn(*args, **kw)
     except NotRun as e:
       self.missing.append(os.path.basename(str(e)))
-      return None
+    except study_runs.RunBusy as e:
+      self.busy.append(os.path.basename(str(e)))
+    return None
 
   def pretrain(self, masker: str, seed: int) -> dict:
     """Pre-trains `masker` (cached); its workdir, final loss and loss curve."""
@@ -150,16 +157,20 @@ class Study:
       return cached
     if a.cached_only:
       raise NotRun(workdir)
-    train_run.train(config, workdir, log=lambda _: None)
-    curve = []
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      for line in f:
-        m = json.loads(line)
-        if "loss" in m and m.get("split", "train") == "train":
-          curve.append((m["step"], m["loss"]))
-    row = {"workdir": workdir, "masker": masker, "seed": seed, "loss": curve[-1][1]}
-    row["curve"] = curve
-    study_runs.save(path, row)
+    with study_runs.claim(workdir):
+      cached = study_runs.load(path)  # finished by another study process since the first look
+      if cached is not None:
+        return cached
+      train_run.train(config, workdir, log=lambda _: None)
+      curve = []
+      with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        for line in f:
+          m = json.loads(line)
+          if "loss" in m and m.get("split", "train") == "train":
+            curve.append((m["step"], m["loss"]))
+      row = {"workdir": workdir, "masker": masker, "seed": seed, "loss": curve[-1][1]}
+      row["curve"] = curve
+      study_runs.save(path, row)
     return row
 
   def finetune(self, name: str, seed: int, init_masker: str | None, **kw) -> dict:
@@ -451,10 +462,13 @@ def main(argv=None) -> dict:
   for part in PARTS:
     if part in a.parts:
       result[part] = getattr(study, part)()
-  result["missing"] = study.missing
+  result["missing"], result["busy"] = study.missing, study.busy
   text = report(result)
   if study.missing:
     text += f"Not run yet ({len(study.missing)}; --cached-only): {', '.join(study.missing)}\n"
+  if study.busy:
+    busy = ", ".join(dict.fromkeys(study.busy))
+    text += f"Skipped, another study process is training them: {busy}\n"
   study_runs.save(os.path.join(a.out, "results.json"), result)
   with open(os.path.join(a.out, "study.md"), "w") as f:
     f.write(text)

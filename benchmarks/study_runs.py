@@ -2,17 +2,40 @@
 
 A study is many short runs; each one's result is a JSON file in its own workdir, written last
 (atomically), so a rerun reuses every finished run and redoes only what is missing or was cut
-off. Comparisons are per seed (same seed = same init, data order and test set) and call a
+off. While a process trains and tests a run it holds WORKDIR/study.lock, so several study
+processes on the same output folder share the work: each skips the runs another one holds
+(`RunBusy`). Comparisons are per seed (same seed = same init, data order and test set) and call a
 difference real only when the two arms' seed ranges do not overlap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import statistics
 import time
+
+CLAIM_FILE = "study.lock"
+
+
+class RunBusy(Exception):
+  """Another live process is training this run (its workdir is the message)."""
+
+
+@contextlib.contextmanager
+def claim(workdir: str):
+  """Holds WORKDIR/study.lock for the block; `RunBusy(workdir)` when a live process holds it
+  (a lock left by a dead one is taken over)."""
+  from mgvm import workdir as workdir_lib
+
+  os.makedirs(workdir, exist_ok=True)
+  try:
+    with workdir_lib.lock(workdir, log=None, name=CLAIM_FILE):
+      yield
+  except workdir_lib.WorkdirLockedError:
+    raise RunBusy(workdir) from None
 
 
 def load(path: str):
@@ -40,18 +63,23 @@ def run_name(name: str, config) -> str:
 def train_and_test(config, workdir: str, row: dict, *, split: str = "test") -> dict:
   """Trains `config` in `workdir`, evaluates top-1/top-5 on `split`; `row` plus the result,
   cached in WORKDIR/result.json."""
-  cached = load(os.path.join(workdir, "result.json"))
+  path = os.path.join(workdir, "result.json")
+  cached = load(path)
   if cached is not None:
     return cached
   from mgvm.run import evaluate as eval_run
   from mgvm.run import train as train_run
 
   quiet = lambda _: None  # noqa: E731
-  start = time.time()
-  train_run.train(config, workdir, log=quiet)
-  result = eval_run.evaluate(config, workdir, split=split, log=quiet)
-  row = dict(row, top1=result["top1"], top5=result["top5"], seconds=round(time.time() - start, 1))
-  save(os.path.join(workdir, "result.json"), row)
+  with claim(workdir):
+    cached = load(path)  # finished by another process since the first look
+    if cached is not None:
+      return cached
+    start = time.time()
+    train_run.train(config, workdir, log=quiet)
+    result = eval_run.evaluate(config, workdir, split=split, log=quiet)
+    row = dict(row, top1=result["top1"], top5=result["top5"], seconds=round(time.time() - start, 1))
+    save(path, row)
   print(json.dumps(row), flush=True)
   return row
 

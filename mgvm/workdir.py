@@ -178,8 +178,8 @@ def eval_name(
 # ----------------------------------------------------------------------------- one writer
 
 
-def lock_path(workdir: str) -> str:
-  return os.path.join(workdir, LOCK_FILE)
+def lock_path(workdir: str, name: str = LOCK_FILE) -> str:
+  return os.path.join(workdir, name)
 
 
 def _holder_is_gone(holder: Mapping[str, Any]) -> bool:
@@ -203,14 +203,17 @@ def _age_seconds(path: str) -> float:
 
 
 @contextlib.contextmanager
-def lock(workdir: str, log: Callable[[str], None] = print) -> Iterator[str]:
-  """Holds `DIR/train.lock` (host, PID, start time; created atomically) for the block.
+def lock(
+  workdir: str, log: Callable[[str], None] = print, *, name: str = LOCK_FILE
+) -> Iterator[str]:
+  """Holds `DIR/train.lock` (or `DIR/<name>`: host, PID, start time; created atomically) for
+  the block.
 
   A lock whose process is gone (same host, PID not running) is stale and taken over with a
   message; a live holder fails at once with `WorkdirLockedError` naming it.
   """
   log = log or (lambda _: None)
-  path = lock_path(workdir)
+  path = lock_path(workdir, name)
   mine = {
     "host": socket.gethostname(),
     "pid": os.getpid(),

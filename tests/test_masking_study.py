@@ -17,6 +17,16 @@ def test_compare_calls_a_difference_only_when_the_seed_ranges_do_not_overlap():
   assert s["std"] == pytest.approx((0.045 / 3) ** 0.5) and s["runs"] == [0.2, 0.5, 0.35]
 
 
+def test_a_claimed_run_is_busy_until_its_holder_lets_go(tmp_path):
+  run = str(tmp_path / "runs" / "ft-tube-tube-s0-0123abcd")
+  with study_runs.claim(run):
+    with pytest.raises(study_runs.RunBusy, match="ft-tube-tube-s0-0123abcd"):
+      with study_runs.claim(run):
+        pass
+  with study_runs.claim(run):  # released: the next process takes it
+    assert (tmp_path / "runs" / "ft-tube-tube-s0-0123abcd" / study_runs.CLAIM_FILE).exists()
+
+
 def test_arms_differ_only_in_what_the_study_compares():
   keep = study.finetune_config(1, 600, "/x", False, compress=("mgtc", 0.25))
   base = study.finetune_config(1, 600, "/x", False, compress=("random", 0.25))
@@ -101,8 +111,17 @@ def test_quick_study_caches_runs_and_a_rerun_trains_only_what_is_new(tmp_path, m
     "ft-fps2_random-tube-s0",
   ]
   assert "Not run yet (3; --cached-only): ft-scratch-scratch-s0-" in (out / "study.md").read_text()
-  again = study.main([*argv, "--maskers", "scratch,tube", "--parts", "maskers"])
-  assert [name.rsplit("-", 1)[0] for name in trained] == ["ft-scratch-scratch-s0"]
+  # another study process holds the 16-frame MGTC run: this one skips it and trains the rest
+  fps2 = out / "runs" / listed["missing"][1]
+  with study_runs.claim(str(fps2)):
+    again = study.main([*argv, "--maskers", "scratch,tube", "--parts", "maskers,fps"])
+  assert [name.rsplit("-", 1)[0] for name in trained] == [
+    "ft-scratch-scratch-s0",
+    "ft-fps2_random-tube-s0",
+  ]
+  assert again["busy"] == [fps2.name] and again["missing"] == []
+  assert list(again["fps"]["table"]) == ["fps1_all", "fps2_random"]
+  assert f"another study process is training them: {fps2.name}" in (out / "study.md").read_text()
   assert again["maskers"]["table"]["tube"]["runs"] == maskers["table"]["tube"]["runs"]
   assert again["maskers"]["table"]["tube"]["vs_scratch"] in (
     "ahead",
