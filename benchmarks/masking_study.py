@@ -23,8 +23,8 @@ adds only what is new and a changed setting makes a new run; `--cached-only` tra
 and reports the finished runs, listing the others. OUT/results.json and OUT/study.md hold the
 tables, `--img` (default OUT) the plots. Several processes may share one OUT (one per core
 is faster on CPU, docs/masking_study.md): each skips the runs another is training and lists
-them; a last `--cached-only` call reports everything. `--quick`: one seed, a few steps on a tiny synthetic
-set, for the test suite.
+them; a last `--cached-only` call reports everything. `--quick`: one seed, a few steps on a
+tiny synthetic set, for the test suite.
 """
 
 from __future__ import annotations

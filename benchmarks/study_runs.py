@@ -4,8 +4,8 @@ A study is many short runs; each one's result is a JSON file in its own workdir,
 (atomically), so a rerun reuses every finished run and redoes only what is missing or was cut
 off. While a process trains and tests a run it holds WORKDIR/study.lock, so several study
 processes on the same output folder share the work: each skips the runs another one holds
-(`RunBusy`). Comparisons are per seed (same seed = same init, data order and test set) and call a
-difference real only when the two arms' seed ranges do not overlap.
+(`RunBusy`). Comparisons are per seed (same seed = same init, data order and test set) and
+call a difference real only when the two arms' seed ranges do not overlap.
 """
 
 from __future__ import annotations
