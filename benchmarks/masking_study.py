@@ -133,10 +133,11 @@ class Study:
     one another process holds (in `self.busy`; so are the runs that start from it)."""
     try:
       return fn(*args, **kw)
-    except NotRun as e:
-      self.missing.append(os.path.basename(str(e)))
-    except study_runs.RunBusy as e:
-      self.busy.append(os.path.basename(str(e)))
+    except (NotRun, study_runs.RunBusy) as e:
+      names = self.missing if isinstance(e, NotRun) else self.busy
+      name = os.path.basename(str(e))
+      if name not in names:  # a pre-training many fine-tunings start from is listed once
+        names.append(name)
     return None
 
   def pretrain(self, masker: str, seed: int) -> dict:
@@ -467,8 +468,7 @@ def main(argv=None) -> dict:
   if study.missing:
     text += f"Not run yet ({len(study.missing)}; --cached-only): {', '.join(study.missing)}\n"
   if study.busy:
-    busy = ", ".join(dict.fromkeys(study.busy))
-    text += f"Skipped, another study process is training them: {busy}\n"
+    text += f"Skipped, another study process is training them: {', '.join(study.busy)}\n"
   study_runs.save(os.path.join(a.out, "results.json"), result)
   with open(os.path.join(a.out, "study.md"), "w") as f:
     f.write(text)

@@ -27,6 +27,20 @@ def test_a_claimed_run_is_busy_until_its_holder_lets_go(tmp_path):
     assert (tmp_path / "runs" / "ft-tube-tube-s0-0123abcd" / study_runs.CLAIM_FILE).exists()
 
 
+def test_each_lists_a_missing_or_busy_run_once(tmp_path):
+  s = study.Study(study.parse(["--out", str(tmp_path)]))
+
+  def missing():
+    raise study.NotRun(str(tmp_path / "runs" / "pre-tube-s0-0123abcd"))
+
+  def busy():
+    raise study_runs.RunBusy(str(tmp_path / "runs" / "pre-random-s0-0123abcd"))
+
+  assert [s.each(f) for f in (missing, missing, busy, busy)] == [None] * 4
+  assert s.each(lambda: 3) == 3
+  assert s.missing == ["pre-tube-s0-0123abcd"] and s.busy == ["pre-random-s0-0123abcd"]
+
+
 def test_arms_differ_only_in_what_the_study_compares():
   keep = study.finetune_config(1, 600, "/x", False, compress=("mgtc", 0.25))
   base = study.finetune_config(1, 600, "/x", False, compress=("random", 0.25))
