@@ -91,17 +91,18 @@ def _cubic_weights(t: jax.Array) -> tuple[jax.Array, ...]:
 
 
 def _sample_cubic(image: jax.Array, x: jax.Array, y: jax.Array, h, w) -> jax.Array:
-  """Bicubic [H, W] at (x, y), both clamped to the image (edge extension; h, w = H, W)."""
+  """Bicubic [H, W] at (x, y), both clamped to the image (edge extension; h, w = H, W).
+
+  The 4 × 4 taps are one gather (16 separate ones compile ~30 % slower, run no faster)."""
   x, y = jnp.clip(x, 0, w - 1), jnp.clip(y, 0, h - 1)
   x0, y0 = jnp.floor(x), jnp.floor(y)
-  wx, wy = _cubic_weights(x - x0), _cubic_weights(y - y0)
-  x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
-  cols = [jnp.clip(x0 + i, 0, w - 1) for i in (-1, 0, 1, 2)]
-  out = 0.0
-  for j, wyj in zip((-1, 0, 1, 2), wy):
-    row = jnp.clip(y0 + j, 0, h - 1)
-    out = out + wyj * sum(wxi * image[row, c] for wxi, c in zip(wx, cols))
-  return out
+  wx, wy = jnp.stack(_cubic_weights(x - x0)), jnp.stack(_cubic_weights(y - y0))
+  offsets = jnp.arange(-1, 3, dtype=jnp.int32)[:, None, None]
+  cols = jnp.clip(x0.astype(jnp.int32) + offsets, 0, w - 1)
+  rows = jnp.clip(y0.astype(jnp.int32) + offsets, 0, h - 1)
+  taps = image[rows[:, None], cols[None, :]]  # [4 row taps, 4 column taps, H, W]
+  # summed in a fixed order (a reduction's order may change with the batch's layout)
+  return sum(wy[j] * sum(wx[i] * taps[j, i] for i in range(4)) for j in range(4))
 
 
 def _refine(a, b, flow, *, iterations: int, window: tuple[float, ...], reg: float):
