@@ -140,6 +140,11 @@ class Study:
         names.append(name)
     return None
 
+  def _require_finished(self, workdir: str) -> None:
+    """With `--cached-only`, `NotRun` for a run whose result is not saved yet."""
+    if self.a.cached_only and study_runs.load(os.path.join(workdir, "result.json")) is None:
+      raise NotRun(workdir)
+
   def pretrain(self, masker: str, seed: int) -> dict:
     """Pre-trains `masker` (cached); its workdir, final loss and loss curve."""
     if (masker, seed) not in self.pretrained:
@@ -147,21 +152,14 @@ class Study:
     return self.pretrained[masker, seed]
 
   def _pretrain(self, masker: str, seed: int) -> dict:
-    from mgvm.run import train as train_run
-
     a = self.a
     config = pretrain_config(masker, seed, a.pretrain_steps, a.quick, a.raft_weights)
     workdir = os.path.join(self.runs, study_runs.run_name(f"pre-{masker}-s{seed}", config))
-    path = os.path.join(workdir, "result.json")
-    cached = study_runs.load(path)
-    if cached is not None:
-      return cached
-    if a.cached_only:
-      raise NotRun(workdir)
-    with study_runs.claim(workdir):
-      cached = study_runs.load(path)  # finished by another study process since the first look
-      if cached is not None:
-        return cached
+    self._require_finished(workdir)
+
+    def compute():
+      from mgvm.run import train as train_run
+
       train_run.train(config, workdir, log=lambda _: None)
       curve = []
       with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -169,10 +167,15 @@ class Study:
           m = json.loads(line)
           if "loss" in m and m.get("split", "train") == "train":
             curve.append((m["step"], m["loss"]))
-      row = {"workdir": workdir, "masker": masker, "seed": seed, "loss": curve[-1][1]}
-      row["curve"] = curve
-      study_runs.save(path, row)
-    return row
+      return {
+        "workdir": workdir,
+        "masker": masker,
+        "seed": seed,
+        "loss": curve[-1][1],
+        "curve": curve,
+      }
+
+    return study_runs.run_once(workdir, compute)
 
   def finetune(self, name: str, seed: int, init_masker: str | None, **kw) -> dict:
     """Fine-tunes from `init_masker`'s pre-training of `seed` (None: scratch) and tests."""
@@ -182,8 +185,7 @@ class Study:
     tag = study_runs.run_name(f"ft-{name}-{init_masker or 'scratch'}-s{seed}", config)
     row = {"name": name, "init": init_masker or "scratch", "seed": seed}
     workdir = os.path.join(self.runs, tag)
-    if a.cached_only and study_runs.load(os.path.join(workdir, "result.json")) is None:
-      raise NotRun(workdir)
+    self._require_finished(workdir)
     return study_runs.train_and_test(config, workdir, row)
 
   def maskers(self) -> dict:

@@ -60,28 +60,40 @@ def run_name(name: str, config) -> str:
   return f"{name}-{digest[:8]}"
 
 
-def train_and_test(config, workdir: str, row: dict, *, split: str = "test") -> dict:
-  """Trains `config` in `workdir`, evaluates top-1/top-5 on `split`; `row` plus the result,
-  cached in WORKDIR/result.json."""
+def run_once(workdir: str, compute) -> dict:
+  """WORKDIR/result.json, else `compute()` (a JSON-able row) run while holding the run's claim
+  and saved there; rechecked once the claim is held, in case another process finished it."""
   path = os.path.join(workdir, "result.json")
   cached = load(path)
   if cached is not None:
     return cached
-  from mgvm.run import evaluate as eval_run
-  from mgvm.run import train as train_run
-
-  quiet = lambda _: None  # noqa: E731
   with claim(workdir):
-    cached = load(path)  # finished by another process since the first look
+    cached = load(path)
     if cached is not None:
       return cached
+    row = compute()
+    save(path, row)
+  return row
+
+
+def train_and_test(config, workdir: str, row: dict, *, split: str = "test") -> dict:
+  """Trains `config` in `workdir`, evaluates top-1/top-5 on `split`; `row` plus the result,
+  cached in WORKDIR/result.json (`run_once`)."""
+
+  def compute():
+    from mgvm.run import evaluate as eval_run
+    from mgvm.run import train as train_run
+
+    quiet = lambda _: None  # noqa: E731
     start = time.time()
     train_run.train(config, workdir, log=quiet)
     result = eval_run.evaluate(config, workdir, split=split, log=quiet)
-    row = dict(row, top1=result["top1"], top5=result["top5"], seconds=round(time.time() - start, 1))
-    save(path, row)
-  print(json.dumps(row), flush=True)
-  return row
+    seconds = round(time.time() - start, 1)
+    done = dict(row, top1=result["top1"], top5=result["top5"], seconds=seconds)
+    print(json.dumps(done), flush=True)
+    return done
+
+  return run_once(workdir, compute)
 
 
 def spread(values) -> dict:

@@ -90,10 +90,11 @@ def _cubic_weights(t: jax.Array) -> tuple[jax.Array, ...]:
   )
 
 
-def _sample_cubic(image: jax.Array, x: jax.Array, y: jax.Array, h, w) -> jax.Array:
-  """Bicubic [H, W] at (x, y), both clamped to the image (edge extension; h, w = H, W).
+def _sample_cubic(image: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+  """Bicubic [H, W] at (x, y), both clamped to the image (edge extension).
 
   The 4 × 4 taps are one gather (16 separate ones compile ~30 % slower, run no faster)."""
+  h, w = image.shape
   x, y = jnp.clip(x, 0, w - 1), jnp.clip(y, 0, h - 1)
   x0, y0 = jnp.floor(x), jnp.floor(y)
   wx, wy = jnp.stack(_cubic_weights(x - x0)), jnp.stack(_cubic_weights(y - y0))
@@ -114,7 +115,7 @@ def _refine(a, b, flow, *, iterations: int, window: tuple[float, ...], reg: floa
   def step(_, flow):
     x, y = xs + flow[..., 0], ys + flow[..., 1]
     inside = ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)).astype(jnp.float32)
-    bw = _sample_cubic(b, x, y, h, w)
+    bw = _sample_cubic(b, x, y)
     bx, by = _gradients(bw)
     ix, iy = 0.5 * (ax + bx) * inside, 0.5 * (ay + by) * inside
     it = (bw - a) * inside
