@@ -30,6 +30,7 @@ tiny synthetic set, for the test suite.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -45,6 +46,9 @@ MASKERS = {
   "tube": ("masker=tube", {}),
   "running_cell": ("masker=running_cell", {}),
   "mgmae_lk": ("masker=mgmae", {"flow": "lk"}),
+  # the codec's motion vectors (H.264 of the rendered frames, 8-px cells: the synthetic set is
+  # written once more with the field, same frames; docs/synthetic.md)
+  "mgmae_codec": ("masker=mgmae", {"flow": "codec"}),
   "mgmae_raft": ("masker=mgmae", {"flow": "raft_small"}),  # needs --raft-weights
   # EVEREST: random masking among the tokens its compressor keeps; it keeps half (its default
   # 70 % drop would leave 3 targets of 64), and every masker shows 16 of the 64 tokens
@@ -58,6 +62,10 @@ COMPRESSORS = {
   "mgtc": ("mgtc", {}),
   "everest": ("everest", {}),
   "rlt": ("rlt", {"form": "topk"}),  # equal K: RLT's score, the top K kept
+  # the same scores on the codec's motion vectors instead of pixels (no camera motion here, so
+  # no compensation)
+  "mgtc_codec": ("mgtc", {"motion": "codec"}),
+  "rlt_codec": ("rlt", {"form": "topk", "motion": "codec"}),
 }
 FPS_SETTINGS = {
   "fps1_all": "8 frames @ 6 fps, all 64 tokens",
@@ -65,6 +73,10 @@ FPS_SETTINGS = {
   "fps2_random": "16 frames @ 12 fps, random keeps 64 of 128",
 }
 PARTS = ("maskers", "compressors", "fps")
+# A pre-training saves a checkpoint this often, so a study process stopped mid-run resumes it
+# (the cadence may change on resume, `mgvm.workdir.RESUME_MAY_CHANGE`, so it is not part of the
+# run's name: runs cached before it was set are reused).
+CHECKPOINT_EVERY = 2000
 TOKENS = 64  # per clip in the study regime: a 4 x 4 x 4 grid of 2 x 8 x 8 tubelets
 
 
@@ -160,7 +172,9 @@ class Study:
     def compute():
       from mgvm.run import train as train_run
 
-      train_run.train(config, workdir, log=lambda _: None)
+      run = copy.deepcopy(config)
+      run.checkpoint_every_steps = min(run.total_steps, CHECKPOINT_EVERY)
+      train_run.train(run, workdir, log=lambda _: None)
       curve = []
       with open(os.path.join(workdir, "metrics.jsonl")) as f:
         for line in f:

@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks import masking_study as study
 from benchmarks import study_runs
+from mgvm import tasks
 
 
 def test_compare_calls_a_difference_only_when_the_seed_ranges_do_not_overlap():
@@ -64,6 +65,15 @@ def test_arms_differ_only_in_what_the_study_compares():
   assert (everest.masking.kind, everest.masking.compress.kind) == ("random", "everest")
   assert everest.masking.compress.ratio == 0.5 and everest.seed == 2
   assert study.pretrain_config("mgmae_lk", 0, 100, False).masking.flow == "lk"
+  codec = study.pretrain_config("mgmae_codec", 0, 100, False)
+  assert codec.masking.flow == "codec" and tasks.reads_motion(codec)
+  for name, kind in (("mgtc_codec", "mgtc"), ("rlt_codec", "rlt")):
+    on_codec = study.finetune_config(1, 600, "/x", False, compress=(name, 0.25))
+    on_pixels = study.finetune_config(1, 600, "/x", False, compress=(kind, 0.25))
+    assert (on_codec.masking.motion, on_pixels.masking.motion) == ("codec", "pixels")
+    assert tasks.reads_motion(on_codec) and not tasks.reads_motion(on_pixels)
+    on_codec.masking.motion = "pixels"
+    assert on_codec.to_dict() == on_pixels.to_dict()
   assert study.pretrain_config("tube", 0, 100, True).data.synthetic.num_train == 16
 
 
@@ -140,3 +150,29 @@ def test_quick_study_caches_runs_and_a_rerun_trains_only_what_is_new(tmp_path, m
     "behind",
     "within the seed spread",
   )
+
+
+def test_a_pretraining_saves_checkpoints_to_resume_from_under_its_cached_name(
+  tmp_path, monkeypatch
+):
+  """Pre-trainings checkpoint every `CHECKPOINT_EVERY` steps (a stopped study process resumes
+  them), but are named by the config as given, so runs cached before still count."""
+  import os
+
+  from mgvm.run import train as train_run
+
+  seen = {}
+
+  def fake_train(config, workdir, log):
+    seen["config"] = config
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+      f.write(json.dumps({"step": 24000, "loss": 0.5}) + "\n")
+
+  monkeypatch.setattr(train_run, "train", fake_train)
+  result = study.Study(study.parse(["--out", str(tmp_path)])).pretrain("tube", 1)
+  named = study.pretrain_config("tube", 1, 24_000, False)
+  assert named.checkpoint_every_steps == 24_000
+  assert seen["config"].checkpoint_every_steps == study.CHECKPOINT_EVERY == 2000
+  assert os.path.basename(result["workdir"]) == study_runs.run_name("pre-tube-s1", named)
+  seen["config"].checkpoint_every_steps = 24_000
+  assert seen["config"].to_dict() == named.to_dict() and result["loss"] == 0.5

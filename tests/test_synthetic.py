@@ -603,3 +603,36 @@ def test_tfds_builder_builds_offline_and_matches_render_video(tmp_path):
     np.testing.assert_allclose(ex["actor_boxes"], video.actor_boxes)
     np.testing.assert_allclose(ex["object_displacement"], video.object_displacement)
   assert seen == {0, 1, 2}
+
+
+def test_motion_block_adds_the_codec_field_and_keeps_the_frames(written, tmp_path):
+  """`motion_block`: each record also holds the codec field of its rendered frames (the same
+  bytes as `motion_vectors.codec_motion` gives them, whatever the worker count), the JPEG frames
+  are the set's without it; a bad block is refused by name."""
+  from mgvm.datasets import motion_vectors
+  from mgvm.datasets.synthetic import write
+
+  out, config, _ = written
+  moving = str(tmp_path / "m")
+  info = sy.write_dataset(
+    moving, config, splits=SPLITS, seed=2, videos_per_shard=2, workers=2, motion_block=8
+  )
+  assert info["motion"] == {"block": 8, "x264": write.MOTION_X264_OPTIONS}
+  plain = [r for f in sy.split_files(out, "train") for r in _records(f)]
+  records = [r for f in sy.split_files(moving, "train") for r in _records(f)]
+  for index, (record, without) in enumerate(zip(records, plain, strict=True)):
+    ex = fmt.parse_example(tf.constant(record), with_motion=True)
+    assert (
+      ex["frames"].numpy().tolist()
+      == fmt.parse_example(tf.constant(without))["frames"].numpy().tolist()
+    )
+    video = sy.render_video(config, 2, "train", index)
+    field = motion_vectors.codec_motion(video.frames, block=8, options=write.MOTION_X264_OPTIONS)
+    vectors = ex["motion"].numpy().reshape(field.vectors.shape)
+    np.testing.assert_array_equal(vectors, field.vectors)
+    np.testing.assert_array_equal(
+      ex["motion_valid"].numpy().reshape(field.valid.shape), field.valid
+    )
+    assert int(ex["motion_block"]) == 8
+  with pytest.raises(ValueError, match="motion_block must be an int >= 0"):
+    sy.write_dataset(str(tmp_path / "bad"), config, splits=SPLITS, motion_block=-8)

@@ -229,3 +229,37 @@ def test_motion_guided_compression_in_pretraining_finetuning_and_eval(tmp_path, 
   config.masking = {"kind": "tube", "ratio": 0.5}
   with pytest.raises(ValueError, match="fine-tuning takes a compressor"):
     finetune_task.compressor(config, (4, 2, 2))
+
+
+def test_codec_motion_maskers_run_on_the_synthetic_set(tmp_path, synthetic_dir):
+  """A masker that reads the codec motion field (MGMAE, `flow=codec`) pre-trains and evaluates on
+  the built-in set: it is written once more with the field, beside the plain set, and its clips
+  show the same frames as the plain set's (so every other arm of a study compares with it)."""
+  from mgvm import tasks
+  from mgvm.data import sources
+  from mgvm.tasks import pretrain as pretrain_task
+
+  config = tiny(
+    pretrain.get_config("runlocal,masker=mgmae"),
+    synthetic_dir,
+    total_steps=3,
+    log_every_steps=1,
+    checkpoint_every_steps=3,
+  )
+  config.masking.flow = "codec"
+  plain_config = tiny(pretrain.get_config("runlocal,masker=tube"), synthetic_dir)
+  assert tasks.reads_motion(config) and not tasks.reads_motion(plain_config)
+  workdir = str(tmp_path / "mgmae_codec")
+  assert train_run.train(config, workdir, log=lambda _: None)["step"] == 3
+  assert np.isfinite(_records(workdir)[-1]["loss"])
+  assert np.isfinite(eval_run.evaluate(config, workdir, log=lambda _: None)["loss"])
+
+  moving = sources.resolve(config.data, log=lambda _: None, motion=True)
+  plain = sources.resolve(plain_config.data, log=lambda _: None)
+  assert moving.root != plain.root and os.path.dirname(moving.root) == str(synthetic_dir)
+  first = lambda c, s: next(  # noqa: E731
+    iter(pretrain_task.train_dataset(c, s, local_batch=8, start_step=0))
+  )
+  with_motion, without = first(config, moving), first(plain_config, plain)
+  np.testing.assert_array_equal(with_motion["video"], without["video"])
+  assert with_motion["motion"].shape == (8, 8, 2, 2, 2) and "motion" not in without

@@ -58,13 +58,17 @@ def _synthetic_settings(data_config):
   return sc, counts, seed, per_shard, synthetic.SyntheticConfig(**sc)
 
 
-def _synthetic(data_config, log: Callable[[str], None]) -> Source:
+def _synthetic(data_config, log: Callable[[str], None], motion: bool = False) -> Source:
   from mgvm.datasets import synthetic
+  from mgvm.datasets.synthetic import write
 
   sc, counts, seed, per_shard, config = _synthetic_settings(data_config)
+  motion_block = write.MOTION_BLOCK if motion else 0
   identity = [synthetic.identity_fields(sc), counts, seed] + (
     [per_shard] if per_shard != synthetic.VIDEOS_PER_SHARD else []
   )
+  if motion_block:  # a set of its own: the records differ (their field), the frames do not
+    identity.append({"motion_block": motion_block, "x264": write.MOTION_X264_OPTIONS})
   digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
   root = os.path.join(data_config.dir or default_root(), f"synthetic-{digest}")
   ensure = functools.partial(
@@ -75,6 +79,7 @@ def _synthetic(data_config, log: Callable[[str], None]) -> Source:
     seed=seed,
     log=log,
     videos_per_shard=per_shard,
+    motion_block=motion_block,
   )
   _process_zero_first(ensure, "synthetic data set written")
   files = {split: synthetic.split_files(root, split) for split in counts}
@@ -199,10 +204,14 @@ def class_names(data_config) -> tuple[str, ...]:
   return ()
 
 
-def resolve(data_config, log: Callable[[str], None] = print) -> Source:
-  """`config.data` → `Source`; `source` is "synthetic", "tfrecord" or "tfds"."""
+def resolve(data_config, log: Callable[[str], None] = print, *, motion: bool = False) -> Source:
+  """`config.data` → `Source`; `source` is "synthetic", "tfrecord" or "tfds".
+
+  `motion`: the clips will need the codec motion field (`tasks.common.needs_motion`). The
+  synthetic set is then written (once, in a directory of its own) with the field in every
+  record; prepared shards must already hold it (`prepare --motion-vectors`)."""
   if data_config.source == "synthetic":
-    return _synthetic(data_config, log)
+    return _synthetic(data_config, log, motion)
   if data_config.source == "tfrecord":
     return _tfrecord(data_config)
   if data_config.source == "tfds":
