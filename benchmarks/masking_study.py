@@ -2,7 +2,7 @@
 against random dropping at the same K, and MGTC's frame-rate claim, in the study regime.
 
   python benchmarks/masking_study.py --out /tmp/mgvm/masking_study [--parts maskers,compressors,fps]
-      [--seeds 0,1,2] [--maskers random,tube,...] [--compressors mgtc,everest,rlt]
+      [--seeds 0,1,2] [--maskers random,tube,...] [--compressors mgtc,everest,rlt,...]
       [--keeps 0.25,0.5,0.75] [--pretrain-steps 24000] [--finetune-steps 1000] [--img DIR]
       [--raft-weights X.npz] [--quick] [--cached-only]
 
@@ -16,6 +16,8 @@ mean-prediction plateau. Each seed changes the model init, the data order and th
 - `compressors`: fine-tune from the seed's tube pre-training with a compressor (`COMPRESSORS`)
   keeping K = int(keep x 64) tokens in training and test, each against `random` (random_drop)
   at the same K and seed.
+Arms on the codec's motion vectors (`mgmae_codec`, `mgtc_codec`, `rlt_codec`) read the synthetic
+set written once more with the H.264 motion field (same frames; docs/synthetic.md).
 - `fps`: at a fixed encoder budget of 64 tokens, 8 frames at 6 fps (every token) against 16
   frames at 12 fps with MGTC, or random dropping, keeping 64 of 128.
 Each run's result is cached in OUT/runs/<arm>-s<seed>-<config hash>/result.json, so a rerun

@@ -9,7 +9,7 @@ synthetic motion data set; `study` is `runlocal` in the masking study's regime, 
 pre-training learns on a CPU (32-px grating-background clips, 2 x 8 x 8 tubelets, 24,000 steps;
 `configs/common.study_data`, docs/masking_study.md); `masker=random|tube|running_cell|mgmae|mgm` picks the masker (mgm
 and `--config.masking.flow=codec` of mgmae read the codec motion field the input pipeline then
-loads); `compress=mgtc|everest|rlt` first drops low-motion tokens (neither encoded nor
+loads; the synthetic set is then written with it, docs/synthetic.md); `compress=mgtc|everest|rlt` first drops low-motion tokens (neither encoded nor
 reconstructed; mgtc drops 25 %, everest 70 % as EVEREST with `masker=random`, rlt 30 % by
 RLT's static-token score; `--config.masking.compress.motion=codec` scores codec motion instead);
 `fps_scale=2` takes twice the frames at twice the rate, MGTC drops half and the masking ratio
