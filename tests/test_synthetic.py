@@ -571,11 +571,17 @@ def test_cli_writes_and_prints_a_summary(tmp_path, capsys):
       "4",
       "--max-distractors",
       "1",
+      "--motion-block",
+      "16",
     ]
   )
   line = capsys.readouterr().out.strip()
   assert line.startswith("wrote train 2, val 1, test 1 videos") and line.endswith(" s")
   assert info["seed"] == 4 and info["config"]["image_size"] == 32
+  assert info["motion"]["block"] == 16
+  record = _records(sy.split_files(out, "test")[0])[0]
+  ex = fmt.parse_example(tf.constant(record), with_motion=True)
+  assert int(ex["motion_block"]) == 16 and ex["motion"].shape[1:] == (2, 2, 2)
   assert len(sy.split_files(out, "test")) == 1
 
 

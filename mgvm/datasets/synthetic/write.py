@@ -37,7 +37,8 @@ VERSION = 1  # bump when rendering changes, so `ensure_dataset` regenerates
 # The codec motion a synthetic set stores when asked (`sources.resolve(..., motion=True)`): 8-px
 # cells, and libx264 at preset medium with every partition, so small frames get vectors on 8×8
 # partitions too (on 32-px study videos, 62 % of the vectors are on partitions below 16 × 16,
-# against 8 % at `X264_OPTIONS`' veryfast: docs/synthetic.md). One thread, no B-frames, one reference: machine-independent bytes.
+# against 8 % at `X264_OPTIONS`' veryfast: docs/synthetic.md). One thread, no B-frames, one
+# reference: the bytes do not depend on the machine.
 MOTION_BLOCK = 8
 MOTION_X264_OPTIONS = {
   "preset": "medium",
