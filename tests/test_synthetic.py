@@ -642,3 +642,25 @@ def test_motion_block_adds_the_codec_field_and_keeps_the_frames(written, tmp_pat
     assert int(ex["motion_block"]) == 8
   with pytest.raises(ValueError, match="motion_block must be an int >= 0"):
     sy.write_dataset(str(tmp_path / "bad"), config, splits=SPLITS, motion_block=-8)
+
+
+def test_processes_asking_for_one_set_at_once_take_turns(tmp_path):
+  """Two callers of `ensure_dataset` on one directory at once (threads here: an OS file lock
+  works between open files as between processes): one writes, the other reuses its set."""
+  import threading
+
+  out, logs, results = str(tmp_path / "set"), [], []
+
+  def ask():
+    results.append(
+      sy.ensure_dataset(out, TINY, splits={"train": 3}, seed=0, log=logs.append, workers=1)
+    )
+
+  threads = [threading.Thread(target=ask) for _ in range(2)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert len(results) == 2 and results[0] == results[1]
+  assert sum("generating" in m for m in logs) == 1 and sum("reusing" in m for m in logs) == 1
+  assert os.path.exists(out + ".lock")

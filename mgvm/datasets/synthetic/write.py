@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import io
 import json
 import math
@@ -260,11 +261,23 @@ def ensure_dataset(
   videos_per_shard: int = VIDEOS_PER_SHARD,
   motion_block: int = 0,
 ) -> dict:
-  """Returns the stored info when `out_dir` holds this exact data set, else writes it first."""
+  """Returns the stored info when `out_dir` holds this exact data set, else writes it first.
+
+  Several processes of one machine may ask at once (e.g. study processes sharing the cores):
+  they take turns on `<out_dir>.lock` (an OS file lock, let go when its process ends), so one
+  writes and the others reuse what it wrote."""
   config = config or SyntheticConfig()
   splits = check_splits(DEFAULT_SPLITS if splits is None else splits)
   motion_block = _check_motion_block(motion_block)
   log = log or (lambda _: None)
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  os.makedirs(parent, exist_ok=True)
+  with open(os.path.abspath(out_dir) + ".lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # waits for another process writing this set
+    return _ensure(out_dir, config, splits, seed, log, workers, videos_per_shard, motion_block)
+
+
+def _ensure(out_dir, config, splits, seed, log, workers, videos_per_shard, motion_block) -> dict:
   info = read_info(out_dir)
   want = _identity(config, splits, seed, motion_block)
   if (
