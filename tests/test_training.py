@@ -231,6 +231,7 @@ def test_motion_guided_compression_in_pretraining_finetuning_and_eval(tmp_path, 
     finetune_task.compressor(config, (4, 2, 2))
 
 
+@pytest.mark.slow  # compiles a pre-training step; the full suite runs it
 def test_codec_motion_maskers_run_on_the_synthetic_set(tmp_path, synthetic_dir):
   """A masker that reads the codec motion field (MGMAE, `flow=codec`) pre-trains and evaluates on
   the built-in set: it is written once more with the field, beside the plain set, and its clips
