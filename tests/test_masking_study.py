@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks import masking_study as study
 from benchmarks import study_runs
-from mgvm import tasks
+from mgvm.tasks.common import needs_motion
 
 
 def test_compare_calls_a_difference_only_when_the_seed_ranges_do_not_overlap():
@@ -66,12 +66,12 @@ def test_arms_differ_only_in_what_the_study_compares():
   assert everest.masking.compress.ratio == 0.5 and everest.seed == 2
   assert study.pretrain_config("mgmae_lk", 0, 100, False).masking.flow == "lk"
   codec = study.pretrain_config("mgmae_codec", 0, 100, False)
-  assert codec.masking.flow == "codec" and tasks.reads_motion(codec)
+  assert codec.masking.flow == "codec" and needs_motion(codec)
   for name, kind in (("mgtc_codec", "mgtc"), ("rlt_codec", "rlt")):
     on_codec = study.finetune_config(1, 600, "/x", False, compress=(name, 0.25))
     on_pixels = study.finetune_config(1, 600, "/x", False, compress=(kind, 0.25))
     assert (on_codec.masking.motion, on_pixels.masking.motion) == ("codec", "pixels")
-    assert tasks.reads_motion(on_codec) and not tasks.reads_motion(on_pixels)
+    assert needs_motion(on_codec) and not needs_motion(on_pixels)
     on_codec.masking.motion = "pixels"
     assert on_codec.to_dict() == on_pixels.to_dict()
   assert study.pretrain_config("tube", 0, 100, True).data.synthetic.num_train == 16

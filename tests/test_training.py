@@ -236,9 +236,9 @@ def test_codec_motion_maskers_run_on_the_synthetic_set(tmp_path, synthetic_dir):
   """A masker that reads the codec motion field (MGMAE, `flow=codec`) pre-trains and evaluates on
   the built-in set: it is written once more with the field, beside the plain set, and its clips
   show the same frames as the plain set's (so every other arm of a study compares with it)."""
-  from mgvm import tasks
   from mgvm.data import sources
   from mgvm.tasks import pretrain as pretrain_task
+  from mgvm.tasks.common import needs_motion
 
   config = tiny(
     pretrain.get_config("runlocal,masker=mgmae"),
@@ -249,7 +249,7 @@ def test_codec_motion_maskers_run_on_the_synthetic_set(tmp_path, synthetic_dir):
   )
   config.masking.flow = "codec"
   plain_config = tiny(pretrain.get_config("runlocal,masker=tube"), synthetic_dir)
-  assert tasks.reads_motion(config) and not tasks.reads_motion(plain_config)
+  assert needs_motion(config) and not needs_motion(plain_config)
   workdir = str(tmp_path / "mgmae_codec")
   assert train_run.train(config, workdir, log=lambda _: None)["step"] == 3
   assert np.isfinite(_records(workdir)[-1]["loss"])

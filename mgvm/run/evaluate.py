@@ -12,7 +12,7 @@ from flax import nnx
 from mgvm import sharding as sharding_lib
 from mgvm import tasks
 from mgvm import workdir as workdir_lib
-from mgvm.tasks.common import EvalContext
+from mgvm.tasks.common import EvalContext, needs_motion
 
 
 def restore_params(
@@ -82,7 +82,7 @@ def evaluate(
     config.mesh.data, fsdp=config.mesh.get("fsdp", 1)
   )  # params replicated
   local_batch = sharding_lib.check_batch_size(config.eval.batch_size, mesh)
-  source = sources.resolve(config.data, log=log, motion=tasks.reads_motion(config))
+  source = sources.resolve(config.data, log=log, motion=needs_motion(config))
   num_classes = task.num_classes(config, source)
   abstract_model = nnx.eval_shape(lambda: task.build_model(config, num_classes=num_classes))
   graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)

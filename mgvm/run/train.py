@@ -101,7 +101,7 @@ def _train(config, workdir: str, log: Callable[[str], None] | None) -> dict[str,
   mesh = sharding_lib.make_mesh(config.mesh.data, fsdp=config.mesh.get("fsdp", 1))
   accum_steps = int(config.get("accum_steps", 1))
   local_batch = sharding_lib.check_batch_size(config.batch_size, mesh, accum_steps)
-  source = sources.resolve(config.data, log=writer_log, motion=tasks.reads_motion(config))
+  source = sources.resolve(config.data, log=writer_log, motion=task_common.needs_motion(config))
   durations.check_pairs(config)
   if durations.uses_epochs(config):
     # an epoch: every training video (detection: every annotated keyframe, AVA's epoch)

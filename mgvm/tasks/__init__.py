@@ -13,9 +13,6 @@ instead of branching on the task. A task module defines:
   summary(result)                             one line: the score and what it was measured on
   import_torch(config, checkpoint, *, num_classes, model)   params from torch weights (`--checkpoint`)
 
-and may define `reads_motion(config)`: whether its clips carry the codec motion field (the
-built-in synthetic set is then written with it; absent: never).
-
 A new task is one new module here with these names.
 """
 
@@ -54,12 +51,6 @@ def get(name: str) -> ModuleType:
   if missing:
     raise TypeError(f"task module {module.__name__} lacks {missing}")
   return module
-
-
-def reads_motion(config) -> bool:
-  """Whether `config.task`'s clips carry the codec motion field (its optional `reads_motion`)."""
-  read = getattr(get(config.task), "reads_motion", None)
-  return bool(read is not None and read(config))
 
 
 def build_model(config, *, num_classes: int | None = None, seed: int | None = None):

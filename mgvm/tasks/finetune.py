@@ -14,9 +14,6 @@ from mgvm.tasks import common
 PLOT_KEYS = ("loss", "accuracy")
 
 
-reads_motion = common.needs_motion  # the codec motion field, when config.masking reads it
-
-
 def num_classes(config, source) -> int:
   """The data set's class count (or `config.num_classes`); a classifier needs at least two."""
   count = common.num_classes_from_data(config, source)

@@ -14,9 +14,6 @@ from mgvm.tasks import common
 PLOT_KEYS = ("loss",)
 
 
-reads_motion = common.needs_motion  # the codec motion field, when config.masking reads it
-
-
 def num_classes(config, source) -> None:
   """Pre-training has no labels."""
   return None
