@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks import x264_determinism
 from mgvm.data import format as fmt
 from mgvm.datasets import decode as dec
 from mgvm.datasets import motion_vectors as mv
@@ -309,6 +310,7 @@ def test_prepare_stores_the_field_and_its_statistics(square_videos, tmp_path):
   assert 1.0 < stats["mean_abs_px"] < 2.0  # between |pan| = 1.41 and |velocity| = 2, mostly pan
   transcoder = summary["decoder"]["transcoder"]
   assert transcoder["libx264"].startswith("core ") and transcoder["x264_options"] == mv.X264_OPTIONS
+  assert transcoder["x264_cpu_cap"] == mv.X264_CPU_CAP
   assert (
     json.loads((tmp_path / "motion" / "summary.json").read_text())["splits"]["train"][
       "motion_vectors"
@@ -412,3 +414,35 @@ def test_workers_do_not_change_the_motion_shards(square_videos, tmp_path):
   assert len(names) == 3
   for name in names:
     assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes()
+
+
+def test_encoder_options_cap_libx264_at_avx2_only_on_an_avx512_cpu(monkeypatch):
+  base = {"preset": "veryfast", "x264-params": "bframes=0:ref=1"}
+  monkeypatch.setattr(mv, "has_avx512", lambda: True)
+  assert mv.encoder_options(base) == {
+    "preset": "veryfast",
+    "x264-params": "bframes=0:ref=1:asm=AVX2",
+  }
+  assert mv.encoder_options({"crf": "18"}) == {"crf": "18", "x264-params": "asm=AVX2"}
+  for own in ("ref=1:asm=0", "asm=SSE2:ref=1", "no-asm=1"):  # the caller's choice stands
+    assert mv.encoder_options({"x264-params": own}) == {"x264-params": own}
+  assert base == {"preset": "veryfast", "x264-params": "bframes=0:ref=1"}  # not mutated
+  monkeypatch.setattr(mv, "has_avx512", lambda: False)
+  assert mv.encoder_options(base) == base
+
+
+def test_has_avx512_agrees_with_proc_cpuinfo():
+  if not os.path.exists("/proc/cpuinfo"):
+    pytest.skip("no /proc/cpuinfo")
+  with open("/proc/cpuinfo") as f:
+    flags = next(line for line in f if line.startswith("flags")).split()
+  assert mv.has_avx512() == ("avx512f" in flags)
+
+
+def test_the_transcode_gives_the_same_bytes_every_time():
+  # Without the cap, libx264's AVX-512 code made a different stream in 110 of 2,000 encodes of
+  # this clip (benchmarks/x264_determinism.py, docs/data.md): 100 encodes miss that 1 time in 300.
+  frames = x264_determinism.clip(48, 64)
+  options = mv.encoder_options(mv.X264_OPTIONS)
+  streams = {x264_determinism.encoded_bytes(frames, options) for _ in range(100)}
+  assert len(streams) == 1

@@ -623,7 +623,11 @@ def test_motion_block_adds_the_codec_field_and_keeps_the_frames(written, tmp_pat
   info = sy.write_dataset(
     moving, config, splits=SPLITS, seed=2, videos_per_shard=2, workers=2, motion_block=8
   )
-  assert info["motion"] == {"block": 8, "x264": write.MOTION_X264_OPTIONS}
+  assert info["motion"] == {
+    "block": 8,
+    "x264": write.MOTION_X264_OPTIONS,
+    "x264_cpu_cap": motion_vectors.X264_CPU_CAP,
+  }
   plain = [r for f in sy.split_files(out, "train") for r in _records(f)]
   records = [r for f in sy.split_files(moving, "train") for r in _records(f)]
   for index, (record, without) in enumerate(zip(records, plain, strict=True)):

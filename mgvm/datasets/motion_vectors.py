@@ -42,8 +42,10 @@ from the previous stored frame to this one: content at p here was at p − (dx, 
 **Transcode**: a codec that exports no vectors is re-encoded to H.264 in memory at the stored
 size (libx264 through PyAV, `X264_OPTIONS`: preset veryfast, crf 18, fixed GOP of 250, no
 B-frames, one reference frame, one thread so the bytes do not depend on the machine), and the
-field is read from that; the stored frames still come from the source. `transcode`: "auto"
-(only when the codec exports none), "always", "never" (a video without vectors is skipped with
+field is read from that (`encoder_options`: on a CPU with AVX-512, libx264's assembly is capped
+at AVX2, since its AVX-512 code gives other bytes for the same frames in some encodes:
+docs/data.md); the stored frames still come from the source. `transcode`: "auto" (only when the
+codec exports none), "always", "never" (a video without vectors is skipped with
 reason `no_motion_vectors`).
 """
 
@@ -67,6 +69,10 @@ X264_OPTIONS = {
   "threads": "1",
   "x264-params": "keyint=250:min-keyint=250:scenecut=0:bframes=0:ref=1",
 }
+# libx264's AVX-512 assembly (core 165) encodes the same frames to other bytes in 5-12 % of
+# encodes (its macroblock-tree rate control: the spread goes with mbtree=0 or rc-lookahead=0).
+# Capped at AVX2, every encode gives one stream, that of AVX and SSE4.2 too: docs/data.md.
+X264_CPU_CAP = "AVX2"
 _TIME_BASE = Fraction(1, 25)  # of the in-memory re-encode (its timestamps are frame numbers)
 _I, _P, _B, _OTHER = 0, 1, 2, 3  # format.FRAME_TYPES
 _PICT_TYPES = {1: _I, 2: _P, 3: _B}  # AVPictureType: I 1, P 2, B 3
@@ -115,6 +121,34 @@ def grid_shape(height: int, width: int, block: int) -> tuple[int, int]:
 def frame_type(frame) -> int:
   """The frame's picture type as `format.FRAME_TYPES` (I 0, P 1, B 2, other 3)."""
   return _PICT_TYPES.get(int(frame.pict_type or 0), _OTHER)
+
+
+@functools.lru_cache(maxsize=None)
+def has_avx512() -> bool:
+  """Whether this CPU (and OS) runs AVX-512F: NumPy's runtime CPU detection, else Linux's
+  /proc/cpuinfo; False where neither says."""
+  try:
+    from numpy._core._multiarray_umath import __cpu_features__ as features
+
+    return bool(features.get("AVX512F", False))
+  except ImportError:
+    pass
+  try:
+    with open("/proc/cpuinfo") as f:
+      return any(line.startswith("flags") and " avx512f" in line for line in f)
+  except OSError:
+    return False
+
+
+def encoder_options(options: dict) -> dict:
+  """libx264 `options` with its assembly capped at `X264_CPU_CAP` on a CPU with AVX-512 (module
+  docstring); options that already name `asm` in `x264-params` are the caller's choice."""
+  out = dict(options)
+  params = out.get("x264-params", "")
+  if not has_avx512() or re.search(r"(^|:)(no-)?asm(=|:|$)", params):
+    return out
+  out["x264-params"] = f"{params}:asm={X264_CPU_CAP}" if params else f"asm={X264_CPU_CAP}"
+  return out
 
 
 def enable_export(codec_context) -> None:
@@ -309,7 +343,7 @@ class Transcoder:
     )
     self.encoder.time_base = _TIME_BASE
     self.encoder.framerate = 1 / _TIME_BASE
-    self.encoder.options = dict(X264_OPTIONS if options is None else options)
+    self.encoder.options = encoder_options(X264_OPTIONS if options is None else options)
     self.decoder = av.CodecContext.create("h264", "r")
     enable_export(self.decoder)
     self.count = 0
@@ -374,6 +408,7 @@ def transcoder_versions() -> dict:
     "pyav": str(av.__version__),
     "libx264": x264_version(),
     "x264_options": dict(X264_OPTIONS),
+    "x264_cpu_cap": X264_CPU_CAP,
   }
 
 

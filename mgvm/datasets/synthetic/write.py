@@ -39,7 +39,8 @@ VERSION = 1  # bump when rendering changes, so `ensure_dataset` regenerates
 # cells, and libx264 at preset medium with every partition, so small frames get vectors on 8×8
 # partitions too (on 32-px study videos, 62 % of the vectors are on partitions below 16 × 16,
 # against 8 % at `X264_OPTIONS`' veryfast: docs/synthetic.md). One thread, no B-frames, one
-# reference: the bytes do not depend on the machine.
+# reference, libx264's assembly capped at AVX2 (`motion_vectors.encoder_options`): the bytes do
+# not depend on the machine.
 MOTION_BLOCK = 8
 MOTION_X264_OPTIONS = {
   "preset": "medium",
@@ -158,7 +159,13 @@ def _identity(
     "counts": dict(sorted(splits.items())),
   }
   if motion_block:  # sets written without a field keep their identity
-    identity["motion"] = {"block": motion_block, "x264": MOTION_X264_OPTIONS}
+    from mgvm.datasets import motion_vectors
+
+    identity["motion"] = {
+      "block": motion_block,
+      "x264": MOTION_X264_OPTIONS,
+      "x264_cpu_cap": motion_vectors.X264_CPU_CAP,
+    }
   return identity
 
 
