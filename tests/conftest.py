@@ -1,5 +1,5 @@
 """Test setup: 8 host CPU devices for sharding tests, offline hubs, GPU-only tests skipped on CPU,
-the shared synthetic set (`synthetic_dir`), XLA's fast-compile mode.
+the shared synthetic set (`synthetic_dir`), XLA's fast-compile mode, one JAX compilation cache.
 
 The environment variables are set before jax / transformers are imported by any test.
 """
@@ -16,6 +16,19 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 # them a little slower: compiling dominates nearly every test (subprocesses inherit this).
 # Tests whose run time dominates opt out with @pytest.mark.xla_optimized.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# Many tests (and their subprocesses) compile the same tiny programs: JAX's persistent cache, in a
+# directory the first process of the run makes (the xdist workers and subprocesses inherit it),
+# serves the repeats. XLA keys it on the program and the compile options, so a test that turns
+# the optimizations on compiles its own. Removed at exit by the process that made it.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  import atexit
+  import shutil
+  import tempfile
+
+  _CACHE = tempfile.mkdtemp(prefix="mgvm-test-jax-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402
 
