@@ -9,14 +9,11 @@ evaluates an official VideoMAE `.pth` or a Hugging Face VideoMAE directory inste
 code is executed); its size must match `config.model`.
 """
 
+from absl import app, flags, logging
+from ml_collections import config_flags
+
 from mgvm import cli
-
-cli.quiet_startup()  # before TensorFlow loads
-
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from mgvm.run import evaluate as runner  # noqa: E402
+from mgvm.run import evaluate as runner
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file (and :args).", lock_config=True

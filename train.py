@@ -7,14 +7,11 @@ latest checkpoint. Writes DIR/checkpoints, DIR/metrics.jsonl, DIR/tensorboard, D
 
 import sys
 
+from absl import app, flags, logging
+from ml_collections import config_flags
+
 from mgvm import cli
-
-cli.quiet_startup()  # before TensorFlow loads
-
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from mgvm.run import train as runner  # noqa: E402
+from mgvm.run import train as runner
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file (and :args).", lock_config=True

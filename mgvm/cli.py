@@ -83,7 +83,8 @@ def fail(message: str) -> NoReturn:
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """`absl.app.run(main)` with flag and known errors printed as one `error:` message."""
+  """`absl.app.run(main)` with flag and known errors printed as one `error:` message; TensorFlow
+  loads quietly (`quiet_startup`) once the flags (and the config) have parsed."""
   from absl import app, flags
 
   from mgvm.config import flag_error_message
@@ -97,6 +98,7 @@ def run(main: Callable[[list[str]], None]) -> None:
       fail(flag_error_message(e))
 
   def guarded(argv):
+    quiet_startup()  # after the flags parsed: a misspelt config key fails before TF loads
     try:
       return main(argv)
     except _known_errors() as e:
