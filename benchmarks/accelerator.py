@@ -6,7 +6,7 @@ The GPU run (one NVIDIA H200, 16 host cores; one command, under 8 minutes):
 
 A rerun of a subset: `--sections attention,maskers --sizes L`. The CPU side by side with PyTorch:
 `python benchmarks/accelerator.py --cpu-vs-torch`. The smoke test: `--toy` (every section at a
-tiny size in float32; 1.5-2.5 minutes on 2 CPU cores, all of it compiling ~25 small programs).
+tiny size in float32; 1-1.5 minutes on 2 CPU cores, all of it compiling ~25 small programs).
 
 Sections (`--sections`, in this order). Each row is printed as a Markdown table row when it is
 measured and `--json` is rewritten after every row, so a run cut short keeps what it measured.
@@ -119,7 +119,7 @@ class Shape:
 TOY_MODEL = (
   ("size", ""),
   ("dim", 64),
-  ("depth", 2),
+  ("depth", 1),
   ("num_heads", 2),
   ("decoder_dim", 32),
   ("decoder_depth", 1),
