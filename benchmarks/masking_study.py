@@ -83,9 +83,9 @@ TOKENS = 64  # per clip in the study regime: a 4 x 4 x 4 grid of 2 x 8 x 8 tubel
 
 
 def _toy(config):
-  """`--quick`: a tiny synthetic set, model (2 blocks of width 32) and batch on one device (the
+  """`--quick`: a tiny synthetic set, model (1 block of width 32) and batch on one device (the
   study's clips otherwise)."""
-  config.model.update(dim=32, depth=2, num_heads=2)
+  config.model.update(dim=32, depth=1, num_heads=2)
   if config.model.decoder_depth:
     config.model.update(decoder_dim=16, decoder_heads=2)
   config.data.synthetic.update(num_train=16, num_val=2, num_test=4)
