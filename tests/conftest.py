@@ -1,5 +1,5 @@
 """Test setup: 8 host CPU devices for sharding tests, offline hubs, GPU-only tests skipped on CPU,
-the shared synthetic set (`synthetic_dir`), XLA's fast-compile mode, one JAX compilation cache.
+the shared synthetic sets (`synthetic_dir`), XLA's fast-compile mode, one JAX compilation cache.
 
 The environment variables are set before jax / transformers are imported by any test.
 """
@@ -16,19 +16,30 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 # them a little slower: compiling dominates nearly every test (subprocesses inherit this).
 # Tests whose run time dominates opt out with @pytest.mark.xla_optimized.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-# Many tests (and their subprocesses) compile the same tiny programs: JAX's persistent cache, in a
-# directory the first process of the run makes (the xdist workers and subprocesses inherit it),
-# serves the repeats. XLA keys it on the program and the compile options, so a test that turns
-# the optimizations on compiles its own. Removed at exit by the process that made it.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-  import atexit
-  import shutil
-  import tempfile
 
-  _CACHE = tempfile.mkdtemp(prefix="mgvm-test-jax-cache-")
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
-  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+def _run_directory(variable: str, prefix: str) -> str:
+  """A directory for the whole test run, in `variable`: made by the run's first process (the
+  xdist workers and the tests' subprocesses inherit the variable) and removed at its exit."""
+  if variable not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.environ[variable] = path
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+  return os.environ[variable]
+
+
+# Many tests (and their subprocesses) compile the same tiny programs: JAX's persistent cache serves
+# the repeats. XLA keys it on the program and the compile options, so a test that turns the
+# optimizations on compiles its own.
+_run_directory("JAX_COMPILATION_CACHE_DIR", "mgvm-test-jax-cache-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# The synthetic sets the tests read (`synthetic_dir`): written once per run, whichever worker
+# asks first (`ensure_dataset` locks a set while one process writes it).
+_SYNTHETIC = _run_directory("MGVM_TEST_SYNTHETIC_DIR", "mgvm-test-synthetic-")
 
 import pytest  # noqa: E402
 
@@ -57,10 +68,13 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def synthetic_dir(tmp_path_factory):
-  """Where the shared tiny synthetic set lives (`helpers.tiny(config, synthetic_dir)`); the first
-  test that reads it generates it, every later one reuses it."""
-  return tmp_path_factory.mktemp("synthetic")
+def synthetic_dir():
+  """Where the shared tiny synthetic sets live (`helpers.tiny(config, synthetic_dir)`), one
+  directory for every worker of the run; the first test that reads a set generates it, every
+  later one reuses it."""
+  import pathlib
+
+  return pathlib.Path(_SYNTHETIC)
 
 
 @pytest.fixture(autouse=True)
