@@ -55,16 +55,18 @@ def test_kv_lengths_attend_only_to_the_first_tokens(attention):
   attn = _attention(attention)
   x = jax.random.normal(jax.random.key(2), (3, 10, 24))
   lengths = jnp.array([10, 6, 1], jnp.int32)
-  out = nnx.jit(lambda m, x, n: m(x, kv_lengths=n))(attn, x, lengths)
+  # jitted: one program per input shape compiles faster than the ops one by one
+  apply = nnx.jit(lambda m, x, kv=None, q=None: m(x, kv_lengths=kv, q_lengths=q))
+  out = apply(attn, x, lengths)
   for b, n in enumerate(lengths.tolist()):
     # Attention over only the first n tokens, by slicing: the real queries' outputs agree.
-    np.testing.assert_allclose(out[b, :n], attn(x[b : b + 1, :n])[0], rtol=1e-5, atol=2e-6)
+    np.testing.assert_allclose(out[b, :n], apply(attn, x[b : b + 1, :n])[0], rtol=1e-5, atol=2e-6)
   # Padding content is invisible to the real queries.
   noisy = x.at[1, 6:].set(100.0)
-  np.testing.assert_allclose(attn(noisy, kv_lengths=lengths)[1, :6], out[1, :6], atol=2e-6)
-  assert not np.allclose(attn(noisy)[1, :6], out[1, :6], atol=1e-3)
+  np.testing.assert_allclose(apply(attn, noisy, lengths)[1, :6], out[1, :6], atol=2e-6)
+  assert not np.allclose(apply(attn, noisy)[1, :6], out[1, :6], atol=1e-3)
   # q_lengths: padded queries come out as the projection of zeros (the proj bias).
-  both = attn(x, kv_lengths=lengths, q_lengths=lengths)
+  both = apply(attn, x, lengths, lengths)
   np.testing.assert_allclose(both[1, :6], out[1, :6], atol=2e-6)
   np.testing.assert_allclose(both[1, 6:], jnp.broadcast_to(attn.proj.bias[...], (4, 24)), atol=1e-6)
 
@@ -74,11 +76,12 @@ def test_kv_lengths_through_the_encoder_equal_the_unpadded_encoder():
     None, dim=24, depth=2, num_heads=2, num_frames=4, image_size=32, rngs=nnx.Rngs(0)
   )
   video = jax.random.normal(jax.random.key(3), (2, 4, 32, 32, 3))
-  tokens = enc.embed(video)
+  tokens = nnx.jit(lambda m, v: m.embed(v))(enc, video)
+  encode = nnx.jit(lambda m, t, i, kv=None: m.encode(t, i, kv_lengths=kv))
   ids = jnp.array([[0, 2, 5, 7, 1], [1, 3, 4, 6, 0]], jnp.int32)  # sample 1: 4 real + 1 pad
-  out = enc.encode(tokens, ids, kv_lengths=jnp.array([5, 4], jnp.int32))
-  np.testing.assert_allclose(out[1, :4], enc.encode(tokens[1:], ids[1:, :4])[0], atol=1e-5)
-  np.testing.assert_allclose(out[0], enc.encode(tokens[:1], ids[:1])[0], atol=1e-5)
+  out = encode(enc, tokens, ids, jnp.array([5, 4], jnp.int32))
+  np.testing.assert_allclose(out[1, :4], encode(enc, tokens[1:], ids[1:, :4])[0], atol=1e-5)
+  np.testing.assert_allclose(out[0], encode(enc, tokens[:1], ids[:1])[0], atol=1e-5)
 
 
 def test_auto_resolves_as_documented():

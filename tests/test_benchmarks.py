@@ -153,6 +153,7 @@ def _python(code: str, *args: str, timeout: int):
   )
 
 
+@pytest.mark.slow  # a subprocess
 def test_accelerator_benchmark_imports_no_tensorflow():
   proc = _python(NO_TF + ACCELERATOR + "accelerator.import_all(); print('imported')", timeout=300)
   assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr[-3000:]
