@@ -75,13 +75,8 @@ def encoded_bytes(frames: np.ndarray, opts: dict) -> bytes:
 
 
 def cpu_has(level: str) -> bool:
-  if level not in _NUMPY_FEATURE:
-    return True
-  try:
-    from numpy._core._multiarray_umath import __cpu_features__ as features
-  except ImportError:
-    return False
-  return bool(features.get(_NUMPY_FEATURE[level], False))
+  """Whether this CPU runs `level` (levels NumPy cannot check are skipped)."""
+  return level not in _NUMPY_FEATURE or bool(mv.cpu_feature(_NUMPY_FEATURE[level]))
 
 
 def main(argv=None) -> None:

@@ -431,12 +431,25 @@ def test_encoder_options_cap_libx264_at_avx2_only_on_an_avx512_cpu(monkeypatch):
   assert mv.encoder_options(base) == base
 
 
-def test_has_avx512_agrees_with_proc_cpuinfo():
+def test_has_avx512_agrees_with_proc_cpuinfo(monkeypatch):
   if not os.path.exists("/proc/cpuinfo"):
     pytest.skip("no /proc/cpuinfo")
   with open("/proc/cpuinfo") as f:
     flags = next(line for line in f if line.startswith("flags")).split()
   assert mv.has_avx512() == ("avx512f" in flags)
+  # ... and so does its fallback, where NumPy does not say: a whole flag, not a prefix
+  monkeypatch.setattr(mv, "cpu_feature", lambda name: None)
+  mv.has_avx512.cache_clear()
+  try:
+    assert mv.has_avx512() == ("avx512f" in flags)
+    monkeypatch.setattr(mv, "_cpuinfo_flags", lambda: {"avx2", "avx512fp16", "avx512bw"})
+    mv.has_avx512.cache_clear()
+    assert not mv.has_avx512()
+    monkeypatch.setattr(mv, "_cpuinfo_flags", lambda: {"avx2", "avx512f"})
+    mv.has_avx512.cache_clear()
+    assert mv.has_avx512()
+  finally:
+    mv.has_avx512.cache_clear()
 
 
 def test_the_transcode_gives_the_same_bytes_every_time():

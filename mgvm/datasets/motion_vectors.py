@@ -123,21 +123,33 @@ def frame_type(frame) -> int:
   return _PICT_TYPES.get(int(frame.pict_type or 0), _OTHER)
 
 
-@functools.lru_cache(maxsize=None)
-def has_avx512() -> bool:
-  """Whether this CPU (and OS) runs AVX-512F: NumPy's runtime CPU detection, else Linux's
-  /proc/cpuinfo; False where neither says."""
+def cpu_feature(name: str) -> bool | None:
+  """Whether this CPU (and OS) runs the instruction set `name` ("AVX512F", "AVX2", "SSE42": NumPy's
+  names), by NumPy's runtime CPU detection; None where this NumPy does not say."""
   try:
     from numpy._core._multiarray_umath import __cpu_features__ as features
-
-    return bool(features.get("AVX512F", False))
   except ImportError:
-    pass
+    return None
+  return bool(features.get(name, False))
+
+
+def _cpuinfo_flags() -> set[str]:
+  """The CPU flags Linux's /proc/cpuinfo lists (empty where there is none)."""
   try:
     with open("/proc/cpuinfo") as f:
-      return any(line.startswith("flags") and " avx512f" in line for line in f)
+      return next(
+        (set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set()
+      )
   except OSError:
-    return False
+    return set()
+
+
+@functools.lru_cache(maxsize=None)
+def has_avx512() -> bool:
+  """Whether this CPU (and OS) runs AVX-512F: `cpu_feature`, else Linux's /proc/cpuinfo; False
+  where neither says."""
+  found = cpu_feature("AVX512F")
+  return found if found is not None else "avx512f" in _cpuinfo_flags()
 
 
 def encoder_options(options: dict) -> dict:
