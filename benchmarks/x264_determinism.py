@@ -79,17 +79,29 @@ def cpu_has(level: str) -> bool:
   return level not in _NUMPY_FEATURE or bool(mv.cpu_feature(_NUMPY_FEATURE[level]))
 
 
+def sizes(text: str) -> list[tuple[int, int]]:
+  """ "48x64,240x320" → [(48, 64), (240, 320)]; an argparse error naming a bad entry."""
+  out = []
+  for entry in text.split(","):
+    parts = entry.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+      raise argparse.ArgumentTypeError(f"size {entry!r} is not HxW with positive integers")
+    out.append((int(parts[0]), int(parts[1])))
+  return out
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--encodes", type=int, default=2000)
-  parser.add_argument("--sizes", default="48x64,240x320", help="H×W, comma-separated")
+  parser.add_argument("--sizes", type=sizes, default="48x64,240x320", help="HxW, comma-separated")
   args = parser.parse_args(argv)
+  if args.encodes < 1:
+    parser.error(f"--encodes must be at least 1, got {args.encodes}")
   print(
     f"libx264 {mv.x264_version()}, AVX-512: {mv.has_avx512()}, capped options: "
     f"{mv.encoder_options(mv.X264_OPTIONS)['x264-params']}"
   )
-  for size in args.sizes.split(","):
-    h, w = (int(v) for v in size.lower().split("x"))
+  for h, w in args.sizes:
     frames = clip(h, w)
     n = args.encodes if h * w <= 64 * 64 else max(args.encodes // 20, 20)
     common = {}

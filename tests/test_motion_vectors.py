@@ -459,3 +459,12 @@ def test_the_transcode_gives_the_same_bytes_every_time():
   options = mv.encoder_options(mv.X264_OPTIONS)
   streams = {x264_determinism.encoded_bytes(frames, options) for _ in range(100)}
   assert len(streams) == 1
+
+
+def test_the_x264_benchmark_parses_sizes_and_names_a_bad_one():
+  import argparse
+
+  assert x264_determinism.sizes("48x64,240X320") == [(48, 64), (240, 320)]
+  for bad in ("48x", "48x64x3", "0x64", "48x6z"):
+    with pytest.raises(argparse.ArgumentTypeError, match=repr(bad)):
+      x264_determinism.sizes(f"32x32,{bad}")
